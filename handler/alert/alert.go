@@ -1,0 +1,82 @@
+// Package alert holds the guard's alert values: what the plan raises and
+// resolves, what the sinks deliver and what the state store keeps.
+package alert
+
+import "time"
+
+// Severity of an alert.
+type Severity string
+
+const (
+	Info     Severity = "info"
+	Warning  Severity = "warning"
+	Critical Severity = "critical"
+)
+
+// Kind names one row of the alert catalog.
+type Kind string
+
+const (
+	KeyDisabled       Kind = "key-disabled"
+	KeyExpired        Kind = "key-expired"
+	KeyNotYetValid    Kind = "key-not-yet-valid"
+	KeyExpiresSoon    Kind = "key-expires-soon"
+	KeyMissing        Kind = "key-missing"
+	VaultMissing      Kind = "vault-missing"
+	ConfigInvalid     Kind = "config-invalid"
+	ClustersPaused    Kind = "clusters-paused"
+	EndpointFailed    Kind = "endpoint-failed"
+	EndpointStuck     Kind = "endpoint-stuck"
+	ConnectionChanged Kind = "connection-rejected"
+	AccessChanged     Kind = "access-changed"
+	ForeignConnection Kind = "foreign-connection"
+	KeyRotated        Kind = "key-rotated"
+	Approved          Kind = "approved"
+	WouldApprove      Kind = "would-approve"
+	GuardBlind        Kind = "guard-blind"
+)
+
+// Alert is one condition the guard reports. Fingerprint is stable for the same
+// condition on the same object across reconciles (kind, project and subject),
+// so an alert is raised once, kept open while the condition holds and resolved
+// when it clears.
+type Alert struct {
+	Fingerprint string   `json:"fingerprint"`
+	Kind        Kind     `json:"kind"`
+	Severity    Severity `json:"severity"`
+	ProjectID   string   `json:"projectId"`
+	// Vault is the ARM resource ID of the vault concerned, when known.
+	Vault string `json:"vault,omitempty"`
+	// Subject names the object within the project: a connection, endpoint,
+	// key version or cluster list; empty for project-wide conditions.
+	Subject string `json:"subject,omitempty"`
+	// Summary is one human sentence; it never contains a secret.
+	Summary string            `json:"summary"`
+	Details map[string]string `json:"details,omitempty"`
+	// Actor is who caused the condition, when an event said so.
+	Actor        string     `json:"actor,omitempty"`
+	FirstSeen    time.Time  `json:"firstSeen"`
+	LastSeen     time.Time  `json:"lastSeen"`
+	LastNotified time.Time  `json:"lastNotified,omitzero"`
+	ResolvedAt   *time.Time `json:"resolvedAt,omitempty"`
+}
+
+// Action says what a notice tells about its alert.
+type Action string
+
+const (
+	Raised     Action = "raised"    // first time seen
+	Escalated  Action = "escalated" // severity went up while open
+	Reminder   Action = "reminder"  // still open, re-notified after the interval
+	Resolved   Action = "resolved"  // the condition cleared
+	AuditEvent Action = "audit"     // a one-shot record (approvals)
+)
+
+// Notice is one message to deliver to the alert sinks. ID is unique per notice
+// (fingerprint, action and time) and lets sinks and the state store de-duplicate.
+type Notice struct {
+	ID     string    `json:"id"`
+	Action Action    `json:"action"`
+	At     time.Time `json:"at"`
+	Alert  Alert     `json:"alert"`
+}

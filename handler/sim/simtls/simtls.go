@@ -1,0 +1,114 @@
+// Package simtls gives the simulators a private certificate authority and a
+// server certificate for the loopback addresses, so clients under test verify
+// TLS for real: in-process through Pool/Client, in another process through
+// SSL_CERT_FILE pointing at the file WriteCA writes.
+package simtls
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"time"
+)
+
+// Authority is a throw-away CA with one leaf certificate valid for
+// 127.0.0.1, ::1 and localhost.
+type Authority struct {
+	caPEM []byte
+	pool  *x509.CertPool
+	leaf  tls.Certificate
+}
+
+// New creates a CA and a leaf certificate valid from an hour ago for a day.
+func New() (*Authority, error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("simtls: ca key: %w", err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "atlas-akv-guard simulator CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		IsCA:                  true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, fmt.Errorf("simtls: ca cert: %w", err)
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, fmt.Errorf("simtls: parse ca: %w", err)
+	}
+	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("simtls: leaf key: %w", err)
+	}
+	leafTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.IPv6loopback},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, caCert, &leafKey.PublicKey, caKey)
+	if err != nil {
+		return nil, fmt.Errorf("simtls: leaf cert: %w", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+	return &Authority{
+		caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		pool:  pool,
+		leaf:  tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: leafKey, Leaf: nil},
+	}, nil
+}
+
+// ServerConfig returns a TLS configuration for a simulator's listener.
+func (a *Authority) ServerConfig() *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{a.leaf}, MinVersion: tls.VersionTLS12}
+}
+
+// Pool returns a certificate pool that trusts only this authority.
+func (a *Authority) Pool() *x509.CertPool { return a.pool }
+
+// Transport returns an HTTP transport that trusts only this authority.
+func (a *Authority) Transport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: a.pool, MinVersion: tls.VersionTLS12}
+	return t
+}
+
+// Client returns an HTTP client that trusts only this authority.
+func (a *Authority) Client() *http.Client {
+	return &http.Client{Transport: a.Transport(), Timeout: 30 * time.Second}
+}
+
+// CAPEM returns the CA certificate in PEM form.
+func (a *Authority) CAPEM() []byte { return a.caPEM }
+
+// WriteCA writes the CA certificate to path (for SSL_CERT_FILE in a child
+// process).
+func (a *Authority) WriteCA(path string) error {
+	return os.WriteFile(path, a.caPEM, 0o600)
+}
+
+// Listen starts a TLS listener on a free loopback port.
+func (a *Authority) Listen() (net.Listener, error) {
+	return tls.Listen("tcp", "127.0.0.1:0", a.ServerConfig())
+}
