@@ -1,0 +1,67 @@
+# atlas-akv-guard — build, test, package, run, deploy.
+# `make test` is the one test command (CI runs exactly it): it installs what it
+# needs (Go modules, Azurite from npm) and runs every test.
+
+SHELL        := bash
+GO           ?= go
+VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS      := -s -w -X main.version=$(VERSION)
+AZURITE_VERSION := 3.37.0
+AZURITE      := $(CURDIR)/.cache/azurite/node_modules/.bin/azurite-blob
+FUNCTIONS    := KeyVaultEvents PrivateLinkEvents Reconcile Status
+
+.PHONY: all build test lint package run demo bench fuzz clean tools
+
+all: lint test build
+
+## build: static linux/amd64 binary for the Functions host → bin/handler
+build:
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/handler ./handler
+
+$(AZURITE):
+	@command -v npm >/dev/null || { echo "npm is required to install Azurite (the storage emulator the tests use)"; exit 1; }
+	npm install --no-audit --no-fund --loglevel=error --prefix .cache/azurite azurite@$(AZURITE_VERSION)
+
+## tools: install what the tests need (Go modules, Azurite)
+tools: $(AZURITE)
+	$(GO) mod download
+
+## test: every test, against real Azurite storage and the in-repo simulators
+test: tools
+	AZURITE_BIN=$(AZURITE) $(GO) test -count=1 -timeout 30m ./...
+
+## lint: go vet and a gofmt check
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l handler); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## package: the staged app folder dist/app/ and dist/app.zip (executable bit kept)
+package: build
+	rm -rf dist && mkdir -p dist/app
+	cp host.json dist/app/
+	for f in $(FUNCTIONS); do mkdir -p dist/app/$$f && cp functions/$$f/function.json dist/app/$$f/; done
+	cp bin/handler dist/app/handler && chmod 0755 dist/app/handler
+	$(GO) run ./handler/tools/zipdir dist/app dist/app.zip
+
+## run: func start in dist/app (needs Azure Functions Core Tools and Azurite)
+run: package
+	@command -v func >/dev/null || { echo "Azure Functions Core Tools ('func') not found: install them from https://learn.microsoft.com/azure/azure-functions/functions-run-local"; exit 1; }
+	@[ -f local.settings.json ] || { echo "copy local.settings.json.example to local.settings.json and fill it in"; exit 1; }
+	@(exec 3<>/dev/tcp/127.0.0.1/10000) 2>/dev/null || { echo "Azurite is not listening on 127.0.0.1:10000: start it with 'npx azurite-blob' (AzureWebJobsStorage=UseDevelopmentStorage=true)"; exit 1; }
+	cp local.settings.json dist/app/
+	cd dist/app && func start --custom
+
+## bench: the benchmarks (see README "Performance")
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime=200x ./handler/...
+
+## fuzz: a short run of every fuzz target (the corpus lives in testdata/fuzz)
+fuzz:
+	@for p in $$($(GO) list ./handler/...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$p 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$p $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 20s $$p || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin dist

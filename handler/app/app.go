@@ -1,0 +1,310 @@
+// Package app is the composition root: it reads the configuration once,
+// builds the clients, the reconciler and the server, and runs the command the
+// arguments name. main only calls Run.
+package app
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
+	checkcmd "github.com/atlas-akv-guard/atlas-akv-guard/handler/check"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/config"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/logging"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/reconcile"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/server"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/status"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
+)
+
+// Exit codes.
+const (
+	ExitOK      = 0
+	ExitProblem = 1 // check: problems found
+	ExitError   = 2 // bad usage, bad configuration, or the command could not run
+)
+
+// Env is how the program reads its environment (os.Getenv in production).
+type Env func(string) string
+
+// Run runs the command in args (without the program name) and returns the
+// exit code. The server stops cleanly when ctx is cancelled (SIGTERM).
+func Run(ctx context.Context, args []string, env Env, stdout, stderr io.Writer, version string) int {
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	} else if env("FUNCTIONS_CUSTOMHANDLER_PORT") == "" {
+		fmt.Fprint(stderr, usage)
+		return ExitError
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, args, env, stdout, stderr)
+	case "check":
+		return check(ctx, args, env, stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "atlas-akv-guard", version)
+		return ExitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return ExitOK
+	}
+	fmt.Fprintf(stderr, "unknown command %q\n%s", cmd, usage)
+	return ExitError
+}
+
+const usage = `usage: handler <command> [flags]
+
+commands:
+  serve     the Azure Functions custom handler (the default when FUNCTIONS_CUSTOMHANDLER_PORT is set)
+            -addr host:port   listen here instead of 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT
+  check     one observe-only reconcile of every project against the real Atlas and Azure, as a report
+            -json             machine-readable output
+            -settings FILE    read settings from a local.settings.json (the environment wins)
+            exit status: 0 healthy, 1 problems found, 2 the check could not run
+  version   print the version
+`
+
+func serve(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "", "listen address (default 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT)")
+	if err := fs.Parse(args); err != nil {
+		return ExitError
+	}
+	cfg, err := config.Load(env)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return ExitError
+	}
+	if *addr == "" {
+		if cfg.Port == 0 {
+			fmt.Fprintln(stderr, "config: FUNCTIONS_CUSTOMHANDLER_PORT: missing (the Functions host sets it; or pass -addr)")
+			return ExitError
+		}
+		*addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Port))
+	}
+	if !cfg.StorageConfigured() {
+		fmt.Fprintln(stderr, "config: AzureWebJobsStorage: missing (a connection string, UseDevelopmentStorage=true, or AzureWebJobsStorage__blobServiceUri)")
+		return ExitError
+	}
+	log := logging.New(stdout, cfg.LogLevel)
+
+	// Listen first: the host polls GET / until it answers.
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "listen %s: %v\n", *addr, err)
+		return ExitError
+	}
+	store := &lazyStore{opts: cfg.Storage}
+	w, err := Wire(cfg, env, store, log)
+	if err != nil {
+		ln.Close()
+		fmt.Fprintln(stderr, err)
+		return ExitError
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "mode", string(cfg.Mode), "projects", len(cfg.ProjectIDs),
+		"storage", cfg.Storage.String())
+	h := server.New(server.Options{Dispatcher: w.Reconciler, Status: status.Handler(store, cfg.ProjectIDs, log), Logger: log})
+	if err := server.Serve(ctx, ln, h, 20*time.Second, log); err != nil {
+		log.Error("server stopped", "error", err.Error())
+		return ExitError
+	}
+	log.Info("stopped")
+	return ExitOK
+}
+
+// Wired is the guard's object graph.
+type Wired struct {
+	Reconciler *reconcile.Reconciler
+	Atlas      *atlas.Client
+}
+
+// Wire builds the Atlas and Azure clients, the sinks and the reconciler from
+// cfg. It makes no network call.
+func Wire(cfg config.Config, env Env, store state.Store, log *slog.Logger) (Wired, error) {
+	ac, err := atlas.New(atlas.Options{
+		BaseURL:      cfg.Atlas.BaseURL,
+		ClientID:     cfg.Atlas.ClientID,
+		ClientSecret: cfg.Atlas.ClientSecret.Reveal(),
+		PublicKey:    cfg.Atlas.PublicKey,
+		PrivateKey:   cfg.Atlas.PrivateKey.Reveal(),
+		Logger:       log,
+	})
+	if err != nil {
+		return Wired{}, fmt.Errorf("atlas client: %w", err)
+	}
+	cred, err := vault.Credential(env, nil)
+	if err != nil {
+		return Wired{}, fmt.Errorf("azure credential: %w", err)
+	}
+	sinks, err := Sinks(cfg, cred)
+	if err != nil {
+		return Wired{}, err
+	}
+	r, err := reconcile.New(reconcile.Options{
+		Projects: cfg.ProjectIDs,
+		Atlas:    ac,
+		Azure:    azureClients(cred, cfg.ARMEndpoint, log),
+		Store:    store,
+		Log:      notify.NewLog(log),
+		Sinks:    sinks,
+		Policy: plan.Policy{
+			Mode:          plan.Mode(cfg.Mode),
+			KeyExpiryWarn: cfg.KeyExpiryWarn,
+			StuckAfter:    cfg.StuckAfter,
+			RenotifyAfter: cfg.RenotifyAfter,
+		},
+		Concurrency: cfg.Concurrency,
+		Timeout:     cfg.ReconcileTimeout,
+		Logger:      log,
+	})
+	if err != nil {
+		return Wired{}, err
+	}
+	return Wired{Reconciler: r, Atlas: ac}, nil
+}
+
+// Sinks builds the optional external alert sinks.
+func Sinks(cfg config.Config, cred azcore.TokenCredential) ([]reconcile.Sink, error) {
+	var sinks []reconcile.Sink
+	if cfg.WebhookURL != "" {
+		format, err := notify.ParseFormat(cfg.WebhookFormat)
+		if err != nil {
+			return nil, fmt.Errorf("config: GUARD_ALERT_WEBHOOK_FORMAT: %w", err)
+		}
+		wh, err := notify.NewWebhook(notify.WebhookOptions{URL: cfg.WebhookURL.Reveal(), Format: format})
+		if err != nil {
+			return nil, fmt.Errorf("config: GUARD_ALERT_WEBHOOK_URL: %w", err)
+		}
+		sinks = append(sinks, wh)
+	}
+	if cfg.TopicEndpoint != "" {
+		eg, err := notify.NewEventGrid(notify.EventGridOptions{
+			Endpoint: cfg.TopicEndpoint, Key: cfg.TopicKey.Reveal(), Credential: cred,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("config: GUARD_ALERT_TOPIC_ENDPOINT: %w", err)
+		}
+		sinks = append(sinks, eg)
+	}
+	return sinks, nil
+}
+
+// azureClients returns a factory of ARM clients, one per Azure environment,
+// built on first use.
+func azureClients(cred azcore.TokenCredential, armEndpoint string, log *slog.Logger) reconcile.AzureFor {
+	var mu sync.Mutex
+	clients := map[string]*vault.Client{}
+	return func(environment string) (reconcile.Azure, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if c, ok := clients[environment]; ok {
+			return c, nil
+		}
+		cloudCfg, err := vault.CloudFor(environment, armEndpoint)
+		if err != nil {
+			return nil, err
+		}
+		c, err := vault.New(vault.Options{Credential: cred, Cloud: cloudCfg, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		clients[environment] = c
+		return c, nil
+	}
+}
+
+// lazyStore opens the blob store on first use, so the handler is ready at
+// once and survives storage that is down at start.
+type lazyStore struct {
+	opts state.BlobOptions
+	mu   sync.Mutex
+	blob *state.Blob
+}
+
+func (l *lazyStore) open(ctx context.Context) (*state.Blob, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.blob != nil {
+		return l.blob, nil
+	}
+	b, err := state.NewBlob(ctx, l.opts)
+	if err != nil {
+		return nil, err
+	}
+	l.blob = b
+	return b, nil
+}
+
+func (l *lazyStore) Get(ctx context.Context, key string) ([]byte, string, error) {
+	b, err := l.open(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	return b.Get(ctx, key)
+}
+
+func (l *lazyStore) Put(ctx context.Context, key string, data []byte, etag string) (string, error) {
+	b, err := l.open(ctx)
+	if err != nil {
+		return "", err
+	}
+	return b.Put(ctx, key, data, etag)
+}
+
+func (l *lazyStore) List(ctx context.Context, prefix string) ([]string, error) {
+	b, err := l.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return b.List(ctx, prefix)
+}
+
+func check(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "machine-readable output")
+	settings := fs.String("settings", "", "a local.settings.json to read settings from (the environment wins)")
+	if err := fs.Parse(args); err != nil {
+		return ExitError
+	}
+	if *settings != "" {
+		withFile, err := config.WithLocalSettings(*settings, env)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return ExitError
+		}
+		env = withFile
+	}
+	cfg, err := config.Load(env)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return ExitError
+	}
+	// A check never writes to Azure and keeps no state.
+	cfg.Mode = config.Observe
+	cfg.WebhookURL, cfg.TopicEndpoint, cfg.TopicKey = "", "", ""
+	log := logging.New(stderr, slog.LevelError)
+	store := state.NewMemory()
+	w, err := Wire(cfg, env, store, log)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return ExitError
+	}
+	return checkcmd.Run(ctx, checkcmd.Options{
+		Reconciler: w.Reconciler, Store: store, Projects: cfg.ProjectIDs, JSON: *asJSON, Out: stdout,
+	})
+}

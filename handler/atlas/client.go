@@ -1,0 +1,310 @@
+// Package atlas is a small client of the MongoDB Atlas Administration API v2,
+// limited to what the guard reads: a project's encryption-at-rest
+// configuration, its Azure EAR private endpoints and its clusters.
+//
+// It authenticates with a service account (OAuth 2.0 client credentials,
+// preferred) or an API key (HTTP Digest), retries transient failures itself
+// (429 after Retry-After, 5xx and network errors with exponential backoff and
+// jitter, a bounded number of attempts, never past the context deadline) and
+// turns every other failure into a typed *Error. Every HTTP round trip,
+// including digest challenges and token fetches, is counted in the
+// meter.Calls carried by the request context.
+package atlas
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"time"
+
+	"github.com/mongodb-forks/digest"
+)
+
+// DefaultBaseURL is the Atlas Administration API host.
+const DefaultBaseURL = "https://cloud.mongodb.com"
+
+const (
+	acceptEAR      = "application/vnd.atlas.2023-01-01+json"
+	acceptClusters = "application/vnd.atlas.2024-08-05+json"
+
+	defaultMaxAttempts  = 4
+	defaultMaxRetryWait = 30 * time.Second
+	baseBackoff         = 250 * time.Millisecond
+
+	// maxBody bounds a 2xx body: a page of 500 cluster descriptions is a
+	// few MiB at most.
+	maxBody = 32 << 20
+)
+
+// Options configures a Client. Set either ClientID and ClientSecret (service
+// account) or PublicKey and PrivateKey (API key); when both are complete the
+// service account is used.
+type Options struct {
+	// BaseURL is the API host, https only; "" means DefaultBaseURL.
+	BaseURL string
+	// ClientID and ClientSecret are a service account's credentials.
+	ClientID, ClientSecret string
+	// PublicKey and PrivateKey are an API key's credentials (HTTP Digest).
+	PublicKey, PrivateKey string
+	// HTTPClient supplies the transport (with its TLS configuration) and the
+	// per-request timeout. Its redirect policy and cookie jar are not used:
+	// the client never follows redirects. nil means a transport cloned from
+	// http.DefaultTransport with TLS 1.2+, and a 60s timeout.
+	HTTPClient *http.Client
+	// UserAgent defaults to "atlas-akv-guard/<module version>".
+	UserAgent string
+	// MaxAttempts bounds the attempts of one request (token fetches and
+	// digest challenges included in each attempt); <= 0 means 4.
+	MaxAttempts int
+	// MaxRetryWait caps one wait between attempts (Retry-After included);
+	// <= 0 means 30s.
+	MaxRetryWait time.Duration
+	// Logger receives retry notices (no secrets); nil discards them.
+	Logger *slog.Logger
+}
+
+// Client reads from the Atlas Administration API. It is safe for concurrent
+// use; it holds no state besides the cached service-account token.
+type Client struct {
+	base        *url.URL
+	hc          *http.Client
+	userAgent   string
+	maxAttempts int
+	maxWait     time.Duration
+	log         *slog.Logger
+	authMethod  string
+	tokens      *tokenCache // nil for API keys
+	transport   http.RoundTripper
+
+	// sleep waits d or until ctx ends; tests replace it.
+	sleep func(ctx context.Context, d time.Duration) error
+}
+
+// New validates o and returns a Client. It fails when the base URL isn't
+// https, when no complete credential pair is given, or when a service account
+// is only half configured. Errors never contain secrets.
+func New(o Options) (*Client, error) {
+	raw := o.BaseURL
+	if raw == "" {
+		raw = DefaultBaseURL
+	}
+	base, err := url.Parse(raw)
+	if err != nil {
+		return nil, errors.New("atlas: base URL is not a valid URL")
+	}
+	if base.Scheme != "https" || base.Host == "" {
+		return nil, fmt.Errorf("atlas: base URL must be an https URL with a host, got %q", base.Redacted())
+	}
+	if base.User != nil || base.RawQuery != "" || base.Fragment != "" {
+		return nil, fmt.Errorf("atlas: base URL must not carry user info, query or fragment, got %q", base.Redacted())
+	}
+	base.Path = trimSlash(base.Path)
+	base.RawPath = ""
+
+	haveSA := o.ClientID != "" || o.ClientSecret != ""
+	haveKey := o.PublicKey != "" || o.PrivateKey != ""
+	switch {
+	case haveSA && (o.ClientID == "" || o.ClientSecret == ""):
+		return nil, errors.New("atlas: service account needs both a client id and a client secret")
+	case !haveSA && haveKey && (o.PublicKey == "" || o.PrivateKey == ""):
+		return nil, errors.New("atlas: API key needs both a public and a private key")
+	case !haveSA && !haveKey:
+		return nil, errors.New("atlas: no credentials: set a service account (client id and secret) or an API key (public and private key)")
+	}
+
+	var (
+		next    http.RoundTripper
+		timeout = 60 * time.Second
+	)
+	if o.HTTPClient != nil {
+		next = o.HTTPClient.Transport
+		timeout = o.HTTPClient.Timeout
+	}
+	if next == nil {
+		next = defaultTransport()
+	}
+	c := &Client{
+		base:        base,
+		userAgent:   o.UserAgent,
+		maxAttempts: o.MaxAttempts,
+		maxWait:     o.MaxRetryWait,
+		log:         o.Logger,
+		sleep:       sleepCtx,
+		transport:   next,
+	}
+	if c.userAgent == "" {
+		c.userAgent = "atlas-akv-guard/" + moduleVersion()
+	}
+	if c.maxAttempts <= 0 {
+		c.maxAttempts = defaultMaxAttempts
+	}
+	if c.maxWait <= 0 {
+		c.maxWait = defaultMaxRetryWait
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+
+	counted := &countingTransport{next: next, userAgent: c.userAgent}
+	var auth http.RoundTripper
+	if haveSA {
+		c.authMethod = "service account"
+		tokenURL := base.JoinPath("api", "oauth", "token").String()
+		fetch := &http.Client{Transport: counted, Timeout: timeout, CheckRedirect: noRedirects}
+		c.tokens = newTokenCache(o.ClientID, o.ClientSecret, tokenURL, fetch, time.Now)
+		auth = &bearerTransport{next: counted, tokens: c.tokens}
+	} else {
+		c.authMethod = "API key"
+		auth = digest.NewTransportWithHTTPRoundTripper(o.PublicKey, o.PrivateKey, counted)
+	}
+	c.hc = &http.Client{Transport: auth, Timeout: timeout, CheckRedirect: noRedirects}
+	return c, nil
+}
+
+// CloseIdleConnections closes the idle connections of the underlying
+// transport (for shutdown and tests).
+func (c *Client) CloseIdleConnections() {
+	if t, ok := c.transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+}
+
+// AuthMethod names the credential in use: "service account" or "API key".
+func (c *Client) AuthMethod() string { return c.authMethod }
+
+func defaultTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	t.ResponseHeaderTimeout = 30 * time.Second
+	t.MaxIdleConnsPerHost = 8
+	return t
+}
+
+// noRedirects stops at the first redirect: credentials must never follow one.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+func moduleVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+func trimSlash(p string) string {
+	for len(p) > 0 && p[len(p)-1] == '/' {
+		p = p[:len(p)-1]
+	}
+	return p
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// get performs GET base+path?query with the given Accept header, retrying
+// transient failures, and decodes the 2xx JSON body into out.
+func (c *Client) get(ctx context.Context, op, path string, query url.Values, accept string, out any) error {
+	u := *c.base
+	u.Path = c.base.Path + path
+	u.RawQuery = query.Encode()
+	target := u.String()
+
+	var lastAnswer error // the last *Error, to report when the context ends mid-request
+	for attempt := 1; ; attempt++ {
+		err := c.once(ctx, op, target, accept, out)
+		if err == nil {
+			return nil
+		}
+		_, answered := errors.AsType[*Error](err)
+		if ctx.Err() != nil {
+			if !answered && lastAnswer != nil {
+				return fmt.Errorf("%w (after %d attempts; last answer: %w)", err, attempt, lastAnswer)
+			}
+			return err
+		}
+		if !IsTransient(err) {
+			return err
+		}
+		if answered {
+			lastAnswer = err
+		}
+		if attempt >= c.maxAttempts {
+			return fmt.Errorf("%w (gave up after %d attempts)", err, attempt)
+		}
+		wait := c.backoff(attempt, err)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			return fmt.Errorf("%w (not retrying: waiting %s would pass the deadline)", err, wait.Round(time.Millisecond))
+		}
+		c.log.LogAttrs(ctx, slog.LevelInfo, "atlas call failed, retrying",
+			slog.String("op", op), slog.Int("attempt", attempt), slog.Duration("wait", wait),
+			slog.String("error", err.Error()))
+		if serr := c.sleep(ctx, wait); serr != nil {
+			return fmt.Errorf("%w (stopped retrying: %w)", err, serr)
+		}
+	}
+}
+
+// backoff is the wait before attempt+1: the server's Retry-After when it gave
+// one (429, 503), else exponential with jitter; always capped by maxWait.
+func (c *Client) backoff(attempt int, err error) time.Duration {
+	if ae, ok := errors.AsType[*Error](err); ok && ae.RetryAfter > 0 {
+		return min(ae.RetryAfter, c.maxWait)
+	}
+	d := baseBackoff << min(attempt-1, 16)
+	d = min(d, c.maxWait)
+	// Equal jitter: half fixed, half random.
+	return d/2 + rand.N(d/2+1)
+}
+
+// once makes one attempt (which may be several round trips: token fetch,
+// digest challenge).
+func (c *Client) once(ctx context.Context, op, target, accept string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return fmt.Errorf("atlas: %s: %w", op, err)
+	}
+	req.Header.Set("Accept", accept)
+	req.Header.Set("User-Agent", c.userAgent)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ae, ok := errors.AsType[*Error](err); ok {
+			// Token endpoint failure, reported by the bearer transport.
+			e := *ae
+			e.Op = op + " " + ae.Op
+			return &e
+		}
+		return fmt.Errorf("atlas: %s: %w", op, err)
+	}
+	defer resp.Body.Close()
+	if err := checkResponse(op, resp); err != nil {
+		return err
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return fmt.Errorf("atlas: %s: reading %d response: %w", op, resp.StatusCode, err)
+	}
+	if len(body) > maxBody {
+		return &Error{Op: op, StatusCode: resp.StatusCode, Reason: "response too large",
+			Detail: fmt.Sprintf("body exceeds %d bytes", maxBody)}
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return &Error{Op: op, StatusCode: resp.StatusCode, Reason: "malformed JSON response",
+			Detail: clean(err.Error(), maxDetail)}
+	}
+	return nil
+}

@@ -1,0 +1,369 @@
+// Package config reads every setting of the guard from the environment (the
+// Function App's app settings) in one place, validates it, and fails fast with
+// one line naming the bad setting. Secrets are held in Secret values that
+// never print.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
+)
+
+// Mode says whether the guard may write to Azure.
+type Mode string
+
+const (
+	// Enforce approves the connections Atlas asked for.
+	Enforce Mode = "enforce"
+	// Observe never writes to Azure; it reports what it would do.
+	Observe Mode = "observe"
+)
+
+// Secret is a setting that must never appear in logs, errors, alerts or
+// status output. Every formatting path prints "[redacted]" (or "" when
+// empty); Reveal returns the value for the one place that uses it.
+type Secret string
+
+const redacted = "[redacted]"
+
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// GoString keeps %#v from printing the value.
+func (s Secret) GoString() string { return strconv.Quote(s.String()) }
+
+// LogValue keeps slog from printing the value.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalJSON keeps encoding/json from printing the value.
+func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
+
+// Reveal returns the secret itself.
+func (s Secret) Reveal() string { return string(s) }
+
+// Atlas holds how to reach and authenticate to the Atlas Admin API. A
+// service account (ClientID+ClientSecret) is preferred; an API key
+// (PublicKey+PrivateKey, HTTP digest) is the fallback.
+type Atlas struct {
+	BaseURL      string `json:"baseURL"`
+	ClientID     string `json:"clientID,omitempty"`
+	ClientSecret Secret `json:"clientSecret,omitempty"`
+	PublicKey    string `json:"publicKey,omitempty"`
+	PrivateKey   Secret `json:"privateKey,omitempty"`
+}
+
+// ServiceAccount reports whether the service account is configured.
+func (a Atlas) ServiceAccount() bool { return a.ClientID != "" && a.ClientSecret != "" }
+
+// Config is the guard's whole configuration. The zero value is not valid;
+// use Load.
+type Config struct {
+	ProjectIDs       []string      `json:"projectIds"`
+	Atlas            Atlas         `json:"atlas"`
+	Mode             Mode          `json:"mode"`
+	KeyExpiryWarn    time.Duration `json:"keyExpiryWarn"`
+	StuckAfter       time.Duration `json:"stuckAfter"`
+	RenotifyAfter    time.Duration `json:"renotifyAfter"`
+	ReconcileTimeout time.Duration `json:"reconcileTimeout"`
+	Concurrency      int           `json:"concurrency"`
+	WebhookURL       Secret        `json:"webhookURL,omitempty"`
+	WebhookFormat    string        `json:"webhookFormat,omitempty"`
+	TopicEndpoint    string        `json:"topicEndpoint,omitempty"`
+	TopicKey         Secret        `json:"topicKey,omitempty"`
+	// Storage is where the state lives (AzureWebJobsStorage and
+	// GUARD_STATE_CONTAINER); zero when no storage setting is present.
+	Storage       state.BlobOptions `json:"-"`
+	ARMEndpoint   string            `json:"armEndpoint,omitempty"`
+	AzureClientID string            `json:"azureClientID,omitempty"`
+	// Port is FUNCTIONS_CUSTOMHANDLER_PORT; 0 when unset.
+	Port     int        `json:"port,omitempty"`
+	LogLevel slog.Level `json:"logLevel"`
+}
+
+// LogValue lets slog print the configuration without any secret.
+func (c Config) LogValue() slog.Value {
+	b, _ := json.Marshal(c)
+	return slog.GroupValue(slog.String("settings", string(b)), slog.String("storage", c.Storage.String()))
+}
+
+// StorageConfigured reports whether a state store is configured.
+func (c Config) StorageConfigured() bool {
+	return c.Storage.ConnectionString != "" || c.Storage.ServiceURL != ""
+}
+
+// Setting describes one app setting the guard or its host reads.
+type Setting struct {
+	Name     string
+	Default  string
+	Secret   bool
+	Required bool // required in every deployment
+	// Host marks settings read by the Functions host, not the handler.
+	Host bool
+	// Optional marks settings a deployment may leave unset.
+	Optional bool
+	Help     string
+}
+
+// Settings lists every app setting, in the order of DESIGN.md's table. The
+// infra drift test compares it with the Bicep.
+func Settings() []Setting {
+	return []Setting{
+		{Name: "ATLAS_PROJECT_IDS", Required: true, Help: "comma-separated Atlas project (group) ids to guard"},
+		{Name: "ATLAS_CLIENT_ID", Optional: true, Help: "Atlas service account client id (preferred)"},
+		{Name: "ATLAS_CLIENT_SECRET", Optional: true, Secret: true, Help: "Atlas service account secret"},
+		{Name: "ATLAS_PUBLIC_KEY", Optional: true, Help: "Atlas API public key (digest), if no service account"},
+		{Name: "ATLAS_PRIVATE_KEY", Optional: true, Secret: true, Help: "Atlas API private key"},
+		{Name: "ATLAS_BASE_URL", Default: "https://cloud.mongodb.com", Optional: true, Help: "Atlas base URL (https)"},
+		{Name: "GUARD_MODE", Default: string(Enforce), Help: "enforce (approve) or observe (never write to Azure)"},
+		{Name: "GUARD_SCHEDULE", Default: "0 */1 * * * *", Required: true, Host: true, Help: "NCRONTAB schedule of the Reconcile timer"},
+		{Name: "GUARD_KEY_EXPIRY_WARN_DAYS", Default: "30", Optional: true, Help: "warn this many days before the key expires"},
+		{Name: "GUARD_STUCK_AFTER", Default: "30m", Optional: true, Help: "an Atlas endpoint waiting longer than this is stuck"},
+		{Name: "GUARD_RENOTIFY_AFTER", Default: "1h", Optional: true, Help: "re-notify open critical alerts after this (0 = never)"},
+		{Name: "GUARD_RECONCILE_TIMEOUT", Default: "4m", Optional: true, Help: "deadline of one timer reconcile; keep it below functionTimeout"},
+		{Name: "GUARD_CONCURRENCY", Default: "8", Optional: true, Help: "projects reconciled at once on the timer path"},
+		{Name: "GUARD_ALERT_WEBHOOK_URL", Optional: true, Secret: true, Help: "JSON POST of alerts (generic, Teams or Slack)"},
+		{Name: "GUARD_ALERT_WEBHOOK_FORMAT", Default: "auto", Optional: true, Help: "auto, generic, teams or slack"},
+		{Name: "GUARD_ALERT_TOPIC_ENDPOINT", Optional: true, Help: "Event Grid custom topic for alerts (CloudEvents)"},
+		{Name: "GUARD_ALERT_TOPIC_KEY", Optional: true, Secret: true, Help: "topic access key; managed identity when unset"},
+		{Name: "GUARD_STATE_CONTAINER", Default: "atlas-akv-guard", Optional: true, Help: "blob container for the guard's state"},
+		{Name: "GUARD_ARM_ENDPOINT", Optional: true, Help: "ARM endpoint override (sovereign clouds, the simulator)"},
+		{Name: "GUARD_LOG_LEVEL", Default: "info", Optional: true, Help: "debug, info, warn or error"},
+		{Name: "AZURE_CLIENT_ID", Optional: true, Help: "client id of the user-assigned managed identity"},
+		{Name: "AzureWebJobsStorage", Optional: true, Secret: true, Help: "storage connection string (or the identity-based AzureWebJobsStorage__* settings)"},
+		{Name: "AzureWebJobsStorage__blobServiceUri", Optional: true, Help: "identity-based storage: blob service URI"},
+		{Name: "AzureWebJobsStorage__accountName", Optional: true, Help: "identity-based storage: account name"},
+		{Name: "AzureWebJobsStorage__credential", Optional: true, Help: "identity-based storage: managedidentity"},
+		{Name: "AzureWebJobsStorage__clientId", Optional: true, Help: "identity-based storage: user-assigned identity client id"},
+		{Name: "FUNCTIONS_CUSTOMHANDLER_PORT", Optional: true, Host: true, Help: "set by the Functions host: the port to listen on"},
+	}
+}
+
+var projectIDPattern = regexp.MustCompile(`^[0-9a-f]{24}$`)
+
+// Error names the setting that is wrong.
+type Error struct {
+	Setting string
+	Problem string
+}
+
+func (e *Error) Error() string { return "config: " + e.Setting + ": " + e.Problem }
+
+func bad(setting, format string, args ...any) error {
+	return &Error{Setting: setting, Problem: fmt.Sprintf(format, args...)}
+}
+
+// Load reads and validates the configuration from env (os.Getenv in
+// production). It returns the first problem as an *Error naming the setting.
+func Load(env func(string) string) (Config, error) {
+	get := func(name string) string {
+		if v := strings.TrimSpace(env(name)); v != "" {
+			return v
+		}
+		for _, s := range Settings() {
+			if s.Name == name {
+				return s.Default
+			}
+		}
+		return ""
+	}
+	var c Config
+	var err error
+
+	ids := get("ATLAS_PROJECT_IDS")
+	if ids == "" {
+		return Config{}, bad("ATLAS_PROJECT_IDS", "missing: set the comma-separated Atlas project ids to guard")
+	}
+	seen := map[string]bool{}
+	for _, id := range strings.Split(ids, ",") {
+		id = strings.TrimSpace(id)
+		if id == "" {
+			continue
+		}
+		if !projectIDPattern.MatchString(id) {
+			return Config{}, bad("ATLAS_PROJECT_IDS", "%q is not an Atlas project id (24 lower-case hex digits)", id)
+		}
+		if !seen[id] {
+			seen[id] = true
+			c.ProjectIDs = append(c.ProjectIDs, id)
+		}
+	}
+	if len(c.ProjectIDs) == 0 {
+		return Config{}, bad("ATLAS_PROJECT_IDS", "no project id given")
+	}
+
+	c.Atlas = Atlas{
+		BaseURL:      strings.TrimRight(get("ATLAS_BASE_URL"), "/"),
+		ClientID:     get("ATLAS_CLIENT_ID"),
+		ClientSecret: Secret(get("ATLAS_CLIENT_SECRET")),
+		PublicKey:    get("ATLAS_PUBLIC_KEY"),
+		PrivateKey:   Secret(get("ATLAS_PRIVATE_KEY")),
+	}
+	if err := httpsURL("ATLAS_BASE_URL", c.Atlas.BaseURL); err != nil {
+		return Config{}, err
+	}
+	switch {
+	case (c.Atlas.ClientID == "") != (c.Atlas.ClientSecret == ""):
+		if c.Atlas.ClientID == "" {
+			return Config{}, bad("ATLAS_CLIENT_ID", "missing while ATLAS_CLIENT_SECRET is set")
+		}
+		return Config{}, bad("ATLAS_CLIENT_SECRET", "missing while ATLAS_CLIENT_ID is set")
+	case (c.Atlas.PublicKey == "") != (c.Atlas.PrivateKey == ""):
+		if c.Atlas.PublicKey == "" {
+			return Config{}, bad("ATLAS_PUBLIC_KEY", "missing while ATLAS_PRIVATE_KEY is set")
+		}
+		return Config{}, bad("ATLAS_PRIVATE_KEY", "missing while ATLAS_PUBLIC_KEY is set")
+	case c.Atlas.ClientID == "" && c.Atlas.PublicKey == "":
+		return Config{}, bad("ATLAS_CLIENT_ID", "no Atlas credentials: set ATLAS_CLIENT_ID and ATLAS_CLIENT_SECRET (service account) or ATLAS_PUBLIC_KEY and ATLAS_PRIVATE_KEY (API key)")
+	}
+
+	switch m := Mode(strings.ToLower(get("GUARD_MODE"))); m {
+	case Enforce, Observe:
+		c.Mode = m
+	default:
+		return Config{}, bad("GUARD_MODE", "%q is neither enforce nor observe", get("GUARD_MODE"))
+	}
+
+	days, err := strconv.Atoi(get("GUARD_KEY_EXPIRY_WARN_DAYS"))
+	if err != nil || days < 0 || days > 3650 {
+		return Config{}, bad("GUARD_KEY_EXPIRY_WARN_DAYS", "%q is not a whole number of days from 0 to 3650", get("GUARD_KEY_EXPIRY_WARN_DAYS"))
+	}
+	c.KeyExpiryWarn = time.Duration(days) * 24 * time.Hour
+
+	if c.StuckAfter, err = duration("GUARD_STUCK_AFTER", get("GUARD_STUCK_AFTER"), time.Minute); err != nil {
+		return Config{}, err
+	}
+	if c.RenotifyAfter, err = duration("GUARD_RENOTIFY_AFTER", get("GUARD_RENOTIFY_AFTER"), 0); err != nil {
+		return Config{}, err
+	}
+	if c.ReconcileTimeout, err = duration("GUARD_RECONCILE_TIMEOUT", get("GUARD_RECONCILE_TIMEOUT"), time.Second); err != nil {
+		return Config{}, err
+	}
+	if c.Concurrency, err = strconv.Atoi(get("GUARD_CONCURRENCY")); err != nil || c.Concurrency < 1 || c.Concurrency > 256 {
+		return Config{}, bad("GUARD_CONCURRENCY", "%q is not a whole number from 1 to 256", get("GUARD_CONCURRENCY"))
+	}
+
+	c.WebhookURL = Secret(get("GUARD_ALERT_WEBHOOK_URL"))
+	if c.WebhookURL != "" {
+		if err := alertURL("GUARD_ALERT_WEBHOOK_URL", c.WebhookURL.Reveal()); err != nil {
+			return Config{}, err
+		}
+	}
+	switch c.WebhookFormat = strings.ToLower(get("GUARD_ALERT_WEBHOOK_FORMAT")); c.WebhookFormat {
+	case "auto", "generic", "teams", "slack":
+	default:
+		return Config{}, bad("GUARD_ALERT_WEBHOOK_FORMAT", "%q is not one of auto, generic, teams, slack", c.WebhookFormat)
+	}
+	c.TopicEndpoint = get("GUARD_ALERT_TOPIC_ENDPOINT")
+	c.TopicKey = Secret(get("GUARD_ALERT_TOPIC_KEY"))
+	if c.TopicEndpoint != "" {
+		if err := alertURL("GUARD_ALERT_TOPIC_ENDPOINT", c.TopicEndpoint); err != nil {
+			return Config{}, err
+		}
+	} else if c.TopicKey != "" {
+		return Config{}, bad("GUARD_ALERT_TOPIC_ENDPOINT", "missing while GUARD_ALERT_TOPIC_KEY is set")
+	}
+
+	if c.Storage, err = state.ParseAzureWebJobsStorage(env); err != nil {
+		setting, problem, _ := strings.Cut(err.Error(), ": ")
+		if strings.Contains(setting, " ") {
+			setting, problem = "AzureWebJobsStorage", err.Error()
+		}
+		if env("AzureWebJobsStorage") != "" || env("AzureWebJobsStorage__blobServiceUri") != "" ||
+			env("AzureWebJobsStorage__accountName") != "" || setting == "GUARD_STATE_CONTAINER" {
+			return Config{}, bad(setting, "%s", problem)
+		}
+		c.Storage = state.BlobOptions{}
+	}
+
+	if c.ARMEndpoint = strings.TrimRight(get("GUARD_ARM_ENDPOINT"), "/"); c.ARMEndpoint != "" {
+		if err := httpsURL("GUARD_ARM_ENDPOINT", c.ARMEndpoint); err != nil {
+			return Config{}, err
+		}
+	}
+	c.AzureClientID = get("AZURE_CLIENT_ID")
+
+	if p := get("FUNCTIONS_CUSTOMHANDLER_PORT"); p != "" {
+		if c.Port, err = strconv.Atoi(p); err != nil || c.Port < 1 || c.Port > 65535 {
+			return Config{}, bad("FUNCTIONS_CUSTOMHANDLER_PORT", "%q is not a TCP port", p)
+		}
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(get("GUARD_LOG_LEVEL"))); err != nil {
+		return Config{}, bad("GUARD_LOG_LEVEL", "%q is not debug, info, warn or error", get("GUARD_LOG_LEVEL"))
+	}
+	return c, nil
+}
+
+func duration(setting, v string, min time.Duration) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if v == "0" {
+		d, err = 0, nil
+	}
+	if err != nil || d < min {
+		return 0, bad(setting, "%q is not a Go duration of at least %v (e.g. 30m, 1h)", v, min)
+	}
+	return d, nil
+}
+
+func httpsURL(setting, v string) error {
+	u, err := url.Parse(v)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return bad(setting, "%q is not an https URL", v)
+	}
+	return nil
+}
+
+// alertURL accepts https, or http on loopback (local receivers). The value
+// may be a capability URL, so the error never repeats it.
+func alertURL(setting, v string) error {
+	u, err := url.Parse(v)
+	if err != nil || u.Host == "" {
+		return bad(setting, "not a URL")
+	}
+	if u.Scheme == "https" || (u.Scheme == "http" && isLoopback(u.Hostname())) {
+		return nil
+	}
+	return bad(setting, "must be an https URL (http only on loopback)")
+}
+
+func isLoopback(host string) bool {
+	return host == "localhost" || host == "::1" || strings.HasPrefix(host, "127.")
+}
+
+// WithLocalSettings returns an env lookup that prefers the process
+// environment and falls back to the Values of a local.settings.json file, as
+// Core Tools do. A missing file is an error.
+func WithLocalSettings(path string, env func(string) string) (func(string) string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: read %s: %w", path, err)
+	}
+	var file struct {
+		Values map[string]string `json:"Values"`
+	}
+	if err := json.Unmarshal(data, &file); err != nil {
+		return nil, fmt.Errorf("config: %s is not a local.settings.json: %w", path, err)
+	}
+	if file.Values == nil {
+		return nil, errors.New("config: " + path + " has no Values")
+	}
+	return func(name string) string {
+		if v := env(name); v != "" {
+			return v
+		}
+		return file.Values[name]
+	}, nil
+}

@@ -1,0 +1,195 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/messaging"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/eventgrid/azeventgrid"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
+)
+
+// Event types published by the EventGrid sink, one per alert.Action.
+const (
+	EventRaised    = "AtlasAkvGuard.Alert.Raised"
+	EventEscalated = "AtlasAkvGuard.Alert.Escalated"
+	EventReminder  = "AtlasAkvGuard.Alert.Reminder"
+	EventResolved  = "AtlasAkvGuard.Alert.Resolved"
+	EventAudit     = "AtlasAkvGuard.Alert.Audit"
+)
+
+// maxEvents is the most events one publish request carries.
+const maxEvents = 100
+
+// EventGridOptions configures NewEventGrid.
+type EventGridOptions struct {
+	// Endpoint is the custom topic endpoint (GUARD_ALERT_TOPIC_ENDPOINT),
+	// e.g. https://guard-alerts.westeurope-1.eventgrid.azure.net/api/events.
+	// An endpoint without a path gets /api/events appended. The topic must
+	// use the CloudEvents 1.0 input schema.
+	Endpoint string
+	// Key is the topic access key (GUARD_ALERT_TOPIC_KEY, a secret), sent as
+	// aeg-sas-key. When empty, Credential is used (Entra ID, role
+	// "EventGrid Data Sender").
+	Key        string
+	Credential azcore.TokenCredential
+	// ClientOptions are passed to the azeventgrid client (Transport, …).
+	// When Retry is left zero the SDK's own retries are turned off: wrap
+	// the sink in Retry instead, so there is one retry policy.
+	ClientOptions *azcore.ClientOptions
+}
+
+// EventGrid publishes each notice as a CloudEvent 1.0 to an Event Grid
+// topic: id = notice ID, type = AtlasAkvGuard.Alert.<Action>, source =
+// /atlas-akv-guard/projects/{projectId}, subject = the alert fingerprint,
+// time = notice time, data = the alert JSON, plus the extension attributes
+// alertkind and alertseverity (for subscription filters). One request per up
+// to 100 notices.
+type EventGrid struct {
+	client   *azeventgrid.Client
+	endpoint string // without query, for String
+}
+
+// NewEventGrid builds the publisher client. Its errors never contain the key.
+func NewEventGrid(opts EventGridOptions) (*EventGrid, error) {
+	u, err := url.Parse(opts.Endpoint)
+	if err != nil || u.Host == "" || u.Scheme != "https" || u.User != nil {
+		return nil, errors.New("eventgrid: topic endpoint must be an absolute https URL")
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/api/events"
+	}
+	u.RawQuery = "" // the client adds api-version
+	co := azeventgrid.ClientOptions{}
+	if opts.ClientOptions != nil {
+		co.ClientOptions = *opts.ClientOptions
+	}
+	if r := co.Retry; r.MaxRetries == 0 && r.TryTimeout == 0 && r.RetryDelay == 0 && r.MaxRetryDelay == 0 && r.StatusCodes == nil && r.ShouldRetry == nil {
+		co.Retry.MaxRetries = -1
+		co.Retry.TryTimeout = 30 * time.Second
+	}
+	var client *azeventgrid.Client
+	switch {
+	case opts.Key != "":
+		client, err = azeventgrid.NewClientWithSharedKeyCredential(u.String(), azcore.NewKeyCredential(opts.Key), &co)
+	case opts.Credential != nil:
+		client, err = azeventgrid.NewClient(u.String(), opts.Credential, &co)
+	default:
+		return nil, errors.New("eventgrid: need a topic key or a token credential")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("eventgrid: client: %w", err)
+	}
+	return &EventGrid{client: client, endpoint: u.Host + u.Path}, nil
+}
+
+// Name implements Sink.
+func (*EventGrid) Name() string { return "eventgrid" }
+
+// String describes the sink (topic host and path, no key).
+func (e *EventGrid) String() string { return "eventgrid " + e.endpoint }
+
+// Send implements Sink.
+func (e *EventGrid) Send(ctx context.Context, notices []alert.Notice) error {
+	for i := 0; i < len(notices); i += maxEvents {
+		batch := notices[i:min(i+maxEvents, len(notices))]
+		events := make([]messaging.CloudEvent, len(batch))
+		for j, n := range batch {
+			events[j] = CloudEvent(n)
+		}
+		if _, err := e.client.PublishCloudEvents(ctx, events, nil); err != nil {
+			return partial(publishError(err), notices, i)
+		}
+	}
+	return nil
+}
+
+// CloudEvent maps a notice to the event the EventGrid sink publishes.
+func CloudEvent(n alert.Notice) messaging.CloudEvent {
+	source := "/" + Source
+	if n.Alert.ProjectID != "" {
+		source += "/projects/" + url.PathEscape(n.Alert.ProjectID)
+	}
+	ev := messaging.CloudEvent{
+		ID:              n.ID,
+		Source:          source,
+		SpecVersion:     "1.0",
+		Type:            EventType(n.Action),
+		Data:            n.Alert,
+		DataContentType: to.Ptr("application/json"),
+		Extensions: map[string]any{
+			"alertkind":     string(n.Alert.Kind),
+			"alertseverity": string(n.Alert.Severity),
+		},
+	}
+	if n.Alert.Fingerprint != "" {
+		ev.Subject = to.Ptr(n.Alert.Fingerprint)
+	}
+	if !n.At.IsZero() {
+		ev.Time = to.Ptr(n.At.UTC())
+	}
+	return ev
+}
+
+// EventType maps an action to its CloudEvent type.
+func EventType(a alert.Action) string {
+	switch a {
+	case alert.Raised:
+		return EventRaised
+	case alert.Escalated:
+		return EventEscalated
+	case alert.Reminder:
+		return EventReminder
+	case alert.Resolved:
+		return EventResolved
+	case alert.AuditEvent:
+		return EventAudit
+	}
+	if a == "" {
+		return "AtlasAkvGuard.Alert"
+	}
+	return "AtlasAkvGuard.Alert." + strings.ToUpper(string(a[:1])) + string(a[1:])
+}
+
+// publishError classifies an azeventgrid error without quoting the request.
+func publishError(err error) error {
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		msg := fmt.Sprintf("publish failed: status %d", re.StatusCode)
+		if t := http.StatusText(re.StatusCode); t != "" {
+			msg += " (" + t + ")"
+		}
+		if re.ErrorCode != "" && re.ErrorCode != http.StatusText(re.StatusCode) {
+			msg += " " + re.ErrorCode
+		}
+		var ra time.Duration
+		if re.RawResponse != nil {
+			ra = retryAfter(re.RawResponse.Header.Get("Retry-After"))
+		}
+		return &SendError{Sink: "eventgrid", StatusCode: re.StatusCode, Permanent: permanentStatus(re.StatusCode), RetryAfter: ra, msg: msg, err: err}
+	}
+	if isTransport(err) {
+		return &SendError{Sink: "eventgrid", msg: "publish failed: " + transportCause(err), err: err}
+	}
+	// What is left comes from the pipeline before sending: most often the
+	// token credential (wrapped as non-retriable by azcore). Its text can
+	// be long and is not ours to vouch for: keep it out of the message, but
+	// leave the error retryable at the caller's level (managed identity
+	// endpoints recover).
+	return &SendError{Sink: "eventgrid", msg: "publish failed: could not authenticate or build the request", err: err}
+}
+
+func isTransport(err error) bool {
+	var ue *url.Error
+	var ne net.Error
+	return errors.As(err, &ue) || errors.As(err, &ne) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}

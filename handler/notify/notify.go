@@ -1,0 +1,140 @@
+// Package notify delivers alert notices to sinks: the structured log, a
+// webhook (generic JSON, Microsoft Teams or Slack) and an Event Grid topic
+// (CloudEvents). Retry wraps a sink with bounded backoff; a Dispatcher sends
+// to all sinks and reports failures per sink, so the caller can keep what
+// failed pending (by notice ID and sink name) and send it again later.
+//
+// No sink ever puts a secret in an error or a log line: webhook URLs
+// (capabilities), topic keys and tokens stay out of messages.
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
+)
+
+// Sink delivers notices somewhere.
+type Sink interface {
+	// Name identifies the sink in results and in pending state ("log",
+	// "webhook", "eventgrid"); it is stable across restarts.
+	Name() string
+	// Send delivers the notices, in order. On failure it returns an error;
+	// when some notices were delivered before the failure the error is (or
+	// wraps) a *PartialError listing them. Send with no notices does nothing.
+	Send(ctx context.Context, notices []alert.Notice) error
+}
+
+// SendError is a failed delivery attempt. Its message never contains the
+// destination's secret parts (webhook URL, keys, tokens).
+type SendError struct {
+	Sink string
+	// StatusCode is the HTTP status received; 0 when there was no response.
+	StatusCode int
+	// Permanent is true when sending the same notices again cannot succeed
+	// without a configuration change: 4xx other than 408 and 429, invalid
+	// payloads, refused redirects.
+	Permanent bool
+	// RetryAfter is the server's requested delay (429/503 Retry-After), if any.
+	RetryAfter time.Duration
+	msg        string
+	err        error
+}
+
+func (e *SendError) Error() string { return e.Sink + ": " + e.msg }
+
+// Unwrap returns the cause. Causes from HTTP clients may carry URLs: log
+// Error(), not the unwrapped chain.
+func (e *SendError) Unwrap() error { return e.err }
+
+// IsPermanent reports whether err says that retrying cannot help.
+func IsPermanent(err error) bool {
+	var se *SendError
+	return errors.As(err, &se) && se.Permanent
+}
+
+// permanentStatus: client errors are permanent except timeouts and throttling.
+func permanentStatus(code int) bool {
+	return code >= 400 && code < 500 && code != 408 && code != 429
+}
+
+// PartialError says that a Send delivered some notices before it failed.
+type PartialError struct {
+	// Delivered holds the IDs of the notices that were delivered.
+	Delivered []string
+	Err       error
+}
+
+func (e *PartialError) Error() string {
+	return fmt.Sprintf("%v (%d notices delivered before the failure)", e.Err, len(e.Delivered))
+}
+
+func (e *PartialError) Unwrap() error { return e.Err }
+
+// Undelivered returns the notices that a Send which returned err did not
+// deliver: none when err is nil, all of them unless err carries a
+// *PartialError.
+func Undelivered(err error, notices []alert.Notice) []alert.Notice {
+	if err == nil {
+		return nil
+	}
+	var pe *PartialError
+	if !errors.As(err, &pe) {
+		return notices
+	}
+	var out []alert.Notice
+	for _, n := range notices {
+		if !slices.Contains(pe.Delivered, n.ID) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// partial wraps err with the IDs of notices[:n] when n > 0.
+func partial(err error, notices []alert.Notice, n int) error {
+	if n == 0 {
+		return err
+	}
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = notices[i].ID
+	}
+	return &PartialError{Delivered: ids, Err: err}
+}
+
+// transportCause describes an HTTP client error without the request URL.
+func transportCause(err error) string {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if ue.Timeout() {
+			return "timeout"
+		}
+		err = ue.Err
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout"
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return oe.Error()
+	}
+	var de *net.DNSError
+	if errors.As(err, &de) {
+		return "DNS lookup failed"
+	}
+	return "transport error"
+}

@@ -1,0 +1,94 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
+)
+
+// RetryOptions bounds Retry. Zero fields take the defaults.
+type RetryOptions struct {
+	// Attempts is the total number of tries (default 4).
+	Attempts int
+	// BaseDelay is the delay before the second try (default 500ms); it
+	// doubles per try, with jitter, up to MaxDelay (default 10s). A server's
+	// Retry-After is honoured up to MaxDelay.
+	BaseDelay time.Duration
+	MaxDelay  time.Duration
+}
+
+// Retry returns a Sink that tries s again after failures that are not
+// permanent, with exponential backoff and jitter, at most opts.Attempts
+// times and never past ctx's deadline. After a partial delivery only the
+// undelivered notices are sent again; the final error reports every notice
+// delivered across attempts. The wrapper keeps s's Name.
+func Retry(s Sink, opts RetryOptions) Sink {
+	if opts.Attempts <= 0 {
+		opts.Attempts = 4
+	}
+	if opts.BaseDelay <= 0 {
+		opts.BaseDelay = 500 * time.Millisecond
+	}
+	if opts.MaxDelay <= 0 {
+		opts.MaxDelay = 10 * time.Second
+	}
+	return &retrySink{sink: s, opts: opts}
+}
+
+type retrySink struct {
+	sink Sink
+	opts RetryOptions
+}
+
+func (r *retrySink) Name() string { return r.sink.Name() }
+
+func (r *retrySink) Send(ctx context.Context, notices []alert.Notice) error {
+	pending := notices
+	var delivered []string
+	delay := r.opts.BaseDelay
+	for attempt := 1; ; attempt++ {
+		err := r.sink.Send(ctx, pending)
+		if err == nil {
+			return nil
+		}
+		var pe *PartialError
+		if errors.As(err, &pe) {
+			delivered = append(delivered, pe.Delivered...)
+		}
+		pending = Undelivered(err, pending)
+		if IsPermanent(err) || attempt >= r.opts.Attempts || ctx.Err() != nil {
+			return withDelivered(err, delivered)
+		}
+		wait := delay/2 + rand.N(delay/2+1) // jitter in [delay/2, delay]
+		var se *SendError
+		if errors.As(err, &se) && se.RetryAfter > wait {
+			wait = min(se.RetryAfter, r.opts.MaxDelay)
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			return withDelivered(err, delivered)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return withDelivered(err, delivered)
+		case <-t.C:
+		}
+		delay = min(delay*2, r.opts.MaxDelay)
+	}
+}
+
+// withDelivered makes err report all IDs delivered across attempts.
+func withDelivered(err error, delivered []string) error {
+	if len(delivered) == 0 {
+		return err
+	}
+	var pe *PartialError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return &PartialError{Delivered: delivered, Err: err}
+}

@@ -1,0 +1,134 @@
+package plan
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
+)
+
+var now = time.Date(2026, time.March, 10, 12, 0, 0, 0, time.UTC)
+
+const (
+	project = "65f0a1b2c3d4e5f601234567"
+	connA   = "atlas-pe-eastus-1"
+	connB   = "atlas-pe-westeu-2"
+	epA     = "65f0a1b2c3d4e5f6000000a1"
+	epB     = "65f0a1b2c3d4e5f6000000b2"
+)
+
+var (
+	vaultA = vault.ID{SubscriptionID: "11111111-1111-1111-1111-111111111111", ResourceGroup: "rg-ear", Name: "kv-atlas-a"}
+	vaultB = vault.ID{SubscriptionID: "22222222-2222-2222-2222-222222222222", ResourceGroup: "rg-other", Name: "kv-attacker-b"}
+)
+
+func tp(t time.Time) *time.Time { return &t }
+func bp(b bool) *bool           { return &b }
+
+func enforce() Policy { return DefaultPolicy(ModeEnforce) }
+
+// healthy is a project whose Atlas endpoint epA (PENDING_ACCEPTANCE) waits for
+// connection connA, Pending on vault A; everything else is fine.
+func healthy() Snapshot {
+	return Snapshot{
+		ProjectID: project,
+		Config: &atlas.AzureKeyVault{
+			AzureEnvironment:         "AZURE",
+			Enabled:                  true,
+			KeyIdentifier:            "https://kv-atlas-a.vault.azure.net/keys/ear-key/v1",
+			KeyVaultName:             vaultA.Name,
+			RequirePrivateNetworking: true,
+			ResourceGroupName:        vaultA.ResourceGroup,
+			SubscriptionID:           vaultA.SubscriptionID,
+			Valid:                    bp(true),
+		},
+		Vault: vaultA,
+		Endpoints: []atlas.PrivateEndpoint{
+			{ID: epA, CloudProvider: "AZURE", RegionName: "US_EAST_2", Status: atlas.StatusPendingAcceptance, PrivateEndpointConnectionName: connA},
+		},
+		Clusters: []atlas.Cluster{
+			{ID: "c1", Name: "prod", EncryptionAtRestProvider: "AZURE", StateName: "IDLE"},
+		},
+		VaultState: &vault.Vault{Found: true, Tags: map[string]string{"env": "prod"}},
+		Connections: []vault.Connection{
+			{Name: connA, ID: vaultA.String() + "/privateEndpointConnections/" + connA, Status: vault.StatusPending},
+		},
+		Key: &vault.Key{Found: true, Name: "ear-key", Version: "v1", Enabled: true, Expires: tp(now.Add(365 * 24 * time.Hour)), Latest: "v1", LatestEnabled: true},
+	}
+}
+
+// settled is healthy() after the approval: endpoint ACTIVE, connection
+// Approved. Nothing is pending, so time passing raises nothing by itself.
+func settled() Snapshot {
+	return with(healthy(), func(s *Snapshot) {
+		s.Endpoints[0].Status = atlas.StatusActive
+		s.Connections[0].Status = vault.StatusApproved
+	})
+}
+
+func with(s Snapshot, fns ...func(*Snapshot)) Snapshot {
+	for _, f := range fns {
+		f(&s)
+	}
+	return s
+}
+
+// tags renders notices as "kind/action" (sorted) for compact assertions.
+func tags(ns []alert.Notice) []string {
+	out := make([]string, 0, len(ns))
+	for _, n := range ns {
+		out = append(out, string(n.Alert.Kind)+"/"+string(n.Action))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// openKinds renders the open alerts as "kind:subject:severity" (sorted).
+func openKinds(m Memory) []string {
+	out := make([]string, 0, len(m.Open))
+	for _, a := range m.Open {
+		out = append(out, fmt.Sprintf("%s:%s:%s", a.Kind, a.Subject, a.Severity))
+	}
+	sort.Strings(out)
+	return out
+}
+
+func hasOpen(m Memory, kind alert.Kind, subject string) (alert.Alert, bool) {
+	a, ok := m.Open[Fingerprint(kind, project, subject)]
+	return a, ok
+}
+
+func notice(t *testing.T, ns []alert.Notice, kind alert.Kind, action alert.Action) alert.Notice {
+	t.Helper()
+	for _, n := range ns {
+		if n.Alert.Kind == kind && n.Action == action {
+			return n
+		}
+	}
+	t.Fatalf("no %s/%s notice in %v", kind, action, tags(ns))
+	return alert.Notice{}
+}
+
+func verdict(r Result, conn, endpoint string) string {
+	for _, d := range r.Decisions {
+		if d.Connection == conn && (endpoint == "" || d.EndpointID == endpoint) {
+			return d.Verdict
+		}
+	}
+	return "<none>"
+}
+
+func approvedNames(r Result) []string {
+	var out []string
+	for _, a := range r.Approvals {
+		out = append(out, a.Connection)
+	}
+	return out
+}
+
+func containsTag(ns []alert.Notice, tag string) bool { return slices.Contains(tags(ns), tag) }

@@ -1,0 +1,269 @@
+// Package plan decides, from one observed snapshot of a project, what the guard
+// approves and which alerts it raises, keeps, escalates, re-notifies or
+// resolves. Plan is a pure function: no network, clock, environment or logging.
+// Time comes in as a parameter, the previous alert state comes in as Memory and
+// the next one goes out in Result.Memory.
+//
+// The security core lives in approvals.go: a vault connection is approved only
+// when it is Pending on the vault the project's Atlas EAR config names, its name
+// equals exactly the connection name of an Atlas endpoint of the project that is
+// INITIATING or PENDING_ACCEPTANCE, the mode is enforce and the vault carries no
+// hold tag. Everything else is reported, never touched.
+package plan
+
+import (
+	"sort"
+	"time"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
+)
+
+// Mode says whether the guard writes to Azure.
+type Mode string
+
+const (
+	// ModeEnforce approves the connections Atlas asked for.
+	ModeEnforce Mode = "enforce"
+	// ModeObserve never approves; it reports what it would approve. Any mode
+	// other than ModeEnforce, the empty one included, behaves as ModeObserve.
+	ModeObserve Mode = "observe"
+)
+
+// Defaults used for zero durations in Policy.
+const (
+	DefaultKeyExpiryWarn      = 30 * 24 * time.Hour
+	DefaultStuckAfter         = 30 * time.Minute
+	DefaultAccessChangeSettle = 20 * time.Minute
+)
+
+// Policy holds the thresholds of the plan. A zero (or negative) KeyExpiryWarn,
+// StuckAfter or AccessChangeSettle means its Default; a zero RenotifyAfter means
+// open critical alerts are never re-notified.
+type Policy struct {
+	Mode Mode `json:"mode"`
+	// KeyExpiryWarn raises key-expires-soon when the pinned key version expires
+	// within this duration (expiry - now <= KeyExpiryWarn).
+	KeyExpiryWarn time.Duration `json:"keyExpiryWarn"`
+	// StuckAfter raises endpoint-stuck when an endpoint has stayed in
+	// INITIATING, PENDING_ACCEPTANCE or PENDING_RECREATION for strictly longer.
+	StuckAfter time.Duration `json:"stuckAfter"`
+	// RenotifyAfter sends a Reminder for an open critical alert once this much
+	// time has passed since it was last notified (now - LastNotified >= RenotifyAfter).
+	RenotifyAfter time.Duration `json:"renotifyAfter"`
+	// AccessChangeSettle is how long an access-changed alert stays open after
+	// the last access hint while Atlas still says the config is valid. It
+	// should exceed Atlas's 15-minute validity check.
+	AccessChangeSettle time.Duration `json:"accessChangeSettle"`
+}
+
+// DefaultPolicy returns the default thresholds for mode, with no re-notification.
+func DefaultPolicy(mode Mode) Policy {
+	return Policy{
+		Mode:               mode,
+		KeyExpiryWarn:      DefaultKeyExpiryWarn,
+		StuckAfter:         DefaultStuckAfter,
+		AccessChangeSettle: DefaultAccessChangeSettle,
+	}
+}
+
+func (p Policy) withDefaults() Policy {
+	if p.KeyExpiryWarn <= 0 {
+		p.KeyExpiryWarn = DefaultKeyExpiryWarn
+	}
+	if p.StuckAfter <= 0 {
+		p.StuckAfter = DefaultStuckAfter
+	}
+	if p.AccessChangeSettle <= 0 {
+		p.AccessChangeSettle = DefaultAccessChangeSettle
+	}
+	if p.RenotifyAfter < 0 {
+		p.RenotifyAfter = 0
+	}
+	return p
+}
+
+// Source names one read of the reconcile.
+type Source string
+
+const (
+	SourceEncryptionAtRest Source = "atlas:encryptionAtRest"
+	SourcePrivateEndpoints Source = "atlas:privateEndpoints"
+	SourceClusters         Source = "atlas:clusters"
+	SourceVault            Source = "arm:vault"
+	SourceConnections      Source = "arm:privateEndpointConnections"
+	SourceKey              Source = "arm:key"
+)
+
+// SourceError says that a source could not be read in this reconcile. Message
+// must not contain secrets (Plan still scrubs obvious tokens and truncates it);
+// Permission names the missing role action on a 403, else "".
+type SourceError struct {
+	Source     Source `json:"source"`
+	Message    string `json:"message"`
+	Permission string `json:"permission,omitempty"`
+}
+
+// Hint kinds, derived from events. Hints only enrich alerts (who, when) and
+// open the event-only access-changed alert; they never cause an approval.
+const (
+	HintAccessPolicyChanged   = "access-policy-changed"
+	HintRoleAssignmentDeleted = "role-assignment-deleted"
+	HintConnectionChanged     = "connection-changed"
+	HintVaultChanged          = "vault-changed"
+	HintKeyNewVersion         = "key-new-version"
+	HintKeyNearExpiry         = "key-near-expiry"
+	HintKeyExpired            = "key-expired"
+)
+
+// Hint is what an event said, for enrichment only. Object is the object the
+// event names: the connection name for connection-changed (a full resource ID
+// ending in /privateEndpointConnections/{name} also matches), the key name for
+// key hints.
+type Hint struct {
+	Kind      string    `json:"kind"`
+	Actor     string    `json:"actor,omitempty"`
+	Object    string    `json:"object,omitempty"`
+	Operation string    `json:"operation,omitempty"`
+	EventID   string    `json:"eventId,omitempty"`
+	Time      time.Time `json:"time,omitzero"`
+}
+
+// Snapshot is everything one reconcile observed for one project.
+//
+// A nil pointer or nil slice means "not read" (unknown); a source read
+// successfully with no items must be a non-nil empty slice. An entry in Errors
+// for a source makes that source unreadable even if data is present.
+type Snapshot struct {
+	ProjectID string `json:"projectId"`
+	// Config is nil when unreadable (then Errors has atlas:encryptionAtRest).
+	Config *atlas.AzureKeyVault `json:"config,omitempty"`
+	// Vault is the vault Config names (zero if Config is nil). Plan checks it
+	// against Config and trusts no ARM data if they differ.
+	Vault vault.ID `json:"vault"`
+	// Endpoints is nil when unreadable.
+	Endpoints []atlas.PrivateEndpoint `json:"endpoints"`
+	// Clusters is nil when unreadable.
+	Clusters []atlas.Cluster `json:"clusters"`
+	// VaultState is nil when unreadable; Found is false on a 404.
+	VaultState *vault.Vault `json:"vaultState,omitempty"`
+	// Connections are those listed on Vault; nil when unreadable.
+	Connections []vault.Connection `json:"connections"`
+	// Key is the version pinned in Config.KeyIdentifier; nil when unreadable.
+	Key    *vault.Key    `json:"key,omitempty"`
+	Errors []SourceError `json:"errors,omitempty"`
+	Hints  []Hint        `json:"hints,omitempty"`
+}
+
+// EndpointSeen is the status an Atlas endpoint had and since when the guard has
+// seen it in that status.
+type EndpointSeen struct {
+	Status string    `json:"status"`
+	Since  time.Time `json:"since"`
+}
+
+// Memory is the state Plan carries from one reconcile to the next. The zero
+// value (nil maps) is a valid empty memory.
+type Memory struct {
+	// Open holds the open alerts by fingerprint.
+	Open map[string]alert.Alert `json:"open"`
+	// Endpoints holds the last seen status of each Atlas endpoint, by id.
+	Endpoints map[string]EndpointSeen `json:"endpoints"`
+}
+
+// Approval is one connection to approve on Vault, with the description to write.
+type Approval struct {
+	Vault       vault.ID `json:"vault"`
+	Connection  string   `json:"connection"`
+	EndpointID  string   `json:"endpointId"`
+	Region      string   `json:"region,omitempty"`
+	Description string   `json:"description"`
+}
+
+// Decision verdicts. Connection rows: VerdictApprove, VerdictWouldApprove,
+// VerdictHeld, VerdictVaultUnreadable, VerdictAlreadyApproved,
+// VerdictNotPending, VerdictForeign, VerdictEndpointNotRequesting,
+// VerdictEndpointsUnreadable. Endpoint rows (an Atlas endpoint with no
+// connection of its name on the vault): VerdictAwaitingConnection,
+// VerdictConnectionMissing, VerdictNoConnection, VerdictConnectionsUnreadable,
+// VerdictConfigUnreadable.
+const (
+	VerdictApprove               = "approve"
+	VerdictWouldApprove          = "would-approve"
+	VerdictHeld                  = "held"
+	VerdictVaultUnreadable       = "vault-unreadable"
+	VerdictAlreadyApproved       = "already-approved"
+	VerdictNotPending            = "not-pending"
+	VerdictForeign               = "foreign"
+	VerdictEndpointNotRequesting = "endpoint-not-requesting"
+	VerdictEndpointsUnreadable   = "endpoints-unreadable"
+	VerdictAwaitingConnection    = "awaiting-connection"
+	VerdictConnectionMissing     = "connection-missing"
+	VerdictNoConnection          = "no-connection"
+	VerdictConnectionsUnreadable = "connections-unreadable"
+	VerdictConfigUnreadable      = "config-unreadable"
+)
+
+// Decision explains what the plan decided for one vault connection or one
+// Atlas endpoint, and why.
+type Decision struct {
+	Connection string `json:"connection,omitempty"`
+	EndpointID string `json:"endpointId,omitempty"`
+	Verdict    string `json:"verdict"`
+	Reason     string `json:"reason"`
+}
+
+// Result is the outcome of Plan. Approvals are sorted by connection name,
+// Notices by fingerprint then action, Decisions by connection then endpoint
+// (connection rows first).
+type Result struct {
+	Approvals []Approval     `json:"approvals"`
+	Notices   []alert.Notice `json:"notices"`
+	Memory    Memory         `json:"memory"`
+	Decisions []Decision     `json:"decisions"`
+}
+
+// KindHeld is the alert raised while a connection Atlas asked for waits because
+// the vault carries the hold tag. (Candidate for handler/alert.)
+const KindHeld alert.Kind = "approval-held"
+
+// Plan decides approvals and alert notices for one project from snapshot s, the
+// previous memory prev, policy p and the time now. It never modifies prev.
+// Alerts that depend on a source that is unreadable in s are carried forward
+// unchanged: neither raised nor resolved.
+func Plan(s Snapshot, prev Memory, p Policy, now time.Time) Result {
+	pl := newPlanner(s, prev, p.withDefaults(), now.Round(0))
+	pl.guardBlind()
+	pl.configAlerts()
+	pl.vaultAndKeyAlerts()
+	pl.clusterAlerts()
+	pl.endpointAlerts()
+	pl.connections()
+	pl.connectionChanged()
+	pl.accessChanged()
+
+	res := Result{Approvals: pl.approvals, Decisions: pl.decisions}
+	res.Memory.Open, res.Notices = pl.settle()
+	res.Memory.Endpoints = pl.endpointMemory()
+
+	sort.Slice(res.Approvals, func(i, j int) bool { return res.Approvals[i].Connection < res.Approvals[j].Connection })
+	sort.Slice(res.Notices, func(i, j int) bool {
+		a, b := res.Notices[i], res.Notices[j]
+		if a.Alert.Fingerprint != b.Alert.Fingerprint {
+			return a.Alert.Fingerprint < b.Alert.Fingerprint
+		}
+		return a.Action < b.Action
+	})
+	sort.SliceStable(res.Decisions, func(i, j int) bool {
+		a, b := res.Decisions[i], res.Decisions[j]
+		if (a.Connection == "") != (b.Connection == "") {
+			return a.Connection != ""
+		}
+		if a.Connection != b.Connection {
+			return a.Connection < b.Connection
+		}
+		return a.EndpointID < b.EndpointID
+	})
+	return res
+}

@@ -1,0 +1,285 @@
+package plan
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
+)
+
+// Fingerprint returns the stable identity of an alert: the first 16 bytes, in
+// hex, of SHA-256 over kind, project and subject. Subject is compared exactly
+// (connection names are case-sensitive).
+func Fingerprint(kind alert.Kind, projectID, subject string) string {
+	h := sha256.New()
+	h.Write([]byte(kind))
+	h.Write([]byte{0})
+	h.Write([]byte(projectID))
+	h.Write([]byte{0})
+	h.Write([]byte(subject))
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// noticeID is unique per fingerprint, action and time, and deterministic.
+func noticeID(fp string, action alert.Action, now time.Time) string {
+	return fp + "-" + string(action) + "-" + strconv.FormatInt(now.UnixNano(), 10)
+}
+
+// planner holds one Plan call's inputs, what it found readable, and what it
+// has computed so far.
+type planner struct {
+	s    Snapshot
+	prev Memory
+	p    Policy
+	now  time.Time
+
+	errs map[Source][]SourceError
+
+	// Readability, derived once.
+	cfgOK       bool     // Config read
+	cfgVault    vault.ID // the vault Config names (zero if none or unread)
+	noVault     bool     // Config read and names no vault: nothing on ARM to guard
+	armTrusted  bool     // Config names a vault and Snapshot.Vault agrees with it
+	vaultOK     bool     // VaultState read
+	vaultFound  bool     // VaultState read and the vault exists
+	vaultGone   bool     // VaultState read and ARM answered 404
+	connsOK     bool     // Connections read (on the trusted vault)
+	keyOK       bool     // Key read (on the trusted, existing vault)
+	endpointsOK bool     // Endpoints read
+	clustersOK  bool     // Clusters read
+	vaultStr    string   // vault resource ID for alerts, "" when unknown
+
+	computed    map[string]alert.Alert // alerts whose condition holds now
+	settledKind map[alert.Kind]bool    // kinds fully evaluated: absent means resolved
+	settledFP   map[string]bool        // single alerts fully evaluated
+
+	approvals []Approval
+	decisions []Decision
+}
+
+func newPlanner(s Snapshot, prev Memory, p Policy, now time.Time) *planner {
+	pl := &planner{
+		s: s, prev: prev, p: p, now: now,
+		errs:        map[Source][]SourceError{},
+		computed:    map[string]alert.Alert{},
+		settledKind: map[alert.Kind]bool{},
+		settledFP:   map[string]bool{},
+	}
+	for _, e := range s.Errors {
+		pl.errs[e.Source] = append(pl.errs[e.Source], e)
+	}
+	ok := func(src Source, present bool) bool { return present && len(pl.errs[src]) == 0 }
+
+	pl.cfgOK = ok(SourceEncryptionAtRest, s.Config != nil)
+	if pl.cfgOK {
+		pl.cfgVault = vault.ID{
+			SubscriptionID: s.Config.SubscriptionID,
+			ResourceGroup:  s.Config.ResourceGroupName,
+			Name:           s.Config.KeyVaultName,
+		}
+		if pl.cfgVault.SubscriptionID == "" || pl.cfgVault.ResourceGroup == "" || pl.cfgVault.Name == "" {
+			pl.cfgVault = vault.ID{}
+		}
+		pl.noVault = pl.cfgVault.IsZero()
+		pl.armTrusted = !pl.noVault && (s.Vault.IsZero() || s.Vault.Equal(pl.cfgVault))
+		if !pl.noVault {
+			pl.vaultStr = pl.cfgVault.String()
+		}
+	} else if !s.Vault.IsZero() {
+		pl.vaultStr = s.Vault.String()
+	}
+	pl.vaultOK = pl.armTrusted && ok(SourceVault, s.VaultState != nil)
+	pl.vaultFound = pl.vaultOK && s.VaultState.Found
+	pl.vaultGone = pl.vaultOK && !s.VaultState.Found
+	pl.connsOK = pl.armTrusted && !pl.vaultGone && ok(SourceConnections, s.Connections != nil)
+	pl.keyOK = pl.armTrusted && !pl.vaultGone && ok(SourceKey, s.Key != nil)
+	pl.endpointsOK = ok(SourcePrivateEndpoints, s.Endpoints != nil)
+	pl.clustersOK = ok(SourceClusters, s.Clusters != nil)
+	return pl
+}
+
+// raise records that the condition of a holds now. Fingerprint, project and
+// vault are filled in from kind and subject.
+func (pl *planner) raise(a alert.Alert) {
+	a.ProjectID = pl.s.ProjectID
+	a.Fingerprint = Fingerprint(a.Kind, a.ProjectID, a.Subject)
+	if a.Vault == "" {
+		a.Vault = pl.vaultStr
+	}
+	if prev, ok := pl.computed[a.Fingerprint]; ok && rank(prev.Severity) > rank(a.Severity) {
+		return
+	}
+	pl.computed[a.Fingerprint] = a
+}
+
+// settled marks kinds as fully evaluated in this reconcile: an open alert of
+// such a kind that was not raised again is resolved.
+func (pl *planner) settled(kinds ...alert.Kind) {
+	for _, k := range kinds {
+		pl.settledKind[k] = true
+	}
+}
+
+func rank(s alert.Severity) int {
+	switch s {
+	case alert.Critical:
+		return 2
+	case alert.Warning:
+		return 1
+	}
+	return 0
+}
+
+// hintDetailKeys are the Details an event adds; they are kept from the
+// previous open alert when this reconcile had no such event.
+var hintDetailKeys = []string{"eventOperation", "eventObject", "eventId", "eventTime"}
+
+// settle turns the computed alerts and the previous open alerts into the next
+// open set and the notices to send.
+func (pl *planner) settle() (map[string]alert.Alert, []alert.Notice) {
+	open := make(map[string]alert.Alert, len(pl.computed)+len(pl.prev.Open))
+	var notices []alert.Notice
+	notify := func(a alert.Alert, action alert.Action) {
+		notices = append(notices, alert.Notice{ID: noticeID(a.Fingerprint, action, pl.now), Action: action, At: pl.now, Alert: a})
+	}
+	for fp, a := range pl.computed {
+		a.LastSeen = pl.now
+		old, wasOpen := pl.prev.Open[fp]
+		switch {
+		case !wasOpen:
+			a.FirstSeen = pl.now
+			a.LastNotified = pl.now
+			notify(a, alert.Raised)
+		default:
+			a.FirstSeen = old.FirstSeen
+			a.LastNotified = old.LastNotified
+			if a.Actor == "" {
+				a.Actor = old.Actor
+			}
+			for _, k := range hintDetailKeys {
+				if v, ok := old.Details[k]; ok {
+					if _, set := a.Details[k]; !set {
+						if a.Details == nil {
+							a.Details = map[string]string{}
+						}
+						a.Details[k] = v
+					}
+				}
+			}
+			switch {
+			case rank(a.Severity) > rank(old.Severity):
+				a.LastNotified = pl.now
+				notify(a, alert.Escalated)
+			case a.Severity == alert.Critical && pl.p.RenotifyAfter > 0 &&
+				pl.now.Sub(old.LastNotified) >= pl.p.RenotifyAfter:
+				a.LastNotified = pl.now
+				notify(a, alert.Reminder)
+			}
+		}
+		open[fp] = a
+	}
+	for fp, old := range pl.prev.Open {
+		if _, still := pl.computed[fp]; still {
+			continue
+		}
+		if pl.settledKind[old.Kind] || pl.settledFP[fp] {
+			at := pl.now
+			old.ResolvedAt = &at
+			notify(old, alert.Resolved)
+			continue
+		}
+		open[fp] = old // unknown is not cleared: carry forward unchanged
+	}
+	return open, notices
+}
+
+// endpointMemory tracks since when each Atlas endpoint has had its status. A
+// status change resets Since; unreadable endpoints keep the previous memory.
+func (pl *planner) endpointMemory() map[string]EndpointSeen {
+	if !pl.endpointsOK {
+		out := make(map[string]EndpointSeen, len(pl.prev.Endpoints))
+		for k, v := range pl.prev.Endpoints {
+			out[k] = v
+		}
+		return out
+	}
+	out := make(map[string]EndpointSeen, len(pl.s.Endpoints))
+	for _, e := range pl.s.Endpoints {
+		out[e.ID] = pl.seen(e.ID, e.Status)
+	}
+	return out
+}
+
+func (pl *planner) seen(id, status string) EndpointSeen {
+	if old, ok := pl.prev.Endpoints[id]; ok && old.Status == status {
+		return old
+	}
+	return EndpointSeen{Status: status, Since: pl.now}
+}
+
+// latestHint returns the latest hint (by Time; on ties the later one in the
+// slice) for which match holds, or nil.
+func (pl *planner) latestHint(match func(Hint) bool) *Hint {
+	var best *Hint
+	for i := range pl.s.Hints {
+		h := &pl.s.Hints[i]
+		if match(*h) && (best == nil || !h.Time.Before(best.Time)) {
+			best = h
+		}
+	}
+	return best
+}
+
+// enrich adds who and when from h to a.
+func enrich(a *alert.Alert, h *Hint) {
+	if h == nil {
+		return
+	}
+	if h.Actor != "" {
+		a.Actor = h.Actor
+	}
+	if a.Details == nil {
+		a.Details = map[string]string{}
+	}
+	set := func(k, v string) {
+		if v != "" {
+			a.Details[k] = v
+		}
+	}
+	set("eventOperation", h.Operation)
+	set("eventObject", h.Object)
+	set("eventId", h.EventID)
+	if !h.Time.IsZero() {
+		a.Details["eventTime"] = h.Time.UTC().Format(time.RFC3339)
+	}
+}
+
+var (
+	bearerRE = regexp.MustCompile(`(?i)(bearer\s+)[^\s"',]+`)
+	paramRE  = regexp.MustCompile(`(?i)\b((?:sig|code|client_secret|access_token|refresh_token|id_token|password|secret|apikey|api_key|token)=)[^&\s"',]+`)
+)
+
+// scrub removes obvious credentials from an error message and bounds its size:
+// alerts never carry secrets.
+func scrub(msg string) string {
+	if strings.ContainsAny(msg, "=") || strings.Contains(strings.ToLower(msg), "bearer") {
+		msg = bearerRE.ReplaceAllString(msg, "${1}[redacted]")
+		msg = paramRE.ReplaceAllString(msg, "${1}[redacted]")
+	}
+	const max = 512
+	if len(msg) > max {
+		cut := max
+		for cut > 0 && !isRuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + "…"
+	}
+	return msg
+}
+
+func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }

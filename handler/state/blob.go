@@ -1,0 +1,322 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+)
+
+// maxDocSize bounds how much of a document Get reads.
+const maxDocSize = 32 << 20
+
+// writeIDKey is the blob metadata entry that tags each write with a random
+// id, so a write whose response was lost and that the SDK retried is
+// recognised as ours instead of being reported as a conflict.
+const writeIDKey = "guardwrite"
+
+// Blob is a Store on an Azure Blob Storage container: one block blob per
+// key, named by an escaping of the key (see names.go), with the document's
+// JSON as content and If-Match / If-None-Match conditions on every write.
+type Blob struct {
+	containerName string
+	name          string // for messages: host/path/container, no query
+	client        *container.Client
+}
+
+var _ Store = (*Blob)(nil)
+
+// NewBlob connects to the container named by opts.Container (default
+// DefaultContainer), creating it if it is missing. Authentication is the
+// connection string when set, otherwise opts.Credential (or, when that is
+// nil, a managed identity / default Azure credential built from
+// opts.ManagedIdentity and opts.ClientID) against opts.ServiceURL.
+func NewBlob(ctx context.Context, opts BlobOptions) (*Blob, error) {
+	name := opts.Container
+	if name == "" {
+		name = DefaultContainer
+	}
+	if err := validContainerName(name); err != nil {
+		return nil, fmt.Errorf("state: container %q: %w", name, err)
+	}
+	copts := opts.ClientOptions
+	if copts == nil {
+		copts = &azblob.ClientOptions{}
+	}
+	if r := copts.Retry; r.MaxRetries == 0 && r.TryTimeout == 0 && r.RetryDelay == 0 && r.MaxRetryDelay == 0 && r.StatusCodes == nil && r.ShouldRetry == nil {
+		c := *copts
+		c.Retry = defaultRetry
+		copts = &c
+	}
+	var (
+		svc *azblob.Client
+		err error
+	)
+	switch {
+	case opts.ConnectionString != "":
+		svc, err = azblob.NewClientFromConnectionString(opts.ConnectionString, copts)
+		if err != nil {
+			// The SDK's message may quote the connection string: don't wrap it.
+			return nil, errors.New("state: storage connection string is malformed")
+		}
+	case opts.ServiceURL != "":
+		cred := opts.Credential
+		if cred == nil {
+			cred, err = defaultCredential(opts)
+			if err != nil {
+				return nil, fmt.Errorf("state: storage credential: %w", err)
+			}
+		}
+		svc, err = azblob.NewClient(opts.ServiceURL, cred, copts)
+		if err != nil {
+			return nil, fmt.Errorf("state: blob service %s: %w", redactURL(opts.ServiceURL), err)
+		}
+	default:
+		return nil, errors.New("state: no storage configured (need a connection string or a blob service URL)")
+	}
+	b := &Blob{
+		containerName: name,
+		name:          "blob " + redactURL(svc.URL()) + "/" + name,
+		client:        svc.ServiceClient().NewContainerClient(name),
+	}
+	if err := b.createContainer(ctx); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// defaultRetry keeps the SDK's own retries short: callers see an outage in
+// about a second and retry at their level (the next reconcile).
+var defaultRetry = policy.RetryOptions{
+	MaxRetries:    3,
+	TryTimeout:    15 * time.Second,
+	RetryDelay:    100 * time.Millisecond,
+	MaxRetryDelay: time.Second,
+}
+
+func defaultCredential(opts BlobOptions) (azcore.TokenCredential, error) {
+	if opts.ManagedIdentity {
+		mo := &azidentity.ManagedIdentityCredentialOptions{}
+		if opts.ClientID != "" {
+			mo.ID = azidentity.ClientID(opts.ClientID)
+		}
+		return azidentity.NewManagedIdentityCredential(mo)
+	}
+	return azidentity.NewDefaultAzureCredential(nil)
+}
+
+// String names the store (endpoint and container, never credentials).
+func (b *Blob) String() string { return b.name }
+
+// Container returns the container name.
+func (b *Blob) Container() string { return b.containerName }
+
+func (b *Blob) createContainer(ctx context.Context) error {
+	_, err := b.client.Create(ctx, nil)
+	if err == nil || bloberror.HasCode(err, bloberror.ContainerAlreadyExists) {
+		return nil
+	}
+	return b.fail("create-container", "", err)
+}
+
+// Get implements Store.
+func (b *Blob) Get(ctx context.Context, key string) ([]byte, string, error) {
+	if err := checkKey(key); err != nil {
+		return nil, "", &Error{Store: b.name, Op: "get", Key: key, Err: err, cause: err.Error()}
+	}
+	resp, err := b.client.NewBlockBlobClient(encodeKey(key)).DownloadStream(ctx, nil)
+	if err != nil {
+		if bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.ContainerNotFound) {
+			return nil, "", &Error{Store: b.name, Op: "get", Key: key, StatusCode: http.StatusNotFound, Err: ErrNotFound}
+		}
+		return nil, "", b.fail("get", key, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxDocSize+1))
+	if err != nil {
+		return nil, "", b.fail("get", key, err)
+	}
+	if len(data) > maxDocSize {
+		err := fmt.Errorf("document larger than %d bytes", maxDocSize)
+		return nil, "", &Error{Store: b.name, Op: "get", Key: key, Err: err, cause: err.Error()}
+	}
+	if resp.ETag == nil {
+		err := errors.New("response without ETag")
+		return nil, "", &Error{Store: b.name, Op: "get", Key: key, Err: err, cause: err.Error()}
+	}
+	return data, string(*resp.ETag), nil
+}
+
+// Put implements Store.
+func (b *Blob) Put(ctx context.Context, key string, data []byte, etag string) (string, error) {
+	if err := checkKey(key); err != nil {
+		return "", &Error{Store: b.name, Op: "put", Key: key, Err: err, cause: err.Error()}
+	}
+	tag, err := b.put(ctx, key, data, etag)
+	if bloberror.HasCode(err, bloberror.ContainerNotFound) {
+		// Someone removed the container since NewBlob: recreate it once.
+		if cerr := b.createContainer(ctx); cerr != nil {
+			return "", cerr
+		}
+		tag, err = b.put(ctx, key, data, etag)
+	}
+	return tag, err
+}
+
+func (b *Blob) put(ctx context.Context, key string, data []byte, etag string) (string, error) {
+	id := newWriteID()
+	cond := &blob.ModifiedAccessConditions{}
+	if etag == "" {
+		cond.IfNoneMatch = to.Ptr(azcore.ETagAny)
+	} else {
+		cond.IfMatch = to.Ptr(azcore.ETag(etag))
+	}
+	bc := b.client.NewBlockBlobClient(encodeKey(key))
+	resp, err := bc.Upload(ctx, streaming.NopCloser(bytes.NewReader(data)), &blockblob.UploadOptions{
+		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr("application/json")},
+		Metadata:         map[string]*string{writeIDKey: to.Ptr(id)},
+		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: cond},
+	})
+	if err == nil {
+		if resp.ETag == nil {
+			err := errors.New("response without ETag")
+			return "", &Error{Store: b.name, Op: "put", Key: key, Err: err, cause: err.Error()}
+		}
+		return string(*resp.ETag), nil
+	}
+	if bloberror.HasCode(err, bloberror.ConditionNotMet, bloberror.BlobAlreadyExists) ||
+		(etag != "" && bloberror.HasCode(err, bloberror.BlobNotFound)) {
+		// If the SDK retried a write that had succeeded, the stored blob
+		// carries our write id: that is success, not a conflict.
+		if props, perr := bc.GetProperties(ctx, nil); perr == nil && props.ETag != nil && metadata(props.Metadata, writeIDKey) == id {
+			return string(*props.ETag), nil
+		}
+		return "", &Error{Store: b.name, Op: "put", Key: key, StatusCode: statusOf(err), Err: ErrConflict}
+	}
+	if bloberror.HasCode(err, bloberror.ContainerNotFound) {
+		return "", err // Put recreates the container and tries again
+	}
+	return "", b.fail("put", key, err)
+}
+
+// List implements Store.
+func (b *Blob) List(ctx context.Context, prefix string) ([]string, error) {
+	keys := []string{}
+	pager := b.client.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: to.Ptr(encodeKey(prefix))})
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			if bloberror.HasCode(err, bloberror.ContainerNotFound) {
+				return keys, nil
+			}
+			return nil, b.fail("list", "", err)
+		}
+		for _, item := range page.Segment.BlobItems {
+			if item.Name == nil {
+				continue
+			}
+			if k, ok := decodeKey(*item.Name); ok && encodeKey(k) == *item.Name {
+				keys = append(keys, k)
+			}
+		}
+	}
+	slices.Sort(keys)
+	return keys, nil
+}
+
+// fail classifies err as transient or permanent and builds an *Error whose
+// message carries no URL query (SAS) and no credential.
+func (b *Blob) fail(op, key string, err error) error {
+	e := &Error{Store: b.name, Op: op, Key: key, Err: err}
+	var re *azcore.ResponseError
+	switch {
+	case errors.As(err, &re):
+		e.StatusCode, e.Code = re.StatusCode, re.ErrorCode
+		e.Transient = re.StatusCode == http.StatusRequestTimeout || re.StatusCode == http.StatusTooManyRequests || re.StatusCode >= 500
+		e.cause = fmt.Sprintf("status %d", re.StatusCode)
+		if re.ErrorCode != "" {
+			e.cause += " " + re.ErrorCode
+		}
+	case errors.Is(err, context.Canceled):
+		e.cause = "canceled"
+	case errors.Is(err, context.DeadlineExceeded):
+		e.Transient, e.cause = true, "timed out"
+	default:
+		e.Transient = true
+		e.cause = "storage unreachable: " + networkCause(err)
+	}
+	return e
+}
+
+// networkCause describes a transport error without the request URL.
+func networkCause(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return oe.Error()
+	}
+	var ae *azcore.ResponseError
+	if errors.As(err, &ae) {
+		return fmt.Sprintf("status %d", ae.StatusCode)
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "://") || strings.Contains(msg, "sig=") {
+		return "transport error"
+	}
+	return msg
+}
+
+func statusOf(err error) int {
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		return re.StatusCode
+	}
+	return 0
+}
+
+func metadata(md map[string]*string, key string) string {
+	for k, v := range md {
+		if strings.EqualFold(k, key) && v != nil {
+			return *v
+		}
+	}
+	return ""
+}
+
+func newWriteID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// redactURL returns host/path of u, without scheme, user info or query.
+func redactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil || p.Host == "" {
+		return "(invalid URL)"
+	}
+	return p.Host + strings.TrimSuffix(p.EscapedPath(), "/")
+}

@@ -1,0 +1,137 @@
+package state_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/internal/azurite"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
+)
+
+func TestBlobStorageDownThenBack(t *testing.T) {
+	az := azurite.Start(t) // own instance: this test stops it
+	ctx := t.Context()
+	b, err := state.NewBlob(ctx, state.BlobOptions{ConnectionString: az.ConnectionString})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Container() != state.DefaultContainer {
+		t.Fatalf("container = %q", b.Container())
+	}
+	if _, err := state.Update(ctx, b, "projects/p1", func(c *counter) error { c.N++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+
+	az.Stop()
+	start := time.Now()
+	_, _, err = b.Get(ctx, "projects/p1")
+	t.Logf("storage down: %v (after %v)", err, time.Since(start).Round(time.Millisecond))
+	if err == nil {
+		t.Fatal("get with storage down: want an error")
+	}
+	var se *state.Error
+	if !errors.As(err, &se) || !se.Transient || !state.IsTransient(err) {
+		t.Fatalf("want a transient *state.Error, got %#v", err)
+	}
+	for _, want := range []string{"state: blob 127.0.0.1", state.DefaultContainer, `get "projects/p1"`, "storage unreachable"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+	}
+	if _, err := state.Update(ctx, b, "projects/p1", func(c *counter) error { c.N++; return nil }); !state.IsTransient(err) {
+		t.Fatalf("update with storage down: %v", err)
+	}
+	if _, err := b.List(ctx, ""); !state.IsTransient(err) {
+		t.Fatalf("list with storage down: %v", err)
+	}
+
+	if err := az.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := state.Update(ctx, b, "projects/p1", func(c *counter) error { c.N++; return nil })
+	if err != nil || got.N != 2 {
+		t.Fatalf("after restart: %+v, %v; want N=2 (data kept)", got, err)
+	}
+}
+
+func TestBlobPermanentErrorsAndNoSecrets(t *testing.T) {
+	az := sharedAzurite(t)
+	wrongKey := "c2VjcmV0LWtleS10aGF0LW11c3Qtbm90LWxlYWs="
+	cs := strings.Replace(az.ConnectionString, azurite.AccountKey, wrongKey, 1)
+	_, err := state.NewBlob(t.Context(), state.BlobOptions{ConnectionString: cs, Container: "wrong-key"})
+	if err == nil {
+		t.Fatal("wrong key: want an error")
+	}
+	t.Logf("wrong key: %v", err)
+	if state.IsTransient(err) {
+		t.Fatalf("403 classified as transient: %v", err)
+	}
+	if strings.Contains(err.Error(), wrongKey) {
+		t.Fatalf("error leaks the key: %v", err)
+	}
+	_, err = state.NewBlob(t.Context(), state.BlobOptions{ConnectionString: "AccountKey=" + wrongKey + ";garbage"})
+	if err == nil || strings.Contains(err.Error(), wrongKey) {
+		t.Fatalf("malformed connection string: %v", err)
+	}
+	_, err = state.NewBlob(t.Context(), state.BlobOptions{ConnectionString: az.ConnectionString, Container: "Bad_Name"})
+	if err == nil {
+		t.Fatal("invalid container name accepted")
+	}
+}
+
+func TestBlobWithInjectedClientOptions(t *testing.T) {
+	az := sharedAzurite(t)
+	opts := &azblob.ClientOptions{}
+	opts.Retry = policy.RetryOptions{MaxRetries: -1}
+	b, err := state.NewBlob(t.Context(), state.BlobOptions{ConnectionString: az.ConnectionString, Container: "injected-options", ClientOptions: opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Put(t.Context(), "k", []byte(`{}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "injected-options") || strings.Contains(b.String(), azurite.AccountKey) {
+		t.Fatalf("String() = %q", b.String())
+	}
+}
+
+func BenchmarkUpdateAzurite(b *testing.B) {
+	s := newBlob(b)
+	ctx := b.Context()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if _, err := state.Update(ctx, s, fmt.Sprintf("projects/p%d", i%8), func(c *counter) error { c.N++; return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkUpdateAzuriteContended(b *testing.B) {
+	s := newBlob(b)
+	ctx := b.Context()
+	b.SetParallelism(2) // 2×GOMAXPROCS writers on one key
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := state.Update(ctx, s, "projects/hot", func(c *counter) error { c.N++; return nil }); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkUpdateMemory(b *testing.B) {
+	s := state.NewMemory()
+	ctx := b.Context()
+	for b.Loop() {
+		if _, err := state.Update(ctx, s, "projects/p", func(c *counter) error { c.N++; return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,200 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/keyvault/armkeyvault"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/meter"
+)
+
+// Options configure a Client.
+type Options struct {
+	// Credential authenticates to ARM (see Credential). Required.
+	Credential azcore.TokenCredential
+	// Cloud names the ARM endpoint and token audience (see CloudFor). The zero
+	// value means the Azure public cloud.
+	Cloud cloud.Configuration
+	// Transport sends the HTTP requests; nil means azcore's default. Tests
+	// inject a client that trusts the simulator's CA here.
+	Transport policy.Transporter
+	// Retry configures retries of ARM requests. Each zero field takes a
+	// default: 4 tries (MaxRetries 3), RetryDelay 1s, MaxRetryDelay 30s,
+	// TryTimeout 30s, retry on 408, 429, 500, 502, 503, 504 and network errors.
+	// A 429's Retry-After is honoured (azcore gives up if it exceeds
+	// MaxRetryDelay).
+	Retry policy.RetryOptions
+	// PollInterval is the first wait between the re-reads that follow an
+	// approval PUT; it doubles up to 8 times the first. Zero means 500ms.
+	PollInterval time.Duration
+	// Logger receives debug lines about approvals; nil discards them.
+	Logger *slog.Logger
+}
+
+// Client reads and approves Key Vault private endpoint connections, and reads
+// vaults and key versions, through the ARM management plane. It is safe for
+// concurrent use and serves vaults in any number of subscriptions.
+type Client struct {
+	cred    azcore.TokenCredential
+	armOpts arm.ClientOptions
+	poll    time.Duration
+	log     *slog.Logger
+
+	mu   sync.Mutex
+	subs map[string]*armkeyvault.ClientFactory
+}
+
+// New returns a Client. It fails only when Options.Credential is nil or the
+// cloud configuration has no ResourceManager endpoint.
+func New(o Options) (*Client, error) {
+	if o.Credential == nil {
+		return nil, errors.New("vault: Options.Credential is required")
+	}
+	if len(o.Cloud.Services) == 0 {
+		o.Cloud = cloud.AzurePublic
+	}
+	rm, ok := o.Cloud.Services[cloud.ResourceManager]
+	if !ok || rm.Endpoint == "" || rm.Audience == "" {
+		return nil, errors.New("vault: cloud configuration has no ResourceManager endpoint and audience")
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 500 * time.Millisecond
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Client{
+		cred: o.Credential,
+		armOpts: arm.ClientOptions{
+			ClientOptions: azcore.ClientOptions{
+				Cloud:            o.Cloud,
+				Transport:        o.Transport,
+				Retry:            retryDefaults(o.Retry),
+				PerRetryPolicies: []policy.Policy{meterPolicy{}},
+				Telemetry:        policy.TelemetryOptions{ApplicationID: "atlas-akv-guard"},
+			},
+			// The guard must never register resource providers: that needs
+			// rights it is not given and is not its business.
+			DisableRPRegistration: true,
+		},
+		poll: o.PollInterval,
+		log:  log,
+		subs: make(map[string]*armkeyvault.ClientFactory),
+	}, nil
+}
+
+func retryDefaults(r policy.RetryOptions) policy.RetryOptions {
+	if r.MaxRetries == 0 {
+		r.MaxRetries = 3
+	}
+	if r.RetryDelay == 0 {
+		r.RetryDelay = time.Second
+	}
+	if r.MaxRetryDelay == 0 {
+		r.MaxRetryDelay = 30 * time.Second
+	}
+	if r.TryTimeout == 0 {
+		r.TryTimeout = 30 * time.Second
+	}
+	if r.StatusCodes == nil {
+		r.StatusCodes = []int{
+			http.StatusRequestTimeout,
+			http.StatusTooManyRequests,
+			http.StatusInternalServerError,
+			http.StatusBadGateway,
+			http.StatusServiceUnavailable,
+			http.StatusGatewayTimeout,
+		}
+	}
+	return r
+}
+
+// meterPolicy counts every ARM round trip, retries included, in the counter
+// carried by the request's context. It runs per retry, after authentication, so
+// token fetches (which go through the credential's own pipeline) never count.
+type meterPolicy struct{}
+
+func (meterPolicy) Do(req *policy.Request) (*http.Response, error) {
+	meter.FromContext(req.Raw().Context()).AddARM(1)
+	return req.Next()
+}
+
+// factory returns the (cached) armkeyvault client factory of a subscription.
+func (c *Client) factory(subscriptionID string) (*armkeyvault.ClientFactory, error) {
+	if subscriptionID == "" {
+		return nil, errors.New("vault ID has no subscription")
+	}
+	key := strings.ToLower(subscriptionID)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f, ok := c.subs[key]; ok {
+		return f, nil
+	}
+	opts := c.armOpts
+	f, err := armkeyvault.NewClientFactory(subscriptionID, c.cred, &opts)
+	if err != nil {
+		return nil, err
+	}
+	c.subs[key] = f
+	return f, nil
+}
+
+// CloudFor maps Atlas's azureKeyVault.azureEnvironment to an Azure cloud:
+// "AZURE" or empty → Azure public cloud, "AZURE_CHINA" → Azure China; anything
+// else is an error. A non-empty armEndpointOverride (GUARD_ARM_ENDPOINT) must
+// be an https URL; it replaces the ResourceManager endpoint while the token
+// audience of the base cloud stays. The returned configuration is a copy: the
+// azcore globals are never modified.
+func CloudFor(azureEnvironment, armEndpointOverride string) (cloud.Configuration, error) {
+	var base cloud.Configuration
+	switch strings.ToUpper(strings.TrimSpace(azureEnvironment)) {
+	case "", "AZURE":
+		base = cloud.AzurePublic
+	case "AZURE_CHINA":
+		base = cloud.AzureChina
+	default:
+		return cloud.Configuration{}, fmt.Errorf("azureEnvironment %q is not supported (want AZURE or AZURE_CHINA)", azureEnvironment)
+	}
+	conf := cloud.Configuration{
+		ActiveDirectoryAuthorityHost: base.ActiveDirectoryAuthorityHost,
+		Services:                     make(map[cloud.ServiceName]cloud.ServiceConfiguration, len(base.Services)),
+	}
+	for k, v := range base.Services {
+		conf.Services[k] = v
+	}
+	if armEndpointOverride = strings.TrimSpace(armEndpointOverride); armEndpointOverride != "" {
+		u, err := url.Parse(armEndpointOverride)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			return cloud.Configuration{}, fmt.Errorf("GUARD_ARM_ENDPOINT %q: want an https URL such as https://management.azure.com", armEndpointOverride)
+		}
+		rm := conf.Services[cloud.ResourceManager]
+		rm.Endpoint = strings.TrimRight(armEndpointOverride, "/")
+		conf.Services[cloud.ResourceManager] = rm
+	}
+	return conf, nil
+}
+
+// wait sleeps for d or until ctx is done.
+func wait(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

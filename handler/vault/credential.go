@@ -1,0 +1,64 @@
+package vault
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+)
+
+// Credential returns the credential the guard authenticates to ARM with.
+//
+// When IDENTITY_ENDPOINT is set (App Service / Functions), it is the managed
+// identity credential, speaking the App Service protocol (GET
+// IDENTITY_ENDPOINT?resource=…&api-version=2019-08-01 with header
+// X-IDENTITY-HEADER: $IDENTITY_HEADER); AZURE_CLIENT_ID, when set, selects a
+// user-assigned identity. Otherwise it is azidentity's DefaultAzureCredential
+// (environment, workload identity, managed identity, Azure CLI, azd — a
+// developer's login).
+//
+// env reads the settings (nil means os.Getenv). azidentity itself reads
+// IDENTITY_ENDPOINT and IDENTITY_HEADER from the process environment, so
+// Credential refuses an env whose values differ from the process's rather than
+// letting azidentity silently fall back to IMDS. opts (may be nil) sets the
+// transport and retries of the token requests.
+func Credential(env func(string) string, opts *azcore.ClientOptions) (azcore.TokenCredential, error) {
+	if env == nil {
+		env = os.Getenv
+	}
+	var co azcore.ClientOptions
+	if opts != nil {
+		co = *opts
+	}
+	clientID := strings.TrimSpace(env("AZURE_CLIENT_ID"))
+	endpoint, header := env("IDENTITY_ENDPOINT"), env("IDENTITY_HEADER")
+	if endpoint == "" {
+		cred, err := azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{ClientOptions: co})
+		if err != nil {
+			return nil, fmt.Errorf("azure credential: %w", err)
+		}
+		return cred, nil
+	}
+	if header == "" {
+		return nil, errors.New("azure credential: IDENTITY_ENDPOINT is set but IDENTITY_HEADER is empty")
+	}
+	if u, err := url.Parse(endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("azure credential: IDENTITY_ENDPOINT %q is not an http(s) URL", endpoint)
+	}
+	if os.Getenv("IDENTITY_ENDPOINT") != endpoint || os.Getenv("IDENTITY_HEADER") != header {
+		return nil, errors.New("azure credential: IDENTITY_ENDPOINT/IDENTITY_HEADER must be set in the process environment (azidentity reads them from there)")
+	}
+	mo := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: co}
+	if clientID != "" {
+		mo.ID = azidentity.ClientID(clientID)
+	}
+	cred, err := azidentity.NewManagedIdentityCredential(mo)
+	if err != nil {
+		return nil, fmt.Errorf("azure credential: managed identity: %w", err)
+	}
+	return cred, nil
+}
