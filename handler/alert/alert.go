@@ -33,6 +33,7 @@ const (
 	KeyRotated        Kind = "key-rotated"
 	Approved          Kind = "approved"
 	WouldApprove      Kind = "would-approve"
+	ApprovalHeld      Kind = "approval-held"
 	GuardBlind        Kind = "guard-blind"
 )
 

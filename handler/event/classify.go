@@ -1,6 +1,7 @@
 package event
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/eventgrid/azsystemevents"
 
@@ -298,9 +300,6 @@ func (s epochSeconds) time() *time.Time {
 // armData is the part of the ARM (resource group / subscription) event data
 // the guard uses.
 type armData struct {
-	Authorization struct {
-		Scope string `json:"scope"`
-	} `json:"authorization"`
 	Claims        claims `json:"claims"`
 	OperationName string `json:"operationName"`
 	ResourceURI   string `json:"resourceUri"`
@@ -334,7 +333,12 @@ func (c *claims) actor() string {
 type claim string
 
 func (c *claim) UnmarshalJSON(b []byte) error {
-	if len(b) == 0 || b[0] != '"' {
+	if len(b) < 2 || b[0] != '"' {
+		return nil
+	}
+	if inner := b[1 : len(b)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+		// No escapes (encoding/json has validated b): the content is the value.
+		*c = claim(inner)
 		return nil
 	}
 	var s string

@@ -63,20 +63,19 @@ type Event struct {
 }
 
 // envelope holds the attributes of both schemas; which ones are set decides
-// the schema.
+// the schema. An attribute that is absent, null or "" counts as missing.
 type envelope struct {
-	ID      *string `json:"id"`
-	Subject string  `json:"subject"`
+	ID      string `json:"id"`
+	Subject string `json:"subject"`
 	// Event Grid schema.
-	Topic       string  `json:"topic"`
-	EventType   *string `json:"eventType"`
-	EventTime   *string `json:"eventTime"`
-	DataVersion *string `json:"dataVersion"`
+	Topic     string `json:"topic"`
+	EventType string `json:"eventType"`
+	EventTime string `json:"eventTime"`
 	// CloudEvents 1.0.
-	Source      *string `json:"source"`
-	Type        *string `json:"type"`
-	Time        *string `json:"time"`
-	SpecVersion *string `json:"specversion"`
+	Source      string `json:"source"`
+	Type        string `json:"type"`
+	Time        string `json:"time"`
+	SpecVersion string `json:"specversion"`
 
 	Data json.RawMessage `json:"data"`
 }
@@ -168,39 +167,36 @@ func decodeOne(obj []byte) (Event, error) {
 	}
 	var e Event
 	switch {
-	case env.SpecVersion != nil && env.EventType != nil:
+	case env.SpecVersion != "" && env.EventType != "":
 		return Event{}, malformed("event has both specversion (CloudEvents) and eventType (Event Grid schema)")
-	case env.SpecVersion != nil:
-		if *env.SpecVersion != "1.0" {
-			return Event{}, malformed("event: unsupported CloudEvents specversion %q, want \"1.0\"", *env.SpecVersion)
+	case env.SpecVersion != "":
+		if env.SpecVersion != "1.0" {
+			return Event{}, malformed("event: unsupported CloudEvents specversion %q, want \"1.0\"", truncate(env.SpecVersion, 16))
 		}
 		e.Schema = SchemaCloudEvents
-		if env.Type == nil || *env.Type == "" {
+		if env.Type == "" {
 			return Event{}, malformed("cloudevent: missing type")
 		}
-		e.Type = *env.Type
-		if env.Source == nil || *env.Source == "" {
+		e.Type = env.Type
+		if env.Source == "" {
 			return Event{}, malformed("cloudevent %s: missing source", e.Type)
 		}
-		e.Source = *env.Source
-		if env.Time != nil {
-			t, err := parseTime(*env.Time)
+		e.Source = env.Source
+		if env.Time != "" {
+			t, err := parseTime(env.Time)
 			if err != nil {
 				return Event{}, malformed("cloudevent %s: time: %v", e.Type, err)
 			}
 			e.Time = t
 		}
-	case env.EventType != nil:
+	case env.EventType != "":
 		e.Schema = SchemaEventGrid
-		if *env.EventType == "" {
-			return Event{}, malformed("event: empty eventType")
-		}
-		e.Type = *env.EventType
+		e.Type = env.EventType
 		e.Source = env.Topic
-		if env.EventTime == nil {
+		if env.EventTime == "" {
 			return Event{}, malformed("event %s: missing eventTime", e.Type)
 		}
-		t, err := parseTime(*env.EventTime)
+		t, err := parseTime(env.EventTime)
 		if err != nil {
 			return Event{}, malformed("event %s: eventTime: %v", e.Type, err)
 		}
@@ -208,10 +204,10 @@ func decodeOne(obj []byte) (Event, error) {
 	default:
 		return Event{}, malformed("event has neither eventType (Event Grid schema) nor specversion (CloudEvents 1.0): missing type")
 	}
-	if env.ID == nil || *env.ID == "" {
+	if env.ID == "" {
 		return Event{}, malformed("event %s: missing id", e.Type)
 	}
-	e.ID = *env.ID
+	e.ID = env.ID
 	e.Subject = env.Subject
 	if d := bytes.TrimSpace(env.Data); len(d) > 0 && !bytes.Equal(d, []byte("null")) {
 		e.Data = d

@@ -41,13 +41,18 @@ func (pl *planner) guardBlind() {
 		case len(pl.errs[st.src]) == 0 && st.expected && !st.read:
 			msg = "not read in this reconcile"
 		}
+		// A missing vault explains failed reads below it: vault-missing says it.
+		belowGoneVault := pl.vaultGone && (st.src == SourceConnections || st.src == SourceKey)
 		switch {
+		case belowGoneVault:
 		case len(pl.errs[st.src]) > 0 || msg != "":
 			pl.raiseBlind(st.src, msg)
 		case st.read || (pl.noVault && strings.HasPrefix(string(st.src), "arm:")):
 			pl.settledFP[fp] = true
 		}
 	}
+	// Other sources (e.g. a failed write the reconciler reports as a source):
+	// raised while they fail, resolved in the first reconcile without an error.
 	var other []Source
 	for src := range pl.errs {
 		if !known[src] {
@@ -57,6 +62,11 @@ func (pl *planner) guardBlind() {
 	sort.Slice(other, func(i, j int) bool { return other[i] < other[j] })
 	for _, src := range other {
 		pl.raiseBlind(src, "")
+	}
+	for fp, a := range pl.prev.Open {
+		if a.Kind == alert.GuardBlind && !known[Source(a.Subject)] && len(pl.errs[Source(a.Subject)]) == 0 {
+			pl.settledFP[fp] = true
+		}
 	}
 }
 
@@ -410,6 +420,9 @@ func (pl *planner) accessChanged() {
 			t = old.LastSeen
 		}
 		last = t
+		if !known {
+			return // carried forward unchanged
+		}
 		if !invalid && !pl.now.Before(last.Add(pl.p.AccessChangeSettle)) {
 			pl.settledFP[fp] = true
 			return

@@ -422,6 +422,33 @@ func TestGuardBlind(t *testing.T) {
 			t.Errorf("error %q", a.Details["error"])
 		}
 	})
+	t.Run("other sources resolve once they stop failing", func(t *testing.T) {
+		failing := with(settled(), func(s *Snapshot) {
+			s.Errors = []SourceError{{Source: "arm:approve", Message: "approve x: 409 Conflict"}}
+		})
+		r1 := Plan(failing, Memory{}, enforce(), now)
+		if _, ok := hasOpen(r1.Memory, alert.GuardBlind, "arm:approve"); !ok {
+			t.Fatal("precondition: open")
+		}
+		r2 := Plan(failing, r1.Memory, enforce(), now.Add(time.Minute))
+		if len(r2.Notices) != 0 {
+			t.Fatalf("still failing: %v", tags(r2.Notices))
+		}
+		r3 := Plan(settled(), r2.Memory, enforce(), now.Add(2*time.Minute))
+		if want := []string{"guard-blind/resolved"}; !slices.Equal(tags(r3.Notices), want) {
+			t.Errorf("notices %v, want %v", tags(r3.Notices), want)
+		}
+	})
+	t.Run("reads below a missing vault are not blamed", func(t *testing.T) {
+		s := with(healthy(), func(s *Snapshot) {
+			s.VaultState, s.Connections, s.Key = &vault.Vault{Found: false}, nil, nil
+			s.Errors = []SourceError{{Source: SourceConnections, Message: "404 ResourceNotFound"}, {Source: SourceKey, Message: "404 VaultNotFound"}}
+		})
+		r := Plan(s, Memory{}, enforce(), now)
+		if want := []string{"vault-missing::critical"}; !slices.Equal(openKinds(r.Memory), want) {
+			t.Errorf("open %v, want %v", openKinds(r.Memory), want)
+		}
+	})
 	t.Run("config unreadable does not also blame ARM sources", func(t *testing.T) {
 		s := with(healthy(), func(s *Snapshot) {
 			s.Config, s.Vault, s.VaultState, s.Connections, s.Key = nil, vault.ID{}, nil, nil, nil
@@ -528,7 +555,7 @@ func TestWouldApproveAndHeldResolve(t *testing.T) {
 		t.Fatal("approved under hold")
 	}
 	h2 := Plan(healthy(), h1.Memory, enforce(), now.Add(time.Minute))
-	notice(t, h2.Notices, KindHeld, alert.Resolved)
+	notice(t, h2.Notices, alert.ApprovalHeld, alert.Resolved)
 	if !slices.Equal(approvedNames(h2), []string{connA}) {
 		t.Errorf("approved %v", approvedNames(h2))
 	}

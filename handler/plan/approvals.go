@@ -30,7 +30,7 @@ func (pl *planner) connections() {
 		pl.settled(alert.ForeignConnection)
 	}
 	if decisionsKnown {
-		pl.settled(alert.WouldApprove, KindHeld)
+		pl.settled(alert.WouldApprove, alert.ApprovalHeld)
 	}
 
 	// Atlas endpoints by exact connection name; requesting ones first so a
@@ -119,7 +119,7 @@ func (pl *planner) decideConnection(c vault.Connection, e atlas.PrivateEndpoint,
 		reason := fmt.Sprintf("the vault carries the hold tag %s=%s; not approved", vault.HoldTagKey, vault.HoldTagValue)
 		add(VerdictHeld, reason)
 		pl.raise(alert.Alert{
-			Kind:     KindHeld,
+			Kind:     alert.ApprovalHeld,
 			Severity: alert.Warning,
 			Subject:  c.Name,
 			Summary:  fmt.Sprintf("Connection %s that Atlas endpoint %s (%s) asked for is not approved because the vault carries the hold tag.", c.Name, e.ID, e.RegionName),

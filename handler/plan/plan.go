@@ -224,10 +224,6 @@ type Result struct {
 	Decisions []Decision     `json:"decisions"`
 }
 
-// KindHeld is the alert raised while a connection Atlas asked for waits because
-// the vault carries the hold tag. (Candidate for handler/alert.)
-const KindHeld alert.Kind = "approval-held"
-
 // Plan decides approvals and alert notices for one project from snapshot s, the
 // previous memory prev, policy p and the time now. It never modifies prev.
 // Alerts that depend on a source that is unreadable in s are carried forward
