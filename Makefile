@@ -10,7 +10,10 @@ AZURITE_VERSION := 3.37.0
 AZURITE      := $(CURDIR)/.cache/azurite/node_modules/.bin/azurite-blob
 FUNCTIONS    := KeyVaultEvents PrivateLinkEvents Reconcile Status
 
-.PHONY: all build test lint package run demo bench fuzz clean tools
+RESOURCE_GROUP ?=
+PARAMS       ?= infra/main.bicepparam
+
+.PHONY: all build test lint package run demo bench fuzz clean tools deploy
 
 all: lint test build
 
@@ -62,6 +65,11 @@ fuzz:
 	    echo "== $$p $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 20s $$p || exit 1; \
 	  done; \
 	done
+
+## deploy: make deploy RESOURCE_GROUP=<rg> [PARAMS=infra/main.bicepparam] (see infra/README.md)
+deploy: package
+	@test -n "$(RESOURCE_GROUP)" || { echo "usage: make deploy RESOURCE_GROUP=<rg> [PARAMS=<file>.bicepparam]" >&2; exit 1; }
+	infra/deploy.sh "$(RESOURCE_GROUP)" "$(PARAMS)" dist/app.zip
 
 clean:
 	rm -rf bin dist

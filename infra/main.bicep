@@ -39,7 +39,7 @@ type customerKeyVault = {
   @description('Create the Event Grid system topic on the vault\'s resource group (default true). False when the resource group already has one (name it in resourceGroupTopicName) or an earlier entry of this list is in the same resource group.')
   createResourceGroupTopic: bool?
 
-  @description('Name of the resource group system topic (default: <resource group>-atlas-akv-guard).')
+  @description('Name of the resource group system topic (default: <resource group, with _ . ( ) as hyphens>-atlas-akv-guard).')
   resourceGroupTopicName: string?
 }
 
@@ -323,7 +323,7 @@ module vaultGuard 'modules/vault-guard.bicep' = [
       createVaultTopic: v.?createVaultTopic ?? true
       vaultTopicName: v.?vaultTopicName ?? '${v.name}-atlas-akv-guard'
       createResourceGroupTopic: v.?createResourceGroupTopic ?? true
-      resourceGroupTopicName: v.?resourceGroupTopicName ?? '${v.resourceGroupName}-atlas-akv-guard'
+      resourceGroupTopicName: v.?resourceGroupTopicName ?? '${replace(replace(replace(replace(v.resourceGroupName, '_', '-'), '.', '-'), '(', '-'), ')', '-')}-atlas-akv-guard'
       roleAssignableScope: roleAssignableScope
       maxDeliveryAttempts: eventMaxDeliveryAttempts
       eventTimeToLiveInMinutes: eventTimeToLiveInMinutes
