@@ -55,8 +55,9 @@ type Options struct {
 	// PublicKey and PrivateKey are an API key's credentials (HTTP Digest).
 	PublicKey, PrivateKey string
 	// HTTPClient supplies the transport (with its TLS configuration) and the
-	// per-request timeout. Its redirect policy and cookie jar are not used:
-	// the client never follows redirects. nil means a transport cloned from
+	// timeout of each HTTP exchange (its Timeout; 0 means none, the context
+	// still applies). Its redirect policy and cookie jar are not used: the
+	// client never follows redirects. nil means a transport cloned from
 	// http.DefaultTransport with TLS 1.2+, and a 60s timeout.
 	HTTPClient *http.Client
 	// UserAgent defaults to "atlas-akv-guard/<module version>".

@@ -149,7 +149,7 @@ func (s *Sim) routes() *http.ServeMux {
 // ServeHTTP counts the request, applies faults and the rate limiter,
 // authenticates API calls, checks the Accept version, then serves it.
 func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h, pattern := s.mux.Handler(r)
+	_, pattern := s.mux.Handler(r)
 	rt, known := routeTable[pattern]
 	name := rt.name
 	if !known {
@@ -189,7 +189,7 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		sw.Header().Set("Content-Type", "application/vnd.atlas."+version+"+json;charset=utf-8")
 	}
-	h.ServeHTTP(sw, r)
+	s.mux.ServeHTTP(sw, r) // again through the mux, which sets the path values
 }
 
 type statusWriter struct {

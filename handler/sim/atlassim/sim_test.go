@@ -1,0 +1,845 @@
+package atlassim
+
+import (
+	"crypto/md5"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtls"
+	"github.com/mongodb-forks/digest"
+)
+
+const (
+	grp       = "5f1e2d3c4b5a69788796a5b4"
+	clientID  = "mdb_sa_id_test"
+	secret    = "s3cret/with+chars=&"
+	pub       = "pubkey"
+	priv      = "private-key-value"
+	acceptEAR = "application/vnd.atlas.2023-01-01+json"
+	acceptCl  = "application/vnd.atlas.2024-08-05+json"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+type env struct {
+	sim  *Sim
+	base string
+	hc   *http.Client
+	ca   *simtls.Authority
+	clk  *clock
+}
+
+func start(t *testing.T, o Options) *env {
+	t.Helper()
+	ca, err := simtls.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{ca: ca, clk: &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
+	if o.Now == nil {
+		o.Now = e.clk.Now
+	}
+	e.sim = New(o)
+	e.base, err = e.sim.Start(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.hc = ca.Client()
+	t.Cleanup(func() {
+		e.hc.CloseIdleConnections()
+		if err := e.sim.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	e.sim.AddServiceAccount(clientID, secret)
+	e.sim.AddAPIKey(pub, priv)
+	return e
+}
+
+// do sends a request and returns the response with its body read.
+func (e *env) do(t *testing.T, method, path string, h map[string]string, body string) (*http.Response, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), method, e.base+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range h {
+		req.Header.Set(k, v)
+	}
+	resp, err := e.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+func (e *env) token(t *testing.T) string {
+	t.Helper()
+	resp, body := e.do(t, "POST", "/api/oauth/token", map[string]string{
+		"Content-Type":  "application/x-www-form-urlencoded",
+		"Authorization": basic(clientID, secret),
+	}, "grant_type=client_credentials")
+	if resp.StatusCode != 200 {
+		t.Fatalf("token: %d %s", resp.StatusCode, body)
+	}
+	var tj struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal(body, &tj); err != nil {
+		t.Fatal(err)
+	}
+	return tj.AccessToken
+}
+
+func basic(id, sec string) string {
+	req, _ := http.NewRequest("GET", "/", nil)
+	req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(sec))
+	return req.Header.Get("Authorization")
+}
+
+func earPath(g string) string { return "/api/atlas/v2/groups/" + g + "/encryptionAtRest" }
+
+func decodeError(t *testing.T, body []byte) apiErrorJSON {
+	t.Helper()
+	var ae apiErrorJSON
+	if err := json.Unmarshal(body, &ae); err != nil {
+		t.Fatalf("error body %q: %v", body, err)
+	}
+	return ae
+}
+
+var challengeRE = regexp.MustCompile(`^Digest realm="MMS Public API", domain="", nonce="([0-9a-f]{32})", algorithm=MD5, qop="auth", stale=(true|false)$`)
+
+func TestDigestChallengeHasAtlasFormat(t *testing.T) {
+	e := start(t, Options{})
+	e.sim.PutProject(grp, AzureKeyVault{})
+	resp, body := e.do(t, "GET", earPath(grp), map[string]string{"Accept": acceptEAR}, "")
+	if resp.StatusCode != 401 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if h := resp.Header.Get("WWW-Authenticate"); !challengeRE.MatchString(h) {
+		t.Errorf("challenge %q", h)
+	}
+	want := `{"detail":"You are not authorized for this resource.","error":401,"errorCode":"USER_UNAUTHORIZED","parameters":[],"reason":"Unauthorized"}`
+	if string(body) != want {
+		t.Errorf("body %s, want %s", body, want)
+	}
+}
+
+func md5h(s string) string {
+	sum := md5.Sum([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+func digestHeader(user, pass, method, uri, nonce, nc, cnonce string) string {
+	ha1 := md5h(user + ":MMS Public API:" + pass)
+	ha2 := md5h(method + ":" + uri)
+	resp := md5h(strings.Join([]string{ha1, nonce, nc, cnonce, "auth", ha2}, ":"))
+	return fmt.Sprintf(`Digest username="%s", realm="MMS Public API", nonce="%s", uri="%s", response="%s", algorithm="MD5", qop=auth, nc=%s, cnonce="%s"`,
+		user, nonce, uri, resp, nc, cnonce)
+}
+
+func TestDigestVerification(t *testing.T) {
+	uri := earPath(grp)
+	for _, tc := range []struct {
+		name string
+		// auth builds the Authorization header from a fresh nonce; it may
+		// send requests of its own first.
+		auth      func(e *env, nonce string) string
+		want      int
+		wantStale bool
+	}{
+		{name: "valid", want: 200, auth: func(_ *env, n string) string { return digestHeader(pub, priv, "GET", uri, n, "00000001", "abcdef01") }},
+		{name: "wrong password", want: 401, auth: func(_ *env, n string) string {
+			return digestHeader(pub, priv+"x", "GET", uri, n, "00000001", "abcdef01")
+		}},
+		{name: "unknown user", want: 401, auth: func(_ *env, n string) string {
+			return digestHeader("nobody", priv, "GET", uri, n, "00000001", "abcdef01")
+		}},
+		{name: "other uri", want: 401, auth: func(_ *env, n string) string {
+			return digestHeader(pub, priv, "GET", earPath("aaaaaaaaaaaaaaaaaaaaaaaa"), n, "00000001", "abcdef01")
+		}},
+		{name: "other method", want: 401, auth: func(_ *env, n string) string { return digestHeader(pub, priv, "POST", uri, n, "00000001", "abcdef01") }},
+		{name: "unknown nonce", want: 401, wantStale: true, auth: func(_ *env, _ string) string {
+			return digestHeader(pub, priv, "GET", uri, strings.Repeat("0", 32), "00000001", "abcdef01")
+		}},
+		{name: "expired nonce", want: 401, wantStale: true, auth: func(e *env, n string) string {
+			e.clk.Advance(6 * time.Minute)
+			return digestHeader(pub, priv, "GET", uri, n, "00000001", "abcdef01")
+		}},
+		{name: "replayed nonce count", want: 401, auth: func(e *env, n string) string {
+			h := digestHeader(pub, priv, "GET", uri, n, "00000001", "abcdef01")
+			if resp, _ := e.do(t, "GET", uri, map[string]string{"Accept": acceptEAR, "Authorization": h}, ""); resp.StatusCode != 200 {
+				t.Fatalf("first use: %d", resp.StatusCode)
+			}
+			return h
+		}},
+		{name: "next nonce count", want: 200, auth: func(e *env, n string) string {
+			h := digestHeader(pub, priv, "GET", uri, n, "00000001", "abcdef01")
+			e.do(t, "GET", uri, map[string]string{"Accept": acceptEAR, "Authorization": h}, "")
+			return digestHeader(pub, priv, "GET", uri, n, "00000002", "abcdef02")
+		}},
+		{name: "no qop", want: 401, auth: func(_ *env, n string) string {
+			return strings.Replace(digestHeader(pub, priv, "GET", uri, n, "00000001", "abcdef01"), "qop=auth, ", "", 1)
+		}},
+		{name: "SHA-256", want: 401, auth: func(_ *env, n string) string {
+			return strings.Replace(digestHeader(pub, priv, "GET", uri, n, "00000001", "abcdef01"), `"MD5"`, `"SHA-256"`, 1)
+		}},
+		{name: "garbage", want: 401, auth: func(_ *env, _ string) string { return `Digest username="x", realm="unterminated` }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := start(t, Options{})
+			e.sim.PutProject(grp, AzureKeyVault{})
+			resp, _ := e.do(t, "GET", uri, map[string]string{"Accept": acceptEAR}, "")
+			m := challengeRE.FindStringSubmatch(resp.Header.Get("WWW-Authenticate"))
+			if m == nil {
+				t.Fatalf("no challenge: %q", resp.Header.Get("WWW-Authenticate"))
+			}
+			h := tc.auth(e, m[1])
+			resp, body := e.do(t, "GET", uri, map[string]string{"Accept": acceptEAR, "Authorization": h}, "")
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status %d (%s), want %d", resp.StatusCode, body, tc.want)
+			}
+			if tc.want == 401 {
+				stale := strings.HasSuffix(resp.Header.Get("WWW-Authenticate"), "stale=true")
+				if stale != tc.wantStale {
+					t.Errorf("challenge %q, want stale=%v", resp.Header.Get("WWW-Authenticate"), tc.wantStale)
+				}
+			}
+		})
+	}
+}
+
+func TestDigestTransportRoundTrip(t *testing.T) {
+	e := start(t, Options{})
+	e.sim.PutProject(grp, AzureKeyVault{Enabled: true, KeyVaultName: "kv"})
+	tr := e.ca.Transport()
+	t.Cleanup(tr.CloseIdleConnections)
+	for _, tc := range []struct {
+		name, private string
+		want          int
+	}{{"right key", priv, 200}, {"wrong key", "nope", 401}} {
+		t.Run(tc.name, func(t *testing.T) {
+			hc := &http.Client{Transport: digest.NewTransportWithHTTPRoundTripper(pub, tc.private, tr)}
+			req, _ := http.NewRequestWithContext(t.Context(), "GET", e.base+earPath(grp)+"?pretty=false", nil)
+			req.Header.Set("Accept", acceptEAR)
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("status %d, want %d", resp.StatusCode, tc.want)
+			}
+		})
+	}
+}
+
+func TestTokenEndpoint(t *testing.T) {
+	form := "application/x-www-form-urlencoded"
+	for _, tc := range []struct {
+		name     string
+		headers  map[string]string
+		body     string
+		want     int
+		wantCode string
+	}{
+		{name: "valid", headers: map[string]string{"Content-Type": form, "Authorization": basic(clientID, secret)}, body: "grant_type=client_credentials", want: 200},
+		{name: "wrong secret", headers: map[string]string{"Content-Type": form, "Authorization": basic(clientID, "x")}, body: "grant_type=client_credentials", want: 401, wantCode: "invalid_client"},
+		{name: "unknown client", headers: map[string]string{"Content-Type": form, "Authorization": basic("who", secret)}, body: "grant_type=client_credentials", want: 401, wantCode: "invalid_client"},
+		{name: "credentials in body", headers: map[string]string{"Content-Type": form},
+			body: "grant_type=client_credentials&client_id=" + url.QueryEscape(clientID) + "&client_secret=" + url.QueryEscape(secret), want: 401, wantCode: "invalid_client"},
+		{name: "other grant", headers: map[string]string{"Content-Type": form, "Authorization": basic(clientID, secret)}, body: "grant_type=password", want: 400, wantCode: "unsupported_grant_type"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := start(t, Options{TokenTTL: 30 * time.Minute})
+			resp, body := e.do(t, "POST", "/api/oauth/token", tc.headers, tc.body)
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status %d (%s), want %d", resp.StatusCode, body, tc.want)
+			}
+			if resp.Header.Get("Cache-Control") != "no-store" {
+				t.Errorf("Cache-Control %q", resp.Header.Get("Cache-Control"))
+			}
+			var tj struct {
+				AccessToken string `json:"access_token"`
+				TokenType   string `json:"token_type"`
+				ExpiresIn   int    `json:"expires_in"`
+				Error       string `json:"error"`
+			}
+			if err := json.Unmarshal(body, &tj); err != nil {
+				t.Fatal(err)
+			}
+			if tc.want != 200 {
+				if tj.Error != tc.wantCode || tj.AccessToken != "" {
+					t.Errorf("body %s, want error %s", body, tc.wantCode)
+				}
+				return
+			}
+			if tj.TokenType != "Bearer" || tj.ExpiresIn != 1800 || len(tj.AccessToken) < 32 {
+				t.Errorf("token response %s", body)
+			}
+		})
+	}
+}
+
+func TestBearerTokenLifetime(t *testing.T) {
+	e := start(t, Options{TokenTTL: 10 * time.Minute})
+	e.sim.PutProject(grp, AzureKeyVault{})
+	get := func(tok string) int {
+		resp, _ := e.do(t, "GET", earPath(grp), map[string]string{"Accept": acceptEAR, "Authorization": "Bearer " + tok}, "")
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		name string
+		act  func() // between issuing and using the token
+		want int
+	}{
+		{"fresh", func() {}, 200},
+		{"just before expiry", func() { e.clk.Advance(10*time.Minute - time.Second) }, 200},
+		{"expired", func() { e.clk.Advance(10 * time.Minute) }, 401},
+		{"revoked", e.sim.RevokeTokens, 401},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := e.token(t)
+			tc.act()
+			if got := get(tok); got != tc.want {
+				t.Errorf("status %d, want %d", got, tc.want)
+			}
+		})
+	}
+	if got := get("not-a-token"); got != 401 {
+		t.Errorf("unknown token: %d", got)
+	}
+}
+
+func TestAcceptVersions(t *testing.T) {
+	e := start(t, Options{})
+	e.sim.PutProject(grp, AzureKeyVault{})
+	tok := e.token(t)
+	for _, tc := range []struct {
+		name, path, accept string
+		want               int
+		wantCT             string
+	}{
+		{"EAR 2023-01-01", earPath(grp), acceptEAR, 200, "application/vnd.atlas.2023-01-01+json;charset=utf-8"},
+		{"EAR plain json", earPath(grp), "application/json", 406, ""},
+		{"EAR no Accept", earPath(grp), "", 406, ""},
+		{"EAR unknown date", earPath(grp), "application/vnd.atlas.2099-01-01+json", 406, ""},
+		{"endpoints 2023-01-01", earPath(grp) + "/AZURE/privateEndpoints", acceptEAR, 200, "application/vnd.atlas.2023-01-01+json;charset=utf-8"},
+		{"clusters 2024-08-05", "/api/atlas/v2/groups/" + grp + "/clusters", acceptCl, 200, "application/vnd.atlas.2024-08-05+json;charset=utf-8"},
+		{"clusters deprecated 2023-01-01", "/api/atlas/v2/groups/" + grp + "/clusters", acceptEAR, 406, ""},
+		{"list of media types", "/api/atlas/v2/groups/" + grp + "/clusters", "application/json, " + acceptCl + ";q=0.9", 200, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := e.do(t, "GET", tc.path, map[string]string{"Accept": tc.accept, "Authorization": "Bearer " + tok}, "")
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status %d (%s), want %d", resp.StatusCode, body, tc.want)
+			}
+			if tc.want == 406 {
+				want := `{"detail":"Invalid accept header or version date.","error":406,"errorCode":"INVALID_VERSION_DATE","parameters":[],"reason":"Not Acceptable"}`
+				if string(body) != want {
+					t.Errorf("body %s", body)
+				}
+			}
+			if tc.wantCT != "" && resp.Header.Get("Content-Type") != tc.wantCT {
+				t.Errorf("Content-Type %q, want %q", resp.Header.Get("Content-Type"), tc.wantCT)
+			}
+		})
+	}
+}
+
+func TestErrorBodies(t *testing.T) {
+	e := start(t, Options{})
+	e.sim.PutProject(grp, AzureKeyVault{})
+	e.sim.AddServiceAccount("blocked", "pw")
+	e.sim.Block("blocked", true)
+	tok := e.token(t)
+	for _, tc := range []struct {
+		name, path string
+		want       int
+		wantBody   string
+	}{
+		{"unknown group", earPath("aaaaaaaaaaaaaaaaaaaaaaaa"), 404,
+			`{"detail":"No group with ID aaaaaaaaaaaaaaaaaaaaaaaa exists.","error":404,"errorCode":"GROUP_NOT_FOUND","parameters":["aaaaaaaaaaaaaaaaaaaaaaaa"],"reason":"Not Found"}`},
+		{"invalid group id", earPath("nothex"), 400,
+			`{"detail":"An invalid group ID nothex was specified.","error":400,"errorCode":"INVALID_GROUP_ID","parameters":["nothex"],"reason":"Bad Request"}`},
+		{"unknown provider", earPath(grp) + "/IBM/privateEndpoints", 400,
+			`{"detail":"No provider IBM exists.","error":400,"errorCode":"VALIDATION_ERROR","parameters":["IBM"],"reason":"Bad Request"}`},
+		{"unknown endpoint", earPath(grp) + "/AZURE/privateEndpoints/bbbbbbbbbbbbbbbbbbbbbbbb", 404,
+			`{"detail":"Cannot find resource bbbbbbbbbbbbbbbbbbbbbbbb.","error":404,"errorCode":"RESOURCE_NOT_FOUND","parameters":["bbbbbbbbbbbbbbbbbbbbbbbb"],"reason":"Not Found"}`},
+		{"unknown path", "/api/atlas/v2/nothing", 404,
+			`{"detail":"Cannot find resource /api/atlas/v2/nothing.","error":404,"errorCode":"RESOURCE_NOT_FOUND","parameters":[],"reason":"Not Found"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := e.do(t, "GET", tc.path, map[string]string{"Accept": acceptEAR, "Authorization": "Bearer " + tok}, "")
+			if resp.StatusCode != tc.want || string(body) != tc.wantBody {
+				t.Errorf("got %d %s\nwant %d %s", resp.StatusCode, body, tc.want, tc.wantBody)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type %q", ct)
+			}
+		})
+	}
+	t.Run("blocked principal", func(t *testing.T) {
+		resp, body := e.do(t, "POST", "/api/oauth/token", map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Authorization": basic("blocked", "pw")}, "grant_type=client_credentials")
+		var tj struct {
+			AccessToken string `json:"access_token"`
+		}
+		if resp.StatusCode != 200 || json.Unmarshal(body, &tj) != nil {
+			t.Fatalf("token: %d %s", resp.StatusCode, body)
+		}
+		resp, body = e.do(t, "GET", earPath(grp), map[string]string{"Accept": acceptEAR, "Authorization": "Bearer " + tj.AccessToken}, "")
+		if ae := decodeError(t, body); resp.StatusCode != 403 || ae.ErrorCode != "IP_ADDRESS_NOT_ON_ACCESS_LIST" {
+			t.Errorf("got %d %s", resp.StatusCode, body)
+		}
+	})
+}
+
+type pageJSON struct {
+	Links      []linkJSON               `json:"links"`
+	Results    []earPrivateEndpointJSON `json:"results"`
+	TotalCount *int                     `json:"totalCount"`
+}
+
+func TestPagination(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		cap       int
+		query     string
+		want      int // status
+		wantIDs   []int
+		wantRels  []string
+		wantTotal *int
+	}{
+		{name: "first page", query: "itemsPerPage=2&pageNum=1", want: 200, wantIDs: []int{0, 1}, wantRels: []string{"self", "next"}, wantTotal: ptr(5)},
+		{name: "middle page", query: "itemsPerPage=2&pageNum=2", want: 200, wantIDs: []int{2, 3}, wantRels: []string{"previous", "self", "next"}, wantTotal: ptr(5)},
+		{name: "last page", query: "itemsPerPage=2&pageNum=3", want: 200, wantIDs: []int{4}, wantRels: []string{"previous", "self"}, wantTotal: ptr(5)},
+		{name: "past the end", query: "itemsPerPage=2&pageNum=9", want: 200, wantIDs: []int{}, wantRels: []string{"previous", "self"}, wantTotal: ptr(5)},
+		{name: "defaults", query: "", want: 200, wantIDs: []int{0, 1, 2, 3, 4}, wantRels: []string{"self"}, wantTotal: ptr(5)},
+		{name: "no count", query: "includeCount=false", want: 200, wantIDs: []int{0, 1, 2, 3, 4}, wantRels: []string{"self"}},
+		{name: "server cap", cap: 2, query: "itemsPerPage=500", want: 200, wantIDs: []int{0, 1}, wantRels: []string{"self", "next"}, wantTotal: ptr(5)},
+		{name: "too many per page", query: "itemsPerPage=501", want: 400},
+		{name: "page zero", query: "pageNum=0", want: 400},
+		{name: "bad includeCount", query: "includeCount=maybe", want: 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := start(t, Options{PageSizeCap: tc.cap})
+			e.sim.PutProject(grp, AzureKeyVault{})
+			var ids []string
+			for i := range 5 {
+				ids = append(ids, e.sim.AddEndpoint(grp, "US_EAST_2", fmt.Sprintf("pe-%d", i), StatusActive))
+			}
+			tok := e.token(t)
+			path := earPath(grp) + "/AZURE/privateEndpoints?" + tc.query
+			resp, body := e.do(t, "GET", path, map[string]string{"Accept": acceptEAR, "Authorization": "Bearer " + tok}, "")
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status %d (%s), want %d", resp.StatusCode, body, tc.want)
+			}
+			if tc.want != 200 {
+				return
+			}
+			var p pageJSON
+			if err := json.Unmarshal(body, &p); err != nil {
+				t.Fatal(err)
+			}
+			var got []int
+			for _, r := range p.Results {
+				got = append(got, slices.Index(ids, r.ID))
+				if r.CloudProvider != "AZURE" || r.Status != StatusActive {
+					t.Errorf("item %+v", r)
+				}
+			}
+			if !slices.Equal(got, tc.wantIDs) && !(len(got) == 0 && len(tc.wantIDs) == 0) {
+				t.Errorf("items %v, want %v", got, tc.wantIDs)
+			}
+			if p.Results == nil {
+				t.Error("results is null, want []")
+			}
+			var rels []string
+			for _, l := range p.Links {
+				rels = append(rels, l.Rel)
+				u, err := url.Parse(l.Href)
+				if err != nil || u.Scheme != "https" || u.Path != earPath(grp)+"/AZURE/privateEndpoints" {
+					t.Errorf("link %+v", l)
+				}
+			}
+			if !slices.Equal(rels, tc.wantRels) {
+				t.Errorf("link rels %v, want %v", rels, tc.wantRels)
+			}
+			if (p.TotalCount == nil) != (tc.wantTotal == nil) || (p.TotalCount != nil && *p.TotalCount != *tc.wantTotal) {
+				t.Errorf("totalCount %v, want %v", p.TotalCount, tc.wantTotal)
+			}
+		})
+	}
+}
+
+func ptr(n int) *int { return &n }
+
+func TestClusterShape(t *testing.T) {
+	e := start(t, Options{})
+	id := e.sim.AddShardedCluster(grp, "orders", "AZURE", 2, "US_EAST_2", "US_WEST_2")
+	e.sim.SetPaused(grp, "orders", true)
+	tok := e.token(t)
+	resp, body := e.do(t, "GET", "/api/atlas/v2/groups/"+grp+"/clusters", map[string]string{"Accept": acceptCl, "Authorization": "Bearer " + tok}, "")
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	// Decode into a generic map to check the wire names, not our structs.
+	var page map[string]any
+	if err := json.Unmarshal(body, &page); err != nil {
+		t.Fatal(err)
+	}
+	c := page["results"].([]any)[0].(map[string]any)
+	if c["id"] != id || c["name"] != "orders" || c["paused"] != true || c["encryptionAtRestProvider"] != "AZURE" || c["groupId"] != grp || c["stateName"] != "IDLE" {
+		t.Errorf("cluster %v", c)
+	}
+	var regions []string
+	for _, rs := range c["replicationSpecs"].([]any) {
+		for _, rc := range rs.(map[string]any)["regionConfigs"].([]any) {
+			regions = append(regions, rc.(map[string]any)["regionName"].(string))
+		}
+	}
+	if want := []string{"US_EAST_2", "US_WEST_2", "US_EAST_2", "US_WEST_2"}; !slices.Equal(regions, want) {
+		t.Errorf("regions %v, want %v", regions, want)
+	}
+}
+
+func TestEncryptionAtRestShape(t *testing.T) {
+	e := start(t, Options{})
+	valid := false
+	e.sim.PutProject(grp, AzureKeyVault{AzureEnvironment: "AZURE", Enabled: true, KeyVaultName: "kv", RequirePrivateNetworking: true, Valid: &valid})
+	valid = true // PutProject copied it
+	tok := e.token(t)
+	resp, body := e.do(t, "GET", earPath(grp), map[string]string{"Accept": acceptEAR, "Authorization": "Bearer " + tok}, "")
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatal(err)
+	}
+	akv, _ := m["azureKeyVault"].(map[string]any)
+	if akv["keyVaultName"] != "kv" || akv["enabled"] != true || akv["valid"] != false || akv["requirePrivateNetworking"] != true {
+		t.Errorf("azureKeyVault %v", akv)
+	}
+	if _, ok := akv["secret"]; ok {
+		t.Error("write-only secret returned")
+	}
+	e.sim.SetValid(grp, true)
+	_, body = e.do(t, "GET", earPath(grp), map[string]string{"Accept": acceptEAR, "Authorization": "Bearer " + tok}, "")
+	if !strings.Contains(string(body), `"valid":true`) {
+		t.Errorf("after SetValid: %s", body)
+	}
+}
+
+func TestFaults(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		fault  Fault
+		checks func(t *testing.T, e *env, get func() (*http.Response, []byte, error))
+	}{
+		{
+			name:  "429 like Atlas",
+			fault: Fault{Match: "/encryptionAtRest", Status: 429, RetryAfter: 2500 * time.Millisecond, Times: 2},
+			checks: func(t *testing.T, e *env, get func() (*http.Response, []byte, error)) {
+				for i := range 2 {
+					resp, body, err := get()
+					if err != nil || resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "3" {
+						t.Fatalf("attempt %d: %v %v %v", i, err, resp.StatusCode, resp.Header)
+					}
+					want := `{"detail":"You have exceeded the rate limit. Please try again later.","error":429,"errorCode":"RATE_LIMITED","parameters":[],"reason":"Too Many Requests"}`
+					if string(body) != want {
+						t.Errorf("body %s", body)
+					}
+				}
+				if resp, _, _ := get(); resp.StatusCode != 200 {
+					t.Errorf("after Times: %d", resp.StatusCode)
+				}
+			},
+		},
+		{
+			name:  "other path unaffected",
+			fault: Fault{Match: "/clusters", Status: 503},
+			checks: func(t *testing.T, e *env, get func() (*http.Response, []byte, error)) {
+				if resp, _, _ := get(); resp.StatusCode != 200 {
+					t.Errorf("status %d", resp.StatusCode)
+				}
+			},
+		},
+		{
+			name:  "503 until cleared",
+			fault: Fault{Status: 503},
+			checks: func(t *testing.T, e *env, get func() (*http.Response, []byte, error)) {
+				for range 3 {
+					resp, body, _ := get()
+					if resp.StatusCode != 503 || decodeError(t, body).ErrorCode != "SERVICE_UNAVAILABLE" {
+						t.Fatalf("%d %s", resp.StatusCode, body)
+					}
+				}
+				e.sim.ClearFaults()
+				if resp, _, _ := get(); resp.StatusCode != 200 {
+					t.Errorf("after ClearFaults: %d", resp.StatusCode)
+				}
+			},
+		},
+		{
+			name:  "drop",
+			fault: Fault{Match: "/encryptionAtRest", Drop: true, Times: 1},
+			checks: func(t *testing.T, e *env, get func() (*http.Response, []byte, error)) {
+				e.hc.CloseIdleConnections() // a fresh connection: no silent replay by net/http
+				if _, _, err := get(); err == nil {
+					t.Fatal("want a connection error")
+				}
+				if resp, _, err := get(); err != nil || resp.StatusCode != 200 {
+					t.Errorf("after the drop: %v", err)
+				}
+			},
+		},
+		{
+			name:  "raw body",
+			fault: Fault{Body: "{oops", Times: 1},
+			checks: func(t *testing.T, e *env, get func() (*http.Response, []byte, error)) {
+				resp, body, _ := get()
+				if resp.StatusCode != 200 || string(body) != "{oops" {
+					t.Errorf("%d %s", resp.StatusCode, body)
+				}
+			},
+		},
+		{
+			name:  "latency",
+			fault: Fault{Latency: 30 * time.Millisecond, Times: 1},
+			checks: func(t *testing.T, e *env, get func() (*http.Response, []byte, error)) {
+				start := time.Now()
+				if resp, _, _ := get(); resp.StatusCode != 200 {
+					t.Errorf("status %d", resp.StatusCode)
+				}
+				if d := time.Since(start); d < 30*time.Millisecond {
+					t.Errorf("answered after %s, want ≥ 30ms", d)
+				}
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := start(t, Options{})
+			e.sim.PutProject(grp, AzureKeyVault{})
+			tok := e.token(t)
+			e.sim.Inject(tc.fault)
+			get := func() (*http.Response, []byte, error) {
+				req, _ := http.NewRequestWithContext(t.Context(), "GET", e.base+earPath(grp), nil)
+				req.Header.Set("Accept", acceptEAR)
+				req.Header.Set("Authorization", "Bearer "+tok)
+				resp, err := e.hc.Do(req)
+				if err != nil {
+					return nil, nil, err
+				}
+				defer resp.Body.Close()
+				b, err := io.ReadAll(resp.Body)
+				return resp, b, err
+			}
+			tc.checks(t, e, get)
+		})
+	}
+}
+
+func TestRateLimiter(t *testing.T) {
+	e := start(t, Options{})
+	e.sim.PutProject(grp, AzureKeyVault{})
+	tok := e.token(t)
+	e.sim.SetRateLimit(1, 2)
+	get := func() *http.Response {
+		resp, _ := e.do(t, "GET", earPath(grp), map[string]string{"Accept": acceptEAR, "Authorization": "Bearer " + tok}, "")
+		return resp
+	}
+	for i, want := range []int{200, 200, 429} {
+		if resp := get(); resp.StatusCode != want {
+			t.Fatalf("request %d: %d, want %d", i, resp.StatusCode, want)
+		}
+	}
+	resp, body := e.do(t, "GET", earPath(grp), map[string]string{"Accept": acceptEAR, "Authorization": "Bearer " + tok}, "")
+	if ae := decodeError(t, body); resp.StatusCode != 429 || ae.ErrorCode != "RATE_LIMITED_TOKEN_BUCKET" || resp.Header.Get("Retry-After") != "1" {
+		t.Errorf("%d %s %v", resp.StatusCode, body, resp.Header)
+	}
+	// The token endpoint is not limited.
+	e.token(t)
+	e.clk.Advance(time.Second)
+	if resp := get(); resp.StatusCode != 200 || resp.Header.Get("RateLimit-Limit") != "2" {
+		t.Errorf("after refill: %d %v", resp.StatusCode, resp.Header)
+	}
+	e.sim.SetRateLimit(0, 0)
+	for range 5 {
+		if resp := get(); resp.StatusCode != 200 {
+			t.Fatalf("unlimited: %d", resp.StatusCode)
+		}
+	}
+}
+
+func TestStats(t *testing.T) {
+	e := start(t, Options{})
+	e.sim.PutProject(grp, AzureKeyVault{})
+	tok := e.token(t)
+	e.do(t, "GET", earPath(grp), map[string]string{"Accept": acceptEAR}, "")                                   // challenge
+	e.do(t, "GET", earPath(grp), map[string]string{"Accept": acceptEAR, "Authorization": "Bearer " + tok}, "") // ok
+	e.do(t, "GET", "/api/atlas/v2/groups/"+grp+"/clusters", map[string]string{"Accept": acceptCl, "Authorization": "Bearer " + tok}, "")
+	st := e.sim.Stats()
+	if st.Requests != 4 || e.sim.Requests() != 4 {
+		t.Errorf("requests %d", st.Requests)
+	}
+	wantRoute := map[string]int64{RouteToken: 1, RouteEncryptionAtRest: 2, RouteClusters: 1}
+	wantAuth := map[string]int64{AuthBasic: 1, AuthNone: 1, AuthBearer: 2}
+	wantStatus := map[int]int64{200: 3, 401: 1}
+	if !mapsEqual(st.ByRoute, wantRoute) || !mapsEqual(st.ByAuth, wantAuth) || !mapsEqual(st.ByStatus, wantStatus) {
+		t.Errorf("stats %+v", st)
+	}
+	e.sim.ResetStats()
+	if e.sim.Requests() != 0 || len(e.sim.Stats().ByRoute) != 0 {
+		t.Error("ResetStats left counts")
+	}
+}
+
+func mapsEqual[K comparable](a, b map[K]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestMutators(t *testing.T) {
+	s := New(Options{})
+	id := s.AddEndpoint(grp, "US_EAST_2", "", StatusInitiating)
+	if !hex24.MatchString(id) {
+		t.Errorf("id %q is not 24 hex", id)
+	}
+	if _, ok := s.Project(grp); !ok {
+		t.Error("AddEndpoint should create the project")
+	}
+	if !s.SetEndpoint(grp, id, StatusFailed, "boom") || !s.SetConnectionName(grp, id, "pe-1") {
+		t.Error("SetEndpoint/SetConnectionName on a known endpoint")
+	}
+	eps := s.Endpoints(grp)
+	if eps[0].Status != StatusFailed || eps[0].ErrorMessage != "boom" || eps[0].PrivateEndpointConnectionName != "pe-1" {
+		t.Errorf("endpoint %+v", eps[0])
+	}
+	eps[0].Status = "CHANGED"
+	if s.Endpoints(grp)[0].Status != StatusFailed {
+		t.Error("Endpoints must return a copy")
+	}
+	for name, ok := range map[string]bool{
+		"SetEndpoint unknown":    s.SetEndpoint(grp, "nope", StatusActive, ""),
+		"SetEndpoint no project": s.SetEndpoint("aaaaaaaaaaaaaaaaaaaaaaaa", id, StatusActive, ""),
+		"RemoveEndpoint unknown": s.RemoveEndpoint(grp, "nope"),
+		"SetPaused unknown":      s.SetPaused(grp, "nope", true),
+	} {
+		if ok {
+			t.Errorf("%s returned true", name)
+		}
+	}
+	s.AddCluster(grp, "c1", "AZURE", "US_EAST_2")
+	cl := s.Clusters(grp)
+	cl[0].Regions[0] = "X"
+	if s.Clusters(grp)[0].Regions[0] != "US_EAST_2" {
+		t.Error("Clusters must return a deep copy")
+	}
+	if !s.RemoveEndpoint(grp, id) || len(s.Endpoints(grp)) != 0 {
+		t.Error("RemoveEndpoint")
+	}
+	s.DeleteProject(grp)
+	if s.Endpoints(grp) != nil || s.Clusters(grp) != nil {
+		t.Error("DeleteProject")
+	}
+}
+
+// TestConcurrentUse is for the race detector: requests and mutators at once.
+func TestConcurrentUse(t *testing.T) {
+	e := start(t, Options{PageSizeCap: 3})
+	e.sim.PutProject(grp, AzureKeyVault{})
+	tok := e.token(t)
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			for j := range 10 {
+				id := e.sim.AddEndpoint(grp, "US_EAST_2", fmt.Sprintf("pe-%d-%d", i, j), StatusInitiating)
+				e.sim.SetEndpoint(grp, id, StatusActive, "")
+				if j%3 == 0 {
+					e.sim.RemoveEndpoint(grp, id)
+				}
+				e.sim.SetValid(grp, j%2 == 0)
+			}
+		})
+		wg.Go(func() {
+			for range 10 {
+				req, _ := http.NewRequestWithContext(t.Context(), "GET", e.base+earPath(grp)+"/AZURE/privateEndpoints", nil)
+				req.Header.Set("Accept", acceptEAR)
+				req.Header.Set("Authorization", "Bearer "+tok)
+				resp, err := e.hc.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Errorf("status %d", resp.StatusCode)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := len(e.sim.Endpoints(grp)); got != 4*6 {
+		t.Errorf("%d endpoints left, want 24", got)
+	}
+}
+
+func TestStartTwiceAndCloseTwice(t *testing.T) {
+	e := start(t, Options{})
+	if _, err := e.sim.Start(e.ca); err == nil {
+		t.Error("second Start should fail")
+	}
+	if err := e.sim.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.hc.Get(e.base + "/"); err == nil {
+		t.Error("server still answers after Close")
+	}
+	if err := New(Options{}).Close(); err != nil {
+		t.Errorf("Close without Start: %v", err)
+	}
+}
