@@ -9,7 +9,7 @@
 package azurite
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -55,10 +55,9 @@ type Instance struct {
 	bin       string
 	removeDir bool
 
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	done    chan struct{} // closed when cmd has exited
-	outTail *tail
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
 }
 
 // Start starts Azurite for the test and stops it in t.Cleanup. A missing
@@ -162,38 +161,30 @@ func (in *Instance) launch(ctx context.Context, port int) error {
 	// AZURITE_ACCOUNTS would replace the well-known account and key.
 	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "AZURITE_ACCOUNTS=") })
 	cmd.SysProcAttr = procAttr()
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return fmt.Errorf("azurite: %w", err)
-	}
-	cmd.Stderr = cmd.Stdout // one stream, read by one goroutine
+	tl := &tail{}
+	portc := make(chan int, 1)
+	lw := &lineWriter{fn: func(line string) {
+		tl.add(line)
+		if m := listenRE.FindStringSubmatch(line); m != nil {
+			p, _ := strconv.Atoi(m[1])
+			select {
+			case portc <- p:
+			default:
+			}
+		}
+	}}
+	cmd.Stdout, cmd.Stderr = lw, lw
+	cmd.WaitDelay = 2 * time.Second // don't hang on output held open by a stray child
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("azurite: start %s: %w", in.bin, err)
 	}
 	done := make(chan struct{})
-	tl := &tail{}
-	portc := make(chan int, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		found := false
-		for sc.Scan() {
-			line := sc.Text()
-			tl.add(line)
-			if !found {
-				if m := listenRE.FindStringSubmatch(line); m != nil {
-					p, _ := strconv.Atoi(m[1])
-					portc <- p
-					found = true
-				}
-			}
-		}
-	}()
 	go func() {
 		cmd.Wait()
 		close(done)
 	}()
 	in.mu.Lock()
-	in.cmd, in.done, in.outTail = cmd, done, tl
+	in.cmd, in.done = cmd, done
 	in.mu.Unlock()
 
 	fail := func(err error) error {
@@ -315,6 +306,30 @@ func (in *Instance) Close() error {
 		return os.RemoveAll(in.Dir)
 	}
 	return nil
+}
+
+// lineWriter calls fn for each complete line written to it. exec copies
+// the process output into it from one goroutine.
+type lineWriter struct {
+	buf []byte
+	fn  func(string)
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		w.fn(strings.TrimRight(string(w.buf[:i]), "\r"))
+		w.buf = w.buf[i+1:]
+	}
+	if len(w.buf) > 64<<10 { // no newline in sight: don't grow without bound
+		w.fn(string(w.buf))
+		w.buf = w.buf[:0]
+	}
+	return len(p), nil
 }
 
 // tail keeps the last lines of the process output for error messages.

@@ -1,0 +1,522 @@
+package notify_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify/notifytest"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+const vaultID = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-ear/providers/Microsoft.KeyVault/vaults/kv-ear"
+
+func notice(id string, action alert.Action, sev alert.Severity, kind alert.Kind) alert.Notice {
+	return alert.Notice{
+		ID:     id,
+		Action: action,
+		At:     t0,
+		Alert: alert.Alert{
+			Fingerprint: "fp-" + string(kind),
+			Kind:        kind,
+			Severity:    sev,
+			ProjectID:   "65a1b2c3d4e5f60718293a4b",
+			Vault:       vaultID,
+			Subject:     "pe-conn-1",
+			Summary:     "Key version used by Atlas is disabled <now> & clusters pause",
+			Details:     map[string]string{"keyVersion": "abc123", "checkIn": "15m"},
+			Actor:       "alice@example.com",
+			FirstSeen:   t0.Add(-time.Minute),
+			LastSeen:    t0,
+		},
+	}
+}
+
+func sample() []alert.Notice {
+	return []alert.Notice{
+		notice("n1", alert.Raised, alert.Critical, alert.KeyDisabled),
+		notice("n2", alert.Raised, alert.Warning, alert.ForeignConnection),
+		notice("n3", alert.AuditEvent, alert.Info, alert.Approved),
+		notice("n4", alert.Resolved, alert.Critical, alert.KeyDisabled),
+	}
+}
+
+func TestLogSink(t *testing.T) {
+	var buf bytes.Buffer
+	l := notify.NewLog(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if l.Name() != "log" {
+		t.Fatalf("name %q", l.Name())
+	}
+	if err := l.Send(t.Context(), sample()); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("%d records, want 4:\n%s", len(lines), buf.String())
+	}
+	wantLevel := []string{"ERROR", "WARN", "INFO", "INFO"}
+	for i, line := range lines {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatal(err)
+		}
+		n := sample()[i]
+		if rec["level"] != wantLevel[i] {
+			t.Errorf("record %d level %v, want %s", i, rec["level"], wantLevel[i])
+		}
+		want := map[string]any{
+			"msg": "alert " + string(n.Action), "notice_id": n.ID, "action": string(n.Action), "fingerprint": n.Alert.Fingerprint,
+			"kind": string(n.Alert.Kind), "severity": string(n.Alert.Severity), "project": n.Alert.ProjectID,
+			"vault": vaultID, "subject": "pe-conn-1", "summary": n.Alert.Summary, "actor": "alice@example.com",
+			"at": "2026-03-01T12:00:00Z",
+		}
+		for k, v := range want {
+			if rec[k] != v {
+				t.Errorf("record %d: %s = %v, want %v", i, k, rec[k], v)
+			}
+		}
+		if d, _ := rec["details"].(map[string]any); d["keyVersion"] != "abc123" || d["checkIn"] != "15m" {
+			t.Errorf("record %d: details = %v", i, rec["details"])
+		}
+	}
+}
+
+// webhookServer serves rec over plain http on loopback; the path carries a
+// token as real webhook URLs do.
+func webhookServer(t *testing.T, h http.Handler) string {
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL + "/webhookb2/SECRET-TOKEN-0123456789?sig=SIGNATURE-abcdefghij"
+}
+
+func newWebhook(t *testing.T, u string, f notify.Format) *notify.Webhook {
+	t.Helper()
+	w, err := notify.NewWebhook(notify.WebhookOptions{URL: u, Format: f, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func TestWebhookGeneric(t *testing.T) {
+	rec := notifytest.NewWebhookRecorder()
+	u := webhookServer(t, rec)
+	w := newWebhook(t, u, notify.FormatAuto)
+	if w.Format() != notify.FormatGeneric || w.Name() != "webhook" {
+		t.Fatalf("format %q name %q", w.Format(), w.Name())
+	}
+	if strings.Contains(w.String(), "SECRET") {
+		t.Fatalf("String leaks the URL: %s", w.String())
+	}
+	if err := w.Send(t.Context(), sample()); err != nil {
+		t.Fatal(err)
+	}
+	reqs := rec.Requests()
+	if len(reqs) != 1 {
+		t.Fatalf("%d POSTs, want 1 per batch", len(reqs))
+	}
+	if ct := reqs[0].Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("content type %q", ct)
+	}
+	var body struct {
+		Source  string `json:"source"`
+		Notices []struct {
+			ID     string          `json:"id"`
+			Action string          `json:"action"`
+			At     string          `json:"at"`
+			Alert  json.RawMessage `json:"alert"`
+		} `json:"notices"`
+	}
+	if err := json.Unmarshal(reqs[0].Body, &body); err != nil {
+		t.Fatal(err)
+	}
+	if body.Source != "atlas-akv-guard" || len(body.Notices) != 4 || body.Notices[0].ID != "n1" ||
+		body.Notices[0].Action != "raised" || body.Notices[0].At != "2026-03-01T12:00:00Z" {
+		t.Fatalf("payload: %s", reqs[0].Body)
+	}
+	got := rec.Notices()
+	if len(got) != 4 || got[3].Action != alert.Resolved || got[0].Alert.Kind != alert.KeyDisabled || got[0].Alert.Details["keyVersion"] != "abc123" {
+		t.Fatalf("decoded notices: %+v", got)
+	}
+	t.Logf("generic payload: %s", reqs[0].Body)
+}
+
+func TestWebhookGenericSplitsLargeBatches(t *testing.T) {
+	rec := notifytest.NewWebhookRecorder()
+	w := newWebhook(t, webhookServer(t, rec), notify.FormatGeneric)
+	var many []alert.Notice
+	for i := range notify.MaxBatch + 3 {
+		many = append(many, notice(fmt.Sprint("n", i), alert.Raised, alert.Info, alert.Approved))
+	}
+	if err := w.Send(t.Context(), many); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Requests()) != 2 || len(rec.Notices()) != notify.MaxBatch+3 {
+		t.Fatalf("%d requests, %d notices", len(rec.Requests()), len(rec.Notices()))
+	}
+}
+
+func TestWebhookTeams(t *testing.T) {
+	rec := notifytest.NewWebhookRecorder()
+	w := newWebhook(t, webhookServer(t, rec), notify.FormatTeams)
+	if err := w.Send(t.Context(), sample()[:2]); err != nil {
+		t.Fatal(err)
+	}
+	reqs := rec.Requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d POSTs, want one per notice", len(reqs))
+	}
+	var msg struct {
+		Type        string `json:"type"`
+		Attachments []struct {
+			ContentType string `json:"contentType"`
+			Content     struct {
+				Type    string `json:"type"`
+				Version string `json:"version"`
+				Body    []struct {
+					Type  string `json:"type"`
+					Text  string `json:"text"`
+					Color string `json:"color"`
+					Facts []struct {
+						Title string `json:"title"`
+						Value string `json:"value"`
+					} `json:"facts"`
+				} `json:"body"`
+			} `json:"content"`
+		} `json:"attachments"`
+	}
+	if err := json.Unmarshal(reqs[0].Body, &msg); err != nil {
+		t.Fatal(err)
+	}
+	if msg.Type != "message" || len(msg.Attachments) != 1 || msg.Attachments[0].ContentType != "application/vnd.microsoft.card.adaptive" {
+		t.Fatalf("envelope: %s", reqs[0].Body)
+	}
+	card := msg.Attachments[0].Content
+	if card.Type != "AdaptiveCard" || card.Version != "1.4" || len(card.Body) != 3 {
+		t.Fatalf("card: %s", reqs[0].Body)
+	}
+	if card.Body[0].Text != "CRITICAL key-disabled raised" || card.Body[0].Color != "Attention" {
+		t.Errorf("title block: %+v", card.Body[0])
+	}
+	if card.Body[1].Text != sample()[0].Alert.Summary {
+		t.Errorf("summary block: %+v", card.Body[1])
+	}
+	facts := map[string]string{}
+	for _, f := range card.Body[2].Facts {
+		facts[f.Title] = f.Value
+	}
+	for k, v := range map[string]string{"Project": "65a1b2c3d4e5f60718293a4b", "Vault": vaultID, "Actor": "alice@example.com",
+		"Fingerprint": "fp-key-disabled", "Notice": "n1", "keyVersion": "abc123", "At": "2026-03-01T12:00:00Z"} {
+		if facts[k] != v {
+			t.Errorf("fact %s = %q, want %q", k, facts[k], v)
+		}
+	}
+	t.Logf("teams payload: %s", reqs[0].Body)
+}
+
+func TestWebhookSlack(t *testing.T) {
+	rec := notifytest.NewWebhookRecorder()
+	w := newWebhook(t, webhookServer(t, rec), notify.FormatSlack)
+	if err := w.Send(t.Context(), sample()[3:]); err != nil {
+		t.Fatal(err)
+	}
+	reqs := rec.Requests()
+	if len(reqs) != 1 {
+		t.Fatalf("%d POSTs", len(reqs))
+	}
+	var msg struct {
+		Text   string `json:"text"`
+		Blocks []struct {
+			Type string `json:"type"`
+			Text *struct {
+				Type string `json:"type"`
+				Text string `json:"text"`
+			} `json:"text"`
+			Fields []struct {
+				Type string `json:"type"`
+				Text string `json:"text"`
+			} `json:"fields"`
+		} `json:"blocks"`
+	}
+	if err := json.Unmarshal(reqs[0].Body, &msg); err != nil {
+		t.Fatal(err)
+	}
+	wantText := "RESOLVED key-disabled resolved: Key version used by Atlas is disabled &lt;now&gt; &amp; clusters pause (project 65a1b2c3d4e5f60718293a4b)"
+	if msg.Text != wantText {
+		t.Errorf("text = %q\nwant   %q", msg.Text, wantText)
+	}
+	if len(msg.Blocks) != 3 || msg.Blocks[0].Type != "header" || msg.Blocks[0].Text.Type != "plain_text" ||
+		msg.Blocks[1].Type != "section" || msg.Blocks[1].Text.Type != "mrkdwn" || msg.Blocks[2].Type != "section" {
+		t.Fatalf("blocks: %s", reqs[0].Body)
+	}
+	if len(msg.Blocks[2].Fields) == 0 || len(msg.Blocks[2].Fields) > 10 || msg.Blocks[2].Fields[0].Text != "*Project*\n65a1b2c3d4e5f60718293a4b" {
+		t.Errorf("fields: %+v", msg.Blocks[2].Fields)
+	}
+	t.Logf("slack payload: %s", reqs[0].Body)
+}
+
+func TestDetectFormat(t *testing.T) {
+	for raw, want := range map[string]notify.Format{
+		"https://contoso.webhook.office.com/webhookb2/x/IncomingWebhook/y/z":                                                     notify.FormatTeams,
+		"https://prod-12.westeurope.logic.azure.com:443/workflows/abc/triggers/manual/paths/invoke?sig=x":                        notify.FormatTeams,
+		"https://default0123.45.environment.api.powerplatform.com:443/powerautomate/automations/direct/workflows/abc/triggers/m": notify.FormatTeams,
+		"https://hooks.slack.com/services/T000/B000/XXXX":                                                                        notify.FormatSlack,
+		"https://alerts.example.com/hook":                                                                                        notify.FormatGeneric,
+		"https://hooks.slack.com.evil.example/services/x":                                                                        notify.FormatGeneric,
+	} {
+		u, _ := url.Parse(raw)
+		if got := notify.DetectFormat(u); got != want {
+			t.Errorf("%s: %q, want %q", raw, got, want)
+		}
+	}
+}
+
+func TestWebhookOptionsValidation(t *testing.T) {
+	const secret = "TOKEN-must-not-leak"
+	for _, tc := range []struct{ url, format, want string }{
+		{"http://alerts.example.com/" + secret, "", "must be https"},
+		{"ftp://x/" + secret, "", "not an absolute http(s) URL"},
+		{"://" + secret, "", "not an absolute"},
+		{"https://x.example/" + secret, "xml", "unknown webhook format"},
+	} {
+		_, err := notify.NewWebhook(notify.WebhookOptions{URL: tc.url, Format: notify.Format(tc.format)})
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), secret) {
+			t.Errorf("%s: err = %v, want %q without the URL", tc.url, err, tc.want)
+		}
+	}
+	for _, ok := range []string{"http://127.0.0.1:8080/x", "http://localhost/x", "http://[::1]:1/x", "https://x.example/y"} {
+		if _, err := notify.NewWebhook(notify.WebhookOptions{URL: ok}); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+}
+
+func fastRetry(s notify.Sink) notify.Sink {
+	return notify.Retry(s, notify.RetryOptions{Attempts: 3, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond})
+}
+
+func TestWebhook500Then200DeliveredOnce(t *testing.T) {
+	rec := notifytest.NewWebhookRecorder()
+	rec.FailNext(http.StatusInternalServerError)
+	w := newWebhook(t, webhookServer(t, rec), notify.FormatGeneric)
+	if err := w.Send(t.Context(), sample()); err == nil || notify.IsPermanent(err) {
+		t.Fatalf("without Retry: err = %v, want a transient error", err)
+	}
+	rec.FailNext(http.StatusInternalServerError)
+	r := fastRetry(w)
+	if r.Name() != "webhook" {
+		t.Fatalf("Retry changed the name: %q", r.Name())
+	}
+	if err := r.Send(t.Context(), sample()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rec.Requests()); n != 1 {
+		t.Fatalf("%d deliveries, want exactly 1", n)
+	}
+	if got := rec.Notices(); len(got) != 4 || got[0].ID != "n1" {
+		t.Fatalf("notices: %+v", got)
+	}
+}
+
+func TestWebhookPermanentNotRetried(t *testing.T) {
+	var calls atomic.Int32
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		http.Error(w, "invalid_payload", http.StatusBadRequest)
+	})
+	err := fastRetry(newWebhook(t, webhookServer(t, h), notify.FormatSlack)).Send(t.Context(), sample()[:1])
+	if !notify.IsPermanent(err) || calls.Load() != 1 {
+		t.Fatalf("err = %v after %d calls; want one permanent failure", err, calls.Load())
+	}
+	if !strings.Contains(err.Error(), "webhook: POST failed: status 400: invalid_payload") {
+		t.Fatalf("message: %v", err)
+	}
+	var se *notify.SendError
+	if !errors.As(err, &se) || se.StatusCode != 400 {
+		t.Fatalf("want *SendError with status 400, got %#v", err)
+	}
+}
+
+func TestWebhookThrottlingRetried(t *testing.T) {
+	rec := notifytest.NewWebhookRecorder()
+	rec.FailNext(http.StatusTooManyRequests, http.StatusRequestTimeout)
+	if err := fastRetry(newWebhook(t, webhookServer(t, rec), notify.FormatGeneric)).Send(t.Context(), sample()); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Requests()) != 1 {
+		t.Fatalf("%d deliveries", len(rec.Requests()))
+	}
+}
+
+func TestWebhookErrorsNeverContainTheURL(t *testing.T) {
+	// A server that echoes the request URL in its error body.
+	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no route for "+r.URL.String()+" at "+r.Host+r.URL.Path, http.StatusNotFound)
+	})
+	u := webhookServer(t, echo)
+	err := newWebhook(t, u, notify.FormatGeneric).Send(t.Context(), sample())
+	assertNoSecret(t, err, u)
+	if !strings.Contains(err.Error(), "status 404") {
+		t.Fatalf("message: %v", err)
+	}
+
+	// A server that is down.
+	srv := httptest.NewServer(http.NotFoundHandler())
+	down := srv.URL + "/webhookb2/SECRET-TOKEN-0123456789?sig=SIGNATURE-abcdefghij"
+	srv.Close()
+	err = fastRetry(newWebhook(t, down, notify.FormatTeams)).Send(t.Context(), sample())
+	assertNoSecret(t, err, down)
+	if notify.IsPermanent(err) || !strings.HasPrefix(err.Error(), "webhook: POST failed: ") {
+		t.Fatalf("down: %v", err)
+	}
+
+	// A server that is too slow.
+	release := make(chan struct{})
+	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	})
+	su := webhookServer(t, slow)
+	t.Cleanup(func() { close(release) }) // runs before the server's Close
+	sw, _ := notify.NewWebhook(notify.WebhookOptions{URL: su, Timeout: 50 * time.Millisecond})
+	err = sw.Send(t.Context(), sample())
+	assertNoSecret(t, err, su)
+	if !strings.Contains(err.Error(), "webhook: POST failed: timeout") {
+		t.Fatalf("slow: %v", err)
+	}
+}
+
+func assertNoSecret(t *testing.T, err error, u string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	t.Logf("error: %v", err)
+	for _, s := range []string{u, "SECRET-TOKEN", "SIGNATURE", "webhookb2"} {
+		if strings.Contains(err.Error(), s) || strings.Contains(fmt.Sprintf("%+v", err), s) {
+			t.Fatalf("error %q contains %q", err, s)
+		}
+	}
+}
+
+// failAfter succeeds for the first n requests, then answers 503 once.
+type failAfter struct {
+	n    atomic.Int32
+	next http.Handler
+}
+
+func (f *failAfter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if f.n.Add(-1) == -1 {
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+		return
+	}
+	f.next.ServeHTTP(w, r)
+}
+
+func TestPartialDeliveryAndUndelivered(t *testing.T) {
+	rec := notifytest.NewWebhookRecorder()
+	fa := &failAfter{next: rec}
+	fa.n.Store(1)
+	w := newWebhook(t, webhookServer(t, fa), notify.FormatTeams)
+	err := w.Send(t.Context(), sample()[:3])
+	var pe *notify.PartialError
+	if !errors.As(err, &pe) || len(pe.Delivered) != 1 || pe.Delivered[0] != "n1" {
+		t.Fatalf("err = %#v, want a partial delivery of n1", err)
+	}
+	left := notify.Undelivered(err, sample()[:3])
+	if len(left) != 2 || left[0].ID != "n2" || left[1].ID != "n3" {
+		t.Fatalf("undelivered = %+v", left)
+	}
+	if notify.Undelivered(nil, sample()) != nil || len(notify.Undelivered(errors.New("x"), sample())) != 4 {
+		t.Fatal("Undelivered of nil / plain error")
+	}
+
+	// Retry sends only what is left.
+	fa.n.Store(1)
+	if err := fastRetry(w).Send(t.Context(), sample()[:3]); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(rec.Requests()); got != 1+3 {
+		t.Fatalf("%d requests, want 4 (1 + 3 without duplicates)", got)
+	}
+}
+
+// countingSink fails with err and counts calls.
+type countingSink struct {
+	name  string
+	err   error
+	calls atomic.Int32
+	got   atomic.Int32
+}
+
+func (c *countingSink) Name() string { return c.name }
+func (c *countingSink) Send(ctx context.Context, n []alert.Notice) error {
+	c.calls.Add(1)
+	c.got.Add(int32(len(n)))
+	return c.err
+}
+
+func TestRetryBoundedByAttemptsAndContext(t *testing.T) {
+	s := &countingSink{name: "x", err: errors.New("flaky")}
+	if err := fastRetry(s).Send(t.Context(), sample()); err == nil || s.calls.Load() != 3 {
+		t.Fatalf("err %v after %d calls, want 3", err, s.calls.Load())
+	}
+	s2 := &countingSink{name: "y", err: errors.New("flaky")}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := notify.Retry(s2, notify.RetryOptions{Attempts: 100, BaseDelay: 10 * time.Millisecond, MaxDelay: 20 * time.Millisecond}).Send(ctx, sample())
+	if err == nil || time.Since(start) > time.Second {
+		t.Fatalf("err %v after %v", err, time.Since(start))
+	}
+}
+
+func TestDispatcher(t *testing.T) {
+	ok1 := &countingSink{name: "log"}
+	bad := &countingSink{name: "webhook", err: errors.New("webhook: POST failed: status 500")}
+	ok2 := &countingSink{name: "eventgrid"}
+	d, err := notify.NewDispatcher(ok1, bad, ok2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Names(); strings.Join(got, ",") != "log,webhook,eventgrid" {
+		t.Fatalf("names %v", got)
+	}
+	errs := d.Send(t.Context(), sample())
+	if len(errs) != 1 || errs["webhook"] == nil {
+		t.Fatalf("errs = %v, want only webhook", errs)
+	}
+	if ok1.got.Load() != 4 || ok2.got.Load() != 4 || bad.got.Load() != 4 {
+		t.Fatal("not every sink got every notice")
+	}
+	// Next time: only the pending notices to the sink that failed.
+	bad.err = nil
+	errs = d.Deliver(t.Context(), map[string][]alert.Notice{"webhook": notify.Undelivered(errs["webhook"], sample()), "gone": sample()[:1]})
+	if len(errs) != 1 || errs["gone"] == nil || !notify.IsPermanent(errs["gone"]) {
+		t.Fatalf("errs = %v, want only the unknown sink", errs)
+	}
+	if ok1.calls.Load() != 1 || bad.calls.Load() != 2 {
+		t.Fatalf("calls: log %d webhook %d", ok1.calls.Load(), bad.calls.Load())
+	}
+	if errs := notify.Fanout(t.Context(), sample(), ok1, ok2); errs != nil {
+		t.Fatalf("Fanout: %v", errs)
+	}
+	if _, err := notify.NewDispatcher(ok1, ok1); err == nil {
+		t.Fatal("duplicate names accepted")
+	}
+}
