@@ -1,3 +1,8 @@
+// Package vault is the guard's Azure side: it reads Key Vault private endpoint
+// connections, vaults and key versions through the ARM management plane
+// (armkeyvault), approves the connections the plan names, and builds the
+// credential (App Service managed identity, or a developer's login). Every ARM
+// round trip is counted in the meter carried by the context.
 package vault
 
 import (
@@ -177,8 +182,12 @@ func CloudFor(azureEnvironment, armEndpointOverride string) (cloud.Configuration
 	}
 	if armEndpointOverride = strings.TrimSpace(armEndpointOverride); armEndpointOverride != "" {
 		u, err := url.Parse(armEndpointOverride)
-		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-			return cloud.Configuration{}, fmt.Errorf("GUARD_ARM_ENDPOINT %q: want an https URL such as https://management.azure.com", armEndpointOverride)
+		if err != nil {
+			// The value may hold credentials: don't repeat it.
+			return cloud.Configuration{}, errors.New("GUARD_ARM_ENDPOINT is not a valid URL: want https://host[:port]")
+		}
+		if u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			return cloud.Configuration{}, fmt.Errorf("GUARD_ARM_ENDPOINT %q: want an https URL without user info, query or fragment, such as https://management.azure.com", u.Redacted())
 		}
 		rm := conf.Services[cloud.ResourceManager]
 		rm.Endpoint = strings.TrimRight(armEndpointOverride, "/")

@@ -39,18 +39,18 @@ func Credential(env func(string) string, opts *azcore.ClientOptions) (azcore.Tok
 	if endpoint == "" {
 		cred, err := azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{ClientOptions: co})
 		if err != nil {
-			return nil, fmt.Errorf("azure credential: %w", err)
+			return nil, fmt.Errorf("default Azure credential: %w", err)
 		}
 		return cred, nil
 	}
 	if header == "" {
-		return nil, errors.New("azure credential: IDENTITY_ENDPOINT is set but IDENTITY_HEADER is empty")
+		return nil, errors.New("IDENTITY_ENDPOINT is set but IDENTITY_HEADER is empty")
 	}
 	if u, err := url.Parse(endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("azure credential: IDENTITY_ENDPOINT %q is not an http(s) URL", endpoint)
+		return nil, fmt.Errorf("IDENTITY_ENDPOINT %q is not an http(s) URL", endpoint)
 	}
 	if os.Getenv("IDENTITY_ENDPOINT") != endpoint || os.Getenv("IDENTITY_HEADER") != header {
-		return nil, errors.New("azure credential: IDENTITY_ENDPOINT/IDENTITY_HEADER must be set in the process environment (azidentity reads them from there)")
+		return nil, errors.New("IDENTITY_ENDPOINT/IDENTITY_HEADER must be set in the process environment (azidentity reads them from there)")
 	}
 	mo := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: co}
 	if clientID != "" {
@@ -58,7 +58,7 @@ func Credential(env func(string) string, opts *azcore.ClientOptions) (azcore.Tok
 	}
 	cred, err := azidentity.NewManagedIdentityCredential(mo)
 	if err != nil {
-		return nil, fmt.Errorf("azure credential: managed identity: %w", err)
+		return nil, fmt.Errorf("managed identity credential: %w", err)
 	}
 	return cred, nil
 }

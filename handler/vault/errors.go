@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"strings"
 	"syscall"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -132,7 +134,42 @@ func fail(op, action string, err error) error {
 		}
 		return &ForbiddenError{Op: op, Action: action, Code: code, Message: msg, err: err}
 	}
+	var af *azidentity.AuthenticationFailedError
+	if errors.As(err, &af) {
+		return &tokenError{op: op, err: err, af: af}
+	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// tokenError shortens azidentity's multi-line AuthenticationFailedError to one
+// line for logs and alerts; errors.As still finds the original.
+type tokenError struct {
+	op  string
+	err error
+	af  *azidentity.AuthenticationFailedError
+}
+
+func (e *tokenError) Unwrap() error { return e.err }
+
+func (e *tokenError) Error() string {
+	if e.af.RawResponse == nil {
+		return e.op + ": cannot get an ARM token: " + strings.Join(strings.Fields(e.af.Error()), " ")
+	}
+	msg := ""
+	if body, err := runtime.Payload(e.af.RawResponse); err == nil {
+		var b struct {
+			Message          string `json:"message"`
+			ErrorDescription string `json:"error_description"`
+		}
+		if json.Unmarshal(body, &b) == nil {
+			msg = cmp.Or(b.Message, b.ErrorDescription)
+		}
+	}
+	if len(msg) > 512 {
+		msg = msg[:512] + "…"
+	}
+	return fmt.Sprintf("%s: cannot get an ARM token: the managed identity endpoint answered %d %s",
+		e.op, e.af.RawResponse.StatusCode, strings.TrimSpace(msg))
 }
 
 // armError reads the code and message of ARM's error body

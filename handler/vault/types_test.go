@@ -120,6 +120,9 @@ func FuzzParseKeyIdentifier(f *testing.F) {
 				t.Fatalf("ParseKeyIdentifier(%q) = %q %q %q: bad name %q", in, v, k, ver, part)
 			}
 		}
+		if strings.ContainsAny(ver, "/?#@.:-= ") {
+			t.Fatalf("ParseKeyIdentifier(%q) = %q %q %q: bad version", in, v, k, ver)
+		}
 		rebuilt := "https://" + v + ".vault.azure.net/keys/" + k
 		if ver != "" {
 			rebuilt += "/" + ver

@@ -13,7 +13,6 @@
 package armsim
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -249,18 +248,15 @@ func (s *Server) serve(ln net.Listener, h http.Handler) {
 	go func() { _ = srv.Serve(ln) }()
 }
 
-// Close stops the listeners started by Start and StartIdentity.
+// Close stops the listeners started by Start and StartIdentity and closes
+// their connections at once (requests in flight fail: it is a simulator).
 func (s *Server) Close() {
 	s.srvMu.Lock()
 	srvs := s.srvs
 	s.srvs = nil
 	s.srvMu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
 	for _, srv := range srvs {
-		if srv.Shutdown(ctx) != nil {
-			_ = srv.Close()
-		}
+		_ = srv.Close()
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // IdentityHandler returns the App Service managed identity endpoint (without
@@ -70,6 +71,13 @@ func (s *Server) serveIdentity(w http.ResponseWriter, r *http.Request) {
 	raw := "armsim." + base64.RawURLEncoding.EncodeToString(b)
 	exp := s.now().Add(s.cfg.TokenLifetime)
 	s.mu.Lock()
+	if len(s.tokens) > 1000 { // forget tokens that expired long ago
+		for k, t := range s.tokens {
+			if s.now().Sub(t.expires) > time.Hour {
+				delete(s.tokens, k)
+			}
+		}
+	}
 	s.tokens[raw] = &token{clientID: clientID, objectID: ObjectID(clientID), resource: resource, expires: exp}
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]string{

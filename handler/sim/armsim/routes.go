@@ -338,8 +338,14 @@ func connProperties(c *connState) map[string]any {
 	return p
 }
 
+// maxServed bounds the provisioning-state history kept per connection.
+const maxServed = 64
+
 func (s *Server) connJSON(v *vaultState, c *connState) map[string]any {
 	c.served = append(c.served, c.prov)
+	if len(c.served) > maxServed {
+		c.served = slices.Delete(c.served, 0, len(c.served)-maxServed)
+	}
 	return map[string]any{
 		"id":         c.public(v.id).ID,
 		"name":       c.name,

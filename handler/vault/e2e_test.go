@@ -1,0 +1,614 @@
+package vault_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/meter"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/armsim"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtls"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
+)
+
+var kv = vault.ID{SubscriptionID: "11111111-2222-3333-4444-555555555555", ResourceGroup: "rg-atlas", Name: "kv-atlas-a"}
+
+const atlasPE = "/subscriptions/atlas-sub/resourceGroups/atlas-rg/providers/Microsoft.Network/privateEndpoints/atlas-pe-1"
+
+// world is one simulator (ARM over TLS + App Service managed identity) and a
+// Client wired to it the way the guard wires itself in Azure: managed identity
+// credential from the environment, ARM endpoint from CloudFor's override, TLS
+// trusted through an injected transport.
+type world struct {
+	sim      *armsim.Server
+	client   *vault.Client
+	clientID string
+	changes  func() []armsim.Change
+}
+
+type worldOpts struct {
+	cfg        armsim.Config
+	systemMI   bool // system-assigned identity (no AZURE_CLIENT_ID)
+	miRetries  int
+	noDefaults bool // keep the Client's default retry options
+}
+
+func newWorld(t testing.TB, o worldOpts) *world {
+	t.Helper()
+	// MSAL caches managed identity tokens process-wide, keyed by identity and
+	// resource: every world uses its own user-assigned client ID (or, for the
+	// system-assigned identity, its own audience) so that no test receives a
+	// token another simulator issued.
+	audience := ""
+	if o.systemMI {
+		audience = "https://armsim-" + randHex() + ".example/"
+		o.cfg.Audiences = []string{audience}
+	}
+	ca, err := simtls.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim := armsim.New(o.cfg)
+	base, err := sim.Start(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idEndpoint, err := sim.StartIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+
+	// azidentity (MSAL) reads these two from the process environment.
+	t.Setenv("IDENTITY_ENDPOINT", idEndpoint)
+	t.Setenv("IDENTITY_HEADER", sim.IdentityHeader())
+	env := map[string]string{"IDENTITY_ENDPOINT": idEndpoint, "IDENTITY_HEADER": sim.IdentityHeader()}
+	conf, err := vault.CloudFor("AZURE", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientID := ""
+	if o.systemMI {
+		rm := conf.Services[cloud.ResourceManager]
+		rm.Audience = audience
+		conf.Services[cloud.ResourceManager] = rm
+	} else {
+		clientID = "guard-" + randHex()
+		env["AZURE_CLIENT_ID"] = clientID
+	}
+	miRetries := o.miRetries
+	if miRetries == 0 {
+		miRetries = 1
+	}
+	cred, err := vault.Credential(func(k string) string { return env[k] }, &azcore.ClientOptions{
+		Transport: ca.Client(),
+		Retry:     policy.RetryOptions{MaxRetries: int32(miRetries), RetryDelay: 5 * time.Millisecond, MaxRetryDelay: 20 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fast retries keep the tests short; noDefaults keeps the Client's own.
+	retry := policy.RetryOptions{RetryDelay: 5 * time.Millisecond, MaxRetryDelay: 2 * time.Second}
+	if o.noDefaults {
+		retry = policy.RetryOptions{}
+	}
+	client, err := vault.New(vault.Options{Credential: cred, Cloud: conf, Transport: ca.Client(), Retry: retry, PollInterval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var changes []armsim.Change
+	sim.OnChange(func(c armsim.Change) {
+		mu.Lock()
+		defer mu.Unlock()
+		changes = append(changes, c)
+	})
+	sim.AddVault(kv, map[string]string{"env": "prod"})
+	return &world{sim: sim, client: client, clientID: clientID, changes: func() []armsim.Change {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]armsim.Change(nil), changes...)
+	}}
+}
+
+func randHex() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestApproveEndToEnd(t *testing.T) {
+	tests := []struct {
+		name        string
+		status      string // "" = no such connection
+		wantChanged bool
+		wantPuts    int
+		wantStatus  string
+		wantErr     func(error) bool
+	}{
+		{name: "pending is approved", status: vault.StatusPending, wantChanged: true, wantPuts: 1, wantStatus: vault.StatusApproved},
+		{name: "already approved: no PUT", status: vault.StatusApproved, wantPuts: 0, wantStatus: vault.StatusApproved},
+		{name: "rejected is refused", status: vault.StatusRejected, wantStatus: vault.StatusRejected, wantErr: func(err error) bool {
+			var np *vault.NotPendingError
+			return errors.As(err, &np) && np.Status == vault.StatusRejected
+		}},
+		{name: "disconnected is refused", status: vault.StatusDisconnected, wantStatus: vault.StatusDisconnected, wantErr: func(err error) bool {
+			var np *vault.NotPendingError
+			return errors.As(err, &np) && np.Status == vault.StatusDisconnected
+		}},
+		{name: "missing connection", wantErr: func(err error) bool { return errors.Is(err, vault.ErrConnectionNotFound) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t, worldOpts{cfg: armsim.Config{SettleReads: 2}})
+			if tt.status != "" {
+				must(t, w.sim.AddConnection(kv, "atlas-pe-1", tt.status, atlasPE))
+			}
+			const desc = "approved by atlas-akv-guard: project 6650aa, endpoint 6650bb"
+			got, err := w.client.Approve(t.Context(), kv, "atlas-pe-1", desc)
+			if tt.wantErr != nil {
+				if !tt.wantErr(err) {
+					t.Fatalf("Approve error = %v (%T)", err, err)
+				}
+			} else if err != nil {
+				t.Fatalf("Approve: %v", err)
+			}
+			if got.Changed != tt.wantChanged {
+				t.Errorf("Changed = %v, want %v", got.Changed, tt.wantChanged)
+			}
+			if n := w.sim.Count(armsim.RouteConnectionPut); n != tt.wantPuts {
+				t.Errorf("PUTs = %d, want %d", n, tt.wantPuts)
+			}
+			if tt.status == "" {
+				return
+			}
+			stored, _ := w.sim.Connection(kv, "atlas-pe-1")
+			if stored.Status != tt.wantStatus {
+				t.Errorf("stored status = %s, want %s", stored.Status, tt.wantStatus)
+			}
+			if !tt.wantChanged {
+				if len(w.changes()) != 0 {
+					t.Errorf("changes reported: %+v", w.changes())
+				}
+				return
+			}
+			if stored.Description != desc || got.Connection.Description != desc {
+				t.Errorf("description stored %q, returned %q", stored.Description, got.Connection.Description)
+			}
+			if got.Connection.ProvisioningState != vault.ProvisioningSucceeded {
+				t.Errorf("returned provisioningState %q", got.Connection.ProvisioningState)
+			}
+			// PUT answered Updating, two reads still Updating, then Succeeded.
+			served := w.sim.ServedStates(kv, "atlas-pe-1")
+			if want := "Succeeded Updating Updating Updating Succeeded"; strings.Join(served, " ") != want {
+				t.Errorf("served provisioning states %v, want %s", served, want)
+			}
+			ch := w.changes()
+			if len(ch) != 1 || ch[0].Operation != "Microsoft.KeyVault/vaults/privateEndpointConnections/write" ||
+				ch[0].ClientID != w.clientID || ch[0].ObjectID != armsim.ObjectID(w.clientID) ||
+				ch[0].ResourceURI != kv.String()+"/privateEndpointConnections/atlas-pe-1" ||
+				ch[0].Before.Status != vault.StatusPending || ch[0].After.Status != vault.StatusApproved {
+				t.Errorf("changes = %+v", ch)
+			}
+
+			// Approving twice is a no-op.
+			again, err := w.client.Approve(t.Context(), kv, "atlas-pe-1", desc)
+			if err != nil || again.Changed {
+				t.Errorf("second Approve = %+v, %v", again, err)
+			}
+			if n := w.sim.Count(armsim.RouteConnectionPut); n != 1 {
+				t.Errorf("PUTs after second Approve = %d", n)
+			}
+		})
+	}
+}
+
+func TestConnectionsPages(t *testing.T) {
+	w := newWorld(t, worldOpts{cfg: armsim.Config{PageSize: 2}})
+	names := []string{"atlas-pe-1", "atlas-pe-2", "foreign-1", "atlas-pe-3", "foreign-2"}
+	for i, n := range names {
+		st := []string{vault.StatusPending, vault.StatusApproved, vault.StatusPending, vault.StatusRejected, vault.StatusDisconnected}[i]
+		must(t, w.sim.AddConnection(kv, n, st, atlasPE+n))
+	}
+	got, err := w.client.Connections(t.Context(), kv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(names) {
+		t.Fatalf("got %d connections, want %d", len(got), len(names))
+	}
+	for i, c := range got {
+		if c.Name != names[i] || c.PrivateEndpointID != atlasPE+names[i] || c.Etag == "" || c.ProvisioningState != "Succeeded" {
+			t.Errorf("connection %d = %+v", i, c)
+		}
+	}
+	if n := w.sim.Count(armsim.RouteConnectionsList); n != 3 {
+		t.Errorf("list requests = %d, want 3 pages", n)
+	}
+	if _, err := w.client.Connections(t.Context(), vault.ID{SubscriptionID: kv.SubscriptionID, ResourceGroup: "rg", Name: "nope"}); err == nil || vault.IsTransient(err) {
+		t.Errorf("missing vault: err = %v", err)
+	}
+}
+
+func TestKeyEndToEnd(t *testing.T) {
+	now := time.Now().UTC().Truncate(time.Second)
+	past, future := now.Add(-time.Hour), now.Add(30*24*time.Hour)
+	tests := []struct {
+		name      string
+		setup     func(t *testing.T, s *armsim.Server) (pinned string)
+		want      func(k vault.Key, pinned string) bool
+		wantCalls int64
+	}{
+		{"enabled", func(t *testing.T, s *armsim.Server) string {
+			v, err := s.AddKey(kv, "ear-key", "", true, nil, &future)
+			must(t, err)
+			return v
+		}, func(k vault.Key, p string) bool {
+			return k.Found && k.Enabled && k.Version == p && k.Latest == p && k.LatestEnabled && k.Expires.Equal(future) && k.NotBefore == nil
+		}, 1},
+		{"disabled", func(t *testing.T, s *armsim.Server) string {
+			v, err := s.AddKey(kv, "ear-key", "", true, nil, nil)
+			must(t, err)
+			must(t, s.SetKeyEnabled(kv, "ear-key", v, false))
+			return v
+		}, func(k vault.Key, p string) bool { return k.Found && !k.Enabled && !k.LatestEnabled && k.Version == p }, 1},
+		{"expired", func(t *testing.T, s *armsim.Server) string {
+			v, err := s.AddKey(kv, "ear-key", "", true, nil, nil)
+			must(t, err)
+			must(t, s.SetKeyExpiry(kv, "ear-key", v, &past))
+			return v
+		}, func(k vault.Key, _ string) bool {
+			return k.Found && k.Enabled && k.Expires != nil && k.Expires.Equal(past)
+		}, 1},
+		{"not yet valid", func(t *testing.T, s *armsim.Server) string {
+			v, err := s.AddKey(kv, "ear-key", "", true, &future, nil)
+			must(t, err)
+			return v
+		}, func(k vault.Key, _ string) bool { return k.Found && k.NotBefore != nil && k.NotBefore.Equal(future) }, 1},
+		{"missing key", func(t *testing.T, s *armsim.Server) string { return "0123456789abcdef0123456789abcdef" },
+			func(k vault.Key, p string) bool { return !k.Found && k.Name == "ear-key" && k.Version == p }, 1},
+		{"deleted key", func(t *testing.T, s *armsim.Server) string {
+			v, err := s.AddKey(kv, "ear-key", "", true, nil, nil)
+			must(t, err)
+			must(t, s.DeleteKey(kv, "ear-key"))
+			return v
+		}, func(k vault.Key, _ string) bool { return !k.Found }, 1},
+		{"missing version", func(t *testing.T, s *armsim.Server) string {
+			_, err := s.AddKey(kv, "ear-key", "", true, nil, nil)
+			must(t, err)
+			return "ffff0000000000000000000000000000"
+		}, func(k vault.Key, _ string) bool { return !k.Found && k.Latest != "" && k.LatestEnabled }, 2},
+		{"rotated in Azure, pinned still enabled", func(t *testing.T, s *armsim.Server) string {
+			old, err := s.AddKey(kv, "ear-key", "", true, nil, nil)
+			must(t, err)
+			_, err = s.AddKey(kv, "ear-key", "", true, nil, nil)
+			must(t, err)
+			return old
+		}, func(k vault.Key, p string) bool {
+			return k.Found && k.Enabled && k.Version == p && k.Latest != p && k.LatestEnabled
+		}, 2},
+		{"rotated, pinned disabled", func(t *testing.T, s *armsim.Server) string {
+			old, err := s.AddKey(kv, "ear-key", "", true, nil, nil)
+			must(t, err)
+			_, err = s.AddKey(kv, "ear-key", "", true, nil, nil)
+			must(t, err)
+			must(t, s.SetKeyEnabled(kv, "ear-key", old, false))
+			return old
+		}, func(k vault.Key, p string) bool { return k.Found && !k.Enabled && k.Version == p && k.LatestEnabled }, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t, worldOpts{})
+			pinned := tt.setup(t, w.sim)
+			calls := &meter.Calls{}
+			got, err := w.client.Key(meter.WithCalls(t.Context(), calls), kv, "ear-key", pinned)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.want(got, pinned) {
+				t.Errorf("Key = %+v (pinned %s)", got, pinned)
+			}
+			if calls.ARM() != tt.wantCalls {
+				t.Errorf("ARM calls = %d, want %d", calls.ARM(), tt.wantCalls)
+			}
+		})
+	}
+}
+
+func TestVaultEndToEnd(t *testing.T) {
+	w := newWorld(t, worldOpts{})
+	got, err := w.client.Vault(t.Context(), kv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Found || got.Hold() || got.Tags["env"] != "prod" || got.PublicNetworkAccess != "Disabled" || got.URI != "https://kv-atlas-a.vault.azure.net/" {
+		t.Errorf("Vault = %+v", got)
+	}
+	must(t, w.sim.SetTag(kv, "Atlas-AKV-Guard", "Hold"))
+	if got, err = w.client.Vault(t.Context(), kv); err != nil || !got.Hold() {
+		t.Errorf("held vault: %+v, %v", got, err)
+	}
+	must(t, w.sim.DeleteVault(kv))
+	if got, err = w.client.Vault(t.Context(), kv); err != nil || got.Found {
+		t.Errorf("deleted vault: %+v, %v", got, err)
+	}
+}
+
+func TestForbidden(t *testing.T) {
+	tests := []struct {
+		name   string
+		deny   string
+		call   func(ctx context.Context, c *vault.Client) error
+		route  string
+		wantOp string
+	}{
+		{"approval write", vault.ActionConnectionsWrite, func(ctx context.Context, c *vault.Client) error {
+			_, err := c.Approve(ctx, kv, "atlas-pe-1", "d")
+			return err
+		}, armsim.RouteConnectionPut, "approve atlas-pe-1"},
+		{"approval action (linked)", vault.ActionConnectionsApproval, func(ctx context.Context, c *vault.Client) error {
+			_, err := c.Approve(ctx, kv, "atlas-pe-1", "d")
+			return err
+		}, armsim.RouteConnectionPut, "approve atlas-pe-1"},
+		{"connections read", vault.ActionConnectionsRead, func(ctx context.Context, c *vault.Client) error {
+			_, err := c.Connections(ctx, kv)
+			return err
+		}, armsim.RouteConnectionsList, "list connections of kv-atlas-a"},
+		{"vault read", vault.ActionVaultRead, func(ctx context.Context, c *vault.Client) error {
+			_, err := c.Vault(ctx, kv)
+			return err
+		}, armsim.RouteVaultGet, "get vault kv-atlas-a"},
+		{"key versions read", vault.ActionKeyVersionsRead, func(ctx context.Context, c *vault.Client) error {
+			_, err := c.Key(ctx, kv, "ear-key", "aaaa0000000000000000000000000001")
+			return err
+		}, armsim.RouteKeyVersionGet, "get key ear-key version aaaa0000000000000000000000000001"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t, worldOpts{})
+			must(t, w.sim.AddConnection(kv, "atlas-pe-1", vault.StatusPending, atlasPE))
+			_, err := w.sim.AddKey(kv, "ear-key", "aaaa0000000000000000000000000001", true, nil, nil)
+			must(t, err)
+			_, err = w.sim.AddKey(kv, "ear-key", "", true, nil, nil)
+			must(t, err)
+			w.sim.Deny(tt.deny)
+			err = tt.call(t.Context(), w.client)
+			t.Logf("error: %v", err)
+			var fe *vault.ForbiddenError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error = %v (%T), want *ForbiddenError", err, err)
+			}
+			if fe.Action != tt.deny || fe.Op != tt.wantOp || !strings.Contains(err.Error(), tt.deny) {
+				t.Errorf("ForbiddenError = %+v; message %q", fe, err)
+			}
+			if vault.IsTransient(err) {
+				t.Error("403 reported as transient")
+			}
+			if n := w.sim.Count(tt.route); n != 1 {
+				t.Errorf("%s requests = %d, want 1 (403 is not retried)", tt.route, n)
+			}
+			if c, _ := w.sim.Connection(kv, "atlas-pe-1"); c.Status != vault.StatusPending {
+				t.Errorf("connection changed to %s", c.Status)
+			}
+			if strings.Contains(err.Error(), "armsim.") {
+				t.Errorf("error leaks a token: %v", err)
+			}
+		})
+	}
+}
+
+func TestThrottledThenSuccess(t *testing.T) {
+	w := newWorld(t, worldOpts{})
+	w.sim.Inject(armsim.Fault{Match: armsim.RouteVaultGet, Status: 429, RetryAfter: 30 * time.Millisecond, Times: 2})
+	calls := &meter.Calls{}
+	start := time.Now()
+	got, err := w.client.Vault(meter.WithCalls(t.Context(), calls), kv)
+	if err != nil || !got.Found {
+		t.Fatalf("Vault = %+v, %v", got, err)
+	}
+	if d := time.Since(start); d < 60*time.Millisecond {
+		t.Errorf("took %v: Retry-After not honoured", d)
+	}
+	if calls.ARM() != 3 || w.sim.Count(armsim.RouteVaultGet) != 3 {
+		t.Errorf("ARM calls metered %d, served %d; want 3", calls.ARM(), w.sim.Count(armsim.RouteVaultGet))
+	}
+}
+
+func TestServerErrorStorm(t *testing.T) {
+	t.Run("retries exhausted", func(t *testing.T) {
+		w := newWorld(t, worldOpts{})
+		w.sim.Inject(armsim.Fault{Status: 503})
+		calls := &meter.Calls{}
+		_, err := w.client.Connections(meter.WithCalls(t.Context(), calls), kv)
+		if err == nil || !vault.IsTransient(err) {
+			t.Fatalf("err = %v, want transient", err)
+		}
+		var re *azcore.ResponseError
+		if !errors.As(err, &re) || re.StatusCode != 503 || !strings.HasPrefix(err.Error(), "list connections of kv-atlas-a: ") {
+			t.Errorf("err = %v", err)
+		}
+		if calls.ARM() != 4 {
+			t.Errorf("ARM calls = %d, want 4 (1 + 3 retries)", calls.ARM())
+		}
+	})
+	t.Run("deadline bounds the default retries", func(t *testing.T) {
+		w := newWorld(t, worldOpts{noDefaults: true})
+		w.sim.Inject(armsim.Fault{Status: 500})
+		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		_, err := w.client.Vault(ctx, kv)
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("returned after %v, deadline was 300ms", d)
+		}
+		if err == nil || !vault.IsTransient(err) {
+			t.Errorf("err = %v, want transient", err)
+		}
+	})
+	t.Run("dropped connections", func(t *testing.T) {
+		w := newWorld(t, worldOpts{})
+		w.sim.Inject(armsim.Fault{Drop: true})
+		_, err := w.client.Vault(t.Context(), kv)
+		if err == nil || !vault.IsTransient(err) {
+			t.Errorf("err = %v, want transient", err)
+		}
+	})
+	t.Run("slow ARM within deadline", func(t *testing.T) {
+		w := newWorld(t, worldOpts{})
+		w.sim.Inject(armsim.Fault{Latency: 2 * time.Second})
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		defer cancel()
+		_, err := w.client.Vault(ctx, kv)
+		if !errors.Is(err, context.DeadlineExceeded) || !vault.IsTransient(err) {
+			t.Errorf("err = %v, want deadline exceeded", err)
+		}
+	})
+}
+
+func TestIdentityOutage(t *testing.T) {
+	w := newWorld(t, worldOpts{})
+	w.sim.SetIdentityDown(true)
+	_, err := w.client.Vault(t.Context(), kv)
+	var af *azidentity.AuthenticationFailedError
+	if !errors.As(err, &af) || strings.Contains(err.Error(), "\n") ||
+		err.Error() != "get vault kv-atlas-a: cannot get an ARM token: the managed identity endpoint answered 503 The managed identity endpoint is unavailable." {
+		t.Fatalf("err = %v", err)
+	}
+	t.Logf("error: %v", err)
+	if !vault.IsTransient(err) {
+		t.Errorf("identity endpoint 503 should be transient: %v", err)
+	}
+	if strings.Contains(err.Error(), w.sim.IdentityHeader()) {
+		t.Errorf("error leaks IDENTITY_HEADER: %v", err)
+	}
+	if n := w.sim.Count(armsim.RouteVaultGet); n != 0 {
+		t.Errorf("ARM reached %d times without a token", n)
+	}
+	w.sim.SetIdentityDown(false)
+	if got, err := w.client.Vault(t.Context(), kv); err != nil || !got.Found {
+		t.Errorf("after outage: %+v, %v", got, err)
+	}
+}
+
+func TestExpiredToken(t *testing.T) {
+	w := newWorld(t, worldOpts{})
+	if _, err := w.client.Vault(t.Context(), kv); err != nil {
+		t.Fatal(err)
+	}
+	w.sim.ExpireTokens()
+	_, err := w.client.Vault(t.Context(), kv)
+	var re *azcore.ResponseError
+	if !errors.As(err, &re) || re.StatusCode != 401 || re.ErrorCode != "ExpiredAuthenticationToken" {
+		t.Fatalf("err = %v", err)
+	}
+	if vault.IsTransient(err) {
+		t.Error("401 reported as transient")
+	}
+}
+
+func TestSystemAssignedIdentity(t *testing.T) {
+	w := newWorld(t, worldOpts{systemMI: true})
+	must(t, w.sim.AddConnection(kv, "atlas-pe-1", vault.StatusPending, atlasPE))
+	if _, err := w.client.Approve(t.Context(), kv, "atlas-pe-1", "d"); err != nil {
+		t.Fatal(err)
+	}
+	if ch := w.changes(); len(ch) != 1 || ch[0].ClientID != w.sim.SystemClientID() {
+		t.Errorf("changes = %+v, want one by the system-assigned identity", ch)
+	}
+}
+
+// TestMeterCountsARMOnly: a reconcile's reads (connections, vault, an
+// unrotated key) cost 3 ARM round trips; the token fetch is not one of them.
+func TestMeterCountsARMOnly(t *testing.T) {
+	w := newWorld(t, worldOpts{})
+	must(t, w.sim.AddConnection(kv, "atlas-pe-1", vault.StatusApproved, atlasPE))
+	ver, err := w.sim.AddKey(kv, "ear-key", "", true, nil, nil)
+	must(t, err)
+	calls := &meter.Calls{}
+	ctx := meter.WithCalls(t.Context(), calls)
+	if _, err := w.client.Connections(ctx, kv); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.client.Vault(ctx, kv); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.client.Key(ctx, kv, "ear-key", ver); err != nil {
+		t.Fatal(err)
+	}
+	if calls.ARM() != 3 || calls.Atlas() != 0 {
+		t.Errorf("metered ARM %d, Atlas %d; want 3, 0", calls.ARM(), calls.Atlas())
+	}
+	if n := w.sim.Count(armsim.RouteIdentity); n != 1 {
+		t.Errorf("token fetches = %d, want 1", n)
+	}
+}
+
+func TestClientSubscriptions(t *testing.T) {
+	w := newWorld(t, worldOpts{})
+	other := vault.ID{SubscriptionID: "99999999-2222-3333-4444-555555555555", ResourceGroup: "rg-b", Name: "kv-b"}
+	w.sim.AddVault(other, nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := kv
+			if i%2 == 1 {
+				id = other
+			}
+			v, err := w.client.Vault(t.Context(), id)
+			if err == nil && !v.Found {
+				err = errors.New("vault not found: " + id.String())
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// BenchmarkVaultRead is one full read of a vault: vault, connections, key.
+func BenchmarkVaultRead(b *testing.B) {
+	w := newWorld(b, worldOpts{})
+	for i := range 4 {
+		must(b, w.sim.AddConnection(kv, "atlas-pe-"+string(rune('a'+i)), vault.StatusApproved, atlasPE))
+	}
+	ver, err := w.sim.AddKey(kv, "ear-key", "", true, nil, nil)
+	must(b, err)
+	ctx := b.Context()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := w.client.Vault(ctx, kv); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := w.client.Connections(ctx, kv); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := w.client.Key(ctx, kv, "ear-key", ver); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

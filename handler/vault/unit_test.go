@@ -1,0 +1,162 @@
+package vault_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
+)
+
+func TestCloudFor(t *testing.T) {
+	publicRM := cloud.AzurePublic.Services[cloud.ResourceManager]
+	chinaRM := cloud.AzureChina.Services[cloud.ResourceManager]
+	tests := []struct {
+		env, override string
+		endpoint      string
+		audience      string
+		wantErr       string
+	}{
+		{"", "", publicRM.Endpoint, publicRM.Audience, ""},
+		{"AZURE", "", publicRM.Endpoint, publicRM.Audience, ""},
+		{"azure_china", "", chinaRM.Endpoint, chinaRM.Audience, ""},
+		{"AZURE", "https://127.0.0.1:8443/", "https://127.0.0.1:8443", publicRM.Audience, ""},
+		{"AZURE_CHINA", "https://arm.example.cn", "https://arm.example.cn", chinaRM.Audience, ""},
+		{"AZURE_GERMANY", "", "", "", "azureEnvironment"},
+		{"AZURE_US_GOV", "", "", "", "azureEnvironment"},
+		{"AZURE", "http://127.0.0.1:8080", "", "", "GUARD_ARM_ENDPOINT"},
+		{"AZURE", "https://", "", "", "GUARD_ARM_ENDPOINT"},
+		{"AZURE", "https://user:pw@arm.example", "", "", "GUARD_ARM_ENDPOINT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.env+" "+tt.override, func(t *testing.T) {
+			got, err := vault.CloudFor(tt.env, tt.override)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one naming %s", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "pw") {
+					t.Errorf("error leaks the password: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			rm := got.Services[cloud.ResourceManager]
+			if rm.Endpoint != tt.endpoint || rm.Audience != tt.audience {
+				t.Errorf("ResourceManager = %+v", rm)
+			}
+		})
+	}
+	// The override never touches azcore's globals.
+	if cloud.AzurePublic.Services[cloud.ResourceManager] != publicRM {
+		t.Errorf("cloud.AzurePublic modified: %+v", cloud.AzurePublic.Services[cloud.ResourceManager])
+	}
+}
+
+func TestIsTransient(t *testing.T) {
+	resp := func(code int) error {
+		return &azcore.ResponseError{StatusCode: code, RawResponse: &http.Response{StatusCode: code}}
+	}
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"429", fmt.Errorf("get vault v: %w", resp(429)), true},
+		{"500", resp(500), true},
+		{"503", resp(503), true},
+		{"408", resp(408), true},
+		{"409 concurrent change", resp(409), true},
+		{"412 etag", resp(412), true},
+		{"400", resp(400), false},
+		{"401", resp(401), false},
+		{"404", resp(404), false},
+		{"forbidden", &vault.ForbiddenError{Op: "approve x", Action: vault.ActionConnectionsWrite}, false},
+		{"not pending", &vault.NotPendingError{Name: "x", Status: vault.StatusRejected}, false},
+		{"deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), true},
+		{"connection refused", &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, true},
+		{"dns", &net.DNSError{Err: "no such host", Name: "management.azure.com"}, true},
+		{"plain", errors.New("something"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := vault.IsTransient(tt.err); got != tt.want {
+				t.Errorf("IsTransient(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRoleActions(t *testing.T) {
+	want := []string{
+		"Microsoft.KeyVault/vaults/read",
+		"Microsoft.KeyVault/vaults/privateEndpointConnections/read",
+		"Microsoft.KeyVault/vaults/privateEndpointConnections/write",
+		"Microsoft.KeyVault/vaults/PrivateEndpointConnectionsApproval/action",
+		"Microsoft.KeyVault/vaults/keys/read",
+		"Microsoft.KeyVault/vaults/keys/versions/read",
+	}
+	got := vault.RoleActions()
+	if !slices.Equal(got, want) {
+		t.Errorf("RoleActions() = %q, want %q", got, want)
+	}
+	got[0] = "mutated"
+	if vault.RoleActions()[0] != want[0] {
+		t.Error("RoleActions shares its slice")
+	}
+}
+
+func TestCredentialChoice(t *testing.T) {
+	t.Setenv("IDENTITY_ENDPOINT", "http://127.0.0.1:41741/msi/token")
+	t.Setenv("IDENTITY_HEADER", "secret-header")
+	envOf := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantMI  bool
+		wantErr string
+	}{
+		{"app service, system-assigned", map[string]string{"IDENTITY_ENDPOINT": os.Getenv("IDENTITY_ENDPOINT"), "IDENTITY_HEADER": "secret-header"}, true, ""},
+		{"app service, user-assigned", map[string]string{"IDENTITY_ENDPOINT": os.Getenv("IDENTITY_ENDPOINT"), "IDENTITY_HEADER": "secret-header", "AZURE_CLIENT_ID": "uami"}, true, ""},
+		{"no header", map[string]string{"IDENTITY_ENDPOINT": os.Getenv("IDENTITY_ENDPOINT")}, false, "IDENTITY_HEADER"},
+		{"not a URL", map[string]string{"IDENTITY_ENDPOINT": "localhost:41741", "IDENTITY_HEADER": "secret-header"}, false, "IDENTITY_ENDPOINT"},
+		{"differs from the process", map[string]string{"IDENTITY_ENDPOINT": "http://127.0.0.1:1/msi/token", "IDENTITY_HEADER": "secret-header"}, false, "process environment"},
+		{"developer login", map[string]string{}, false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cred, err := vault.Credential(envOf(tt.env), nil)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one naming %s", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "secret-header") {
+					t.Errorf("error leaks IDENTITY_HEADER: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, isMI := cred.(*azidentity.ManagedIdentityCredential)
+			_, isDefault := cred.(*azidentity.DefaultAzureCredential)
+			if isMI != tt.wantMI || isDefault == tt.wantMI {
+				t.Errorf("credential %T", cred)
+			}
+		})
+	}
+}
