@@ -189,7 +189,7 @@ func Sinks(cfg config.Config, cred azcore.TokenCredential) ([]reconcile.Sink, er
 		if err != nil {
 			return nil, fmt.Errorf("config: GUARD_ALERT_WEBHOOK_URL: %w", err)
 		}
-		sinks = append(sinks, wh)
+		sinks = append(sinks, notify.Retry(wh, notify.RetryOptions{}))
 	}
 	if cfg.TopicEndpoint != "" {
 		eg, err := notify.NewEventGrid(notify.EventGridOptions{
@@ -198,7 +198,7 @@ func Sinks(cfg config.Config, cred azcore.TokenCredential) ([]reconcile.Sink, er
 		if err != nil {
 			return nil, fmt.Errorf("config: GUARD_ALERT_TOPIC_ENDPOINT: %w", err)
 		}
-		sinks = append(sinks, eg)
+		sinks = append(sinks, notify.Retry(eg, notify.RetryOptions{}))
 	}
 	return sinks, nil
 }

@@ -24,15 +24,14 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/logging"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/meter"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
 )
 
-// Sink delivers notices somewhere (log, webhook, Event Grid topic).
-type Sink interface {
-	Name() string
-	Send(ctx context.Context, notices []alert.Notice) error
-}
+// Sink delivers notices somewhere (log, webhook, Event Grid topic); see
+// package notify.
+type Sink = notify.Sink
 
 // Options configure a Reconciler. Atlas, Azure, Store and Log are required.
 type Options struct {
@@ -158,11 +157,11 @@ func (e *Error) Transient() bool { return e.transient }
 // Project reconciles one project. hints (from events) only enrich alerts.
 // Approvals and log notices happen even when the store is down; the error
 // then says so and is transient.
-func (r *Reconciler) Project(ctx context.Context, projectID string, hints []plan.Hint) (Report, error) {
+func (r *Reconciler) Project(ctx context.Context, projectID string, hints []plan.Hint) (rep Report, err error) {
 	start := time.Now()
 	calls := &meter.Calls{}
 	ctx = meter.WithCalls(logging.With(ctx, slog.String("project", projectID)), calls)
-	rep := Report{ProjectID: projectID}
+	rep = Report{ProjectID: projectID}
 	defer func() {
 		rep.AtlasCalls, rep.ARMCalls = calls.Atlas(), calls.ARM()
 		rep.DurationMS = time.Since(start).Milliseconds()
@@ -236,6 +235,8 @@ func (r *Reconciler) Project(ctx context.Context, projectID string, hints []plan
 		}
 		d.Memory = final.Memory
 		d.Summary = summarize(snap, final, r.policy.Mode, now, rep.Approved)
+		d.Summary.AtlasCalls, d.Summary.ARMCalls = calls.Atlas(), calls.ARM()
+		d.Summary.DurationMS = time.Since(start).Milliseconds()
 		d.Updated = now
 		for _, n := range append(slices.Clone(final.Notices), audit...) {
 			for _, s := range r.allSinks() {
@@ -308,9 +309,13 @@ func (r *Reconciler) deliver(ctx context.Context, claimed []Delivery) (map[deliv
 			continue
 		}
 		err := s.Send(ctx, batch)
+		undelivered := map[string]bool{}
+		for _, n := range notify.Undelivered(err, batch) {
+			undelivered[n.ID] = true
+		}
 		for _, n := range batch {
 			k := deliveryKey{n.ID, s.Name()}
-			if err != nil {
+			if undelivered[n.ID] {
 				failed[k] = err.Error()
 			} else {
 				delivered[k] = true

@@ -1,0 +1,232 @@
+// Package check is `handler check`: one observe-only reconcile of every
+// guarded project against the real Atlas and Azure, printed as a report for
+// a person (plain text, aligned tables) or, with -json, as one JSON document
+// for machines.
+//
+// The caller (package app) has loaded the configuration, forced observe mode,
+// dropped the external alert sinks and built the Reconciler over a fresh
+// in-memory store; Run reconciles once, then reads each project's document
+// back from that store.
+package check
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/reconcile"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/status"
+)
+
+// Exit statuses of Run.
+const (
+	// ExitHealthy: every project was checked and none has an open warning or
+	// critical alert (info alerts such as would-approve don't count).
+	ExitHealthy = 0
+	// ExitProblems: at least one open warning or critical alert in some
+	// project — guard-blind included, so a project that could not be read
+	// while others could is a problem, not a failed check.
+	ExitProblems = 1
+	// ExitFailed: the check itself could not run: no project could be
+	// checked (see Result.Outcome), nothing to check, the context ended
+	// before the reconcile finished, or the store or output failed.
+	ExitFailed = 2
+)
+
+// Outcomes, in Result.Outcome.
+const (
+	OutcomeHealthy  = "healthy"
+	OutcomeProblems = "problems"
+	OutcomeFailed   = "failed"
+)
+
+// Options are what app.check hands over. Reconciler, Store and Out are required.
+type Options struct {
+	Reconciler *reconcile.Reconciler
+	// Store is the store the Reconciler writes to (a fresh state.Memory).
+	Store state.Store
+	// Projects are the configured projects, reported in this order.
+	Projects []string
+	// JSON prints one JSON document instead of the text report.
+	JSON bool
+	Out  io.Writer
+	// Now is the clock for expiry days (default time.Now).
+	Now func() time.Time
+}
+
+// Result is the JSON document of `handler check -json`.
+type Result struct {
+	GeneratedAt time.Time `json:"generatedAt"`
+	Mode        plan.Mode `json:"mode"`
+	// Outcome is healthy, problems or failed; ExitCode is the process's.
+	Outcome  string `json:"outcome"`
+	ExitCode int    `json:"exitCode"`
+	// Reason says why the check failed (Outcome failed), else "".
+	Reason string `json:"reason,omitempty"`
+	// Counts of open alerts by severity across all projects.
+	Alerts   map[alert.Severity]int `json:"alerts"`
+	Projects []Project              `json:"projects"`
+}
+
+// Project is one project's part of the Result.
+type Project struct {
+	ProjectID string `json:"projectId"`
+	// Checked is false when the check learned nothing about the project:
+	// its reconcile recorded nothing, or Atlas's EAR config (which names the
+	// vault) could not be read.
+	Checked bool `json:"checked"`
+	// Report is the reconcile's own account (would-approve, calls, errors).
+	Report reconcile.Report `json:"report"`
+	// Status is the digest the Status page shows, open alerts included.
+	Status status.Project `json:"status"`
+	// MissingPermissions are the role actions whose absence made a read fail.
+	MissingPermissions []Permission `json:"missingPermissions"`
+}
+
+// Permission is a permission the guard lacks, and what to do about it.
+type Permission struct {
+	Source plan.Source `json:"source"`
+	// Action is the ARM role action (Microsoft.KeyVault/…) or, for Atlas,
+	// the kind of Atlas role needed.
+	Action string `json:"action"`
+	Remedy string `json:"remedy"`
+}
+
+// Run reconciles every project once and prints the report to o.Out. It
+// returns the exit status:
+//
+//   - ExitFailed (2) when the check could not run: o is incomplete, there
+//     is no project, the context ended before the reconcile finished, the
+//     store can't be read, the report can't be written, or NOT ONE project
+//     was checked — for every project either the reconcile recorded nothing
+//     or Atlas's EAR config read failed (wrong Atlas credentials, unreachable
+//     Atlas, every project id wrong). What is known is still printed.
+//   - ExitProblems (1) when any project has an open warning or critical
+//     alert, guard-blind included (so a project that could not be checked
+//     beside one that could is a problem).
+//   - ExitHealthy (0) otherwise.
+func Run(ctx context.Context, o Options) int {
+	if o.Out == nil {
+		return ExitFailed
+	}
+	if o.Reconciler == nil || o.Store == nil {
+		fmt.Fprintln(o.Out, "check: internal error: no reconciler or store")
+		return ExitFailed
+	}
+	now := time.Now
+	if o.Now != nil {
+		now = o.Now
+	}
+	res := Result{GeneratedAt: now().UTC(), Mode: plan.ModeObserve, Alerts: map[alert.Severity]int{}, Projects: []Project{}}
+	if len(o.Projects) == 0 {
+		res.Reason = "no project to check (ATLAS_PROJECT_IDS is empty)"
+		return finish(o, res)
+	}
+
+	reports, runErr := o.Reconciler.All(ctx)
+	byID := map[string]reconcile.Report{}
+	for _, r := range reports {
+		byID[r.ProjectID] = r
+	}
+	if err := ctx.Err(); err != nil {
+		res.Reason = "the check was interrupted before the reconcile finished: " + err.Error()
+	}
+
+	checked := 0
+	for _, id := range o.Projects {
+		doc, note, err := status.ReadDoc(ctx, o.Store, id)
+		if err != nil && res.Reason == "" {
+			res.Reason = "reading the check's own state failed: " + err.Error()
+		}
+		p := Project{ProjectID: id, Report: byID[id], Status: status.FromDoc(id, doc, now(), 0), MissingPermissions: []Permission{}}
+		if p.Report.ProjectID == "" {
+			p.Report.ProjectID = id
+		}
+		p.Checked = doc != nil && doc.Summary != nil && !failed(p.Status.Errors, plan.SourceEncryptionAtRest)
+		switch {
+		case note != "":
+			p.Status.Note = note
+		case p.Checked:
+			checked++
+		case doc == nil || doc.Summary == nil:
+			p.Status.Note = "not checked: the reconcile recorded nothing"
+			if p.Report.Error != "" {
+				p.Status.Note += " (" + status.Scrub(p.Report.Error) + ")"
+			}
+		default:
+			p.Status.Note = "not checked: Atlas's encryption-at-rest config could not be read, so the vault is unknown"
+		}
+		p.MissingPermissions = permissions(p.Status)
+		for _, a := range p.Status.OpenAlerts {
+			res.Alerts[a.Severity]++
+		}
+		res.Projects = append(res.Projects, p)
+	}
+	if res.Reason == "" && checked == 0 {
+		res.Reason = "no project could be checked"
+		if runErr != nil {
+			res.Reason += ": " + status.Scrub(runErr.Error())
+		}
+	}
+	return finish(o, res)
+}
+
+func finish(o Options, res Result) int {
+	switch {
+	case res.Reason != "":
+		res.Outcome, res.ExitCode = OutcomeFailed, ExitFailed
+	case res.Alerts[alert.Critical]+res.Alerts[alert.Warning] > 0:
+		res.Outcome, res.ExitCode = OutcomeProblems, ExitProblems
+	default:
+		res.Outcome, res.ExitCode = OutcomeHealthy, ExitHealthy
+	}
+	var err error
+	if o.JSON {
+		enc := json.NewEncoder(o.Out)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(res)
+	} else {
+		err = writeText(o.Out, res)
+	}
+	if err != nil {
+		return ExitFailed
+	}
+	return res.ExitCode
+}
+
+func failed(errs []plan.SourceError, src plan.Source) bool {
+	return slices.ContainsFunc(errs, func(e plan.SourceError) bool { return e.Source == src })
+}
+
+// permissions turns the 401/403s of a project's reads into remedies.
+func permissions(p status.Project) []Permission {
+	out := []Permission{}
+	seen := map[string]bool{}
+	for _, e := range p.Errors {
+		if e.Permission == "" || seen[e.Permission] {
+			continue
+		}
+		seen[e.Permission] = true
+		out = append(out, Permission{Source: e.Source, Action: e.Permission, Remedy: remedy(e, p)})
+	}
+	return out
+}
+
+func remedy(e plan.SourceError, p status.Project) string {
+	if strings.HasPrefix(e.Permission, "Microsoft.") {
+		where := "on the vault"
+		if p.Vault != "" {
+			where += " " + p.Vault
+		}
+		return "grant " + e.Permission + " " + where + " to the guard's identity (the guard's custom role lists it)"
+	}
+	return "check the Atlas credentials (ATLAS_CLIENT_ID/ATLAS_CLIENT_SECRET, or ATLAS_PUBLIC_KEY/ATLAS_PRIVATE_KEY) and give them, in project " +
+		p.ProjectID + ", an " + e.Permission
+}
