@@ -307,4 +307,3 @@ func TestAtlasOutageIsTransientAndBlind(t *testing.T) {
 		t.Fatal("approved without reading Atlas")
 	}
 }
-

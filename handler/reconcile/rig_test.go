@@ -231,4 +231,3 @@ func (r *rig) noticeCount(kind, action string) int {
 	}
 	return n
 }
-
