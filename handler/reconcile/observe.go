@@ -139,8 +139,14 @@ func sourceError(src plan.Source, err error) plan.SourceError {
 		se.Permission = fe.Action
 	}
 	var ae *atlas.Error
-	if errors.As(err, &ae) && (ae.StatusCode == 401 || ae.StatusCode == 403) {
-		se.Permission = "Atlas project role with read access to encryption at rest, private endpoints and clusters"
+	switch {
+	case !errors.As(err, &ae):
+	case ae.StatusCode == 401:
+		se.Permission = "valid Atlas credentials (ATLAS_CLIENT_ID/ATLAS_CLIENT_SECRET or ATLAS_PUBLIC_KEY/ATLAS_PRIVATE_KEY) allowed from this app's outbound addresses"
+	case ae.StatusCode == 403 && src == plan.SourcePrivateEndpoints:
+		se.Permission = "Atlas Project Owner on the project (required to list encryption-at-rest private endpoints)"
+	case ae.StatusCode == 403:
+		se.Permission = "Atlas Project Read Only (or higher) on the project"
 	}
 	return se
 }
