@@ -13,7 +13,7 @@ FUNCTIONS    := KeyVaultEvents PrivateLinkEvents Reconcile Status
 RESOURCE_GROUP ?=
 PARAMS       ?= infra/main.bicepparam
 
-.PHONY: all build test lint package run demo bench fuzz clean tools deploy
+.PHONY: all build test test-ui lint package run demo bench fuzz clean tools deploy
 
 all: lint test build
 
@@ -57,6 +57,11 @@ run: package
 ## bench: the benchmarks (see README "Performance")
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime=200x ./handler/...
+
+## test-ui: render the Status page in headless Chromium (installs Debian's chromium if missing; needs root)
+test-ui:
+	@command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; }
+	GUARD_BROWSER_TEST=1 $(GO) test -count=1 -run TestBrowser -v ./handler/status/
 
 ## fuzz: a short run of every fuzz target (the corpus lives in testdata/fuzz)
 fuzz:

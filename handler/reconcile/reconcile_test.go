@@ -2,6 +2,7 @@ package reconcile_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/reconcile"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/server"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/atlassim"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
@@ -58,7 +60,7 @@ func TestApprovesAtlasConnectionOnceAndIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := jsonUnmarshal(data, &doc); err != nil || doc.Summary == nil || len(doc.Pending) != 0 || doc.Vault != kv.String() {
+	if err := json.Unmarshal(data, &doc); err != nil || doc.Summary == nil || len(doc.Pending) != 0 || doc.Vault != kv.String() {
 		t.Fatalf("state document: err %v, %+v", err, doc)
 	}
 }
@@ -199,7 +201,7 @@ func TestWebhookDownDeliversOnALaterReconcile(t *testing.T) {
 	}
 	data, _, _ := r.store.Get(t.Context(), reconcile.ProjectKey(project))
 	var doc reconcile.Doc
-	jsonUnmarshal(data, &doc)
+	json.Unmarshal(data, &doc)
 	pending := 0
 	for _, p := range doc.Pending {
 		if p.Sink == "webhook" && p.Attempts == 1 && p.ClaimedBy == "" {
@@ -222,7 +224,7 @@ func TestWebhookDownDeliversOnALaterReconcile(t *testing.T) {
 	}
 	data, _, _ = r.store.Get(t.Context(), reconcile.ProjectKey(project))
 	doc = reconcile.Doc{}
-	jsonUnmarshal(data, &doc)
+	json.Unmarshal(data, &doc)
 	if len(doc.Pending) != 0 {
 		t.Fatalf("still pending after delivery: %+v", doc.Pending)
 	}
@@ -294,7 +296,7 @@ func TestForbiddenApprovalMakesTheGuardBlind(t *testing.T) {
 
 func TestAtlasOutageIsTransientAndBlind(t *testing.T) {
 	r := newRig(t)
-	r.atlas.Inject(atlassimFault503())
+	r.atlas.Inject(atlassim.Fault{Status: 503})
 	g := r.guard(options{})
 	_, err := g.Timer(t.Context(), event.Timer{})
 	if err == nil || !server.Transient(err) {
