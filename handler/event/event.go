@@ -148,6 +148,10 @@ func unwrap(v []byte) ([]byte, error) {
 			// event.
 			return nil, malformed("event string is %d bytes, too large to be an event", len(v))
 		}
+		if u, ok := fastUnquote(v); ok {
+			v = bytes.TrimSpace(u)
+			continue
+		}
 		var s string
 		if err := json.Unmarshal(v, &s); err != nil {
 			return nil, malformed("event: string-wrapped value is not a valid JSON string: %v", err)

@@ -28,7 +28,7 @@ type Invocation struct {
 // DecodeInvocation decodes a host invocation body. It fails, wrapping
 // ErrMalformed, when the body is larger than MaxInvocationSize, is not a JSON
 // object, or has no Data object. An empty Data object is accepted; Binding
-// reports the missing binding.
+// reports the missing binding. The raw values may share memory with body.
 func DecodeInvocation(body []byte) (Invocation, error) {
 	if len(body) > MaxInvocationSize {
 		return Invocation{}, malformed("invocation body is %d bytes, more than %d", len(body), MaxInvocationSize)
@@ -40,6 +40,15 @@ func DecodeInvocation(body []byte) (Invocation, error) {
 	if b[0] != '{' {
 		return Invocation{}, malformed("invocation body: want a JSON object, got %s", kindOf(b))
 	}
+	if inv, ok := fastInvocation(b); ok {
+		return inv, nil
+	}
+	return decodeInvocationSlow(b)
+}
+
+// decodeInvocationSlow is DecodeInvocation with encoding/json: the reference
+// for fastInvocation, and the path that reports every error.
+func decodeInvocationSlow(b []byte) (Invocation, error) {
 	// The host spells the keys "Data" and "Metadata"; match them exactly, so
 	// that an Event Grid event (which has "data") posted directly is not
 	// mistaken for an invocation.

@@ -251,3 +251,28 @@ func TestMemoryFail(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestUpdateFromStartsWithTheCallersRead(t *testing.T) {
+	eachStore(t, func(t *testing.T, s state.Store) {
+		ctx := t.Context()
+		first, err := state.Load(ctx, s, "u")
+		if err != nil || first.Found {
+			t.Fatalf("Load of a missing document = %+v, %v", first, err)
+		}
+		got, err := state.UpdateFrom(ctx, s, "u", &first, func(c *counter) error { c.N++; return nil })
+		if err != nil || got.N != 1 {
+			t.Fatalf("update from an empty read = %+v, %v", got, err)
+		}
+		// A stale read: someone wrote since. UpdateFrom must notice the
+		// conflict, re-read and apply fn to the fresh document.
+		stale, _ := state.Load(ctx, s, "u")
+		if _, err := state.Update(ctx, s, "u", func(c *counter) error { c.N = 10; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		calls := 0
+		got, err = state.UpdateFrom(ctx, s, "u", &stale, func(c *counter) error { calls++; c.N++; return nil })
+		if err != nil || got.N != 11 || calls != 2 {
+			t.Fatalf("update from a stale read = %+v, %v after %d calls; want 11 after 2", got, err, calls)
+		}
+	})
+}

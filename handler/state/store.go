@@ -102,18 +102,47 @@ const updateAttempts = 25
 // leaves an existing document byte-for-byte unchanged nothing is written.
 // Update returns the value that was stored.
 func Update[T any](ctx context.Context, s Store, key string, fn func(*T) error) (T, error) {
+	return UpdateFrom(ctx, s, key, nil, fn)
+}
+
+// Read is what one Get returned: the document and its ETag, or Found false.
+type Read struct {
+	Data  []byte
+	ETag  string
+	Found bool
+}
+
+// Load gets the document at key as a Read; a missing document is a Read
+// with Found false and no error.
+func Load(ctx context.Context, s Store, key string) (Read, error) {
+	data, etag, err := s.Get(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return Read{}, nil
+	}
+	if err != nil {
+		return Read{}, err
+	}
+	return Read{Data: data, ETag: etag, Found: true}, nil
+}
+
+// UpdateFrom is Update starting from a document the caller has just read
+// (first), so a read-modify-write costs one Get less; it reads again only
+// after a conflict. A nil first makes it read, as Update does.
+func UpdateFrom[T any](ctx context.Context, s Store, key string, first *Read, fn func(*T) error) (T, error) {
 	var zero T
 	for attempt := 1; ; attempt++ {
-		data, etag, err := s.Get(ctx, key)
-		exists := true
-		if errors.Is(err, ErrNotFound) {
-			exists, etag = false, ""
-		} else if err != nil {
-			return zero, err
+		var cur Read
+		if attempt == 1 && first != nil {
+			cur = *first
+		} else {
+			var err error
+			if cur, err = Load(ctx, s, key); err != nil {
+				return zero, err
+			}
 		}
 		var v T
-		if exists {
-			if err := json.Unmarshal(data, &v); err != nil {
+		if cur.Found {
+			if err := json.Unmarshal(cur.Data, &v); err != nil {
 				return zero, fmt.Errorf("state: update %q: decode stored document: %w", key, err)
 			}
 		}
@@ -124,10 +153,10 @@ func Update[T any](ctx context.Context, s Store, key string, fn func(*T) error) 
 		if err != nil {
 			return zero, fmt.Errorf("state: update %q: encode: %w", key, err)
 		}
-		if exists && string(out) == string(data) {
+		if cur.Found && string(out) == string(cur.Data) {
 			return v, nil
 		}
-		_, err = s.Put(ctx, key, out, etag)
+		_, err = s.Put(ctx, key, out, cur.ETag)
 		if err == nil {
 			return v, nil
 		}

@@ -1,0 +1,170 @@
+package perf
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+)
+
+// ScaleCase is one reconcile of many projects against the simulators.
+type ScaleCase struct {
+	Projects    int
+	Concurrency int
+	// Latency is injected into every Atlas and ARM call.
+	Latency time.Duration
+	// Auth is AuthServiceAccount (default) or AuthDigest.
+	Auth string
+	// RateLimit, when > 0, turns on atlassim's token bucket (requests per
+	// second, bursts of Burst) for the timed run.
+	RateLimit float64
+	Burst     int
+}
+
+// ScaleResult is what one ScaleCase measured.
+type ScaleResult struct {
+	ScaleCase
+	// Wall is the wall time of Reconciler.All over every project.
+	Wall time.Duration
+	// CriticalPath is the median duration of a lone project's reconcile in
+	// the same world, same latency (the floor of one project).
+	CriticalPath time.Duration
+	// Ideal is ceil(Projects/Concurrency) × CriticalPath.
+	Ideal time.Duration
+	// BaseHeap is HeapInuse after a GC before the run; PeakHeap the highest
+	// HeapInuse sampled during it (the simulators share the process: the
+	// difference is what the run added, theirs and the guard's).
+	BaseHeap, PeakHeap uint64
+	// AtlasRequests and ARMRequests are what the simulators served during
+	// the run (token fetches and digest challenges included).
+	AtlasRequests, ARMRequests int64
+	// Atlas429 counts the 429 answers of Atlas's rate limiter.
+	Atlas429 int64
+	// Failed counts projects whose reconcile reported an error.
+	Failed int
+}
+
+// Ratio is Wall / Ideal.
+func (r ScaleResult) Ratio() float64 { return float64(r.Wall) / float64(r.Ideal) }
+
+// HeapPerProject is the run's added peak heap divided by the projects.
+func (r ScaleResult) HeapPerProject() float64 {
+	if r.PeakHeap < r.BaseHeap {
+		return 0
+	}
+	return float64(r.PeakHeap-r.BaseHeap) / float64(r.Projects)
+}
+
+// Scale runs c: it grows the world to c.Projects, wires a fresh reconciler
+// (fresh state store, as after a cold start), warms it on one project
+// (tokens, connections), measures a lone project's reconcile three times,
+// then times Reconciler.All over c.Projects projects while sampling the heap.
+func (w *World) Scale(ctx context.Context, c ScaleCase) (ScaleResult, error) {
+	res := ScaleResult{ScaleCase: c}
+	if c.Concurrency < 1 {
+		c.Concurrency = 8
+		res.Concurrency = 8
+	}
+	if err := w.AddProjects(c.Projects); err != nil {
+		return res, err
+	}
+	w.Atlas.SetRateLimit(0, 0)
+	w.SetLatency(c.Latency)
+	defer w.SetLatency(0)
+	r, err := w.Reconciler(ReconcilerOptions{Projects: w.Projects[:c.Projects], Auth: c.Auth, Concurrency: c.Concurrency})
+	if err != nil {
+		return res, err
+	}
+	if err := w.Warm(ctx, r); err != nil {
+		return res, fmt.Errorf("warm-up: %w", err)
+	}
+	var lone []time.Duration
+	for range 3 {
+		start := time.Now()
+		if _, err := r.Project(ctx, w.Projects[0], nil); err != nil {
+			return res, fmt.Errorf("lone project: %w", err)
+		}
+		lone = append(lone, time.Since(start))
+	}
+	res.CriticalPath = Median(lone)
+	res.Ideal = time.Duration((c.Projects+c.Concurrency-1)/c.Concurrency) * res.CriticalPath
+
+	if c.RateLimit > 0 {
+		w.Atlas.SetRateLimit(c.RateLimit, c.Burst)
+		defer w.Atlas.SetRateLimit(0, 0)
+	}
+	w.Atlas.ResetStats()
+	w.ARM.ResetCounts()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	res.BaseHeap = ms.HeapInuse
+	stop := sampleHeap(5 * time.Millisecond)
+
+	start := time.Now()
+	reports, err := r.All(ctx)
+	res.Wall = time.Since(start)
+	res.PeakHeap = max(stop(), res.BaseHeap)
+
+	st := w.Atlas.Stats()
+	res.AtlasRequests, res.Atlas429 = st.Requests, st.ByStatus[429]
+	for _, n := range w.ARM.Counts() {
+		res.ARMRequests += int64(n)
+	}
+	for _, rep := range reports {
+		if rep.Error != "" {
+			res.Failed++
+		}
+	}
+	if len(reports) != c.Projects {
+		return res, fmt.Errorf("%d reports for %d projects: %v", len(reports), c.Projects, err)
+	}
+	return res, nil
+}
+
+// sampleHeap samples HeapInuse every period until the returned function is
+// called; that returns the highest value seen.
+func sampleHeap(period time.Duration) (stop func() uint64) {
+	var (
+		peak uint64
+		wg   sync.WaitGroup
+		done = make(chan struct{})
+	)
+	wg.Go(func() {
+		t := time.NewTicker(period)
+		defer t.Stop()
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse)
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	})
+	return func() uint64 {
+		close(done)
+		wg.Wait()
+		return peak
+	}
+}
+
+// Median returns the median of d (0 for none); d is not modified.
+func Median(d []time.Duration) time.Duration {
+	return Quantile(d, 0.5)
+}
+
+// Quantile returns the q-quantile (nearest rank) of d; d is not modified.
+func Quantile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := int(q*float64(len(s))+0.5) - 1
+	return s[min(max(i, 0), len(s)-1)]
+}
