@@ -55,9 +55,9 @@ func writeProject(w *bufio.Writer, p Project) {
 			}
 			kvLine(w, "vault", clean(vaultLine))
 			kvLine(w, "key identifier", clean(orDash(s.KeyIdentifier)))
-			kvLine(w, "valid (Atlas says)", boolp(s.Valid))
-			kvLine(w, "requirePrivateNetworking", yesno(s.RequirePrivateNetworking))
-			kvLine(w, "hold tag on the vault", yesno(s.Hold))
+			kvLine(w, "valid (Atlas says)", status.YesNoUnknown(s.Valid))
+			kvLine(w, "requirePrivateNetworking", status.YesNo(s.RequirePrivateNetworking))
+			kvLine(w, "hold tag on the vault", status.YesNo(s.Hold))
 		}
 
 		section(w, "Key")
@@ -66,7 +66,7 @@ func writeProject(w *bufio.Writer, p Project) {
 			if !k.Found {
 				kvLine(w, "found", "NO: the key or this version is missing")
 			}
-			kvLine(w, "enabled", yesno(k.Enabled))
+			kvLine(w, "enabled", status.YesNo(k.Enabled))
 			kvLine(w, "expires", expiry(k))
 			kvLine(w, "not before", timeOr(k.NotBefore, "-"))
 			latest := orDash(clean(k.Latest))
@@ -122,7 +122,7 @@ func writeProject(w *bufio.Writer, p Project) {
 				t := table(w)
 				fmt.Fprintln(t, "  NAME\tEAR\tPAUSED\tSTATE")
 				for _, c := range s.Clusters.Items {
-					fmt.Fprintf(t, "  %s\t%s\t%s\t%s\n", clean(c.Name), yesno(c.EAR), yesno(c.Paused), clean(orDash(c.StateName)))
+					fmt.Fprintf(t, "  %s\t%s\t%s\t%s\n", clean(c.Name), status.YesNo(c.EAR), status.YesNo(c.Paused), clean(orDash(c.StateName)))
 				}
 				t.Flush()
 			}
@@ -207,18 +207,4 @@ func orStr(s, def string) string {
 		return def
 	}
 	return s
-}
-
-func yesno(b bool) string {
-	if b {
-		return "yes"
-	}
-	return "no"
-}
-
-func boolp(b *bool) string {
-	if b == nil {
-		return "unknown"
-	}
-	return yesno(*b)
 }

@@ -29,8 +29,8 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 	"sevClass":     func(s alert.Severity) string { return "sev-" + string(s) },
 	"vaultName":    vaultName,
 	"days":         days,
-	"yesno":        yesno,
-	"boolp":        boolp,
+	"yesno":        YesNo,
+	"boolp":        YesNoUnknown,
 	"join":         strings.Join,
 	"deref":        func(n *int) int { return *n },
 	"deref2":       func(b *bool) bool { return *b },
@@ -214,16 +214,18 @@ func days(n *int) string {
 	return itoa(*n) + " days left"
 }
 
-func yesno(b bool) string {
+// YesNo renders a flag for people.
+func YesNo(b bool) string {
 	if b {
 		return "yes"
 	}
 	return "no"
 }
 
-func boolp(b *bool) string {
+// YesNoUnknown renders an optional flag for people; nil is "unknown".
+func YesNoUnknown(b *bool) string {
 	if b == nil {
 		return "unknown"
 	}
-	return yesno(*b)
+	return YesNo(*b)
 }
