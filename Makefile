@@ -13,7 +13,7 @@ FUNCTIONS    := KeyVaultEvents PrivateLinkEvents Reconcile Status
 RESOURCE_GROUP ?=
 PARAMS       ?= infra/main.bicepparam
 
-.PHONY: all build test test-ui lint package run demo bench fuzz clean tools deploy
+.PHONY: all build test test-ui perf lint package run demo bench fuzz clean tools deploy
 
 all: lint test build
 
@@ -54,6 +54,11 @@ run: package
 	cp local.settings.json dist/app/
 	cd dist/app && func start --custom
 
+## demo: the whole story against the simulated Atlas + Azure world, no cloud account (handler built for this machine)
+demo: tools
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/handler-host ./handler
+	AZURITE_BIN=$(AZURITE) $(GO) run ./handler/demo -handler bin/handler-host
+
 ## bench: the benchmarks (see README "Performance")
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime=200x ./handler/...
@@ -62,6 +67,11 @@ bench:
 test-ui:
 	@command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; }
 	GUARD_BROWSER_TEST=1 $(GO) test -count=1 -run TestBrowser -v ./handler/status/
+
+## perf: figures beside their floors → handler/perf/out (see README "Performance")
+perf: tools
+	AZURITE_BIN=$(AZURITE) $(GO) test -run '^$$' -bench 'RoundTrip|DecodeClassify|Decode$$|ReconcileSteadyState|Plan' -benchmem -count 5 ./handler/server ./handler/event ./handler/perf ./handler/plan
+	AZURITE_BIN=$(AZURITE) $(GO) run ./handler/perf/cmd/perfreport -out handler/perf/out
 
 ## fuzz: a short run of every fuzz target (the corpus lives in testdata/fuzz)
 fuzz:

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
 	checkcmd "github.com/atlas-akv-guard/atlas-akv-guard/handler/check"
@@ -146,7 +147,11 @@ func Wire(cfg config.Config, env Env, store state.Store, log *slog.Logger) (Wire
 	if err != nil {
 		return Wired{}, fmt.Errorf("atlas client: %w", err)
 	}
-	cred, err := vault.Credential(env, nil)
+	// Few, quick retries for tokens: when the identity endpoint is down the
+	// guard says so (guard blind) within seconds instead of half a minute.
+	cred, err := vault.Credential(env, &azcore.ClientOptions{Retry: policy.RetryOptions{
+		MaxRetries: 2, RetryDelay: 200 * time.Millisecond, MaxRetryDelay: 2 * time.Second, TryTimeout: 10 * time.Second,
+	}})
 	if err != nil {
 		return Wired{}, fmt.Errorf("azure credential: %w", err)
 	}

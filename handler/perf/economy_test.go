@@ -63,12 +63,10 @@ func TestSteadyStateRequests(t *testing.T) {
 				t.Errorf("report counts Atlas %d, ARM %d; simulators served Atlas %d, ARM %v",
 					rep.AtlasCalls, rep.ARMCalls, st.Requests, w.ARM.Counts())
 			}
-			// The project's document is read twice: once by Project to plan,
-			// once more by state.Update to get the ETag for its conditional
-			// write (no change otherwise: the vault index is not rewritten).
-			// When reconcile hands its first read to the update, want 1 get.
+			// The project's document is read once (its ETag conditions the
+			// one write; the vault index is not rewritten).
 			key := reconcile.ProjectKey(p)
-			if got, want := store.Counts(), map[string]int{"get " + key: 2, "put " + key: 1}; !maps.Equal(got, want) {
+			if got, want := store.Counts(), map[string]int{"get " + key: 1, "put " + key: 1}; !maps.Equal(got, want) {
 				t.Errorf("state store operations %v, want %v", got, want)
 			}
 			t.Logf("%s: Atlas %d requests %v, ARM %d requests %v", tc.auth, rep.AtlasCalls, st.ByRoute, rep.ARMCalls, w.ARM.Counts())

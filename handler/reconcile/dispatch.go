@@ -230,7 +230,7 @@ func (r *Reconciler) loadIndex(ctx context.Context) error {
 		return err
 	}
 	var idx vaultIndex
-	if err := unmarshal(data, &idx); err != nil {
+	if err := json.Unmarshal(data, &idx); err != nil {
 		return err
 	}
 	r.mu.Lock()
@@ -322,8 +322,4 @@ func (r *Reconciler) remember(ctx context.Context, project, vaultID string) {
 	if err != nil {
 		r.log.WarnContext(ctx, "storing the vault index failed", "error", err.Error())
 	}
-}
-
-func unmarshal(data []byte, v any) error {
-	return json.Unmarshal(data, v)
 }

@@ -37,7 +37,8 @@ type Doc struct {
 }
 
 // Delivery is one notice owed to one sink. A delivery is claimed by the
-// instance that sends it until ClaimUntil; another instance takes it over
+// reconcile run that sends it (ClaimedBy is "instance/run") until
+// ClaimUntil; another run — of this or another instance — takes it over
 // only after that, so a notice reaches each sink once unless an instance
 // dies while sending.
 type Delivery struct {

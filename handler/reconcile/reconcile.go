@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,7 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
 // Sink delivers notices somewhere (log, webhook, Event Grid topic); see
@@ -73,6 +75,7 @@ type Reconciler struct {
 	log         *slog.Logger
 
 	mu          sync.Mutex
+	unsaved     map[string][]alert.Notice // audit notices not yet recorded in the store, by project
 	index       vaultIndex
 	indexLoaded time.Time
 	refreshed   time.Time
@@ -169,14 +172,11 @@ func (r *Reconciler) Project(ctx context.Context, projectID string, hints []plan
 
 	key := ProjectKey(projectID)
 	var prev Doc
-	data, _, loadErr := r.store.Get(ctx, key)
-	switch {
-	case loadErr == nil:
-		if err := unmarshal(data, &prev); err != nil {
+	stored, loadErr := state.Load(ctx, r.store, key)
+	if loadErr == nil && stored.Found {
+		if err := json.Unmarshal(stored.Data, &prev); err != nil {
 			loadErr = fmt.Errorf("state of %s is unreadable: %w", projectID, err)
 		}
-	case errors.Is(loadErr, state.ErrNotFound):
-		loadErr = nil
 	}
 
 	snap, az, transient := r.observe(ctx, projectID, hints)
@@ -190,6 +190,13 @@ func (r *Reconciler) Project(ctx context.Context, projectID string, hints []plan
 			break
 		}
 		res, err := az.Approve(ctx, a.Vault, a.Connection, a.Description)
+		if err != nil && approvedMeanwhile(ctx, az, a) {
+			// Another invocation or instance approved it between our read
+			// and our write (duplicate events, scale-out): ARM refused our
+			// PUT on the etag. Approving twice is a no-op, not a blind spot.
+			r.log.InfoContext(ctx, "connection approved concurrently by another reconcile", "connection", a.Connection, "endpoint", a.EndpointID)
+			continue
+		}
 		if err != nil {
 			r.log.ErrorContext(ctx, "approval failed", "connection", a.Connection, "endpoint", a.EndpointID, "error", err.Error())
 			snap.Errors = append(snap.Errors, sourceError(SourceApprove, fmt.Errorf("approve %s: %w", a.Connection, err)))
@@ -216,6 +223,7 @@ func (r *Reconciler) Project(ctx context.Context, projectID string, hints []plan
 		final := plan.Plan(snap, prev.Memory, r.policy, now)
 		notices := append(final.Notices, audit...)
 		r.logSink.Send(ctx, notices)
+		r.keepAudit(projectID, audit)
 		rep.Notices = len(notices)
 		rep.Error = loadErr.Error()
 		return rep, &Error{ProjectID: projectID, Err: loadErr, transient: true}
@@ -224,9 +232,15 @@ func (r *Reconciler) Project(ctx context.Context, projectID string, hints []plan
 	// Record the notices and claim their deliveries in one conditional write.
 	// The plan is re-run on the freshest memory, so a notice another instance
 	// recorded meanwhile is not raised again.
+	// Claims are per run, not per process: two invocations of one process
+	// (duplicate events, an event during the timer) must not both send
+	// the same notice.
+	claim := r.instance + "/" + randHex(4)
+	// Approvals made while the store was down are owed to the sinks too.
+	audit = append(r.takeAudit(projectID), audit...)
 	var claimed []Delivery
 	var final plan.Result
-	doc, err := state.Update(ctx, r.store, key, func(d *Doc) error {
+	doc, err := state.UpdateFrom(ctx, r.store, key, &stored, func(d *Doc) error {
 		claimed = claimed[:0]
 		final = plan.Plan(snap, d.Memory, r.policy, now)
 		d.ProjectID = projectID
@@ -246,8 +260,8 @@ func (r *Reconciler) Project(ctx context.Context, projectID string, hints []plan
 		d.Pending = r.trim(ctx, d.Pending)
 		for i := range d.Pending {
 			p := &d.Pending[i]
-			if p.ClaimedBy == "" || !now.Before(p.ClaimUntil) || p.ClaimedBy == r.instance {
-				p.ClaimedBy, p.ClaimUntil = r.instance, now.Add(claimTTL)
+			if p.ClaimedBy == "" || !now.Before(p.ClaimUntil) || p.ClaimedBy == claim {
+				p.ClaimedBy, p.ClaimUntil = claim, now.Add(claimTTL)
 				claimed = append(claimed, *p)
 			}
 		}
@@ -257,6 +271,7 @@ func (r *Reconciler) Project(ctx context.Context, projectID string, hints []plan
 	if err != nil {
 		// The approvals stand; the notices are logged so nothing is silent.
 		r.logSink.Send(ctx, append(final.Notices, audit...))
+		r.keepAudit(projectID, audit)
 		rep.Error = err.Error()
 		return rep, &Error{ProjectID: projectID, Err: err, transient: true}
 	}
@@ -265,7 +280,7 @@ func (r *Reconciler) Project(ctx context.Context, projectID string, hints []plan
 
 	delivered, failed := r.deliver(ctx, claimed)
 	rep.Delivered = len(delivered)
-	if err := r.settle(ctx, key, delivered, failed); err != nil {
+	if err := r.settle(ctx, key, claim, delivered, failed); err != nil {
 		r.log.WarnContext(ctx, "recording deliveries failed; they will be retried", "error", err.Error())
 	}
 	if transient {
@@ -273,6 +288,56 @@ func (r *Reconciler) Project(ctx context.Context, projectID string, hints []plan
 		return rep, &Error{ProjectID: projectID, Err: errors.New(strings.Join(rep.Blind, ", ") + " unreadable"), transient: true}
 	}
 	return rep, nil
+}
+
+// keepAudit remembers audit notices (approvals) that could not be recorded
+// in the store, so the next successful run of the project delivers them to
+// every sink; at most maxPending per project, the oldest dropped.
+func (r *Reconciler) keepAudit(projectID string, audit []alert.Notice) {
+	if len(audit) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.unsaved == nil {
+		r.unsaved = map[string][]alert.Notice{}
+	}
+	kept := append(r.unsaved[projectID], audit...)
+	if len(kept) > maxPending {
+		kept = kept[len(kept)-maxPending:]
+	}
+	r.unsaved[projectID] = kept
+}
+
+// takeAudit returns and forgets the audit notices keepAudit holds for a
+// project.
+func (r *Reconciler) takeAudit(projectID string) []alert.Notice {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.unsaved[projectID]
+	delete(r.unsaved, projectID)
+	return out
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// approvedMeanwhile reports whether connection a is Approved on its vault
+// now, after an approval of it failed.
+func approvedMeanwhile(ctx context.Context, az Azure, a plan.Approval) bool {
+	conns, err := az.Connections(ctx, a.Vault)
+	if err != nil {
+		return false
+	}
+	for _, c := range conns {
+		if strings.EqualFold(c.Name, a.Connection) {
+			return c.Status == vault.StatusApproved
+		}
+	}
+	return false
 }
 
 func (r *Reconciler) allSinks() []Sink {
@@ -330,7 +395,7 @@ func (r *Reconciler) deliver(ctx context.Context, claimed []Delivery) (map[deliv
 
 // settle removes delivered notices from the project's pending list and
 // releases the claims of failed ones for the next reconcile.
-func (r *Reconciler) settle(ctx context.Context, key string, delivered map[deliveryKey]bool, failed map[deliveryKey]string) error {
+func (r *Reconciler) settle(ctx context.Context, key, claim string, delivered map[deliveryKey]bool, failed map[deliveryKey]string) error {
 	if len(delivered) == 0 && len(failed) == 0 {
 		return nil
 	}
@@ -338,10 +403,10 @@ func (r *Reconciler) settle(ctx context.Context, key string, delivered map[deliv
 		kept := d.Pending[:0]
 		for _, p := range d.Pending {
 			k := deliveryKey{p.Notice.ID, p.Sink}
-			if delivered[k] && p.ClaimedBy == r.instance {
+			if delivered[k] && p.ClaimedBy == claim {
 				continue
 			}
-			if msg, ok := failed[k]; ok && p.ClaimedBy == r.instance {
+			if msg, ok := failed[k]; ok && p.ClaimedBy == claim {
 				p.Attempts++
 				p.LastError = msg
 				p.ClaimedBy, p.ClaimUntil = "", time.Time{}

@@ -48,8 +48,8 @@ func TestApprovesAtlasConnectionOnceAndIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.approvals() != 1 || len(rep.Approved) != 0 || len(r.hook.Notices()) != before {
-		t.Fatalf("second reconcile: %d PUTs, approved %v, notices %d→%d", r.approvals(), rep.Approved, before, len(r.hook.Notices()))
+	if r.puts() != 1 || len(rep.Approved) != 0 || len(r.hook.Notices()) != before {
+		t.Fatalf("second reconcile: %d PUTs, approved %v, notices %d→%d", r.puts(), rep.Approved, before, len(r.hook.Notices()))
 	}
 	// Steady state costs 3 Atlas and 3 ARM round trips (the token is cached).
 	if rep.AtlasCalls != 3 || rep.ARMCalls != 3 {
@@ -89,8 +89,8 @@ func TestObserveModeApprovesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.approvals() != 0 || len(rep.WouldApprove) != 1 {
-		t.Fatalf("observe: %d PUTs, would approve %v", r.approvals(), rep.WouldApprove)
+	if r.puts() != 0 || len(rep.WouldApprove) != 1 {
+		t.Fatalf("observe: %d PUTs, would approve %v", r.puts(), rep.WouldApprove)
 	}
 	if r.noticeCount(string(alert.WouldApprove), string(alert.Raised)) != 1 {
 		t.Fatalf("no would-approve notice: %+v", r.hook.Notices())

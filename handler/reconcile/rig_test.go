@@ -75,8 +75,9 @@ type rig struct {
 	keyVer  string
 	endpt   string
 
-	mu  sync.Mutex
-	log bytes.Buffer
+	mu       sync.Mutex
+	log      bytes.Buffer
+	approved int // connections ARM changed from Pending to Approved
 }
 
 func randHex(n int) string {
@@ -112,6 +113,13 @@ func newRig(t testing.TB) *rig {
 	}
 	t.Cleanup(r.arm.Close)
 	r.arm.AddVault(kv, map[string]string{"env": "prod"})
+	r.arm.OnChange(func(c armsim.Change) {
+		if c.Before.Status == vault.StatusPending && c.After.Status == vault.StatusApproved {
+			r.mu.Lock()
+			r.approved++
+			r.mu.Unlock()
+		}
+	})
 	r.keyVer, err = r.arm.AddKey(kv, keyName, "", true, nil, ptr(time.Now().Add(365*24*time.Hour)))
 	if err != nil {
 		t.Fatal(err)
@@ -218,8 +226,16 @@ func (r *rig) logs() string {
 	return r.log.String()
 }
 
-// approvals counts the approval PUTs ARM received.
-func (r *rig) approvals() int { return r.arm.Count(armsim.RouteConnectionPut) }
+// approvals counts the connections ARM approved (PUTs that lost a race on
+// the etag do not count).
+func (r *rig) approvals() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.approved
+}
+
+// puts counts the approval PUTs ARM received.
+func (r *rig) puts() int { return r.arm.Count(armsim.RouteConnectionPut) }
 
 // noticeCount counts webhook notices by kind and action.
 func (r *rig) noticeCount(kind, action string) int {

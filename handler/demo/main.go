@@ -1,0 +1,357 @@
+// Command demo plays atlas-akv-guard's story against the simulated world
+// (package world) with no cloud account: it starts Azurite, the Atlas and ARM
+// simulators, the managed identity endpoint and the alert receivers, runs the
+// real handler binary as a separate process configured only through its
+// environment, and prints a timeline and whether every expectation held.
+//
+//	go run ./handler/demo -handler bin/handler-host
+//
+// `make demo` builds the handler and runs it. Exit status 0 when every
+// expectation held, 1 otherwise, 2 when the demo could not run.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/internal/azurite"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/world"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
+)
+
+func main() {
+	bin := flag.String("handler", "bin/handler-host", "path of the handler binary built for this machine")
+	minute := flag.Duration("minute", 200*time.Millisecond, "real duration of one world minute")
+	quiet := flag.Bool("quiet", false, "print only the scenes, expectations and the verdict")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, *bin, *minute, *quiet, os.Stdout))
+}
+
+type demo struct {
+	ctx  context.Context
+	out  io.Writer
+	w    *world.World
+	p    *world.Project
+	g    *world.Guard
+	bin  string
+	mu   sync.Mutex
+	held int
+	all  int
+}
+
+func run(ctx context.Context, bin string, minute time.Duration, quiet bool, out io.Writer) int {
+	if _, err := os.Stat(bin); err != nil {
+		fmt.Fprintf(out, "demo: handler binary %s not found (build it: go build -o %s ./handler)\n", bin, bin)
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	fmt.Fprintln(out, "demo: starting Azurite (storage emulator)…")
+	az, err := azurite.StartProcess(ctx)
+	if err != nil {
+		fmt.Fprintln(out, "demo:", err)
+		return 2
+	}
+	defer az.Close()
+
+	d := &demo{ctx: ctx, out: out, bin: bin}
+	var printMu sync.Mutex
+	w, err := world.New(world.Options{
+		Minute:                  minute,
+		StorageConnectionString: az.ConnectionString,
+		Timeline: func(e world.Entry) {
+			if quiet {
+				return
+			}
+			printMu.Lock()
+			defer printMu.Unlock()
+			fmt.Fprintln(out, "  "+e.String())
+		},
+	})
+	if err != nil {
+		fmt.Fprintln(out, "demo:", err)
+		return 2
+	}
+	defer w.Close()
+	d.w, d.p = w, w.Project(0)
+	fmt.Fprintf(out, "demo: world ready: Atlas project %s, vault %s, clusters %s (+ %s without EAR)\n",
+		d.p.ID, d.p.Vault.Name, strings.Join(d.p.Clusters, ", "), d.p.Plain)
+	fmt.Fprintf(out, "demo: timeline columns: real seconds since start, world time (1 world minute = %s), source, what happened\n", minute)
+
+	start := time.Now()
+	if err := d.story(); err != nil {
+		fmt.Fprintln(out, "demo: stopped early:", err)
+	}
+	verdict := fmt.Sprintf("demo: %d/%d expectations held (%.1fs)", d.held, d.all, time.Since(start).Seconds())
+	fmt.Fprintln(out, verdict)
+	if d.held != d.all || d.all == 0 {
+		return 1
+	}
+	return 0
+}
+
+// expect records and prints one expectation.
+func (d *demo) expect(what string, ok bool, detail string) bool {
+	d.mu.Lock()
+	d.all++
+	if ok {
+		d.held++
+	}
+	d.mu.Unlock()
+	mark := "[ok]  "
+	if !ok {
+		mark = "[FAIL]"
+	}
+	line := fmt.Sprintf("  %s %s", mark, what)
+	if detail != "" {
+		line += " — " + detail
+	}
+	fmt.Fprintln(d.out, line)
+	return ok
+}
+
+func (d *demo) scene(title string) {
+	fmt.Fprintf(d.out, "\n== %s\n", title)
+}
+
+// within returns a context for one wait: world minutes, as real time.
+func (d *demo) within(worldMinutes int) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(d.ctx, d.w.Real(time.Duration(worldMinutes)*time.Minute)+5*time.Second)
+}
+
+func (d *demo) waitCond(worldMinutes int, what string, cond func() bool) error {
+	ctx, cancel := d.within(worldMinutes)
+	defer cancel()
+	return d.w.WaitFor(ctx, what, cond)
+}
+
+func (d *demo) startGuard(mode string) error {
+	ctx, cancel := context.WithTimeout(d.ctx, 30*time.Second)
+	defer cancel()
+	g, err := d.w.StartGuard(ctx, world.GuardOptions{Binary: d.bin, Mode: mode})
+	if err != nil {
+		return err
+	}
+	d.g = g
+	return nil
+}
+
+func (d *demo) stopGuard() {
+	ctx, cancel := context.WithTimeout(d.ctx, 30*time.Second)
+	defer cancel()
+	code, err := d.g.Stop(ctx)
+	d.expect("the handler stops cleanly on SIGTERM", err == nil && code == 0, fmt.Sprintf("exit status %d", code))
+}
+
+func (d *demo) story() error {
+	w, p := d.w, d.p
+	if err := d.startGuard("enforce"); err != nil {
+		return err
+	}
+
+	// 1. First setup.
+	d.scene("1. Atlas sets up private networking: its endpoints ask for access to the vault")
+	names := w.EnablePrivateNetworking(p)
+	err := d.waitCond(10, "Atlas's endpoints ACTIVE", func() bool {
+		return len(w.AtlasConnections(p, "ACTIVE")) == len(names)
+	})
+	approved := 0
+	for _, n := range names {
+		if w.ConnectionStatus(p, n) == vault.StatusApproved {
+			approved++
+		}
+	}
+	d.expect("the guard approves exactly Atlas's connections", approved == len(names) && len(w.Approvals()) == len(names),
+		fmt.Sprintf("%d/%d approved, %d ARM approvals", approved, len(names), len(w.Approvals())))
+	d.expect("Atlas's endpoints turn ACTIVE", err == nil, "")
+	ctx, cancel := d.within(5)
+	_, err = w.WaitNotice(ctx, p, alert.Approved, alert.AuditEvent, len(names))
+	cancel()
+	d.expect("the webhook receives one 'approved' notice per connection", err == nil && len(w.Notices(p, alert.Approved, "")) == len(names),
+		fmt.Sprintf("%d notices", len(w.Notices(p, alert.Approved, ""))))
+
+	// 2. Foreign connection.
+	d.scene("2. A stranger asks for a private endpoint to the vault")
+	foreign := "mallory-pe." + "7f1e2d3c-4b5a-4697-8888-9a0b1c2d3e4f"
+	if err := w.AddForeignConnection(p, foreign); err != nil {
+		return err
+	}
+	ctx, cancel = d.within(5)
+	_, err = w.WaitNotice(ctx, p, alert.ForeignConnection, alert.Raised, 1)
+	cancel()
+	d.expect("the webhook receives a foreign-connection warning", err == nil, "")
+	before := len(w.Approvals())
+	ctx, cancel = d.within(4)
+	_ = waitTicks(ctx, d.g, 3)
+	cancel()
+	d.expect("the foreign connection is left Pending", w.ConnectionStatus(p, foreign) == vault.StatusPending && len(w.Approvals()) == before,
+		"status "+w.ConnectionStatus(p, foreign))
+
+	// 3. Rejected → recreated → approved, event path.
+	d.scene("3. Someone rejects Atlas's connection; Atlas recreates its endpoint (events only, timer off)")
+	w.SetTimer(false)
+	if err := d.rejectAndRecover(names[0], "event"); err != nil {
+		return err
+	}
+	w.SetTimer(true)
+
+	// 4. Same, timer only.
+	d.scene("4. The same again with Event Grid delivery off (timer only)")
+	w.SetEvents(false)
+	if err := d.rejectAndRecover(names[1], "timer"); err != nil {
+		return err
+	}
+	w.SetEvents(true)
+
+	// 5. Key disabled.
+	d.scene("5. The key is disabled (Azure has no event for it): alert before Atlas's validity check")
+	ctx, cancel = d.within(20)
+	err = w.WaitValidityCheck(ctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if err := w.SetKeyEnabled(p, false); err != nil {
+		return err
+	}
+	ctx, cancel = d.within(20)
+	crit, errAlert := w.WaitNotice(ctx, p, alert.KeyDisabled, alert.Raised, 1)
+	cancel()
+	d.expect("the webhook receives a critical key-disabled alert", errAlert == nil && crit[0].Alert.Severity == alert.Critical, "")
+	err = d.waitCond(20, "clusters paused", func() bool { return len(w.Paused(p)) == len(p.Clusters) })
+	d.expect("Atlas's validity check then shuts the EAR clusters down", err == nil && !slices.Contains(w.Paused(p), p.Plain),
+		"paused: "+strings.Join(w.Paused(p), ", "))
+	if errAlert == nil && err == nil {
+		lead := w.PausedAt(p).Sub(crit[0].At)
+		d.expect("the alert came before the shutdown", lead > 0,
+			fmt.Sprintf("%.1fs real = %d world minutes ahead", lead.Seconds(), int(lead/w.Real(time.Minute))))
+	}
+	ctx, cancel = d.within(5)
+	_, err = w.WaitNotice(ctx, p, alert.ClustersPaused, alert.Raised, 1)
+	cancel()
+	d.expect("the webhook receives a clusters-paused alert", err == nil, "")
+	if err := w.SetKeyEnabled(p, true); err != nil {
+		return err
+	}
+	ctx, cancel = d.within(5)
+	_, err = w.WaitNotice(ctx, p, alert.KeyDisabled, alert.Resolved, 1)
+	cancel()
+	d.expect("key-disabled is resolved once the key is enabled", err == nil, "")
+	err = d.waitCond(20, "clusters resumed", func() bool { return len(w.Paused(p)) == 0 })
+	ctx, cancel = d.within(5)
+	_, err2 := w.WaitNotice(ctx, p, alert.ClustersPaused, alert.Resolved, 1)
+	cancel()
+	d.expect("Atlas resumes the clusters and clusters-paused is resolved", err == nil && err2 == nil, "")
+
+	// 6. Observe mode.
+	d.scene("6. Observe mode: the guard is restarted with GUARD_MODE=observe and approves nothing")
+	d.stopGuard()
+	if err := d.startGuard("observe"); err != nil {
+		return err
+	}
+	before = len(w.Approvals())
+	current := w.AtlasConnections(p, "ACTIVE")
+	if len(current) == 0 {
+		return fmt.Errorf("no ACTIVE endpoint left to reject")
+	}
+	if err := w.RejectConnection(p, current[0], world.Ada); err != nil {
+		return err
+	}
+	var fresh string
+	err = d.waitCond(20, "Atlas's replacement connection", func() bool {
+		fresh = newPending(w, p, current)
+		return fresh != ""
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel = d.within(10)
+	_, err = w.WaitNotice(ctx, p, alert.WouldApprove, alert.Raised, 1)
+	cancel()
+	d.expect("the webhook says which connection the guard would approve", err == nil, "")
+	ctx, cancel = d.within(5)
+	_ = waitTicks(ctx, d.g, 3)
+	cancel()
+	d.expect("observe mode approves nothing", len(w.Approvals()) == before && w.ConnectionStatus(p, fresh) == vault.StatusPending,
+		fmt.Sprintf("%s is %s", shortName(fresh), w.ConnectionStatus(p, fresh)))
+	d.stopGuard()
+	return nil
+}
+
+// rejectAndRecover rejects Atlas's connection name and expects Atlas to
+// recreate its endpoint and the guard to approve the new connection.
+func (d *demo) rejectAndRecover(name, path string) error {
+	w, p := d.w, d.p
+	before := len(w.Approvals())
+	old := w.AtlasConnections(p)
+	if err := w.RejectConnection(p, name, world.Ada); err != nil {
+		return err
+	}
+	var fresh string
+	err := d.waitCond(20, "a new connection approved", func() bool {
+		fresh = newConn(w, p, old)
+		return fresh != "" && w.ConnectionStatus(p, fresh) == vault.StatusApproved
+	})
+	d.expect(fmt.Sprintf("the recreated connection is approved (%s path)", path), err == nil && len(w.Approvals()) == before+1,
+		shortName(fresh))
+	if path == "event" {
+		ctx, cancel := d.within(5)
+		ns, err := w.WaitNotice(ctx, p, alert.ConnectionChanged, alert.Raised, 1)
+		cancel()
+		who := ""
+		if err == nil {
+			who = ns[len(ns)-1].Alert.Actor
+		}
+		d.expect("the webhook names who rejected the connection", err == nil && strings.Contains(who, world.Ada.UPN), "actor "+who)
+	}
+	err = d.waitCond(20, "the new endpoint ACTIVE", func() bool {
+		return slices.Contains(w.AtlasConnections(p, "ACTIVE"), fresh)
+	})
+	d.expect("Atlas's new endpoint turns ACTIVE", err == nil, "")
+	return nil
+}
+
+// newConn returns an Atlas connection name not in old.
+func newConn(w *world.World, p *world.Project, old []string) string {
+	for _, n := range w.AtlasConnections(p) {
+		if !slices.Contains(old, n) {
+			return n
+		}
+	}
+	return ""
+}
+
+// newPending returns a Pending Atlas connection not in old.
+func newPending(w *world.World, p *world.Project, old []string) string {
+	for _, n := range w.AtlasConnections(p, "INITIATING", "PENDING_ACCEPTANCE") {
+		if !slices.Contains(old, n) && w.ConnectionStatus(p, n) == vault.StatusPending {
+			return n
+		}
+	}
+	return ""
+}
+
+// waitTicks waits until the guard finished n more reconciles.
+func waitTicks(ctx context.Context, g *world.Guard, n int) error {
+	base := len(g.Find("reconciled"))
+	return world.WaitFor(ctx, "reconciles", func() bool { return len(g.Find("reconciled")) >= base+n })
+}
+
+func shortName(s string) string {
+	if len(s) > 32 {
+		return s[:20] + "…" + s[len(s)-6:]
+	}
+	return s
+}

@@ -1,0 +1,171 @@
+// Package e2e runs the real handler binary, as a separate process configured
+// only through its environment, against the simulated world (package world):
+// Atlas and ARM simulators over TLS, the managed identity endpoint, real
+// Azurite storage and alert receivers, driven through the Azure Functions
+// host contract. Each test has its own world (and state container); they
+// share one handler build and one Azurite.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/internal/azurite"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/world"
+)
+
+var (
+	handlerBin string
+	storage    *azurite.Instance
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "e2e-*")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 2
+	}
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	gomod := strings.TrimSpace(string(out))
+	if err != nil || gomod == "" || gomod == os.DevNull {
+		fmt.Fprintln(os.Stderr, "e2e: cannot find the module root (go env GOMOD):", err)
+		return 2
+	}
+	handlerBin = filepath.Join(dir, "handler")
+	build := exec.CommandContext(ctx, "go", "build", "-o", handlerBin, "./handler")
+	build.Dir = filepath.Dir(gomod)
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: building the handler: %v\n%s", err, out)
+		return 2
+	}
+	storage, err = azurite.StartProcess(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 2
+	}
+	defer storage.Close()
+	return m.Run()
+}
+
+// setup is one test's world and its options.
+type setup struct {
+	world.Options
+	// Events and Timer set the initial delivery switches.
+	Events, Timer bool
+}
+
+// newWorld starts a world for the test; its timeline goes to the test log
+// when the test fails.
+func newWorld(t *testing.T, s setup) *world.World {
+	t.Helper()
+	if s.StorageConnectionString == "" {
+		s.StorageConnectionString = storage.ConnectionString
+	}
+	if s.Minute == 0 {
+		s.Minute = 250 * time.Millisecond
+	}
+	w, err := world.New(s.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		w.Close()
+		if t.Failed() {
+			var b strings.Builder
+			w.WriteTimeline(&b)
+			t.Logf("timeline:\n%s", b.String())
+		}
+	})
+	if !s.Events {
+		w.SetEvents(false)
+	}
+	if !s.Timer {
+		w.SetTimer(false)
+	}
+	return w
+}
+
+// startGuard starts a handler process for the test; its stderr and log
+// records are reported when the test fails.
+func startGuard(t *testing.T, w *world.World, o world.GuardOptions) *world.Guard {
+	t.Helper()
+	o.Binary = handlerBin
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	g, err := w.StartGuard(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s stderr: %s", g.Name(), g.Stderr())
+			for _, r := range g.Records() {
+				if lvl := r.Str("level"); lvl == "WARN" || lvl == "ERROR" {
+					t.Logf("%s: %s %s %s", g.Name(), lvl, r.Msg(), r.Str("error"))
+				}
+			}
+		}
+	})
+	return g
+}
+
+// deadline returns a context bounded by d (and the test's own deadline).
+func deadline(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// tickUntil fires the timer on every guard until cond holds or ctx ends.
+func tickUntil(ctx context.Context, t *testing.T, w *world.World, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		if _, err := w.Tick(ctx); err != nil {
+			t.Fatalf("tick: %v", err)
+		}
+		if cond() {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v", what, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// ticks fires the timer n times on every guard and fails on a non-2xx.
+func ticks(ctx context.Context, t *testing.T, w *world.World, n int) {
+	t.Helper()
+	for range n {
+		res, err := w.Tick(ctx)
+		if err != nil {
+			t.Fatalf("tick: %v", err)
+		}
+		for _, r := range res {
+			if r.Status != 200 {
+				t.Fatalf("tick: %s answered %d (%v): %s", r.Guard, r.Status, r.Err, r.Body)
+			}
+		}
+	}
+}
+
+func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	if err := world.WaitFor(ctx, what, cond); err != nil {
+		t.Fatal(err)
+	}
+}
