@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/eventgrid/azsystemevents"
 
@@ -171,12 +172,15 @@ func (t Trigger) Covers(v vault.ID) bool {
 // ErrMalformed, is only for a related type whose data is missing or malformed
 // or that does not name a vault; the returned Trigger then has Kind, Type,
 // EventID and Time set.
-func Classify(e Event) (Trigger, error) {
+func Classify(e Event) (Trigger, error) { return classify(e, true) }
+
+// classify is Classify; fast enables the fast path (see decode).
+func classify(e Event, fast bool) (Trigger, error) {
 	t := Trigger{Kind: Unrelated, Type: e.Type, EventID: e.ID, Time: e.Time}
 	for _, k := range keyVaultKinds {
 		if strings.EqualFold(e.Type, k.typ) {
 			t.Kind = k.kind
-			if err := classifyKeyVault(e, &t); err != nil {
+			if err := classifyKeyVault(e, &t, fast); err != nil {
 				return t, fmt.Errorf("%s event %s: %w", e.Type, e.ID, err)
 			}
 			return t, nil
@@ -184,7 +188,7 @@ func Classify(e Event) (Trigger, error) {
 	}
 	for _, typ := range armTypes {
 		if strings.EqualFold(e.Type, typ) {
-			if err := classifyARM(e, &t); err != nil {
+			if err := classifyARM(e, &t, fast); err != nil {
 				return t, fmt.Errorf("%s event %s: %w", e.Type, e.ID, err)
 			}
 			return t, nil
@@ -206,17 +210,21 @@ type keyVaultData struct {
 	EXP        epochSeconds `json:"EXP"`
 }
 
-func classifyKeyVault(e Event, t *Trigger) error {
+func classifyKeyVault(e Event, t *Trigger, fast bool) error {
 	if e.Data == nil {
 		return malformed("missing data")
 	}
 	if e.Data[0] != '{' {
 		return malformed("data: want an object, got %s", kindOf(e.Data))
 	}
-	var d keyVaultData
-	if err := json.Unmarshal(e.Data, &d); err != nil {
-		return malformed("data: %v", jsonError(err))
+	fd := e.dataFields(fast)
+	if fd == nil {
+		fd = new(fastData)
+		if err := json.Unmarshal(e.Data, &fd.kv); err != nil {
+			return malformed("data: %v", jsonError(err))
+		}
 	}
+	d := &fd.kv
 	v, err := vault.ParseID(e.Source)
 	if err != nil {
 		return malformed("source/topic: %v", err)
@@ -240,6 +248,24 @@ func classifyKeyVault(e Event, t *Trigger) error {
 		return malformed("data names no key (ObjectName, Id and subject are empty)")
 	}
 	t.NotBefore, t.Expires = d.NBF.time(), d.EXP.time()
+	return nil
+}
+
+// dataFields returns the fields of e.Data (an object) that the fast path
+// read, or nil when the caller must decode e.Data with encoding/json. It
+// reuses what Decode read while e.Data is still the slice Decode set, and
+// otherwise reads e.Data itself. Without fast it returns nil.
+func (e *Event) dataFields(fast bool) *fastData {
+	if !fast {
+		return nil
+	}
+	if fd := e.fast; fd != nil && len(fd.raw) == len(e.Data) && unsafe.SliceData(fd.raw) == unsafe.SliceData(e.Data) {
+		return fd
+	}
+	fd := new(fastData)
+	if end, ok, read := scanData(e.Data, 0, fd); ok && read && end == len(e.Data) {
+		return fd
+	}
 	return nil
 }
 
@@ -351,17 +377,21 @@ func (c *claim) UnmarshalJSON(b []byte) error {
 
 const roleAssignmentsSeg = "/providers/microsoft.authorization/roleassignments/"
 
-func classifyARM(e Event, t *Trigger) error {
+func classifyARM(e Event, t *Trigger, fast bool) error {
 	if e.Data == nil {
 		return malformed("missing data")
 	}
 	if e.Data[0] != '{' {
 		return malformed("data: want an object, got %s", kindOf(e.Data))
 	}
-	var d armData
-	if err := json.Unmarshal(e.Data, &d); err != nil {
-		return malformed("data: %v", jsonError(err))
+	fd := e.dataFields(fast)
+	if fd == nil {
+		fd = new(fastData)
+		if err := json.Unmarshal(e.Data, &fd.arm); err != nil {
+			return malformed("data: %v", jsonError(err))
+		}
 	}
+	d := &fd.arm
 	for _, o := range armOps {
 		if strings.EqualFold(d.OperationName, o.op) {
 			t.Kind = o.kind

@@ -60,6 +60,11 @@ type Event struct {
 	// Data is the event's data exactly as sent (a JSON value); nil when the
 	// event has no data or data is null.
 	Data json.RawMessage
+
+	// fast is what Decode's fast path read of Data for Classify; nil when
+	// it read nothing. Classify uses it only while Data is the slice it
+	// describes.
+	fast *fastData
 }
 
 // envelope holds the attributes of both schemas; which ones are set decides
@@ -93,8 +98,13 @@ type envelope struct {
 // inspected here (Classify checks it for the types that need it). Decode
 // returns at least one event or an error wrapping ErrMalformed; on error it
 // returns no events.
-func Decode(raw json.RawMessage) ([]Event, error) {
-	v, err := unwrap(raw)
+func Decode(raw json.RawMessage) ([]Event, error) { return decode(raw, 0, true) }
+
+// decode is Decode for v, which is already unquoted depth times. fast
+// enables the fast path; without it everything is read with encoding/json
+// (the reference the fuzz tests compare the fast path with).
+func decode(v []byte, depth int, fast bool) ([]Event, error) {
+	v, err := unwrap(v, depth, fast)
 	if err != nil {
 		return nil, err
 	}
@@ -103,15 +113,21 @@ func Decode(raw json.RawMessage) ([]Event, error) {
 	}
 	switch v[0] {
 	case '{':
-		e, err := decodeOne(v)
+		e, err := decodeOne(v, fast)
 		if err != nil {
 			return nil, err
 		}
 		return []Event{e}, nil
 	case '[':
 		var items []json.RawMessage
-		if err := json.Unmarshal(v, &items); err != nil {
-			return nil, malformed("event array: %v", err)
+		ok := false
+		if fast {
+			items, ok = fastArray(v)
+		}
+		if !ok {
+			if err := json.Unmarshal(v, &items); err != nil {
+				return nil, malformed("event array: %v", err)
+			}
 		}
 		if len(items) == 0 {
 			return nil, malformed("event array is empty")
@@ -122,7 +138,7 @@ func Decode(raw json.RawMessage) ([]Event, error) {
 			if len(item) == 0 || item[0] != '{' {
 				return nil, malformed("event array item %d: want an object, got %s", i, kindOf(item))
 			}
-			e, err := decodeOne(item)
+			e, err := decodeOne(item, fast)
 			if err != nil {
 				return nil, fmt.Errorf("event array item %d: %w", i, err)
 			}
@@ -135,10 +151,11 @@ func Decode(raw json.RawMessage) ([]Event, error) {
 }
 
 // unwrap trims v and unquotes it while it is a JSON string, at most maxWrap
-// times. The result is non-empty.
-func unwrap(v []byte) ([]byte, error) {
+// times in all (v has been unquoted depth times already). The result is
+// non-empty.
+func unwrap(v []byte, depth int, fast bool) ([]byte, error) {
 	v = bytes.TrimSpace(v)
-	for depth := 0; len(v) > 0 && v[0] == '"'; depth++ {
+	for ; len(v) > 0 && v[0] == '"'; depth++ {
 		if depth == maxWrap {
 			return nil, malformed("event is wrapped in more than %d JSON strings", maxWrap)
 		}
@@ -148,9 +165,11 @@ func unwrap(v []byte) ([]byte, error) {
 			// event.
 			return nil, malformed("event string is %d bytes, too large to be an event", len(v))
 		}
-		if u, ok := fastUnquote(v); ok {
-			v = bytes.TrimSpace(u)
-			continue
+		if fast {
+			if u, ok := fastUnquote(v); ok {
+				v = bytes.TrimSpace(u)
+				continue
+			}
 		}
 		var s string
 		if err := json.Unmarshal(v, &s); err != nil {
@@ -164,11 +183,28 @@ func unwrap(v []byte) ([]byte, error) {
 	return v, nil
 }
 
-func decodeOne(obj []byte) (Event, error) {
+func decodeOne(obj []byte, fast bool) (Event, error) {
 	var env envelope
-	if err := json.Unmarshal(obj, &env); err != nil {
-		return Event{}, malformed("event: %v", jsonError(err))
+	var fd *fastData
+	ok := false
+	if fast {
+		env, fd, ok = fastEnvelope(obj)
 	}
+	if !ok {
+		if err := json.Unmarshal(obj, &env); err != nil {
+			return Event{}, malformed("event: %v", jsonError(err))
+		}
+	}
+	e, err := eventFrom(&env)
+	if err != nil {
+		return Event{}, err
+	}
+	e.fast = fd
+	return e, nil
+}
+
+// eventFrom checks the attributes of one decoded event and builds the Event.
+func eventFrom(env *envelope) (Event, error) {
 	var e Event
 	switch {
 	case env.SpecVersion != "" && env.EventType != "":

@@ -3,6 +3,7 @@ package event
 import (
 	"bytes"
 	"encoding/json"
+	"unsafe"
 )
 
 // MaxInvocationSize bounds the body of one host invocation request. One event
@@ -23,6 +24,16 @@ type Invocation struct {
 	// Metadata holds trigger metadata (e.g. "sys"); nil when the host sent
 	// none.
 	Metadata map[string]json.RawMessage
+
+	// unquoted is a string-wrapped Data value that DecodeInvocation has
+	// already unquoted, for Events; nil when there is none.
+	unquoted *unquotedBinding
+}
+
+// unquotedBinding is the content of the JSON string raw, Data[name].
+type unquotedBinding struct {
+	name         string
+	raw, content []byte
 }
 
 // DecodeInvocation decodes a host invocation body. It fails, wrapping
@@ -76,6 +87,17 @@ func decodeInvocationSlow(b []byte) (Invocation, error) {
 		}
 	}
 	return inv, nil
+}
+
+// Events decodes the Event Grid binding name like Decode(inv.Data[name]),
+// with the same result and errors, but without unquoting again a string
+// that DecodeInvocation has already unquoted.
+func (inv Invocation) Events(name string) ([]Event, error) {
+	raw := inv.Data[name]
+	if u := inv.unquoted; u != nil && u.name == name && len(u.raw) == len(raw) && unsafe.SliceData(u.raw) == unsafe.SliceData(raw) {
+		return decode(u.content, 1, true)
+	}
+	return Decode(raw)
 }
 
 // Binding returns the raw value of the input binding name. It fails, wrapping

@@ -7,7 +7,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
@@ -97,16 +97,16 @@ func ready(w http.ResponseWriter, _ *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// guard attaches the invocation id to the context, limits the body and turns
-// a panic into a 500 so that none reaches the host.
+// guard attaches the invocation id to the context and turns a panic into a
+// 500 so that none reaches the host. Invocation bodies are limited where they
+// are read (readBody).
 func (s *router) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		if id := r.Header.Get("X-Azure-Functions-InvocationId"); id != "" {
 			ctx = logging.With(ctx, slog.String("invocationId", id))
+			r = r.WithContext(ctx)
 		}
-		r = r.WithContext(ctx)
-		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
@@ -120,54 +120,95 @@ func (s *router) guard(next http.Handler) http.Handler {
 	})
 }
 
-func (s *router) invocation(w http.ResponseWriter, r *http.Request) (event.Invocation, bool) {
-	body, err := readBody(r)
+// invocation reads (into buf's capacity) and decodes the invocation body, or
+// answers the host and returns !ok. The invocation aliases the body returned.
+func (s *router) invocation(w http.ResponseWriter, r *http.Request, buf []byte) (event.Invocation, []byte, bool) {
+	body, err := readBody(r, buf)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		if errors.Is(err, errTooLarge) {
 			s.log.WarnContext(r.Context(), "invocation body too large", "path", r.URL.Path, "limit", MaxBody)
 			reply(w, http.StatusRequestEntityTooLarge, []string{fmt.Sprintf("body larger than %d bytes", MaxBody)}, nil)
-			return event.Invocation{}, false
+			return event.Invocation{}, nil, false
 		}
 		s.log.WarnContext(r.Context(), "reading invocation body failed", "path", r.URL.Path, "error", err.Error())
 		reply(w, http.StatusBadRequest, []string{"cannot read body"}, nil)
-		return event.Invocation{}, false
+		return event.Invocation{}, nil, false
 	}
 	inv, err := event.DecodeInvocation(body)
 	if err != nil {
 		s.log.WarnContext(r.Context(), "undecodable invocation", "path", r.URL.Path, "error", err.Error())
 		reply(w, http.StatusBadRequest, []string{err.Error()}, nil)
-		return event.Invocation{}, false
+		return event.Invocation{}, nil, false
 	}
-	return inv, true
+	return inv, body, true
 }
 
-// readBody reads the (already size-limited) body in one allocation when the
-// request declares its length, instead of io.ReadAll's repeated growth.
-func readBody(r *http.Request) ([]byte, error) {
-	if n := r.ContentLength; n > 0 && n <= MaxBody {
-		var buf bytes.Buffer
-		buf.Grow(int(n) + bytes.MinRead)
-		_, err := buf.ReadFrom(r.Body)
-		return buf.Bytes(), err
+var errTooLarge = errors.New("body too large")
+
+// readBody reads the body into buf (reusing its capacity) and fails with
+// errTooLarge, without reading further, once it exceeds MaxBody. When the
+// request declares its length, one read fills a buffer of exactly that size.
+func readBody(r *http.Request, buf []byte) ([]byte, error) {
+	n := r.ContentLength
+	if n > MaxBody {
+		return nil, errTooLarge
 	}
-	return io.ReadAll(r.Body)
+	if n < 0 {
+		n = 4 << 10 // unknown: grow as needed
+	}
+	if int64(cap(buf)) < n+1 {
+		buf = make([]byte, 0, n+1) // +1: room to see EOF without growing
+	}
+	buf = buf[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		m, err := r.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if len(buf) > MaxBody {
+			return nil, errTooLarge
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// bodyPool recycles invocation body buffers. Nothing that outlives a request
+// aliases its body: triggers hold strings, which are copies.
+var bodyPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledBody is the largest buffer kept for reuse.
+const maxPooledBody = 64 << 10
+
+func getBody() *[]byte { return bodyPool.Get().(*[]byte) }
+
+func putBody(p *[]byte, b []byte) {
+	if cap(b) <= maxPooledBody {
+		*p = b[:0]
+		bodyPool.Put(p)
+	}
 }
 
 func (s *router) events(function string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
-		inv, ok := s.invocation(w, r)
+		buf := getBody()
+		inv, body, ok := s.invocation(w, r, *buf)
 		if !ok {
 			return
 		}
-		raw, ok := inv.Data[eventBinding]
-		if !ok {
+		defer putBody(buf, body)
+		if _, ok := inv.Data[eventBinding]; !ok {
 			s.log.WarnContext(ctx, "invocation without event binding", "function", function)
 			reply(w, http.StatusBadRequest, []string{`Data has no "event" binding`}, nil)
 			return
 		}
-		events, err := event.Decode(raw)
+		events, err := inv.Events(eventBinding)
 		if err != nil {
 			s.log.WarnContext(ctx, "undecodable event", "function", function, "error", err.Error())
 			reply(w, http.StatusBadRequest, []string{"undecodable event: " + err.Error()}, nil)
@@ -176,20 +217,30 @@ func (s *router) events(function string) http.HandlerFunc {
 		var triggers []event.Trigger
 		var logs []string
 		for _, e := range events {
-			ectx := logging.With(ctx, slog.String("eventId", e.ID), slog.String("eventType", e.Type))
 			t, err := event.Classify(e)
 			if err != nil {
-				s.log.WarnContext(ectx, "malformed event data", "function", function, "error", err.Error())
+				s.log.LogAttrs(eventContext(ctx, e), slog.LevelWarn, "malformed event data",
+					slog.String("function", function), slog.String("error", err.Error()))
 				reply(w, http.StatusBadRequest, []string{"malformed event " + e.ID + ": " + err.Error()}, nil)
 				return
 			}
 			if t.Kind == event.Unrelated {
-				s.log.DebugContext(ectx, "unrelated event ignored", "function", function, "subject", e.Subject)
+				if s.log.Enabled(ctx, slog.LevelDebug) {
+					s.log.LogAttrs(eventContext(ctx, e), slog.LevelDebug, "unrelated event ignored",
+						slog.String("function", function), slog.String("subject", e.Subject))
+				}
 				logs = append(logs, "unrelated event "+e.ID+" ("+e.Type+") ignored")
 				continue
 			}
-			s.log.InfoContext(ectx, "event classified", "function", function, "kind", string(t.Kind),
-				"vault", t.Vault.String(), "scope", t.Scope, "object", t.Object, "actor", t.Actor)
+			if s.log.Enabled(ctx, slog.LevelInfo) {
+				s.log.LogAttrs(eventContext(ctx, e), slog.LevelInfo, "event classified",
+					slog.String("function", function), slog.String("kind", string(t.Kind)),
+					slog.String("vault", t.Vault.String()), slog.String("scope", t.Scope),
+					slog.String("object", t.Object), slog.String("actor", t.Actor))
+			}
+			if triggers == nil {
+				triggers = make([]event.Trigger, 0, len(events))
+			}
 			triggers = append(triggers, t)
 		}
 		if len(triggers) == 0 {
@@ -201,9 +252,14 @@ func (s *router) events(function string) http.HandlerFunc {
 	}
 }
 
+// eventContext attaches the event's id and type to the log records of ctx.
+func eventContext(ctx context.Context, e event.Event) context.Context {
+	return logging.With(ctx, slog.String("eventId", e.ID), slog.String("eventType", e.Type))
+}
+
 func (s *router) timer(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	inv, ok := s.invocation(w, r)
+	inv, _, ok := s.invocation(w, r, nil)
 	if !ok {
 		return
 	}
@@ -243,14 +299,52 @@ func (s *router) statusPage(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "status is not available", http.StatusServiceUnavailable)
 		return
 	}
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
 	s.status.ServeHTTP(w, r)
 }
 
-// response is the custom handler's answer to a non-HTTP invocation.
-type response struct {
-	Outputs     map[string]any `json:"Outputs"`
-	Logs        []string       `json:"Logs"`
-	ReturnValue any            `json:"ReturnValue"`
+// encodeReply encodes the custom handler's answer to a non-HTTP invocation,
+// {"Outputs":{},"Logs":[…],"ReturnValue":…}, exactly as json.Marshal encodes
+// the equivalent struct, without reflection for the logs.
+func encodeReply(logs []string, ret any) ([]byte, error) {
+	n := len(`{"Outputs":{},"Logs":[],"ReturnValue":null}`)
+	for _, l := range logs {
+		n += len(l) + 3
+	}
+	b := make([]byte, 0, n)
+	b = append(b, `{"Outputs":{},"Logs":[`...)
+	for i, l := range logs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, l)
+	}
+	b = append(b, `],"ReturnValue":`...)
+	if ret == nil {
+		b = append(b, "null"...)
+	} else {
+		v, err := json.Marshal(ret)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, v...)
+	}
+	return append(b, '}'), nil
+}
+
+// appendString appends s as a JSON string, as json.Marshal writes it.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			// Escapes, HTML-safe escapes, UTF-8 checks: leave them to
+			// encoding/json.
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // emptyReply is the answer with no logs and no return value.
@@ -263,10 +357,7 @@ func reply(w http.ResponseWriter, status int, logs []string, ret any) {
 		w.Write(emptyReply)
 		return
 	}
-	if logs == nil {
-		logs = []string{}
-	}
-	b, err := json.Marshal(response{Outputs: map[string]any{}, Logs: logs, ReturnValue: ret})
+	b, err := encodeReply(logs, ret)
 	if err != nil {
 		status = http.StatusInternalServerError
 		b = []byte(`{"Outputs":{},"Logs":["cannot encode the response"],"ReturnValue":null}`)
