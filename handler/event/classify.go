@@ -210,19 +210,29 @@ type keyVaultData struct {
 	EXP        epochSeconds `json:"EXP"`
 }
 
-func classifyKeyVault(e Event, t *Trigger, fast bool) error {
+// eventData returns the event's data fields: those the fast path already
+// read, else decoded now with encoding/json into the part pick selects.
+func eventData(e Event, fast bool, pick func(*fastData) any) (*fastData, error) {
 	if e.Data == nil {
-		return malformed("missing data")
+		return nil, malformed("missing data")
 	}
 	if e.Data[0] != '{' {
-		return malformed("data: want an object, got %s", kindOf(e.Data))
+		return nil, malformed("data: want an object, got %s", kindOf(e.Data))
 	}
-	fd := e.dataFields(fast)
-	if fd == nil {
-		fd = new(fastData)
-		if err := json.Unmarshal(e.Data, &fd.kv); err != nil {
-			return malformed("data: %v", jsonError(err))
-		}
+	if fd := e.dataFields(fast); fd != nil {
+		return fd, nil
+	}
+	fd := new(fastData)
+	if err := json.Unmarshal(e.Data, pick(fd)); err != nil {
+		return nil, malformed("data: %v", jsonError(err))
+	}
+	return fd, nil
+}
+
+func classifyKeyVault(e Event, t *Trigger, fast bool) error {
+	fd, err := eventData(e, fast, func(fd *fastData) any { return &fd.kv })
+	if err != nil {
+		return err
 	}
 	d := &fd.kv
 	v, err := vault.ParseID(e.Source)
@@ -378,18 +388,9 @@ func (c *claim) UnmarshalJSON(b []byte) error {
 const roleAssignmentsSeg = "/providers/microsoft.authorization/roleassignments/"
 
 func classifyARM(e Event, t *Trigger, fast bool) error {
-	if e.Data == nil {
-		return malformed("missing data")
-	}
-	if e.Data[0] != '{' {
-		return malformed("data: want an object, got %s", kindOf(e.Data))
-	}
-	fd := e.dataFields(fast)
-	if fd == nil {
-		fd = new(fastData)
-		if err := json.Unmarshal(e.Data, &fd.arm); err != nil {
-			return malformed("data: %v", jsonError(err))
-		}
+	fd, err := eventData(e, fast, func(fd *fastData) any { return &fd.arm })
+	if err != nil {
+		return err
 	}
 	d := &fd.arm
 	for _, o := range armOps {
