@@ -3,12 +3,17 @@
 // bare net/http handler), a bounded load burst, start-up time, binary/zip
 // size and RSS of the built binary vs a bare server binary, and reconcile
 // scale against the simulators with injected latency. Everything runs on
-// loopback, bounded in count and time.
+// loopback, bounded in count and time; and the time to react (key disabled →
+// alert, Atlas's recreated connection → approved) of the real handler binary
+// in the world simulator on a compressed clock.
 //
 //	go run ./handler/perf/cmd/perfreport -out handler/perf/out
+//	go run ./handler/perf/cmd/perfreport -out handler/perf/out -only react
 //
-// writes OUT/perf.md (every section), OUT/scale.md and OUT/scale.svg. Run it
-// from the repository root (start-up builds ./handler).
+// writes OUT/perf.md (every section run; with -only, the other sections
+// already in perf.md are kept), OUT/scale.md and OUT/scale.svg, OUT/react.md.
+// Run it from the repository root (start-up and react build ./handler; react
+// starts Azurite, found as package azurite says: $AZURITE_BIN first).
 package main
 
 import (
@@ -29,6 +34,7 @@ import (
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/internal/azurite"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/perf"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/reconcile"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/server"
@@ -37,7 +43,7 @@ import (
 
 func main() {
 	out := flag.String("out", "handler/perf/out", "directory for perf.md, scale.md and scale.svg")
-	only := flag.String("only", "overhead,load,startup,scale", "sections to run (comma-separated)")
+	only := flag.String("only", strings.Join(allSections, ","), "sections to run (comma-separated)")
 	maxProjects := flag.Int("max", 1000, "largest scale case (1, 10, 100, 1000 up to this)")
 	concurrency := flag.String("concurrency", "8,32", "reconcile concurrencies of the scale sweep")
 	latency := flag.Duration("latency", 50*time.Millisecond, "latency injected into every Atlas and ARM call")
@@ -45,6 +51,8 @@ func main() {
 	repeats := flag.Int("count", 5, "overhead: repeats (medians are reported)")
 	startups := flag.Int("startups", 20, "start-up: runs per binary")
 	burst := flag.Int("burst", 10000, "load: events per burst")
+	reactRuns := flag.Int("react-runs", 30, "react: runs per path")
+	reactPeriod := flag.Duration("react-period", time.Second, "react: real duration of the timer period (standing for 60 s)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -57,7 +65,11 @@ func main() {
 		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
 	sections := map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
-		sections[strings.TrimSpace(s)] = true
+		s = strings.TrimSpace(s)
+		if !slices.Contains(allSections, s) {
+			fatal(fmt.Errorf("unknown section %q (known: %s)", s, strings.Join(allSections, ",")))
+		}
+		sections[s] = true
 	}
 	var world *perf.World
 	needWorld := sections["load"] || sections["scale"]
@@ -92,9 +104,61 @@ func main() {
 		text, err := scale(ctx, world, *maxProjects, *concurrency, *latency, *out)
 		return text, err
 	})
-	if err := os.WriteFile(filepath.Join(*out, "perf.md"), []byte(doc.String()), 0o644); err != nil {
+	run("react", func() (string, error) { return react(ctx, *reactRuns, *reactPeriod, *out) })
+	text := doc.String()
+	if len(sections) < len(allSections) {
+		old, err := os.ReadFile(filepath.Join(*out, "perf.md"))
+		if err != nil && !os.IsNotExist(err) {
+			fatal(err)
+		}
+		text = mergeSections(string(old), text)
+	}
+	if err := os.WriteFile(filepath.Join(*out, "perf.md"), []byte(text), 0o644); err != nil {
 		fatal(err)
 	}
+}
+
+// allSections are the sections of perf.md, in order.
+var allSections = []string{"overhead", "load", "startup", "scale", "react"}
+
+// mergeSections returns the document old with each "### " section of add
+// put in place of the one with the same heading (or appended), under add's
+// first line (the generator comment).
+func mergeSections(old, add string) string {
+	split := func(doc string) (head string, titles []string, bodies map[string]string) {
+		bodies = map[string]string{}
+		title := ""
+		for _, line := range strings.SplitAfter(doc, "\n") {
+			if t, ok := strings.CutPrefix(line, "### "); ok {
+				title = strings.TrimSpace(t)
+				titles = append(titles, title)
+			}
+			if title == "" {
+				head += line
+			} else {
+				bodies[title] += line
+			}
+		}
+		return head, titles, bodies
+	}
+	_, oldTitles, oldBodies := split(old)
+	head, addTitles, addBodies := split(add)
+	var b strings.Builder
+	b.WriteString(head)
+	for _, t := range oldTitles {
+		if body, ok := addBodies[t]; ok {
+			b.WriteString(body)
+			delete(addBodies, t)
+		} else {
+			b.WriteString(oldBodies[t])
+		}
+	}
+	for _, t := range addTitles {
+		if body, ok := addBodies[t]; ok {
+			b.WriteString(body)
+		}
+	}
+	return b.String()
 }
 
 func fatal(err error) {
@@ -377,4 +441,37 @@ func scale(ctx context.Context, w *perf.World, maxProjects int, concurrency stri
 		return "", err
 	}
 	return b.String(), nil
+}
+
+// react measures the time to react in the world simulator (see
+// perf.MeasureReact) and writes OUT/react.md too.
+func react(ctx context.Context, runs int, period time.Duration, out string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "perfreport-react-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	bin, err := perf.BuildHandler(ctx, dir)
+	if err != nil {
+		return "", err
+	}
+	az, err := azurite.StartProcess(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer az.Close()
+	res, err := perf.MeasureReact(ctx, perf.ReactOptions{
+		Binary: bin, Storage: az.ConnectionString, Period: period, Runs: runs,
+		Logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, "  "+format+"\n", args...) },
+	})
+	if err != nil {
+		return "", err
+	}
+	text := perf.ReactTable(res)
+	if err := os.WriteFile(filepath.Join(out, "react.md"), []byte(text), 0o644); err != nil {
+		return "", err
+	}
+	return text, nil
 }
