@@ -109,6 +109,12 @@ func (pl *planner) decideConnection(c vault.Connection, e atlas.PrivateEndpoint,
 			reason += fmt.Sprintf(" (it resembles Atlas's %q, but names must match exactly)", sim)
 			details["similarTo"] = sim
 		}
+		since := pl.unrequestedSince(c.Name)
+		if creating := pl.atlasCreating(); creating != "" && details["similarTo"] == "" && pl.now.Sub(since) < pl.p.ForeignGrace {
+			add(VerdictForeign, reason+fmt.Sprintf("; alert deferred until %s: Atlas endpoint %s is being created and may own it",
+				since.Add(pl.p.ForeignGrace).UTC().Format(time.RFC3339), creating))
+			return
+		}
 		add(VerdictForeign, reason)
 		pl.raiseForeign(c, reason, details)
 		return
@@ -145,6 +151,32 @@ func (pl *planner) decideConnection(c vault.Connection, e atlas.PrivateEndpoint,
 		Region:      e.RegionName,
 		Description: approvalDescription(pl.s.ProjectID, e.ID, e.RegionName, pl.now),
 	})
+}
+
+// unrequestedSince records and returns since when the Pending connection
+// name has been seen without an Atlas endpoint asking for it.
+func (pl *planner) unrequestedSince(name string) time.Time {
+	since, ok := pl.prev.Unrequested[name]
+	if !ok {
+		since = pl.now
+	}
+	if pl.unrequested == nil {
+		pl.unrequested = map[string]time.Time{}
+	}
+	pl.unrequested[name] = since
+	return since
+}
+
+// atlasCreating returns the id of an Atlas endpoint that is requesting a
+// connection Atlas has not named yet ("" when there is none): while it
+// exists, a new unrequested connection on the vault may be Atlas's own.
+func (pl *planner) atlasCreating() string {
+	for _, e := range pl.s.Endpoints {
+		if e.Requesting() && e.PrivateEndpointConnectionName == "" {
+			return e.ID
+		}
+	}
+	return ""
 }
 
 func approvalDescription(projectID, endpointID, region string, now time.Time) string {

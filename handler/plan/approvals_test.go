@@ -266,3 +266,79 @@ func TestApprovedNotice(t *testing.T) {
 		t.Errorf("ID not unique per time")
 	}
 }
+
+// While Atlas is creating an endpoint it has not named a connection for yet,
+// a new unrequested Pending connection may be Atlas's own: its alert waits
+// up to ForeignGrace (it is never approved meanwhile); once Atlas names it,
+// it is approved and nothing was raised.
+func TestForeignAlertWaitsWhileAtlasCreatesAnEndpoint(t *testing.T) {
+	const newConn = "atlas-pe-eastus-9"
+	creating := func() Snapshot {
+		s := healthy()
+		s.Endpoints = append(s.Endpoints, atlas.PrivateEndpoint{ID: epB, RegionName: "US_EAST_2", Status: atlas.StatusInitiating})
+		s.Connections = append(s.Connections, vault.Connection{Name: newConn, Status: vault.StatusPending})
+		return s
+	}
+	foreignRaised := func(r Result) bool {
+		for _, n := range r.Notices {
+			if n.Alert.Kind == alert.ForeignConnection && n.Action == alert.Raised && n.Alert.Subject == newConn {
+				return true
+			}
+		}
+		return false
+	}
+	verdict := func(r Result) Decision {
+		for _, d := range r.Decisions {
+			if d.Connection == newConn {
+				return d
+			}
+		}
+		t.Fatalf("no decision for %s: %+v", newConn, r.Decisions)
+		return Decision{}
+	}
+
+	r1 := Plan(creating(), Memory{}, enforce(), now)
+	if foreignRaised(r1) || verdict(r1).Verdict != VerdictForeign || len(r1.Approvals) != 1 {
+		t.Fatalf("first sight: raised %v, decision %+v, approvals %+v", foreignRaised(r1), verdict(r1), r1.Approvals)
+	}
+	if got := r1.Memory.Unrequested[newConn]; !got.Equal(now) {
+		t.Fatalf("unrequested since = %v", got)
+	}
+
+	// Atlas names the connection: approved, and no foreign alert ever went out.
+	named := creating()
+	named.Endpoints[1].PrivateEndpointConnectionName = newConn
+	r2 := Plan(named, r1.Memory, enforce(), now.Add(time.Minute))
+	if foreignRaised(r2) || len(r2.Approvals) != 2 || len(r2.Memory.Unrequested) != 0 {
+		t.Fatalf("after Atlas named it: raised %v, approvals %+v, unrequested %v", foreignRaised(r2), r2.Approvals, r2.Memory.Unrequested)
+	}
+
+	// Atlas never names it: just under the grace nothing, past it the alert.
+	mem := r1.Memory
+	under := Plan(creating(), mem, enforce(), now.Add(DefaultForeignGrace-time.Second))
+	if foreignRaised(under) {
+		t.Fatal("raised before the grace ran out")
+	}
+	over := Plan(creating(), under.Memory, enforce(), now.Add(DefaultForeignGrace))
+	if !foreignRaised(over) {
+		t.Fatal("not raised once the grace ran out")
+	}
+
+	// No endpoint being created: reported at once.
+	s := healthy()
+	s.Connections = append(s.Connections, vault.Connection{Name: newConn, Status: vault.StatusPending})
+	if !foreignRaised(Plan(s, Memory{}, enforce(), now)) {
+		t.Fatal("not raised at once when Atlas is creating nothing")
+	}
+	// A name resembling Atlas's is reported at once even while Atlas creates.
+	s = creating()
+	s.Connections[1].Name = connA + "-evil"
+	r := Plan(s, Memory{}, enforce(), now)
+	raised := false
+	for _, n := range r.Notices {
+		raised = raised || (n.Alert.Kind == alert.ForeignConnection && n.Alert.Subject == connA+"-evil")
+	}
+	if !raised {
+		t.Fatal("a look-alike connection was deferred")
+	}
+}

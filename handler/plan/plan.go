@@ -36,6 +36,7 @@ const (
 	DefaultKeyExpiryWarn      = 30 * 24 * time.Hour
 	DefaultStuckAfter         = 30 * time.Minute
 	DefaultAccessChangeSettle = 20 * time.Minute
+	DefaultForeignGrace       = 10 * time.Minute
 )
 
 // Policy holds the thresholds of the plan. A zero (or negative) KeyExpiryWarn,
@@ -56,6 +57,12 @@ type Policy struct {
 	// the last access hint while Atlas still says the config is valid. It
 	// should exceed Atlas's 15-minute validity check.
 	AccessChangeSettle time.Duration `json:"accessChangeSettle"`
+	// ForeignGrace defers the foreign-connection alert for an unrequested
+	// Pending connection while Atlas is creating an endpoint whose connection
+	// it has not named yet (the new connection may be Atlas's own and show up
+	// on the vault before Atlas's API names it). Such a connection is never
+	// approved meanwhile; after ForeignGrace it is reported anyway.
+	ForeignGrace time.Duration `json:"foreignGrace"`
 }
 
 // DefaultPolicy returns the default thresholds for mode, with no re-notification.
@@ -65,6 +72,7 @@ func DefaultPolicy(mode Mode) Policy {
 		KeyExpiryWarn:      DefaultKeyExpiryWarn,
 		StuckAfter:         DefaultStuckAfter,
 		AccessChangeSettle: DefaultAccessChangeSettle,
+		ForeignGrace:       DefaultForeignGrace,
 	}
 }
 
@@ -77,6 +85,9 @@ func (p Policy) withDefaults() Policy {
 	}
 	if p.AccessChangeSettle <= 0 {
 		p.AccessChangeSettle = DefaultAccessChangeSettle
+	}
+	if p.ForeignGrace <= 0 {
+		p.ForeignGrace = DefaultForeignGrace
 	}
 	if p.RenotifyAfter < 0 {
 		p.RenotifyAfter = 0
@@ -170,6 +181,9 @@ type Memory struct {
 	Open map[string]alert.Alert `json:"open"`
 	// Endpoints holds the last seen status of each Atlas endpoint, by id.
 	Endpoints map[string]EndpointSeen `json:"endpoints"`
+	// Unrequested holds since when each Pending connection that no Atlas
+	// endpoint asked for has been seen, by connection name.
+	Unrequested map[string]time.Time `json:"unrequested,omitempty"`
 }
 
 // Approval is one connection to approve on Vault, with the description to write.
@@ -242,6 +256,7 @@ func Plan(s Snapshot, prev Memory, p Policy, now time.Time) Result {
 	res := Result{Approvals: pl.approvals, Decisions: pl.decisions}
 	res.Memory.Open, res.Notices = pl.settle()
 	res.Memory.Endpoints = pl.endpointMemory()
+	res.Memory.Unrequested = pl.unrequestedMemory()
 
 	sort.Slice(res.Approvals, func(i, j int) bool { return res.Approvals[i].Connection < res.Approvals[j].Connection })
 	sort.Slice(res.Notices, func(i, j int) bool {

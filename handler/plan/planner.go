@@ -3,6 +3,7 @@ package plan
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"maps"
 	"regexp"
 	"strconv"
 	"strings"
@@ -60,6 +61,8 @@ type planner struct {
 
 	approvals []Approval
 	decisions []Decision
+
+	unrequested map[string]time.Time // next Memory.Unrequested
 }
 
 func newPlanner(s Snapshot, prev Memory, p Policy, now time.Time) *planner {
@@ -196,6 +199,15 @@ func (pl *planner) settle() (map[string]alert.Alert, []alert.Notice) {
 		open[fp] = old // unknown is not cleared: carry forward unchanged
 	}
 	return open, notices
+}
+
+// unrequestedMemory is the next Memory.Unrequested: what this reconcile saw,
+// or the previous one when the connections or endpoints were unreadable.
+func (pl *planner) unrequestedMemory() map[string]time.Time {
+	if !pl.connsOK || !pl.endpointsOK {
+		return maps.Clone(pl.prev.Unrequested)
+	}
+	return pl.unrequested
 }
 
 // endpointMemory tracks since when each Atlas endpoint has had its status. A
