@@ -52,7 +52,7 @@ run: package
 	@[ -f local.settings.json ] || { echo "copy local.settings.json.example to local.settings.json and fill it in"; exit 1; }
 	@(exec 3<>/dev/tcp/127.0.0.1/10000) 2>/dev/null || { echo "Azurite is not listening on 127.0.0.1:10000: start it with 'npx azurite-blob' (AzureWebJobsStorage=UseDevelopmentStorage=true)"; exit 1; }
 	cp local.settings.json dist/app/
-	cd dist/app && func start --custom
+	cd dist/app && func start
 
 ## demo: the whole story against the simulated Atlas + Azure world, no cloud account (handler built for this machine)
 demo: tools
