@@ -222,7 +222,7 @@ func eventData(e Event, fast bool, pick func(*fastData) any) (*fastData, error) 
 	if fd := e.dataFields(fast); fd != nil {
 		return fd, nil
 	}
-	fd := new(fastData)
+	fd := &fastData{fromJSON: true}
 	if err := json.Unmarshal(e.Data, pick(fd)); err != nil {
 		return nil, malformed("data: %v", jsonError(err))
 	}
@@ -273,7 +273,9 @@ func (e *Event) dataFields(fast bool) *fastData {
 		return fd
 	}
 	fd := new(fastData)
-	if end, ok, read := scanData(e.Data, 0, fd); ok && read && end == len(e.Data) {
+	var sb stringBatch
+	if end, ok, read := scanData(e.Data, 0, fd, &sb); ok && read && end == len(e.Data) {
+		sb.set()
 		return fd
 	}
 	return nil
@@ -403,7 +405,11 @@ func classifyARM(e Event, t *Trigger, fast bool) error {
 		return nil
 	}
 	t.Operation = d.OperationName
-	t.Actor = d.Claims.actor()
+	if fd.fromJSON {
+		t.Actor = d.Claims.actor()
+	} else {
+		t.Actor = fd.actor()
+	}
 	uri := orElse(d.ResourceURI, e.Subject)
 	if uri == "" {
 		return malformed("data has no resourceUri and the event no subject")
@@ -470,12 +476,17 @@ func aboveVault(scope string) bool {
 // connectionName returns the segment after privateEndpointConnections/ or
 // privateEndpointConnectionProxies/ in an ARM ID, or "".
 func connectionName(uri string) string {
-	parts := strings.Split(strings.Trim(uri, "/"), "/")
-	for i := 0; i+1 < len(parts); i++ {
-		if strings.EqualFold(parts[i], "privateEndpointConnections") ||
-			strings.EqualFold(parts[i], "privateEndpointConnectionProxies") {
-			return parts[i+1]
+	rest := strings.Trim(uri, "/")
+	for {
+		seg, tail, more := strings.Cut(rest, "/")
+		if !more {
+			return ""
 		}
+		if strings.EqualFold(seg, "privateEndpointConnections") ||
+			strings.EqualFold(seg, "privateEndpointConnectionProxies") {
+			name, _, _ := strings.Cut(tail, "/")
+			return name
+		}
+		rest = tail
 	}
-	return ""
 }

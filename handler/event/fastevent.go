@@ -3,6 +3,8 @@ package event
 import (
 	"encoding/binary"
 	"encoding/json"
+	"strings"
+	"unsafe"
 )
 
 // The fast path of Decode and Classify: one pass over an event object that
@@ -114,10 +116,45 @@ func asciiEqualFold(a []byte, b string) bool {
 	return true
 }
 
+// stringBatch collects the string fields one pass reads and sets them all
+// from one allocation (set), instead of one allocation per field.
+type stringBatch struct {
+	n, size int
+	dst     [len(envelopeFields) + len(dataFields)]*string
+	src     [len(envelopeFields) + len(dataFields)][]byte
+}
+
+// add schedules *dst = string(src); each field is added at most once.
+func (sb *stringBatch) add(dst *string, src []byte) {
+	sb.dst[sb.n], sb.src[sb.n] = dst, src
+	sb.n++
+	sb.size += len(src)
+}
+
+// set copies every scheduled value into one new buffer, which nothing else
+// references or changes afterwards, and sets the fields to parts of it.
+func (sb *stringBatch) set() {
+	if sb.size == 0 {
+		return // every value is "", which the fields already hold
+	}
+	buf := make([]byte, 0, sb.size)
+	for _, src := range sb.src[:sb.n] {
+		buf = append(buf, src...)
+	}
+	all := unsafe.String(unsafe.SliceData(buf), len(buf))
+	off := 0
+	for k, dst := range sb.dst[:sb.n] {
+		n := len(sb.src[k])
+		*dst = all[off : off+n]
+		off += n
+	}
+}
+
 // stringField reads the value at b[i] as encoding/json reads it into a
-// string field: null leaves *dst alone, a string sets it. ok is false for
-// any other value and for strings fastUnquote does not decode.
-func stringField(b []byte, i int, dst *string) (end int, ok bool) {
+// string field: null leaves *dst alone, a string is scheduled in sb to be
+// set. ok is false for any other value and for strings fastUnquote does not
+// decode.
+func stringField(b []byte, i int, dst *string, sb *stringBatch) (end int, ok bool) {
 	if i >= len(b) {
 		return 0, false
 	}
@@ -131,7 +168,7 @@ func stringField(b []byte, i int, dst *string) (end int, ok bool) {
 		if !ok {
 			return 0, false
 		}
-		*dst = string(s)
+		sb.add(dst, s)
 		return end, true
 	case 'n':
 		return literal(b, i, "null")
@@ -146,12 +183,36 @@ type fastData struct {
 	raw []byte
 	kv  keyVaultData
 	arm armData
+	// claims are the raw values of the claims in arm.Claims (which stays
+	// empty), in the order of claimFields; nil for a claim not sent. Only
+	// the one that names the actor is ever decoded (see actor).
+	claims [len(claimFields)][]byte
+	// fromJSON: encoding/json filled kv or arm, claims included.
+	fromJSON bool
+}
+
+// actor is claims.actor for the raw claims.
+func (fd *fastData) actor() string {
+	for _, raw := range fd.claims {
+		if raw == nil {
+			continue
+		}
+		var c claim
+		if c.UnmarshalJSON(raw) != nil {
+			continue // not reached: scanClaims accepts only valid JSON values
+		}
+		if s := strings.TrimSpace(string(c)); s != "" {
+			return s
+		}
+	}
+	return ""
 }
 
 // fastEnvelope reads obj (a trimmed JSON object) as json.Unmarshal(obj, &env)
 // does. When data is an object whose fields it could read, fd holds them.
 func fastEnvelope(obj []byte) (env envelope, fd *fastData, ok bool) {
 	var seen uint32
+	var sb stringBatch
 	i, more, ok := objectStart(obj, 0)
 	for ok && more {
 		var key []byte
@@ -174,7 +235,7 @@ func fastEnvelope(obj []byte) (env envelope, fd *fastData, ok bool) {
 			if i < len(obj) && obj[i] == '{' {
 				var dataOK bool
 				fd = new(fastData)
-				if i, ok, dataOK = scanData(obj, i, fd); !dataOK {
+				if i, ok, dataOK = scanData(obj, i, fd, &sb); !dataOK {
 					fd = nil
 				}
 			} else {
@@ -187,7 +248,7 @@ func fastEnvelope(obj []byte) (env envelope, fd *fastData, ok bool) {
 				}
 			}
 		default:
-			i, ok = stringField(obj, i, envelopeField(&env, f))
+			i, ok = stringField(obj, i, envelopeField(&env, f), &sb)
 		}
 		if !ok {
 			return envelope{}, nil, false
@@ -197,6 +258,7 @@ func fastEnvelope(obj []byte) (env envelope, fd *fastData, ok bool) {
 	if !ok || i != len(obj) {
 		return envelope{}, nil, false
 	}
+	sb.set()
 	return env, fd, true
 }
 
@@ -225,9 +287,10 @@ func envelopeField(env *envelope, f int) *string {
 
 // scanData validates the data object at b[i] (b[i] == '{', nested at depth
 // 1) and returns the index after it (ok). It also reads the fields of
-// keyVaultData and armData into fd as json.Unmarshal does; read is false when
-// it could not be sure of them (the object may still be valid).
-func scanData(b []byte, i int, fd *fastData) (end int, ok, read bool) {
+// keyVaultData and armData into fd as json.Unmarshal does (the strings once
+// sb is set; the claims raw, see fastData); read is false when it could not
+// be sure of them (the object may still be valid).
+func scanData(b []byte, i int, fd *fastData, sb *stringBatch) (end int, ok, read bool) {
 	var seen uint32
 	read = true
 	i, more, ok := objectStart(b, i)
@@ -258,7 +321,7 @@ func scanData(b []byte, i int, fd *fastData) (end int, ok, read bool) {
 		case dataClaims:
 			switch {
 			case i < len(b) && b[i] == '{':
-				i, ok, fieldOK = scanClaims(b, i, &fd.arm.Claims)
+				i, ok, fieldOK = scanClaims(b, i, &fd.claims)
 			case i < len(b) && b[i] == 'n':
 				i, ok = literal(b, i, "null")
 				fieldOK = true
@@ -275,7 +338,7 @@ func scanData(b []byte, i int, fd *fastData) (end int, ok, read bool) {
 			}
 		default:
 			var end int
-			if end, fieldOK = stringField(b, i, dataField(fd, f)); fieldOK {
+			if end, fieldOK = stringField(b, i, dataField(fd, f), sb); fieldOK {
 				i = end
 			} else {
 				i, ok = scanValue(b, i, 2)
@@ -312,8 +375,11 @@ func dataField(fd *fastData, f int) *string {
 	}
 }
 
-// scanClaims is scanData for the claims object at b[i] (nested at depth 2).
-func scanClaims(b []byte, i int, c *claims) (end int, ok, read bool) {
+// scanClaims is scanData for the claims object at b[i] (nested at depth 2):
+// it keeps the raw values of the claims fields (see fastData.claims).
+// claim.UnmarshalJSON accepts every JSON value, so only keys can make it
+// unsure.
+func scanClaims(b []byte, i int, c *[len(claimFields)][]byte) (end int, ok, read bool) {
 	var seen uint32
 	read = true
 	i, more, ok := objectStart(b, i)
@@ -338,9 +404,7 @@ func scanClaims(b []byte, i int, c *claims) (end int, ok, read bool) {
 		}
 		if f >= 0 {
 			seen |= 1 << f
-			if claimField(c, f).UnmarshalJSON(b[start:i]) != nil {
-				read = false
-			}
+			c[f] = b[start:i]
 		}
 		i, more, ok = memberEnd(b, i, '}')
 	}
@@ -348,10 +412,6 @@ func scanClaims(b []byte, i int, c *claims) (end int, ok, read bool) {
 		return 0, false, false
 	}
 	return i, true, read
-}
-
-func claimField(c *claims, f int) *claim {
-	return [...]*claim{&c.UPN, &c.UPNShort, &c.UniqueName, &c.Email, &c.EmailAddress, &c.Name, &c.AppID, &c.AZP, &c.ObjectID, &c.ObjectIDShort}[f]
 }
 
 // fastArray splits the array v (trimmed, starting with '[') into its items

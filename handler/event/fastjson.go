@@ -306,7 +306,7 @@ func fastInvocation(b []byte) (inv Invocation, ok bool) {
 // When unquoted is not nil, the first string value that holds an object or an
 // array (a string-wrapped event) is unquoted while it is validated, and kept
 // in *unquoted for Invocation.Events.
-func fastMap(b []byte, i int, unquoted **unquotedBinding) (m map[string]json.RawMessage, end int, ok bool) {
+func fastMap(b []byte, i int, unquoted *unquotedBinding) (m map[string]json.RawMessage, end int, ok bool) {
 	m = make(map[string]json.RawMessage, 2)
 	i, more, ok := objectStart(b, i)
 	for ok && more {
@@ -315,11 +315,11 @@ func fastMap(b []byte, i int, unquoted **unquotedBinding) (m map[string]json.Raw
 		if key, escaped, i, ok = memberKey(b, i); !ok || escaped || !utf8.Valid(key) {
 			return nil, 0, false
 		}
-		start, name := i, string(key)
-		if unquoted != nil && *unquoted == nil && i+1 < len(b) && b[i] == '"' && (b[i+1] == '{' || b[i+1] == '[') {
+		start, name := i, keyString(key)
+		if unquoted != nil && unquoted.raw == nil && i+1 < len(b) && b[i] == '"' && (b[i+1] == '{' || b[i+1] == '[') {
 			if content, end, ok := unquoteAt(b, i); ok && end-i <= 4*MaxEventSize {
 				i = end
-				*unquoted = &unquotedBinding{name: name, raw: b[start:end], content: content}
+				*unquoted = unquotedBinding{name: name, raw: b[start:end], content: content}
 			}
 		}
 		if i == start {
@@ -331,6 +331,20 @@ func fastMap(b []byte, i int, unquoted **unquotedBinding) (m map[string]json.Raw
 		i, more, ok = memberEnd(b, i, '}')
 	}
 	return m, i, ok
+}
+
+// knownKeys are the keys the host sends in Data and Metadata for the guard's
+// functions; keyString returns them without allocating.
+var knownKeys = [...]string{"event", "timer", "sys"}
+
+// keyString returns string(key), sharing the string of a known key.
+func keyString(key []byte) string {
+	for _, k := range knownKeys {
+		if string(key) == k {
+			return k
+		}
+	}
+	return string(key)
 }
 
 // fastUnquote validates the JSON string tok (exactly one string token) and

@@ -26,8 +26,8 @@ type Invocation struct {
 	Metadata map[string]json.RawMessage
 
 	// unquoted is a string-wrapped Data value that DecodeInvocation has
-	// already unquoted, for Events; nil when there is none.
-	unquoted *unquotedBinding
+	// already unquoted, for Events; raw is nil when there is none.
+	unquoted unquotedBinding
 }
 
 // unquotedBinding is the content of the JSON string raw, Data[name].
@@ -94,7 +94,7 @@ func decodeInvocationSlow(b []byte) (Invocation, error) {
 // that DecodeInvocation has already unquoted.
 func (inv Invocation) Events(name string) ([]Event, error) {
 	raw := inv.Data[name]
-	if u := inv.unquoted; u != nil && u.name == name && len(u.raw) == len(raw) && unsafe.SliceData(u.raw) == unsafe.SliceData(raw) {
+	if u := &inv.unquoted; u.raw != nil && u.name == name && len(u.raw) == len(raw) && unsafe.SliceData(u.raw) == unsafe.SliceData(raw) {
 		return decode(u.content, 1, true)
 	}
 	return Decode(raw)

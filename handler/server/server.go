@@ -233,9 +233,15 @@ func (s *router) events(function string) http.HandlerFunc {
 				continue
 			}
 			if s.log.Enabled(ctx, slog.LevelInfo) {
+				// Scope is the vault's ID for every kind but a role
+				// assignment's (see event.Trigger): no need to build it again.
+				vaultID := t.Scope
+				if t.Kind == event.RoleAssignmentDeleted {
+					vaultID = t.Vault.String()
+				}
 				s.log.LogAttrs(eventContext(ctx, e), slog.LevelInfo, "event classified",
 					slog.String("function", function), slog.String("kind", string(t.Kind)),
-					slog.String("vault", t.Vault.String()), slog.String("scope", t.Scope),
+					slog.String("vault", vaultID), slog.String("scope", t.Scope),
 					slog.String("object", t.Object), slog.String("actor", t.Actor))
 			}
 			if triggers == nil {

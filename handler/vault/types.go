@@ -55,8 +55,19 @@ func (id ID) Key() string { return strings.ToLower(id.String()) }
 // (keywords compared ASCII-case-insensitively; a leading or trailing slash is
 // optional). It returns an error when the ID does not name a Key Vault.
 func ParseID(resourceID string) (ID, error) {
-	parts := strings.Split(strings.Trim(resourceID, "/"), "/")
-	if len(parts) < 8 || !asciiEqualFold(parts[0], "subscriptions") || !asciiEqualFold(parts[2], "resourceGroups") ||
+	// The first eight segments of the trimmed ID, read in place.
+	var parts [8]string
+	rest := strings.Trim(resourceID, "/")
+	n := 0
+	for ; n < len(parts); n++ {
+		seg, tail, found := strings.Cut(rest, "/")
+		parts[n], rest = seg, tail
+		if !found {
+			n++
+			break
+		}
+	}
+	if n < len(parts) || !asciiEqualFold(parts[0], "subscriptions") || !asciiEqualFold(parts[2], "resourceGroups") ||
 		!asciiEqualFold(parts[4], "providers") || !asciiEqualFold(parts[5], "Microsoft.KeyVault") ||
 		!asciiEqualFold(parts[6], "vaults") || !validSegment(parts[1]) || !validSegment(parts[3]) || !validSegment(parts[7]) {
 		return ID{}, fmt.Errorf("not a Key Vault resource ID: %q", resourceID)
