@@ -285,6 +285,31 @@ func envelopeField(env *envelope, f int) *string {
 	}
 }
 
+// member reads the key of the next object member at b[i] and returns its
+// index in names and the index after the key. The index is -1 when the key is
+// none of names or cannot be trusted to be one — escaped, ambiguous or
+// repeated, where encoding/json might decode otherwise — and then *read turns
+// false. seen records the fields met.
+func member(b []byte, i int, names []string, seen *uint32, read *bool) (f, next int, ok bool) {
+	key, escaped, next, ok := memberKey(b, i)
+	if !ok {
+		return -1, 0, false
+	}
+	f = -1
+	if escaped {
+		*read = false
+	} else {
+		f = fieldIndex(key, names)
+	}
+	if f == -2 || (f >= 0 && *seen&(1<<f) != 0) {
+		*read, f = false, -1
+	}
+	if f >= 0 {
+		*seen |= 1 << f
+	}
+	return f, next, true
+}
+
 // scanData validates the data object at b[i] (b[i] == '{', nested at depth
 // 1) and returns the index after it (ok). It also reads the fields of
 // keyVaultData and armData into fd as json.Unmarshal does (the strings once
@@ -295,22 +320,9 @@ func scanData(b []byte, i int, fd *fastData, sb *stringBatch) (end int, ok, read
 	read = true
 	i, more, ok := objectStart(b, i)
 	for ok && more {
-		var key []byte
-		var escaped bool
-		if key, escaped, i, ok = memberKey(b, i); !ok {
+		var f int
+		if f, i, ok = member(b, i, dataFields[:], &seen, &read); !ok {
 			return 0, false, false
-		}
-		f := -1
-		if escaped {
-			read = false
-		} else {
-			f = fieldIndex(key, dataFields[:])
-		}
-		if f == -2 || (f >= 0 && seen&(1<<f) != 0) {
-			read, f = false, -1
-		}
-		if f >= 0 {
-			seen |= 1 << f
 		}
 		start := i
 		var fieldOK bool
@@ -384,26 +396,15 @@ func scanClaims(b []byte, i int, c *[len(claimFields)][]byte) (end int, ok, read
 	read = true
 	i, more, ok := objectStart(b, i)
 	for ok && more {
-		var key []byte
-		var escaped bool
-		if key, escaped, i, ok = memberKey(b, i); !ok {
+		var f int
+		if f, i, ok = member(b, i, claimFields[:], &seen, &read); !ok {
 			return 0, false, false
-		}
-		f := -1
-		if escaped {
-			read = false
-		} else {
-			f = fieldIndex(key, claimFields[:])
-		}
-		if f == -2 || (f >= 0 && seen&(1<<f) != 0) {
-			read, f = false, -1
 		}
 		start := i
 		if i, ok = scanValue(b, i, 3); !ok {
 			return 0, false, false
 		}
 		if f >= 0 {
-			seen |= 1 << f
 			c[f] = b[start:i]
 		}
 		i, more, ok = memberEnd(b, i, '}')
