@@ -288,3 +288,19 @@ func exampleKeys(t *testing.T) map[string]bool {
 	}
 	return keys
 }
+
+func TestREADMEDocumentsEverySetting(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range config.Settings() {
+		if s.Name == "FUNCTIONS_CUSTOMHANDLER_PORT" {
+			continue // the host's, not the operator's
+		}
+		name := strings.TrimPrefix(s.Name, "AzureWebJobsStorage__")
+		if !strings.Contains(string(readme), name) {
+			t.Errorf("README's configuration table does not mention %s", s.Name)
+		}
+	}
+}
