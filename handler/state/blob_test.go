@@ -88,7 +88,7 @@ func TestBlobWithInjectedClientOptions(t *testing.T) {
 	az := sharedAzurite(t)
 	opts := &azblob.ClientOptions{}
 	opts.Retry = policy.RetryOptions{MaxRetries: -1}
-	b, err := state.NewBlob(t.Context(), state.BlobOptions{ConnectionString: az.ConnectionString, Container: "injected-options", ClientOptions: opts})
+	b, err := state.NewBlob(t.Context(), state.BlobOptions{ConnectionString: az.ConnectionString, Container: fmt.Sprintf("injected-options-%d", containerN.Add(1)), ClientOptions: opts})
 	if err != nil {
 		t.Fatal(err)
 	}
