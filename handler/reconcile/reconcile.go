@@ -183,31 +183,9 @@ func (r *Reconciler) Project(ctx context.Context, projectID string, hints []plan
 	now := r.now()
 	first := plan.Plan(snap, prev.Memory, r.policy, now)
 
-	// Apply approvals; a failed one is a blind spot for the plan.
-	var audit []alert.Notice
-	for _, a := range first.Approvals {
-		if az == nil {
-			break
-		}
-		res, err := az.Approve(ctx, a.Vault, a.Connection, a.Description)
-		if err != nil && approvedMeanwhile(ctx, az, a) {
-			// Another invocation or instance approved it between our read
-			// and our write (duplicate events, scale-out): ARM refused our
-			// PUT on the etag. Approving twice is a no-op, not a blind spot.
-			r.log.InfoContext(ctx, "connection approved concurrently by another reconcile", "connection", a.Connection, "endpoint", a.EndpointID)
-			continue
-		}
-		if err != nil {
-			r.log.ErrorContext(ctx, "approval failed", "connection", a.Connection, "endpoint", a.EndpointID, "error", err.Error())
-			snap.Errors = append(snap.Errors, sourceError(SourceApprove, fmt.Errorf("approve %s: %w", a.Connection, err)))
-			continue
-		}
-		if res.Changed {
-			r.log.InfoContext(ctx, "approved", "connection", a.Connection, "endpoint", a.EndpointID, "vault", a.Vault.String())
-			audit = append(audit, plan.ApprovedNotice(projectID, a, "", now))
-			rep.Approved = append(rep.Approved, a.Connection)
-		}
-	}
+	audit, approved, failures := r.approve(ctx, projectID, az, first.Approvals, now)
+	rep.Approved = approved
+	snap.Errors = append(snap.Errors, failures...)
 	for _, d := range first.Decisions {
 		if d.Verdict == plan.VerdictWouldApprove {
 			rep.WouldApprove = append(rep.WouldApprove, d.Connection)
@@ -288,6 +266,34 @@ func (r *Reconciler) Project(ctx context.Context, projectID string, hints []plan
 		return rep, &Error{ProjectID: projectID, Err: errors.New(strings.Join(rep.Blind, ", ") + " unreadable"), transient: true}
 	}
 	return rep, nil
+}
+
+// approve applies the plan's approvals (none in observe mode). It returns
+// the audit notices of the connections it approved, their names, and a blind
+// spot for each approval that failed (a 403 names the missing action). A
+// connection approved meanwhile by another reconcile is neither.
+func (r *Reconciler) approve(ctx context.Context, projectID string, az Azure, approvals []plan.Approval, now time.Time) (audit []alert.Notice, approved []string, failures []plan.SourceError) {
+	if az == nil {
+		return nil, nil, nil
+	}
+	for _, a := range approvals {
+		res, err := az.Approve(ctx, a.Vault, a.Connection, a.Description)
+		switch {
+		case err != nil && approvedMeanwhile(ctx, az, a):
+			// Another invocation or instance approved it between our read
+			// and our write (duplicate events, scale-out): ARM refused our
+			// PUT on the etag. Approving twice is a no-op, not a blind spot.
+			r.log.InfoContext(ctx, "connection approved concurrently by another reconcile", "connection", a.Connection, "endpoint", a.EndpointID)
+		case err != nil:
+			r.log.ErrorContext(ctx, "approval failed", "connection", a.Connection, "endpoint", a.EndpointID, "error", err.Error())
+			failures = append(failures, sourceError(SourceApprove, fmt.Errorf("approve %s: %w", a.Connection, err)))
+		case res.Changed:
+			r.log.InfoContext(ctx, "approved", "connection", a.Connection, "endpoint", a.EndpointID, "vault", a.Vault.String())
+			audit = append(audit, plan.ApprovedNotice(projectID, a, "", now))
+			approved = append(approved, a.Connection)
+		}
+	}
+	return audit, approved, failures
 }
 
 // keepAudit remembers audit notices (approvals) that could not be recorded
