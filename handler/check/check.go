@@ -158,7 +158,7 @@ func Run(ctx context.Context, o Options) int {
 		case doc == nil || doc.Summary == nil:
 			p.Status.Note = "not checked: the reconcile recorded nothing"
 			if p.Report.Error != "" {
-				p.Status.Note += " (" + status.Scrub(p.Report.Error) + ")"
+				p.Status.Note += " (" + alert.Scrub(p.Report.Error) + ")"
 			}
 		default:
 			p.Status.Note = "not checked: Atlas's encryption-at-rest config could not be read, so the vault is unknown"
@@ -172,7 +172,7 @@ func Run(ctx context.Context, o Options) int {
 	if res.Reason == "" && checked == 0 {
 		res.Reason = "no project could be checked"
 		if runErr != nil {
-			res.Reason += ": " + status.Scrub(runErr.Error())
+			res.Reason += ": " + alert.Scrub(runErr.Error())
 		}
 	}
 	return finish(o, res)

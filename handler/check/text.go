@@ -177,7 +177,7 @@ func section(w io.Writer, title string) { fmt.Fprintf(w, "\n%s\n", title) }
 
 func table(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0) }
 
-func clean(s string) string { return status.Scrub(s) }
+func clean(s string) string { return alert.Scrub(s) }
 
 func expiry(k *status.Key) string {
 	if k.Expires == nil {

@@ -75,7 +75,7 @@ func (pl *planner) raiseBlind(src Source, extra string) {
 	perm := ""
 	for _, e := range pl.errs[src] {
 		if e.Message != "" {
-			msgs = append(msgs, scrub(e.Message))
+			msgs = append(msgs, alert.Scrub(e.Message))
 		}
 		if perm == "" && e.Permission != "" {
 			perm = e.Permission
@@ -294,13 +294,13 @@ func (pl *planner) endpointAlerts() {
 		switch {
 		case e.Status == atlas.StatusFailed:
 			if e.ErrorMessage != "" {
-				d["errorMessage"] = scrub(e.ErrorMessage)
+				d["errorMessage"] = alert.Scrub(e.ErrorMessage)
 			}
 			pl.raise(alert.Alert{
 				Kind:     alert.EndpointFailed,
 				Severity: alert.Critical,
 				Subject:  e.ID,
-				Summary:  fmt.Sprintf("Atlas EAR private endpoint %s (%s) FAILED: %s", e.ID, e.RegionName, scrub(e.ErrorMessage)),
+				Summary:  fmt.Sprintf("Atlas EAR private endpoint %s (%s) FAILED: %s", e.ID, e.RegionName, alert.Scrub(e.ErrorMessage)),
 				Details:  d,
 			})
 		case waiting(e.Status):

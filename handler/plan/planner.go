@@ -4,9 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"maps"
-	"regexp"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
@@ -270,28 +268,3 @@ func enrich(a *alert.Alert, h *Hint) {
 		a.Details["eventTime"] = h.Time.UTC().Format(time.RFC3339)
 	}
 }
-
-var (
-	bearerRE = regexp.MustCompile(`(?i)(bearer\s+)[^\s"',]+`)
-	paramRE  = regexp.MustCompile(`(?i)\b((?:sig|code|client_secret|access_token|refresh_token|id_token|password|secret|apikey|api_key|token)=)[^&\s"',]+`)
-)
-
-// scrub removes obvious credentials from an error message and bounds its size:
-// alerts never carry secrets.
-func scrub(msg string) string {
-	if strings.ContainsAny(msg, "=") || strings.Contains(strings.ToLower(msg), "bearer") {
-		msg = bearerRE.ReplaceAllString(msg, "${1}[redacted]")
-		msg = paramRE.ReplaceAllString(msg, "${1}[redacted]")
-	}
-	const max = 512
-	if len(msg) > max {
-		cut := max
-		for cut > 0 && !isRuneStart(msg[cut]) {
-			cut--
-		}
-		msg = msg[:cut] + "…"
-	}
-	return msg
-}
-
-func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }

@@ -2,12 +2,10 @@ package status
 
 import (
 	"math"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
@@ -199,7 +197,7 @@ func FromDoc(projectID string, doc *reconcile.Doc, now time.Time, staleAfter tim
 		p.Key = keyView(*s.Key, now)
 	}
 	for _, e := range s.Errors {
-		p.Errors = append(p.Errors, plan.SourceError{Source: e.Source, Message: Scrub(e.Message), Permission: e.Permission})
+		p.Errors = append(p.Errors, plan.SourceError{Source: e.Source, Message: alert.Scrub(e.Message), Permission: e.Permission})
 	}
 	order := []plan.Source{plan.SourceEncryptionAtRest, plan.SourcePrivateEndpoints, plan.SourceClusters,
 		plan.SourceVault, plan.SourceConnections, plan.SourceKey}
@@ -256,7 +254,7 @@ func pair(eps []atlas.PrivateEndpoint, conns []vault.Connection, decisions []pla
 	out := make([]Endpoint, 0, len(eps))
 	for _, e := range eps {
 		row := Endpoint{
-			ID: e.ID, Region: e.RegionName, AtlasStatus: e.Status, ErrorMessage: Scrub(e.ErrorMessage),
+			ID: e.ID, Region: e.RegionName, AtlasStatus: e.Status, ErrorMessage: alert.Scrub(e.ErrorMessage),
 			ConnectionName: e.PrivateEndpointConnectionName,
 		}
 		if s, ok := seen[e.ID]; ok && s.Status == e.Status && !s.Since.IsZero() {
@@ -337,37 +335,6 @@ func roundAge(d time.Duration) string {
 	default:
 		return strconv.Itoa(int(d/time.Minute)) + " minutes"
 	}
-}
-
-var (
-	bearerRE = regexp.MustCompile(`(?i)(bearer\s+)[^\s"',]+`)
-	paramRE  = regexp.MustCompile(`(?i)\b((?:sig|code|client_secret|access_token|refresh_token|id_token|password|secret|apikey|api_key|token|accountkey)=)[^&;\s"',]+`)
-)
-
-// maxMessage bounds an error message on the page.
-const maxMessage = 512
-
-// Scrub prepares a message that came from outside (an API error) for
-// display: bearer tokens and secret-looking URL or connection-string
-// parameters are redacted, control characters become spaces (no terminal
-// escapes), and it is cut to a bounded length.
-func Scrub(msg string) string {
-	msg = bearerRE.ReplaceAllString(msg, "${1}[redacted]")
-	msg = paramRE.ReplaceAllString(msg, "${1}[redacted]")
-	msg = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
-			return ' '
-		}
-		return r
-	}, msg)
-	if len(msg) > maxMessage {
-		cut := maxMessage
-		for cut > 0 && msg[cut]&0xC0 == 0x80 {
-			cut--
-		}
-		msg = msg[:cut] + "…"
-	}
-	return msg
 }
 
 // Unread reports whether the last reconcile could not read src; then the
