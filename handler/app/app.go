@@ -186,11 +186,7 @@ func Wire(cfg config.Config, env Env, store state.Store, log *slog.Logger) (Wire
 func Sinks(cfg config.Config, cred azcore.TokenCredential) ([]reconcile.Sink, error) {
 	var sinks []reconcile.Sink
 	if cfg.WebhookURL != "" {
-		format, err := notify.ParseFormat(cfg.WebhookFormat)
-		if err != nil {
-			return nil, fmt.Errorf("config: GUARD_ALERT_WEBHOOK_FORMAT: %w", err)
-		}
-		wh, err := notify.NewWebhook(notify.WebhookOptions{URL: cfg.WebhookURL.Reveal(), Format: format})
+		wh, err := notify.NewWebhook(notify.WebhookOptions{URL: cfg.WebhookURL.Reveal(), Format: cfg.WebhookFormat})
 		if err != nil {
 			return nil, fmt.Errorf("config: GUARD_ALERT_WEBHOOK_URL: %w", err)
 		}

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
 )
 
@@ -81,7 +82,7 @@ type Config struct {
 	ReconcileTimeout time.Duration `json:"reconcileTimeout"`
 	Concurrency      int           `json:"concurrency"`
 	WebhookURL       Secret        `json:"webhookURL,omitempty"`
-	WebhookFormat    string        `json:"webhookFormat,omitempty"`
+	WebhookFormat    notify.Format `json:"webhookFormat,omitempty"`
 	TopicEndpoint    string        `json:"topicEndpoint,omitempty"`
 	TopicKey         Secret        `json:"topicKey,omitempty"`
 	// Storage is where the state lives (AzureWebJobsStorage and
@@ -258,20 +259,20 @@ func Load(env func(string) string) (Config, error) {
 
 	c.WebhookURL = Secret(get("GUARD_ALERT_WEBHOOK_URL"))
 	if c.WebhookURL != "" {
-		if err := alertURL("GUARD_ALERT_WEBHOOK_URL", c.WebhookURL.Reveal()); err != nil {
-			return Config{}, err
+		if _, err := notify.CheckWebhookURL(c.WebhookURL.Reveal()); err != nil {
+			return Config{}, bad("GUARD_ALERT_WEBHOOK_URL", "%v", err)
 		}
 	}
-	switch c.WebhookFormat = strings.ToLower(get("GUARD_ALERT_WEBHOOK_FORMAT")); c.WebhookFormat {
-	case "auto", "generic", "teams", "slack":
-	default:
-		return Config{}, bad("GUARD_ALERT_WEBHOOK_FORMAT", "%q is not one of auto, generic, teams, slack", c.WebhookFormat)
+	format, err := notify.ParseFormat(get("GUARD_ALERT_WEBHOOK_FORMAT"))
+	if err != nil {
+		return Config{}, bad("GUARD_ALERT_WEBHOOK_FORMAT", "%v", err)
 	}
+	c.WebhookFormat = format
 	c.TopicEndpoint = get("GUARD_ALERT_TOPIC_ENDPOINT")
 	c.TopicKey = Secret(get("GUARD_ALERT_TOPIC_KEY"))
 	if c.TopicEndpoint != "" {
-		if err := alertURL("GUARD_ALERT_TOPIC_ENDPOINT", c.TopicEndpoint); err != nil {
-			return Config{}, err
+		if _, err := notify.CheckTopicEndpoint(c.TopicEndpoint); err != nil {
+			return Config{}, bad("GUARD_ALERT_TOPIC_ENDPOINT", "%v", err)
 		}
 	} else if c.TopicKey != "" {
 		return Config{}, bad("GUARD_ALERT_TOPIC_ENDPOINT", "missing while GUARD_ALERT_TOPIC_KEY is set")
@@ -324,23 +325,6 @@ func httpsURL(setting, v string) error {
 		return bad(setting, "%q is not an https URL", v)
 	}
 	return nil
-}
-
-// alertURL accepts https, or http on loopback (local receivers). The value
-// may be a capability URL, so the error never repeats it.
-func alertURL(setting, v string) error {
-	u, err := url.Parse(v)
-	if err != nil || u.Host == "" {
-		return bad(setting, "not a URL")
-	}
-	if u.Scheme == "https" || (u.Scheme == "http" && isLoopback(u.Hostname())) {
-		return nil
-	}
-	return bad(setting, "must be an https URL (http only on loopback)")
-}
-
-func isLoopback(host string) bool {
-	return host == "localhost" || host == "::1" || strings.HasPrefix(host, "127.")
 }
 
 // WithLocalSettings returns an env lookup that prefers the process

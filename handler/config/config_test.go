@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/config"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify"
 )
 
 const (
@@ -52,7 +53,7 @@ func TestDefaults(t *testing.T) {
 		RenotifyAfter:    time.Hour,
 		ReconcileTimeout: 4 * time.Minute,
 		Concurrency:      8,
-		WebhookFormat:    "auto",
+		WebhookFormat:    notify.FormatAuto,
 		LogLevel:         slog.LevelInfo,
 	}
 	if c.StorageConfigured() {
@@ -145,6 +146,7 @@ func TestBadSettingsNameTheSetting(t *testing.T) {
 		{"webhook format", with("GUARD_ALERT_WEBHOOK_FORMAT", "xml"), "GUARD_ALERT_WEBHOOK_FORMAT"},
 		{"topic key without endpoint", with("GUARD_ALERT_TOPIC_KEY", secret), "GUARD_ALERT_TOPIC_ENDPOINT"},
 		{"topic not a url", with("GUARD_ALERT_TOPIC_ENDPOINT", "::"), "GUARD_ALERT_TOPIC_ENDPOINT"},
+		{"topic over http", with("GUARD_ALERT_TOPIC_ENDPOINT", "http://127.0.0.1:8443/api/events"), "GUARD_ALERT_TOPIC_ENDPOINT"},
 		{"container", with("GUARD_STATE_CONTAINER", "Bad_Name"), "GUARD_STATE_CONTAINER"},
 		{"container double hyphen", with("GUARD_STATE_CONTAINER", "a--b"), "GUARD_STATE_CONTAINER"},
 		{"storage connection", with("AzureWebJobsStorage", "garbage"), "AzureWebJobsStorage"},

@@ -59,16 +59,28 @@ type EventGrid struct {
 	endpoint string // without query, for String
 }
 
-// NewEventGrid builds the publisher client. Its errors never contain the key.
-func NewEventGrid(opts EventGridOptions) (*EventGrid, error) {
-	u, err := url.Parse(opts.Endpoint)
+// CheckTopicEndpoint parses an Event Grid topic endpoint
+// (GUARD_ALERT_TOPIC_ENDPOINT): an absolute https URL without user info. It
+// returns the publish URL: the path defaults to /api/events and the query is
+// dropped (the client adds api-version).
+func CheckTopicEndpoint(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || u.Scheme != "https" || u.User != nil {
-		return nil, errors.New("eventgrid: topic endpoint must be an absolute https URL")
+		return nil, errors.New("topic endpoint must be an absolute https URL")
 	}
 	if u.Path == "" || u.Path == "/" {
 		u.Path = "/api/events"
 	}
-	u.RawQuery = "" // the client adds api-version
+	u.RawQuery = ""
+	return u, nil
+}
+
+// NewEventGrid builds the publisher client. Its errors never contain the key.
+func NewEventGrid(opts EventGridOptions) (*EventGrid, error) {
+	u, err := CheckTopicEndpoint(opts.Endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("eventgrid: %w", err)
+	}
 	co := azeventgrid.ClientOptions{}
 	if opts.ClientOptions != nil {
 		co.ClientOptions = *opts.ClientOptions

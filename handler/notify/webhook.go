@@ -78,12 +78,9 @@ type Webhook struct {
 
 // NewWebhook validates the options. Its errors never contain the URL.
 func NewWebhook(opts WebhookOptions) (*Webhook, error) {
-	u, err := url.Parse(opts.URL)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, errors.New("webhook: URL is not an absolute http(s) URL")
-	}
-	if u.Scheme == "http" && !loopback(u.Hostname()) {
-		return nil, errors.New("webhook: URL must be https (http only to a loopback address)")
+	u, err := CheckWebhookURL(opts.URL)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: %w", err)
 	}
 	f := opts.Format
 	if f == "" {
@@ -123,6 +120,20 @@ func NewWebhook(opts WebhookOptions) (*Webhook, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}, nil
+}
+
+// CheckWebhookURL parses a webhook URL (GUARD_ALERT_WEBHOOK_URL): an absolute
+// https URL, or http to a loopback address (tests, the demo). Its errors never
+// repeat the URL, which is a secret.
+func CheckWebhookURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return nil, errors.New("URL is not an absolute http(s) URL")
+	}
+	if u.Scheme == "http" && !loopback(u.Hostname()) {
+		return nil, errors.New("URL must be https (http only to a loopback address)")
+	}
+	return u, nil
 }
 
 // DetectFormat maps a webhook URL to its format: Teams for
