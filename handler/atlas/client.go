@@ -19,13 +19,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"runtime/debug"
 	"time"
 
 	"github.com/mongodb-forks/digest"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/backoff"
 )
 
 // DefaultBaseURL is the Atlas Administration API host.
@@ -138,7 +139,7 @@ func New(o Options) (*Client, error) {
 		maxAttempts: o.MaxAttempts,
 		maxWait:     o.MaxRetryWait,
 		log:         o.Logger,
-		sleep:       sleepCtx,
+		sleep:       backoff.Sleep,
 		transport:   next,
 	}
 	if c.userAgent == "" {
@@ -206,17 +207,6 @@ func trimSlash(p string) string {
 	return p
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // get performs GET base+path?query with the given Accept header, retrying
 // transient failures, and decodes the 2xx JSON body into out.
 func (c *Client) get(ctx context.Context, op, path string, query url.Values, accept string, out any) error {
@@ -268,8 +258,7 @@ func (c *Client) backoff(attempt int, err error) time.Duration {
 	}
 	d := baseBackoff << min(attempt-1, 16)
 	d = min(d, c.maxWait)
-	// Equal jitter: half fixed, half random.
-	return d/2 + rand.N(d/2+1)
+	return backoff.Jitter(d)
 }
 
 // once makes one attempt (which may be several round trips: token fetch,

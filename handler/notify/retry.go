@@ -3,10 +3,10 @@ package notify
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/backoff"
 )
 
 // RetryOptions bounds Retry. Zero fields take the defaults.
@@ -62,7 +62,7 @@ func (r *retrySink) Send(ctx context.Context, notices []alert.Notice) error {
 		if IsPermanent(err) || attempt >= r.opts.Attempts || ctx.Err() != nil {
 			return withDelivered(err, delivered)
 		}
-		wait := delay/2 + rand.N(delay/2+1) // jitter in [delay/2, delay]
+		wait := backoff.Jitter(delay)
 		var se *SendError
 		if errors.As(err, &se) && se.RetryAfter > wait {
 			wait = min(se.RetryAfter, r.opts.MaxDelay)
@@ -70,12 +70,8 @@ func (r *retrySink) Send(ctx context.Context, notices []alert.Notice) error {
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 			return withDelivered(err, delivered)
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if backoff.Sleep(ctx, wait) != nil {
 			return withDelivered(err, delivered)
-		case <-t.C:
 		}
 		delay = min(delay*2, r.opts.MaxDelay)
 	}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/backoff"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/armsim"
 	simworld "github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/world"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
@@ -227,7 +228,7 @@ func MeasureReact(ctx context.Context, o ReactOptions) (*ReactResult, error) {
 	wg.Go(func() {
 		for i := range o.Runs {
 			p := w.Project(1 + i%2)
-			sleepCtx(ctx, rand.N(o.Period))
+			backoff.Sleep(ctx, rand.N(o.Period))
 			lat, t1, err := keyRun(ctx, w, alerts, p, o.Period)
 			if err != nil {
 				keyErr = fmt.Errorf("key run %d: %w", i+1, err)
@@ -245,7 +246,7 @@ func MeasureReact(ctx context.Context, o ReactOptions) (*ReactResult, error) {
 	})
 	wg.Go(func() {
 		for i := range o.Runs {
-			sleepCtx(ctx, rand.N(o.Period))
+			backoff.Sleep(ctx, rand.N(o.Period))
 			t0, t1, err := connRun(ctx, w, h, p0, o.Period)
 			if err != nil {
 				conErr = fmt.Errorf("timer connection run %d: %w", i+1, err)
@@ -266,7 +267,7 @@ func MeasureReact(ctx context.Context, o ReactOptions) (*ReactResult, error) {
 	for i := range o.Runs {
 		// Let the reconcile that the previous approval's own ARM event
 		// triggered finish.
-		sleepCtx(ctx, o.Period/5)
+		backoff.Sleep(ctx, o.Period/5)
 		t0, t1, err := connRun(ctx, w, h, p0, o.Period)
 		if err != nil {
 			return nil, fmt.Errorf("event connection run %d: %w", i+1, err)
@@ -373,15 +374,6 @@ func waitWithin(ctx context.Context, d time.Duration, what string, cond func() b
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	return simworld.WaitFor(ctx, what, cond)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 // wireGuard starts a Wire in front of every endpoint in the guard's

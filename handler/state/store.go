@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/backoff"
 )
 
 // Store holds JSON documents by key.
@@ -166,29 +168,18 @@ func UpdateFrom[T any](ctx context.Context, s Store, key string, first *Read, fn
 		if attempt >= updateAttempts {
 			return zero, fmt.Errorf("state: update %q: gave up after %d conflicting writes: %w", key, attempt, err)
 		}
-		if err := sleep(ctx, backoff(attempt)); err != nil {
+		if err := backoff.Sleep(ctx, conflictDelay(attempt)); err != nil {
 			return zero, fmt.Errorf("state: update %q: %w", key, err)
 		}
 	}
 }
 
-// backoff is a full-jitter exponential delay: up to 5ms·2^(attempt-1),
+// conflictDelay is a full-jitter exponential delay: up to 5ms·2^(attempt-1),
 // capped at 250ms.
-func backoff(attempt int) time.Duration {
+func conflictDelay(attempt int) time.Duration {
 	limit := 5 * time.Millisecond << min(attempt-1, 6)
 	limit = min(limit, 250*time.Millisecond)
 	return time.Duration(rand.Int64N(int64(limit)) + 1)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 func checkKey(key string) error {

@@ -6,7 +6,6 @@
 package vault
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -194,16 +193,4 @@ func CloudFor(azureEnvironment, armEndpointOverride string) (cloud.Configuration
 		conf.Services[cloud.ResourceManager] = rm
 	}
 	return conf, nil
-}
-
-// wait sleeps for d or until ctx is done.
-func wait(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

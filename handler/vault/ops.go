@@ -10,6 +10,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/keyvault/armkeyvault"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/backoff"
 )
 
 // Provisioning states of a private endpoint connection that Approve waits on.
@@ -109,7 +111,7 @@ func (c *Client) Approve(ctx context.Context, v ID, name, description string) (A
 		if cur.ProvisioningState == ProvisioningFailed {
 			return Approval{Changed: true, Connection: cur}, fmt.Errorf("%s: provisioning failed after approval", op)
 		}
-		if err := wait(ctx, pause); err != nil {
+		if err := backoff.Sleep(ctx, pause); err != nil {
 			return Approval{Changed: true, Connection: cur}, fmt.Errorf("%s: approved, waiting for provisioning (last %q): %w", op, cur.ProvisioningState, err)
 		}
 		pause = min(2*pause, 8*c.poll)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/backoff"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
@@ -128,12 +129,8 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, routeName st
 		return false
 	}
 	if f.Latency > 0 {
-		t := time.NewTimer(f.Latency)
-		select {
-		case <-r.Context().Done():
-			t.Stop()
+		if backoff.Sleep(r.Context(), f.Latency) != nil {
 			return true
-		case <-t.C:
 		}
 	}
 	if f.Drop {

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/backoff"
 )
 
 // Fault makes matching requests misbehave before anything else happens
@@ -77,11 +79,7 @@ func (s *Sim) applyFault(w *statusWriter, r *http.Request) bool {
 		return false
 	}
 	if f.Latency > 0 {
-		t := time.NewTimer(f.Latency)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
+		if backoff.Sleep(r.Context(), f.Latency) != nil {
 			return true
 		}
 	}
