@@ -20,6 +20,7 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
 	checkcmd "github.com/atlas-akv-guard/atlas-akv-guard/handler/check"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/config"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/logging"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
@@ -118,7 +119,7 @@ func serve(ctx context.Context, args []string, env Env, stdout, stderr io.Writer
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "mode", string(cfg.Mode), "projects", len(cfg.ProjectIDs),
 		"storage", cfg.Storage.String())
-	h := server.New(server.Options{Dispatcher: w.Reconciler, Status: status.Handler(store, cfg.ProjectIDs, log), Logger: log})
+	h := server.New(server.Options{Dispatcher: dispatcher{w.Reconciler}, Status: status.Handler(store, cfg.ProjectIDs, log), Logger: log})
 	if err := server.Serve(ctx, ln, h, 20*time.Second, log); err != nil {
 		log.Error("server stopped", "error", err.Error())
 		return ExitError
@@ -308,4 +309,25 @@ func check(ctx context.Context, args []string, env Env, stdout, stderr io.Writer
 	return checkcmd.Run(ctx, checkcmd.Options{
 		Reconciler: w.Reconciler, Store: store, Projects: cfg.ProjectIDs, JSON: *asJSON, Out: stdout,
 	})
+}
+
+// dispatcher adapts the reconciler's results to the host's invocation reply.
+type dispatcher struct{ r *reconcile.Reconciler }
+
+func (d dispatcher) Events(ctx context.Context, _ string, triggers []event.Trigger) (server.Outcome, error) {
+	res, err := d.r.Events(ctx, triggers)
+	return outcome(res), err
+}
+
+func (d dispatcher) Timer(ctx context.Context, t event.Timer) (server.Outcome, error) {
+	res, err := d.r.Timer(ctx, t)
+	return outcome(res), err
+}
+
+func outcome(res reconcile.RunResult) server.Outcome {
+	out := server.Outcome{Logs: res.Logs}
+	if res.Reports != nil {
+		out.ReturnValue = res
+	}
+	return out
 }

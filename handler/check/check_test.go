@@ -18,6 +18,7 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/reconcile"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/armsim"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/atlassim"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtls"
@@ -35,7 +36,7 @@ const (
 	connAsking = "atlas-pe-eastus2-3c4d"
 )
 
-var kv = vault.ID{SubscriptionID: "11111111-2222-3333-4444-555555555555", ResourceGroup: "rg-atlas-ear", Name: "kv-atlas-check"}
+var kv = resource.ID{SubscriptionID: "11111111-2222-3333-4444-555555555555", ResourceGroup: "rg-atlas-ear", Name: "kv-atlas-check"}
 
 // world is Atlas and ARM (with the managed identity endpoint) simulated over
 // TLS, holding one healthy project: an ACTIVE endpoint whose connection is

@@ -13,8 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/eventgrid/azsystemevents"
-
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 )
 
 // Kind says what an event is a hint about.
@@ -121,7 +120,7 @@ type Trigger struct {
 	Time    time.Time
 	// Vault is the vault the event is about; zero for a role assignment whose
 	// scope is above a vault (resource group, subscription, management group).
-	Vault vault.ID
+	Vault resource.ID
 	// Scope is the ARM scope the event touches: the vault's resource ID, or
 	// for RoleAssignmentDeleted the assignment's scope as ARM sent it (vault,
 	// resource below it, resource group, subscription or management group ID).
@@ -146,7 +145,7 @@ type Trigger struct {
 // Covers reports whether t concerns vault v: the trigger names v, or (for
 // RoleAssignmentDeleted above a vault) its scope is an ancestor of v. Unrelated
 // triggers cover nothing. ARM IDs are compared case-insensitively.
-func (t Trigger) Covers(v vault.ID) bool {
+func (t Trigger) Covers(v resource.ID) bool {
 	switch {
 	case t.Kind == Unrelated || t.Kind == "" || v.IsZero():
 		return false
@@ -235,7 +234,7 @@ func classifyKeyVault(e Event, t *Trigger, fast bool) error {
 		return err
 	}
 	d := &fd.kv
-	v, err := vault.ParseID(e.Source)
+	v, err := resource.ParseID(e.Source)
 	if err != nil {
 		return malformed("source/topic: %v", err)
 	}
@@ -248,7 +247,7 @@ func classifyKeyVault(e Event, t *Trigger, fast bool) error {
 	// then to the subject, which is the object name.
 	t.Object, t.Version = d.ObjectName, d.Version
 	if t.Object == "" || t.Version == "" {
-		if _, name, ver, err := vault.ParseKeyIdentifier(d.ID); err == nil {
+		if _, name, ver, err := resource.ParseKeyIdentifier(d.ID); err == nil {
 			t.Object = orElse(t.Object, name)
 			t.Version = orElse(t.Version, ver)
 		}
@@ -417,7 +416,7 @@ func classifyARM(e Event, t *Trigger, fast bool) error {
 	if t.Kind == RoleAssignmentDeleted {
 		return classifyRoleAssignment(uri, t)
 	}
-	v, err := vault.ParseID(uri)
+	v, err := resource.ParseID(uri)
 	if err != nil {
 		return malformed("resourceUri: %v", err)
 	}
@@ -443,7 +442,7 @@ func classifyRoleAssignment(uri string, t *Trigger) error {
 		scope = "/" // tenant root
 	}
 	t.Scope = scope
-	if v, err := vault.ParseID(scope); err == nil {
+	if v, err := resource.ParseID(scope); err == nil {
 		t.Vault = v
 		return nil
 	}

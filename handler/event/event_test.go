@@ -14,8 +14,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/eventgrid/azsystemevents"
-
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 )
 
 const (
@@ -36,7 +35,7 @@ const (
 	servicePrincipalAZP     = "0f9d3b7a-1e5c-4a2b-8d6f-9c3e1a7b5d24"
 )
 
-var kv = vault.ID{SubscriptionID: sub, ResourceGroup: rg, Name: kvName}
+var kv = resource.ID{SubscriptionID: sub, ResourceGroup: rg, Name: kvName}
 
 func readFixture(tb testing.TB, name string) []byte {
 	tb.Helper()
@@ -649,12 +648,12 @@ func TestRoleAssignmentScopes(t *testing.T) {
 }
 
 func TestCovers(t *testing.T) {
-	other := vault.ID{SubscriptionID: sub, ResourceGroup: rg, Name: kvName + "-dr"}
-	otherRG := vault.ID{SubscriptionID: sub, ResourceGroup: rg + "2", Name: kvName}
-	upper := vault.ID{SubscriptionID: strings.ToUpper(sub), ResourceGroup: strings.ToUpper(rg), Name: strings.ToUpper(kvName)}
+	other := resource.ID{SubscriptionID: sub, ResourceGroup: rg, Name: kvName + "-dr"}
+	otherRG := resource.ID{SubscriptionID: sub, ResourceGroup: rg + "2", Name: kvName}
+	upper := resource.ID{SubscriptionID: strings.ToUpper(sub), ResourceGroup: strings.ToUpper(rg), Name: strings.ToUpper(kvName)}
 	tests := []struct {
 		tr   Trigger
-		v    vault.ID
+		v    resource.ID
 		want bool
 	}{
 		{Trigger{Kind: KeyExpired, Vault: kv, Scope: kvID}, kv, true},
@@ -670,7 +669,7 @@ func TestCovers(t *testing.T) {
 		{Trigger{Kind: RoleAssignmentDeleted, Scope: "/providers/Microsoft.Management/managementGroups/mg"}, kv, true},
 		{Trigger{Kind: RoleAssignmentDeleted, Scope: "/"}, kv, true},
 		{Trigger{Kind: Unrelated, Vault: kv}, kv, false},
-		{Trigger{Kind: KeyExpired, Vault: kv}, vault.ID{}, false},
+		{Trigger{Kind: KeyExpired, Vault: kv}, resource.ID{}, false},
 	}
 	for i, tc := range tests {
 		if got := tc.tr.Covers(tc.v); got != tc.want {

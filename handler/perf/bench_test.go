@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 )
 
 // BenchmarkDecode puts the guard's decoding of one host invocation (envelope,
@@ -15,7 +15,7 @@ import (
 //
 //	go test -run '^$' -bench Decode -benchmem -count 5 ./handler/perf
 func BenchmarkDecode(b *testing.B) {
-	body := ClassifiedBody(vault.ID{})
+	body := ClassifiedBody(resource.ID{})
 	b.Run("floor-valid+unquote", func(b *testing.B) {
 		var top struct{ Data struct{ Event string } }
 		b.SetBytes(int64(len(body)))

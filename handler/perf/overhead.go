@@ -18,8 +18,8 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/logging"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/server"
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
 //go:embed testdata/*.json
@@ -31,7 +31,7 @@ const fixtureVault = "/subscriptions/8f3c2a1e-4b7d-4e9a-9c1f-2d6b5a7e0c34/resour
 // ClassifiedBody is a host invocation of PrivateLinkEvents carrying, as the
 // host sends it (a JSON string), an ARM event about a vault's private
 // endpoint connection (ConnectionChanged). A non-zero v replaces the vault.
-func ClassifiedBody(v vault.ID) []byte {
+func ClassifiedBody(v resource.ID) []byte {
 	b, err := testdata.ReadFile("testdata/host-arm-pec-write-string-wrapped.json")
 	if err != nil {
 		panic(err)

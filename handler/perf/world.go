@@ -25,6 +25,7 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/reconcile"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/armsim"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/atlassim"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtls"
@@ -120,8 +121,8 @@ func (w *World) Close() {
 func ProjectID(i int) string { return fmt.Sprintf("65f0c0ffee%014x", i) }
 
 // VaultOf returns the vault of the i-th simulated project.
-func VaultOf(i int) vault.ID {
-	return vault.ID{SubscriptionID: subscription, ResourceGroup: "rg-atlas-ear", Name: fmt.Sprintf("kv-perf-%05d", i)}
+func VaultOf(i int) resource.ID {
+	return resource.ID{SubscriptionID: subscription, ResourceGroup: "rg-atlas-ear", Name: fmt.Sprintf("kv-perf-%05d", i)}
 }
 
 // AddProjects adds healthy projects until the world holds n.

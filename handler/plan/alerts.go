@@ -9,6 +9,7 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
@@ -234,7 +235,7 @@ func (pl *planner) vaultAndKeyAlerts() {
 func (pl *planner) keySubject() string {
 	name, version := pl.s.Key.Name, pl.s.Key.Version
 	if name == "" && pl.s.Config != nil {
-		if _, n, v, err := vault.ParseKeyIdentifier(pl.s.Config.KeyIdentifier); err == nil {
+		if _, n, v, err := resource.ParseKeyIdentifier(pl.s.Config.KeyIdentifier); err == nil {
 			name, version = n, v
 		}
 	}

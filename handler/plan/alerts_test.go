@@ -8,6 +8,7 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
@@ -375,7 +376,7 @@ func TestAccessChanged(t *testing.T) {
 		}
 	})
 	t.Run("config unreadable: carried forward", func(t *testing.T) {
-		blind := with(healthy(), func(s *Snapshot) { s.Config = nil; s.Vault = vault.ID{} })
+		blind := with(healthy(), func(s *Snapshot) { s.Config = nil; s.Vault = resource.ID{} })
 		r := Plan(blind, r1.Memory, p, now.Add(time.Hour))
 		if _, ok := hasOpen(r.Memory, alert.AccessChanged, ""); !ok || containsTag(r.Notices, "access-changed/resolved") {
 			t.Errorf("not carried forward: %v", tags(r.Notices))
@@ -451,7 +452,7 @@ func TestGuardBlind(t *testing.T) {
 	})
 	t.Run("config unreadable does not also blame ARM sources", func(t *testing.T) {
 		s := with(healthy(), func(s *Snapshot) {
-			s.Config, s.Vault, s.VaultState, s.Connections, s.Key = nil, vault.ID{}, nil, nil, nil
+			s.Config, s.Vault, s.VaultState, s.Connections, s.Key = nil, resource.ID{}, nil, nil, nil
 			s.Errors = []SourceError{{Source: SourceEncryptionAtRest, Message: "401"}}
 		})
 		r := Plan(s, Memory{}, enforce(), now)
@@ -564,7 +565,7 @@ func TestWouldApproveAndHeldResolve(t *testing.T) {
 func TestNoVaultResolvesVaultAlerts(t *testing.T) {
 	r1 := Plan(with(healthy(), setKey(func(k *vault.Key) { k.Enabled = false })), Memory{}, enforce(), now)
 	noVault := with(healthy(), func(s *Snapshot) {
-		s.Config.KeyVaultName, s.Vault, s.VaultState, s.Connections, s.Key = "", vault.ID{}, nil, nil, nil
+		s.Config.KeyVaultName, s.Vault, s.VaultState, s.Connections, s.Key = "", resource.ID{}, nil, nil, nil
 	})
 	r2 := Plan(noVault, r1.Memory, enforce(), now.Add(time.Minute))
 	notice(t, r2.Notices, alert.KeyDisabled, alert.Resolved)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
@@ -67,7 +68,7 @@ func TestApprovalRules(t *testing.T) {
 			conn: connA, verdict: VerdictNotPending, raised: []string{"connection-rejected/raised"}},
 		{name: "config unreadable", mode: ModeEnforce,
 			snap: with(healthy(), func(s *Snapshot) {
-				s.Config, s.Vault = nil, vault.ID{}
+				s.Config, s.Vault = nil, resource.ID{}
 				s.Errors = []SourceError{{Source: SourceEncryptionAtRest, Message: "401 Unauthorized"}}
 			}),
 			conn: "", verdict: VerdictConfigUnreadable, raised: []string{"guard-blind/raised"}},
@@ -119,7 +120,7 @@ func TestApprovalRules(t *testing.T) {
 			conn: "", verdict: VerdictConnectionsUnreadable, raised: []string{"guard-blind/raised"}},
 		{name: "config names no vault", mode: ModeEnforce,
 			snap: with(healthy(), func(s *Snapshot) {
-				s.Config.KeyVaultName, s.Vault = "", vault.ID{}
+				s.Config.KeyVaultName, s.Vault = "", resource.ID{}
 			}),
 			conn: "", verdict: VerdictNoConnection},
 		{name: "key unreadable does not block approval", mode: ModeEnforce,
@@ -164,7 +165,7 @@ func TestApprovalRules(t *testing.T) {
 func TestApprovalContent(t *testing.T) {
 	s := with(healthy(), func(s *Snapshot) {
 		// ARM spells the vault with other casing than Atlas: still the same vault.
-		s.Vault = vault.ID{SubscriptionID: strings.ToUpper(vaultA.SubscriptionID), ResourceGroup: "RG-EAR", Name: "KV-ATLAS-A"}
+		s.Vault = resource.ID{SubscriptionID: strings.ToUpper(vaultA.SubscriptionID), ResourceGroup: "RG-EAR", Name: "KV-ATLAS-A"}
 	})
 	r := Plan(s, Memory{}, enforce(), now)
 	want := Approval{

@@ -9,6 +9,7 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
@@ -23,8 +24,8 @@ const (
 )
 
 var (
-	vaultA = vault.ID{SubscriptionID: "11111111-1111-1111-1111-111111111111", ResourceGroup: "rg-ear", Name: "kv-atlas-a"}
-	vaultB = vault.ID{SubscriptionID: "22222222-2222-2222-2222-222222222222", ResourceGroup: "rg-other", Name: "kv-attacker-b"}
+	vaultA = resource.ID{SubscriptionID: "11111111-1111-1111-1111-111111111111", ResourceGroup: "rg-ear", Name: "kv-atlas-a"}
+	vaultB = resource.ID{SubscriptionID: "22222222-2222-2222-2222-222222222222", ResourceGroup: "rg-other", Name: "kv-attacker-b"}
 )
 
 func tp(t time.Time) *time.Time { return &t }

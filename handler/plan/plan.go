@@ -17,6 +17,7 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
@@ -152,7 +153,7 @@ type Snapshot struct {
 	Config *atlas.AzureKeyVault `json:"config,omitempty"`
 	// Vault is the vault Config names (zero if Config is nil). Plan checks it
 	// against Config and trusts no ARM data if they differ.
-	Vault vault.ID `json:"vault"`
+	Vault resource.ID `json:"vault"`
 	// Endpoints is nil when unreadable.
 	Endpoints []atlas.PrivateEndpoint `json:"endpoints"`
 	// Clusters is nil when unreadable.
@@ -188,11 +189,11 @@ type Memory struct {
 
 // Approval is one connection to approve on Vault, with the description to write.
 type Approval struct {
-	Vault       vault.ID `json:"vault"`
-	Connection  string   `json:"connection"`
-	EndpointID  string   `json:"endpointId"`
-	Region      string   `json:"region,omitempty"`
-	Description string   `json:"description"`
+	Vault       resource.ID `json:"vault"`
+	Connection  string      `json:"connection"`
+	EndpointID  string      `json:"endpointId"`
+	Region      string      `json:"region,omitempty"`
+	Description string      `json:"description"`
 }
 
 // Decision verdicts. Connection rows: VerdictApprove, VerdictWouldApprove,

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 )
 
 // Fingerprint returns the stable identity of an alert: the first 16 bytes, in
@@ -40,18 +40,18 @@ type planner struct {
 	errs map[Source][]SourceError
 
 	// Readability, derived once.
-	cfgOK       bool     // Config read
-	cfgVault    vault.ID // the vault Config names (zero if none or unread)
-	noVault     bool     // Config read and names no vault: nothing on ARM to guard
-	armTrusted  bool     // Config names a vault and Snapshot.Vault agrees with it
-	vaultOK     bool     // VaultState read
-	vaultFound  bool     // VaultState read and the vault exists
-	vaultGone   bool     // VaultState read and ARM answered 404
-	connsOK     bool     // Connections read (on the trusted vault)
-	keyOK       bool     // Key read (on the trusted, existing vault)
-	endpointsOK bool     // Endpoints read
-	clustersOK  bool     // Clusters read
-	vaultStr    string   // vault resource ID for alerts, "" when unknown
+	cfgOK       bool        // Config read
+	cfgVault    resource.ID // the vault Config names (zero if none or unread)
+	noVault     bool        // Config read and names no vault: nothing on ARM to guard
+	armTrusted  bool        // Config names a vault and Snapshot.Vault agrees with it
+	vaultOK     bool        // VaultState read
+	vaultFound  bool        // VaultState read and the vault exists
+	vaultGone   bool        // VaultState read and ARM answered 404
+	connsOK     bool        // Connections read (on the trusted vault)
+	keyOK       bool        // Key read (on the trusted, existing vault)
+	endpointsOK bool        // Endpoints read
+	clustersOK  bool        // Clusters read
+	vaultStr    string      // vault resource ID for alerts, "" when unknown
 
 	computed    map[string]alert.Alert // alerts whose condition holds now
 	settledKind map[alert.Kind]bool    // kinds fully evaluated: absent means resolved
@@ -78,13 +78,13 @@ func newPlanner(s Snapshot, prev Memory, p Policy, now time.Time) *planner {
 
 	pl.cfgOK = ok(SourceEncryptionAtRest, s.Config != nil)
 	if pl.cfgOK {
-		pl.cfgVault = vault.ID{
+		pl.cfgVault = resource.ID{
 			SubscriptionID: s.Config.SubscriptionID,
 			ResourceGroup:  s.Config.ResourceGroupName,
 			Name:           s.Config.KeyVaultName,
 		}
 		if pl.cfgVault.SubscriptionID == "" || pl.cfgVault.ResourceGroup == "" || pl.cfgVault.Name == "" {
-			pl.cfgVault = vault.ID{}
+			pl.cfgVault = resource.ID{}
 		}
 		pl.noVault = pl.cfgVault.IsZero()
 		pl.armTrusted = !pl.noVault && (s.Vault.IsZero() || s.Vault.Equal(pl.cfgVault))

@@ -13,7 +13,7 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/server"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
@@ -27,17 +27,16 @@ const (
 	refreshEvery = time.Minute
 )
 
-// Events reconciles the projects whose vault the triggers concern. It
-// implements server.Dispatcher.
-func (r *Reconciler) Events(ctx context.Context, function string, triggers []event.Trigger) (server.Outcome, error) {
+// Events reconciles the projects whose vault the triggers concern.
+func (r *Reconciler) Events(ctx context.Context, triggers []event.Trigger) (RunResult, error) {
 	hints := map[string][]plan.Hint{}
 	for _, t := range triggers {
 		projects, err := r.projectsFor(ctx, t)
 		if err != nil {
-			return server.Outcome{}, err
+			return RunResult{}, err
 		}
 		if len(projects) == 0 {
-			r.log.DebugContext(ctx, "event concerns no guarded project", "function", function, "kind", string(t.Kind), "scope", t.Scope)
+			r.log.DebugContext(ctx, "event concerns no guarded project", "kind", string(t.Kind), "scope", t.Scope)
 			continue
 		}
 		for _, p := range projects {
@@ -45,7 +44,7 @@ func (r *Reconciler) Events(ctx context.Context, function string, triggers []eve
 		}
 	}
 	if len(hints) == 0 {
-		return server.Outcome{Logs: []string{"no guarded project uses the vault this event concerns"}}, nil
+		return RunResult{Logs: []string{"no guarded project uses the vault this event concerns"}}, nil
 	}
 	projects := make([]string, 0, len(hints))
 	for p := range hints {
@@ -55,9 +54,8 @@ func (r *Reconciler) Events(ctx context.Context, function string, triggers []eve
 	return r.run(ctx, projects, hints)
 }
 
-// Timer reconciles every guarded project within the configured deadline. It
-// implements server.Dispatcher.
-func (r *Reconciler) Timer(ctx context.Context, t event.Timer) (server.Outcome, error) {
+// Timer reconciles every guarded project within the configured deadline.
+func (r *Reconciler) Timer(ctx context.Context, t event.Timer) (RunResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	if t.IsPastDue {
@@ -86,22 +84,23 @@ func (e *RunError) Error() string {
 func (e *RunError) Transient() bool { return e.transient }
 func (e *RunError) Unwrap() error   { return e.first }
 
-// RunResult is the invocation's return value: one report per project.
+// RunResult is a run's outcome: one report per project (the invocation's
+// return value) and one log line per project for the host.
 type RunResult struct {
 	Reports []Report `json:"reports"`
+	Logs    []string `json:"-"`
 }
 
 // All reconciles every guarded project once (no events) and returns the
 // reports, for `handler check` and tests.
 func (r *Reconciler) All(ctx context.Context) ([]Report, error) {
 	out, err := r.run(ctx, r.projects, nil)
-	res, _ := out.ReturnValue.(RunResult)
-	return res.Reports, err
+	return out.Reports, err
 }
 
 // run reconciles projects with bounded concurrency; one project's failure
 // never stops the others.
-func (r *Reconciler) run(ctx context.Context, projects []string, hints map[string][]plan.Hint) (server.Outcome, error) {
+func (r *Reconciler) run(ctx context.Context, projects []string, hints map[string][]plan.Hint) (RunResult, error) {
 	reports := make([]Report, len(projects))
 	errs := make([]error, len(projects))
 	sem := make(chan struct{}, r.concurrency)
@@ -128,13 +127,13 @@ func (r *Reconciler) run(ctx context.Context, projects []string, hints map[strin
 	}
 	wg.Wait()
 
-	out := server.Outcome{ReturnValue: RunResult{Reports: reports}}
+	out := RunResult{Reports: reports}
 	run := &RunError{Total: len(projects)}
 	for i, rep := range reports {
 		out.Logs = append(out.Logs, reportLine(rep))
 		if errs[i] != nil {
 			run.Failed++
-			run.transient = run.transient || server.Transient(errs[i])
+			run.transient = run.transient || isTransientRun(errs[i])
 			if run.first == nil {
 				run.first = errs[i]
 			}
@@ -197,7 +196,7 @@ func (r *Reconciler) lookup(t event.Trigger) []string {
 	defer r.mu.Unlock()
 	var out []string
 	for _, p := range r.projects {
-		id, err := vault.ParseID(r.index.Projects[p])
+		id, err := resource.ParseID(r.index.Projects[p])
 		if err == nil && t.Covers(id) {
 			out = append(out, p)
 		}
@@ -266,7 +265,7 @@ func (r *Reconciler) refreshIndex(ctx context.Context) error {
 				return
 			}
 			c := ear.AzureKeyVault
-			id := vault.ID{SubscriptionID: c.SubscriptionID, ResourceGroup: c.ResourceGroupName, Name: c.KeyVaultName}
+			id := resource.ID{SubscriptionID: c.SubscriptionID, ResourceGroup: c.ResourceGroupName, Name: c.KeyVaultName}
 			v := ""
 			if id.SubscriptionID != "" && id.ResourceGroup != "" && id.Name != "" {
 				v = id.String()
@@ -289,6 +288,12 @@ func (r *Reconciler) refreshIndex(ctx context.Context) error {
 		return &Error{ProjectID: "index", Err: firstErr, transient: true}
 	}
 	return nil
+}
+
+// isTransientRun reports whether a project's failure asks for a retry.
+func isTransientRun(err error) bool {
+	var t interface{ Transient() bool }
+	return errors.As(err, &t) && t.Transient()
 }
 
 func isTransient(err error) bool {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
@@ -20,10 +21,10 @@ type Atlas interface {
 // Azure is what the reconciler reads from, and the one write it makes to,
 // Azure Resource Manager.
 type Azure interface {
-	Vault(ctx context.Context, v vault.ID) (vault.Vault, error)
-	Connections(ctx context.Context, v vault.ID) ([]vault.Connection, error)
-	Key(ctx context.Context, v vault.ID, name, version string) (vault.Key, error)
-	Approve(ctx context.Context, v vault.ID, name, description string) (vault.Approval, error)
+	Vault(ctx context.Context, v resource.ID) (vault.Vault, error)
+	Connections(ctx context.Context, v resource.ID) ([]vault.Connection, error)
+	Key(ctx context.Context, v resource.ID, name, version string) (vault.Key, error)
+	Approve(ctx context.Context, v resource.ID, name, description string) (vault.Approval, error)
 }
 
 // AzureFor returns the Azure client for Atlas's azureEnvironment.
@@ -76,7 +77,7 @@ func (r *Reconciler) observe(ctx context.Context, projectID string, hints []plan
 	mu.Lock()
 	s.Config = &cfg
 	mu.Unlock()
-	v := vault.ID{SubscriptionID: cfg.SubscriptionID, ResourceGroup: cfg.ResourceGroupName, Name: cfg.KeyVaultName}
+	v := resource.ID{SubscriptionID: cfg.SubscriptionID, ResourceGroup: cfg.ResourceGroupName, Name: cfg.KeyVaultName}
 	if v.SubscriptionID == "" || v.ResourceGroup == "" || v.Name == "" {
 		// Not configured for Azure Key Vault: nothing on the ARM side to read.
 		wg.Wait()
@@ -114,7 +115,7 @@ func (r *Reconciler) observe(ctx context.Context, projectID string, hints []plan
 		mu.Unlock()
 	})
 	wg.Go(func() {
-		_, name, version, err := vault.ParseKeyIdentifier(cfg.KeyIdentifier)
+		_, name, version, err := resource.ParseKeyIdentifier(cfg.KeyIdentifier)
 		if err != nil {
 			fail(plan.SourceKey, err)
 			return

@@ -14,6 +14,7 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/internal/azurite"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/reconcile"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/server"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/atlassim"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
@@ -108,7 +109,7 @@ func TestDuplicateEventsGiveOneApprovalAndOneAuditNotice(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 3 {
 		wg.Go(func() {
-			if _, err := g.Events(t.Context(), server.PrivateLinkEvents, []event.Trigger{connectionTrigger("ev-dup")}); err != nil {
+			if _, err := g.Events(t.Context(), []event.Trigger{connectionTrigger("ev-dup")}); err != nil {
 				t.Errorf("delivery %d: %v", i, err)
 			}
 		})
@@ -125,8 +126,8 @@ func TestDuplicateEventsGiveOneApprovalAndOneAuditNotice(t *testing.T) {
 func TestEventForAnotherVaultReconcilesNothing(t *testing.T) {
 	r := newRig(t)
 	g := r.guard(options{})
-	other := event.Trigger{Kind: event.ConnectionChanged, EventID: "ev-other", Vault: vault.ID{SubscriptionID: kv.SubscriptionID, ResourceGroup: "rg-other", Name: "kv-other"}, Object: peConn}
-	out, err := g.Events(t.Context(), server.PrivateLinkEvents, []event.Trigger{other})
+	other := event.Trigger{Kind: event.ConnectionChanged, EventID: "ev-other", Vault: resource.ID{SubscriptionID: kv.SubscriptionID, ResourceGroup: "rg-other", Name: "kv-other"}, Object: peConn}
+	out, err := g.Events(t.Context(), []event.Trigger{other})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +142,7 @@ func TestRoleAssignmentAtResourceGroupEnrichesAccessAlert(t *testing.T) {
 	g.Project(t.Context(), project, nil) // learn the project's vault
 	tr := event.Trigger{Kind: event.RoleAssignmentDeleted, EventID: "ev-ra", Scope: "/subscriptions/" + kv.SubscriptionID + "/resourceGroups/" + kv.ResourceGroup,
 		Operation: event.OpRoleAssignmentDelete, Actor: "mallory@contoso.com", Time: time.Now()}
-	if _, err := g.Events(t.Context(), server.PrivateLinkEvents, []event.Trigger{tr}); err != nil {
+	if _, err := g.Events(t.Context(), []event.Trigger{tr}); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range r.hook.Notices() {

@@ -23,6 +23,7 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify/notifytest"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/reconcile"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/armsim"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/atlassim"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtls"
@@ -39,7 +40,7 @@ const (
 	peID     = "/subscriptions/atlas-sub/resourceGroups/atlas-rg/providers/Microsoft.Network/privateEndpoints/atlas-pe-1"
 )
 
-var kv = vault.ID{SubscriptionID: "8f3c2a1e-4b7d-4e9a-9c1f-2d6b5a7e0c34", ResourceGroup: "rg-atlas-ear", Name: "kv-atlas-ear"}
+var kv = resource.ID{SubscriptionID: "8f3c2a1e-4b7d-4e9a-9c1f-2d6b5a7e0c34", ResourceGroup: "rg-atlas-ear", Name: "kv-atlas-ear"}
 
 // blobURL is the Azurite instance shared by the package's tests (each test
 // uses its own container).

@@ -9,6 +9,7 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/reconcile"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
@@ -32,11 +33,11 @@ var fixtureNow = time.Date(2026, 3, 2, 10, 30, 0, 0, time.UTC)
 
 func ptr[T any](v T) *T { return &v }
 
-func vaultOf(name string) vault.ID {
-	return vault.ID{SubscriptionID: "00000000-1111-2222-3333-444444444444", ResourceGroup: "rg-atlas-ear", Name: name}
+func vaultOf(name string) resource.ID {
+	return resource.ID{SubscriptionID: "00000000-1111-2222-3333-444444444444", ResourceGroup: "rg-atlas-ear", Name: name}
 }
 
-func snapshot(project string, v vault.ID, key vault.Key, eps []atlas.PrivateEndpoint, conns []vault.Connection, clusters []atlas.Cluster) plan.Snapshot {
+func snapshot(project string, v resource.ID, key vault.Key, eps []atlas.PrivateEndpoint, conns []vault.Connection, clusters []atlas.Cluster) plan.Snapshot {
 	valid := true
 	return plan.Snapshot{
 		ProjectID: project,

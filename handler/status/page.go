@@ -11,7 +11,7 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 )
 
 //go:embed page.html
@@ -193,7 +193,7 @@ func statusClass(s string) string {
 
 // vaultName shortens a vault resource ID to "name (resource group)".
 func vaultName(id string) string {
-	v, err := vault.ParseID(id)
+	v, err := resource.ParseID(id)
 	if err != nil {
 		return id
 	}

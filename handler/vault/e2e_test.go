@@ -16,12 +16,13 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/meter"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/armsim"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtls"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
-var kv = vault.ID{SubscriptionID: "11111111-2222-3333-4444-555555555555", ResourceGroup: "rg-atlas", Name: "kv-atlas-a"}
+var kv = resource.ID{SubscriptionID: "11111111-2222-3333-4444-555555555555", ResourceGroup: "rg-atlas", Name: "kv-atlas-a"}
 
 const atlasPE = "/subscriptions/atlas-sub/resourceGroups/atlas-rg/providers/Microsoft.Network/privateEndpoints/atlas-pe-1"
 
@@ -242,7 +243,7 @@ func TestConnectionsPages(t *testing.T) {
 	if n := w.sim.Count(armsim.RouteConnectionsList); n != 3 {
 		t.Errorf("list requests = %d, want 3 pages", n)
 	}
-	if _, err := w.client.Connections(t.Context(), vault.ID{SubscriptionID: kv.SubscriptionID, ResourceGroup: "rg", Name: "nope"}); err == nil || vault.IsTransient(err) {
+	if _, err := w.client.Connections(t.Context(), resource.ID{SubscriptionID: kv.SubscriptionID, ResourceGroup: "rg", Name: "nope"}); err == nil || vault.IsTransient(err) {
 		t.Errorf("missing vault: err = %v", err)
 	}
 }
@@ -562,7 +563,7 @@ func TestMeterCountsARMOnly(t *testing.T) {
 
 func TestClientSubscriptions(t *testing.T) {
 	w := newWorld(t, worldOpts{})
-	other := vault.ID{SubscriptionID: "99999999-2222-3333-4444-555555555555", ResourceGroup: "rg-b", Name: "kv-b"}
+	other := resource.ID{SubscriptionID: "99999999-2222-3333-4444-555555555555", ResourceGroup: "rg-b", Name: "kv-b"}
 	w.sim.AddVault(other, nil)
 	var wg sync.WaitGroup
 	errs := make(chan error, 20)

@@ -15,10 +15,11 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/keyvault/armkeyvault/fake"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/meter"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
-var fakeVault = vault.ID{SubscriptionID: "00000000-0000-0000-0000-000000000001", ResourceGroup: "rg", Name: "kv"}
+var fakeVault = resource.ID{SubscriptionID: "00000000-0000-0000-0000-000000000001", ResourceGroup: "rg", Name: "kv"}
 
 func fakeClient(t *testing.T, srv *fake.ServerFactory) *vault.Client {
 	t.Helper()

@@ -12,6 +12,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/keyvault/armkeyvault"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/backoff"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 )
 
 // Provisioning states of a private endpoint connection that Approve waits on.
@@ -31,7 +32,7 @@ type Approval struct {
 
 // Connections lists every private endpoint connection of the vault (all pages).
 // A missing vault is an error (wrapping ARM's 404).
-func (c *Client) Connections(ctx context.Context, v ID) ([]Connection, error) {
+func (c *Client) Connections(ctx context.Context, v resource.ID) ([]Connection, error) {
 	op := "list connections of " + v.Name
 	f, err := c.factory(v.SubscriptionID)
 	if err != nil {
@@ -63,7 +64,7 @@ func (c *Client) Connections(ctx context.Context, v ID) ([]Connection, error) {
 // and re-reads with a growing pause until provisioningState is Succeeded
 // (Failed is an error), bounded by ctx. If ctx ends after the PUT was accepted,
 // the error is returned together with Changed true.
-func (c *Client) Approve(ctx context.Context, v ID, name, description string) (Approval, error) {
+func (c *Client) Approve(ctx context.Context, v resource.ID, name, description string) (Approval, error) {
 	op := "approve " + name
 	f, err := c.factory(v.SubscriptionID)
 	if err != nil {
@@ -133,7 +134,7 @@ func (c *Client) Approve(ctx context.Context, v ID, name, description string) (A
 // GetVersion). Latest and LatestEnabled describe the key's current version.
 // A 404 on the key or on the version gives Found false and a nil error; when
 // only the version is missing, Latest and LatestEnabled are still filled.
-func (c *Client) Key(ctx context.Context, v ID, name, version string) (Key, error) {
+func (c *Client) Key(ctx context.Context, v resource.ID, name, version string) (Key, error) {
 	op := "get key " + name
 	f, err := c.factory(v.SubscriptionID)
 	if err != nil {
@@ -169,7 +170,7 @@ func (c *Client) Key(ctx context.Context, v ID, name, version string) (Key, erro
 
 // Vault reads the vault's tags, public network access and URI. A 404 gives
 // Vault{Found: false} and a nil error.
-func (c *Client) Vault(ctx context.Context, v ID) (Vault, error) {
+func (c *Client) Vault(ctx context.Context, v resource.ID) (Vault, error) {
 	op := "get vault " + v.Name
 	f, err := c.factory(v.SubscriptionID)
 	if err != nil {

@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtls"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
@@ -94,7 +95,7 @@ type Change struct {
 	// Operation is the ARM operation name, e.g.
 	// Microsoft.KeyVault/vaults/privateEndpointConnections/write.
 	Operation string
-	Vault     vault.ID
+	Vault     resource.ID
 	// Before and After are the connection before and right after the write.
 	Before, After vault.Connection
 }
@@ -140,7 +141,7 @@ type Server struct {
 }
 
 type vaultState struct {
-	id    vault.ID
+	id    resource.ID
 	tags  map[string]string
 	pna   string
 	conns []*connState
@@ -358,7 +359,7 @@ var ErrNotFound = errors.New("armsim: not found")
 
 // AddVault creates the vault (public network access Disabled) or, if it
 // exists, replaces its tags.
-func (s *Server) AddVault(id vault.ID, tags map[string]string) {
+func (s *Server) AddVault(id resource.ID, tags map[string]string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if v, ok := s.vaults[id.Key()]; ok {
@@ -369,7 +370,7 @@ func (s *Server) AddVault(id vault.ID, tags map[string]string) {
 }
 
 // DeleteVault removes the vault with its connections and keys.
-func (s *Server) DeleteVault(id vault.ID) error {
+func (s *Server) DeleteVault(id resource.ID) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.vaults[id.Key()]; !ok {
@@ -380,7 +381,7 @@ func (s *Server) DeleteVault(id vault.ID) error {
 }
 
 // SetTag sets a tag on the vault; an empty value removes it.
-func (s *Server) SetTag(id vault.ID, key, value string) error {
+func (s *Server) SetTag(id resource.ID, key, value string) error {
 	return s.withVault(id, func(v *vaultState) error {
 		for k := range v.tags {
 			if strings.EqualFold(k, key) {
@@ -395,14 +396,14 @@ func (s *Server) SetTag(id vault.ID, key, value string) error {
 }
 
 // SetPublicNetworkAccess sets the vault's publicNetworkAccess (Enabled, Disabled).
-func (s *Server) SetPublicNetworkAccess(id vault.ID, value string) error {
+func (s *Server) SetPublicNetworkAccess(id resource.ID, value string) error {
 	return s.withVault(id, func(v *vaultState) error { v.pna = value; return nil })
 }
 
 // AddConnection adds a private endpoint connection (provisioned) with status
 // (Pending, Approved, …) from the private endpoint privateEndpointID — Atlas's
 // or a foreign one.
-func (s *Server) AddConnection(id vault.ID, name, status, privateEndpointID string) error {
+func (s *Server) AddConnection(id resource.ID, name, status, privateEndpointID string) error {
 	return s.withVault(id, func(v *vaultState) error {
 		if v.conn(name) != nil {
 			return fmt.Errorf("armsim: connection %s exists", name)
@@ -417,7 +418,7 @@ func (s *Server) AddConnection(id vault.ID, name, status, privateEndpointID stri
 
 // SetConnectionStatus changes a connection's state as someone in the portal
 // would (reject, disconnect, approve); the connection is provisioned at once.
-func (s *Server) SetConnectionStatus(id vault.ID, name, status, description string) error {
+func (s *Server) SetConnectionStatus(id resource.ID, name, status, description string) error {
 	return s.withVault(id, func(v *vaultState) error {
 		c := v.conn(name)
 		if c == nil {
@@ -429,7 +430,7 @@ func (s *Server) SetConnectionStatus(id vault.ID, name, status, description stri
 }
 
 // RemoveConnection deletes a connection.
-func (s *Server) RemoveConnection(id vault.ID, name string) error {
+func (s *Server) RemoveConnection(id resource.ID, name string) error {
 	return s.withVault(id, func(v *vaultState) error {
 		i := slices.IndexFunc(v.conns, func(c *connState) bool { return strings.EqualFold(c.name, name) })
 		if i < 0 {
@@ -441,7 +442,7 @@ func (s *Server) RemoveConnection(id vault.ID, name string) error {
 }
 
 // Connection returns a connection as stored (without counting as a read).
-func (s *Server) Connection(id vault.ID, name string) (vault.Connection, bool) {
+func (s *Server) Connection(id resource.ID, name string) (vault.Connection, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v := s.vaults[id.Key()]
@@ -456,7 +457,7 @@ func (s *Server) Connection(id vault.ID, name string) (vault.Connection, bool) {
 }
 
 // Connections returns the vault's connections as stored.
-func (s *Server) Connections(id vault.ID) []vault.Connection {
+func (s *Server) Connections(id resource.ID) []vault.Connection {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v := s.vaults[id.Key()]
@@ -473,7 +474,7 @@ func (s *Server) Connections(id vault.ID) []vault.Connection {
 // ServedStates returns the provisioningState values the API served for a
 // connection, in order (PUT answers and reads), e.g. [Updating Updating
 // Succeeded] for an approval that was polled until it settled.
-func (s *Server) ServedStates(id vault.ID, name string) []string {
+func (s *Server) ServedStates(id resource.ID, name string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if v := s.vaults[id.Key()]; v != nil {
@@ -486,7 +487,7 @@ func (s *Server) ServedStates(id vault.ID, name string) []string {
 
 // AddKey adds a version of key keyName (creating the key) and makes it the
 // latest. An empty version gets a random 32-hex one. It returns the version.
-func (s *Server) AddKey(id vault.ID, keyName, version string, enabled bool, notBefore, expires *time.Time) (string, error) {
+func (s *Server) AddKey(id resource.ID, keyName, version string, enabled bool, notBefore, expires *time.Time) (string, error) {
 	if version == "" {
 		version = randHex(16)
 	}
@@ -509,17 +510,17 @@ func (s *Server) AddKey(id vault.ID, keyName, version string, enabled bool, notB
 }
 
 // SetKeyEnabled enables or disables a key version (empty: the latest).
-func (s *Server) SetKeyEnabled(id vault.ID, keyName, version string, enabled bool) error {
+func (s *Server) SetKeyEnabled(id resource.ID, keyName, version string, enabled bool) error {
 	return s.withKeyVersion(id, keyName, version, func(kv *keyVersion) { kv.enabled = enabled })
 }
 
 // SetKeyExpiry sets (nil: removes) a key version's expiry (empty version: the latest).
-func (s *Server) SetKeyExpiry(id vault.ID, keyName, version string, expires *time.Time) error {
+func (s *Server) SetKeyExpiry(id resource.ID, keyName, version string, expires *time.Time) error {
 	return s.withKeyVersion(id, keyName, version, func(kv *keyVersion) { kv.exp = copyTime(expires) })
 }
 
 // DeleteKey deletes a key with all its versions.
-func (s *Server) DeleteKey(id vault.ID, keyName string) error {
+func (s *Server) DeleteKey(id resource.ID, keyName string) error {
 	return s.withVault(id, func(v *vaultState) error {
 		if v.keys[strings.ToLower(keyName)] == nil {
 			return ErrNotFound
@@ -529,7 +530,7 @@ func (s *Server) DeleteKey(id vault.ID, keyName string) error {
 	})
 }
 
-func (s *Server) withVault(id vault.ID, f func(*vaultState) error) error {
+func (s *Server) withVault(id resource.ID, f func(*vaultState) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v := s.vaults[id.Key()]
@@ -539,7 +540,7 @@ func (s *Server) withVault(id vault.ID, f func(*vaultState) error) error {
 	return f(v)
 }
 
-func (s *Server) withKeyVersion(id vault.ID, keyName, version string, f func(*keyVersion)) error {
+func (s *Server) withKeyVersion(id resource.ID, keyName, version string, f func(*keyVersion)) error {
 	return s.withVault(id, func(v *vaultState) error {
 		k := v.keys[strings.ToLower(keyName)]
 		if k == nil || len(k.versions) == 0 {
@@ -576,7 +577,7 @@ func (k *keyState) version(version string) *keyVersion {
 	return nil
 }
 
-func (c *connState) public(id vault.ID) vault.Connection {
+func (c *connState) public(id resource.ID) vault.Connection {
 	return vault.Connection{
 		Name: c.name, ID: id.String() + "/privateEndpointConnections/" + c.name, Status: c.status,
 		Description: c.desc, ActionsRequired: c.actions, PrivateEndpointID: c.peID,

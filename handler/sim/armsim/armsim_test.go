@@ -11,12 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/armsim"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtls"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
-var kv = vault.ID{SubscriptionID: "sub-1", ResourceGroup: "rg-1", Name: "kv-1"}
+var kv = resource.ID{SubscriptionID: "sub-1", ResourceGroup: "rg-1", Name: "kv-1"}
 
 const apiVersion = "2024-11-01" // what armkeyvault v1.5.0 sends
 

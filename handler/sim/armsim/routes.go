@@ -11,13 +11,14 @@ import (
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/backoff"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
 // route is a parsed ARM request.
 type route struct {
 	name            string
-	vault           vault.ID
+	vault           resource.ID
 	conn, key, keyV string
 	actions         []string // role actions the request needs, in check order
 	scope           string   // the ARM resource path
@@ -30,7 +31,7 @@ func parseRoute(r *http.Request) (route, bool) {
 		!strings.EqualFold(segs[6], "vaults") || segs[1] == "" || segs[3] == "" || segs[7] == "" {
 		return route{}, false
 	}
-	rt := route{vault: vault.ID{SubscriptionID: segs[1], ResourceGroup: segs[3], Name: segs[7]}, scope: "/" + strings.Join(segs, "/")}
+	rt := route{vault: resource.ID{SubscriptionID: segs[1], ResourceGroup: segs[3], Name: segs[7]}, scope: "/" + strings.Join(segs, "/")}
 	rest := segs[8:]
 	get := r.Method == http.MethodGet
 	switch {

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 )
 
 // Functions the host invokes.
@@ -77,7 +77,7 @@ func userActor(u User) actor {
 	}
 }
 
-func managedIdentityActor(clientID, objectID string, v vault.ID) actor {
+func managedIdentityActor(clientID, objectID string, v resource.ID) actor {
 	return actor{
 		claims: map[string]string{
 			"aud": "https://management.azure.com/", "appid": clientID, "appidacr": "2", "idtyp": "app", "ver": "1.0",
@@ -106,7 +106,7 @@ func strangerActor() actor {
 
 // armEvent builds the resource-group system topic event for an ARM write or
 // delete on a vault child resource (privateEndpointConnections/…).
-func armEvent(v vault.ID, child, name, operation, eventType string, who actor, at time.Time) Event {
+func armEvent(v resource.ID, child, name, operation, eventType string, who actor, at time.Time) Event {
 	uri := v.String() + "/" + child + "/" + name
 	method := "PUT"
 	if eventType == typeDelete {
@@ -115,7 +115,7 @@ func armEvent(v vault.ID, child, name, operation, eventType string, who actor, a
 	return armEventAt(v, uri, operation, eventType, method, who, at)
 }
 
-func armEventAt(v vault.ID, uri, operation, eventType, method string, who actor, at time.Time) Event {
+func armEventAt(v resource.ID, uri, operation, eventType, method string, who actor, at time.Time) Event {
 	rg := "/subscriptions/" + v.SubscriptionID + "/resourceGroups/" + v.ResourceGroup
 	provider := "Microsoft.KeyVault"
 	if strings.HasPrefix(operation, "Microsoft.Authorization/") {
@@ -157,14 +157,14 @@ func armEventAt(v vault.ID, uri, operation, eventType, method string, who actor,
 	return Event{Function: FunctionPrivateLinkEvents, ID: id, Type: eventType, Subject: uri, JSON: b}
 }
 
-func roleAssignmentDeleted(v vault.ID, who actor) Event {
+func roleAssignmentDeleted(v resource.ID, who actor) Event {
 	uri := v.String() + "/providers/Microsoft.Authorization/roleAssignments/" + guid()
 	return armEventAt(v, uri, opRoleAssignmentDelete, typeDelete, "DELETE", who, time.Now())
 }
 
 // keyVaultEvent builds a Key Vault system topic event. For key events
 // object is the key name; for VaultAccessPolicyChanged the vault name.
-func keyVaultEvent(v vault.ID, eventType, object, version string, exp time.Time) Event {
+func keyVaultEvent(v resource.ID, eventType, object, version string, exp time.Time) Event {
 	id := guid()
 	data := map[string]any{
 		"Id":         "https://" + v.Name + ".vault.azure.net/keys/" + object + "/" + version,

@@ -45,6 +45,7 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify/notifytest"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/armsim"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/atlassim"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtls"
@@ -90,7 +91,7 @@ type Options struct {
 // Project is one Atlas project with its vault, key and clusters.
 type Project struct {
 	ID       string
-	Vault    vault.ID
+	Vault    resource.ID
 	KeyName  string
 	Clusters []string // EAR clusters (encryptionAtRestProvider AZURE)
 	Plain    string   // a cluster without EAR: Atlas never pauses it
@@ -306,7 +307,7 @@ func (w *World) Close() {
 func (w *World) addProject(i int) {
 	p := &Project{
 		ID:         randHex(12),
-		Vault:      vault.ID{SubscriptionID: guid(), ResourceGroup: "rg-atlas-ear", Name: fmt.Sprintf("kv-atlas-ear-%d-%s", i+1, randHex(3))},
+		Vault:      resource.ID{SubscriptionID: guid(), ResourceGroup: "rg-atlas-ear", Name: fmt.Sprintf("kv-atlas-ear-%d-%s", i+1, randHex(3))},
 		KeyName:    "atlas-ear-key",
 		keyEnabled: true,
 		valid:      true,

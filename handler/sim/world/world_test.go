@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/atlassim"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
@@ -32,7 +33,7 @@ func newTestWorld(t *testing.T) *World {
 // The events the world publishes are what the handler's own decoder and
 // classifier expect from Azure, delivered in the host's envelope.
 func TestEventsDecodeAndClassify(t *testing.T) {
-	v := vault.ID{SubscriptionID: "8f3c2a1e-4b7d-4e9a-9c1f-2d6b5a7e0c34", ResourceGroup: "rg", Name: "kv-one"}
+	v := resource.ID{SubscriptionID: "8f3c2a1e-4b7d-4e9a-9c1f-2d6b5a7e0c34", ResourceGroup: "rg", Name: "kv-one"}
 	conn := "atlas-pe-useast2-0123456789abcdef01234567.3b4f1c2a-9d7e-4a6b-8c5d-1e2f3a4b5c6d"
 	exp := time.Now().Add(48 * time.Hour).Truncate(time.Second)
 	cases := []struct {

@@ -37,8 +37,8 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/internal/azurite"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/perf"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/reconcile"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/server"
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
 func main() {
@@ -172,9 +172,9 @@ func overhead(n, repeats int) (string, error) {
 	nop := &perf.Nop{}
 	guard := perf.Guard(nop)
 	variants := []perf.Variant{
-		{Name: "bare net/http (floor)", Handler: perf.Bare, Body: perf.ClassifiedBody(vault.ID{})},
+		{Name: "bare net/http (floor)", Handler: perf.Bare, Body: perf.ClassifiedBody(resource.ID{})},
 		{Name: "guard, unrelated event", Handler: guard, Body: perf.UnrelatedBody()},
-		{Name: "guard, classified event", Handler: guard, Body: perf.ClassifiedBody(vault.ID{})},
+		{Name: "guard, classified event", Handler: guard, Body: perf.ClassifiedBody(resource.ID{})},
 	}
 	q := make([][]quantiles, len(variants))
 	ratios := make([][2][]float64, len(variants))
@@ -220,7 +220,7 @@ func medianF(f []float64) float64 {
 // real reconciler and answers the others at once, without I/O.
 type dispatch struct {
 	real       *reconcile.Reconciler
-	guarded    []vault.ID
+	guarded    []resource.ID
 	nop        perf.Nop
 	reconciles atomic.Int64
 }
@@ -230,7 +230,8 @@ func (d *dispatch) Events(ctx context.Context, function string, triggers []event
 		for _, v := range d.guarded {
 			if t.Covers(v) {
 				d.reconciles.Add(1)
-				return d.real.Events(ctx, function, triggers)
+				res, err := d.real.Events(ctx, triggers)
+				return server.Outcome{Logs: res.Logs, ReturnValue: res}, err
 			}
 		}
 	}
@@ -270,7 +271,7 @@ func load(ctx context.Context, w *perf.World, n int) (string, error) {
 		case i == 0:
 			bodies = append(bodies, perf.ClassifiedBody(perf.VaultOf(0)))
 		case i%2 == 1:
-			bodies = append(bodies, perf.ClassifiedBody(vault.ID{}))
+			bodies = append(bodies, perf.ClassifiedBody(resource.ID{}))
 		default:
 			bodies = append(bodies, perf.UnrelatedBody())
 		}

@@ -1,14 +1,14 @@
-package vault_test
+package resource_test
 
 import (
 	"strings"
 	"testing"
 
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 )
 
 func TestParseID(t *testing.T) {
-	want := vault.ID{SubscriptionID: "sub-1", ResourceGroup: "rg-1", Name: "kv-1"}
+	want := resource.ID{SubscriptionID: "sub-1", ResourceGroup: "rg-1", Name: "kv-1"}
 	tests := []struct {
 		name string
 		in   string
@@ -32,7 +32,7 @@ func TestParseID(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := vault.ParseID(tt.in)
+			got, err := resource.ParseID(tt.in)
 			if tt.ok != (err == nil) {
 				t.Fatalf("ParseID(%q) error = %v, want ok=%v", tt.in, err, tt.ok)
 			}
@@ -63,7 +63,7 @@ func TestParseKeyIdentifier(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			v, k, ver, err := vault.ParseKeyIdentifier(tt.in)
+			v, k, ver, err := resource.ParseKeyIdentifier(tt.in)
 			if tt.ok != (err == nil) {
 				t.Fatalf("error = %v, want ok=%v", err, tt.ok)
 			}
@@ -80,9 +80,9 @@ func FuzzParseID(f *testing.F) {
 	f.Add("/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/v")
 	f.Add("/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/v/privateEndpointConnections/c")
 	f.Fuzz(func(t *testing.T, in string) {
-		id, err := vault.ParseID(in)
+		id, err := resource.ParseID(in)
 		if err != nil {
-			if id != (vault.ID{}) {
+			if id != (resource.ID{}) {
 				t.Fatalf("ParseID(%q) returned %+v with error %v", in, id, err)
 			}
 			return
@@ -92,7 +92,7 @@ func FuzzParseID(f *testing.F) {
 				t.Fatalf("ParseID(%q) = %+v: bad component %q", in, id, part)
 			}
 		}
-		again, err := vault.ParseID(id.String())
+		again, err := resource.ParseID(id.String())
 		if err != nil || again != id {
 			t.Fatalf("ParseID(%q) = %+v, but ParseID(String()) = %+v, %v", in, id, again, err)
 		}
@@ -108,7 +108,7 @@ func FuzzParseKeyIdentifier(f *testing.F) {
 	f.Add("https://kv.vault.azure.net/keys/k/0123456789abcdef0123456789abcdef")
 	f.Add("https://kv.vault.azure.net/keys/k")
 	f.Fuzz(func(t *testing.T, in string) {
-		v, k, ver, err := vault.ParseKeyIdentifier(in)
+		v, k, ver, err := resource.ParseKeyIdentifier(in)
 		if err != nil {
 			if v != "" || k != "" || ver != "" {
 				t.Fatalf("ParseKeyIdentifier(%q) returned parts with error %v", in, err)
@@ -127,9 +127,21 @@ func FuzzParseKeyIdentifier(f *testing.F) {
 		if ver != "" {
 			rebuilt += "/" + ver
 		}
-		v2, k2, ver2, err := vault.ParseKeyIdentifier(rebuilt)
+		v2, k2, ver2, err := resource.ParseKeyIdentifier(rebuilt)
 		if err != nil || v2 != v || k2 != k || ver2 != ver {
 			t.Fatalf("ParseKeyIdentifier(%q) = %q %q %q; rebuilt %q gives %q %q %q %v", in, v, k, ver, rebuilt, v2, k2, ver2, err)
 		}
 	})
+}
+
+func TestEqualIsASCIIOnly(t *testing.T) {
+	a := resource.ID{SubscriptionID: "s", ResourceGroup: "rg", Name: "kv-a"}
+	b := resource.ID{SubscriptionID: "S", ResourceGroup: "RG", Name: "KV-A"}
+	if !a.Equal(b) || a.Key() != b.Key() {
+		t.Fatalf("IDs differing in ASCII case must be equal: %v %v", a, b)
+	}
+	kelvin := resource.ID{SubscriptionID: "s", ResourceGroup: "rg", Name: "\u212av-a"} // Kelvin sign, folds to 'k' in Unicode
+	if a.Equal(kelvin) || a.Key() == kelvin.Key() {
+		t.Fatalf("a Unicode look-alike must not equal %v", a)
+	}
 }
