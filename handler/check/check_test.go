@@ -2,14 +2,11 @@ package check
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
@@ -21,16 +18,13 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/armsim"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/atlassim"
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtls"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtest"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
 const (
 	project    = "65f0c0ffee00000000000001"
-	saID       = "mdb_sa_id_check"
-	saSecret   = "check-secret-value"
-	keyName    = "atlas-ear"
 	keyVersion = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 	connActive = "atlas-pe-westeurope-1a2b"
 	connAsking = "atlas-pe-eastus2-3c4d"
@@ -42,67 +36,19 @@ var kv = resource.ID{SubscriptionID: "11111111-2222-3333-4444-555555555555", Res
 // TLS, holding one healthy project: an ACTIVE endpoint whose connection is
 // Approved, a PENDING_ACCEPTANCE one whose connection is Pending, an enabled
 // key that expires in a year and an EAR cluster.
-type world struct {
-	ca    *simtls.Authority
-	atlas *atlassim.Sim
-	arm   *armsim.Server
-
-	atlasURL, armURL string
-	env              map[string]string
-}
+type world struct{ *simtest.Sims }
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	ca, err := simtls.New()
-	if err != nil {
-		t.Fatal(err)
+	w := &world{simtest.New(t, simtest.Options{ARM: armsim.Config{SettleReads: -1}})}
+	must := func(_ string, err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	w := &world{ca: ca, atlas: atlassim.New(atlassim.Options{}), arm: armsim.New(armsim.Config{SettleReads: -1})}
-	if w.atlasURL, err = w.atlas.Start(ca); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.atlas.Close() })
-	if w.armURL, err = w.arm.Start(ca); err != nil {
-		t.Fatal(err)
-	}
-	idEndpoint, err := w.arm.StartIdentity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.arm.Close)
-	// azidentity reads these from the process environment. MSAL caches
-	// managed identity tokens process-wide by identity: every world uses its
-	// own user-assigned client ID so no test gets another simulator's token.
-	t.Setenv("IDENTITY_ENDPOINT", idEndpoint)
-	t.Setenv("IDENTITY_HEADER", w.arm.IdentityHeader())
-	b := make([]byte, 8)
-	rand.Read(b)
-	w.env = map[string]string{"IDENTITY_ENDPOINT": idEndpoint, "IDENTITY_HEADER": w.arm.IdentityHeader(), "AZURE_CLIENT_ID": "guard-" + hex.EncodeToString(b)}
-
-	w.atlas.AddServiceAccount(saID, saSecret)
-	valid := true
-	w.atlas.PutProject(project, atlassim.AzureKeyVault{
-		AzureEnvironment: "AZURE", Enabled: true, ClientID: "app-client-id", TenantID: "tenant-id",
-		KeyIdentifier: "https://" + kv.Name + ".vault.azure.net/keys/" + keyName + "/" + keyVersion,
-		KeyVaultName:  kv.Name, ResourceGroupName: kv.ResourceGroup, SubscriptionID: kv.SubscriptionID,
-		RequirePrivateNetworking: true, Valid: &valid,
-	})
-	w.atlas.AddEndpoint(project, "EUROPE_WEST", connActive, atlassim.StatusActive)
-	w.atlas.AddEndpoint(project, "US_EAST_2", connAsking, atlassim.StatusPendingAcceptance)
-	w.atlas.AddCluster(project, "orders", "AZURE", "EUROPE_WEST")
-
-	w.arm.AddVault(kv, map[string]string{"env": "prod"})
-	atlasPE := "/subscriptions/atlas-sub/resourceGroups/atlas-rg/providers/Microsoft.Network/privateEndpoints/"
-	if err := w.arm.AddConnection(kv, connActive, vault.StatusApproved, atlasPE+"pe-1"); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.arm.AddConnection(kv, connAsking, vault.StatusPending, atlasPE+"pe-2"); err != nil {
-		t.Fatal(err)
-	}
-	exp := time.Now().Add(365 * 24 * time.Hour).UTC().Truncate(time.Second)
-	if _, err := w.arm.AddKey(kv, keyName, keyVersion, true, nil, &exp); err != nil {
-		t.Fatal(err)
-	}
+	must(w.AddProject(simtest.Project{ID: project, Vault: kv, KeyVersion: keyVersion, Clusters: []string{"orders"}, Regions: []string{"EUROPE_WEST"}}))
+	must(w.AddEndpoint(project, kv, "EUROPE_WEST", connActive, atlassim.StatusActive, vault.StatusApproved))
+	must(w.AddEndpoint(project, kv, "US_EAST_2", connAsking, atlassim.StatusPendingAcceptance, vault.StatusPending))
 	return w
 }
 
@@ -110,23 +56,11 @@ func newWorld(t *testing.T) *world {
 // simulators, an observe-mode reconciler over a fresh memory store.
 func (w *world) options(t *testing.T, atlasSecret string, projects ...string) Options {
 	t.Helper()
-	ac, err := atlas.New(atlas.Options{
-		BaseURL: w.atlasURL, ClientID: saID, ClientSecret: atlasSecret,
-		HTTPClient: w.ca.Client(), MaxAttempts: 2, MaxRetryWait: 10 * time.Millisecond,
-	})
+	ac, err := w.AtlasClient(atlas.Options{ClientSecret: atlasSecret, MaxAttempts: 2, MaxRetryWait: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	fast := policy.RetryOptions{MaxRetries: 1, RetryDelay: 5 * time.Millisecond, MaxRetryDelay: 20 * time.Millisecond}
-	cred, err := vault.Credential(func(k string) string { return w.env[k] }, &azcore.ClientOptions{Transport: w.ca.Client(), Retry: fast})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cloudCfg, err := vault.CloudFor("AZURE", w.armURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc, err := vault.New(vault.Options{Credential: cred, Cloud: cloudCfg, Transport: w.ca.Client(), Retry: fast, PollInterval: 5 * time.Millisecond})
+	vc, err := w.VaultClient(policy.RetryOptions{MaxRetries: 1, RetryDelay: 5 * time.Millisecond, MaxRetryDelay: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +102,7 @@ func (w *world) run(t *testing.T, atlasSecret string, want int, projects ...stri
 	if res.ExitCode != want {
 		t.Errorf("JSON exitCode %d, want %d", res.ExitCode, want)
 	}
-	for _, s := range []string{saSecret, w.arm.IdentityHeader()} {
+	for _, s := range []string{w.AtlasSecret, w.ARM.IdentityHeader()} {
 		if strings.Contains(text.String(), s) || strings.Contains(js.String(), s) {
 			t.Errorf("output contains a secret %q", s)
 		}
@@ -188,7 +122,7 @@ func contains(t *testing.T, text string, wants ...string) {
 
 func TestHealthy(t *testing.T) {
 	w := newWorld(t)
-	text, res := w.run(t, saSecret, ExitHealthy)
+	text, res := w.run(t, "", ExitHealthy)
 	contains(t, text,
 		"== project "+project+": HEALTHY ==",
 		"vault                     "+kv.String(),
@@ -216,17 +150,17 @@ func TestHealthy(t *testing.T) {
 		t.Errorf("verdicts %v", verdicts)
 	}
 	// Observe mode: nothing was approved in Azure.
-	if c, _ := w.arm.Connection(kv, connAsking); c.Status != vault.StatusPending {
+	if c, _ := w.ARM.Connection(kv, connAsking); c.Status != vault.StatusPending {
 		t.Errorf("the check changed %s to %s", connAsking, c.Status)
 	}
 }
 
 func TestKeyDisabled(t *testing.T) {
 	w := newWorld(t)
-	if err := w.arm.SetKeyEnabled(kv, keyName, keyVersion, false); err != nil {
+	if err := w.ARM.SetKeyEnabled(kv, "atlas-ear", keyVersion, false); err != nil {
 		t.Fatal(err)
 	}
-	text, res := w.run(t, saSecret, ExitProblems)
+	text, res := w.run(t, "", ExitProblems)
 	contains(t, text, ": CRITICAL ==", "enabled                   no", "key-disabled", "RESULT: problems found")
 	if res.Outcome != OutcomeProblems || res.Alerts[alert.Critical] == 0 {
 		t.Errorf("result %+v", res)
@@ -238,8 +172,8 @@ func TestKeyDisabled(t *testing.T) {
 
 func TestConnectionsReadDenied(t *testing.T) {
 	w := newWorld(t)
-	w.arm.Deny(vault.ActionConnectionsRead)
-	text, res := w.run(t, saSecret, ExitProblems)
+	w.ARM.Deny(vault.ActionConnectionsRead)
+	text, res := w.run(t, "", ExitProblems)
 	contains(t, text,
 		"guard-blind",
 		"Missing permissions",
@@ -275,7 +209,7 @@ func TestWrongAtlasCredentials(t *testing.T) {
 func TestOneProjectUnreadable(t *testing.T) {
 	w := newWorld(t)
 	const missing = "65f0c0ffee0000000000dead"
-	text, res := w.run(t, saSecret, ExitProblems, project, missing)
+	text, res := w.run(t, "", ExitProblems, project, missing)
 	contains(t, text, "== project "+missing+": CRITICAL ==", "== project "+project+": HEALTHY ==")
 	if !res.Projects[0].Checked || res.Projects[1].Checked {
 		t.Errorf("checked: %v %v", res.Projects[0].Checked, res.Projects[1].Checked)
@@ -288,7 +222,7 @@ func TestNothingToCheck(t *testing.T) {
 		t.Errorf("exit %d", got)
 	}
 	w := newWorld(t)
-	o := w.options(t, saSecret)
+	o := w.options(t, "")
 	o.Projects, o.Out = nil, &out
 	if got := Run(t.Context(), o); got != ExitFailed || !strings.Contains(out.String(), "no project to check") {
 		t.Errorf("exit %d: %s", got, out.String())
@@ -297,8 +231,8 @@ func TestNothingToCheck(t *testing.T) {
 
 func TestHostileNamesAreCleaned(t *testing.T) {
 	w := newWorld(t)
-	w.atlas.AddEndpoint(project, "EUROPE_NORTH", "evil\x1b]0;pwned\x07\x1b[2J", atlassim.StatusFailed)
-	text, _ := w.run(t, saSecret, ExitProblems)
+	w.Atlas.AddEndpoint(project, "EUROPE_NORTH", "evil\x1b]0;pwned\x07\x1b[2J", atlassim.StatusFailed)
+	text, _ := w.run(t, "", ExitProblems)
 	if strings.ContainsAny(text, "\x1b\x07") {
 		t.Errorf("terminal control characters reached the report")
 	}

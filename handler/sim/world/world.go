@@ -48,7 +48,7 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/armsim"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/atlassim"
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtls"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtest"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
@@ -133,12 +133,9 @@ type World struct {
 	start    time.Time
 	dir      string
 	caFile   string
-	ca       *simtls.Authority
+	sims     *simtest.Sims
 	atlas    *atlassim.Sim
 	arm      *armsim.Server
-	atlasURL string
-	armURL   string
-	idURL    string
 	hookURL  string
 	topicURL string
 	topicKey string
@@ -147,9 +144,8 @@ type World struct {
 	servers  []*http.Server
 	client   *http.Client
 
-	atlasClientID, atlasSecret string
-	tenantID                   string
-	projects                   []*Project
+	tenantID string
+	projects []*Project
 
 	mu           sync.Mutex
 	endpoints    map[string]*endpointState // Atlas endpoint id → state
@@ -192,17 +188,15 @@ func New(o Options) (*World, error) {
 		o.Container = "guard-" + randHex(8)
 	}
 	w := &World{
-		opts:          o,
-		scale:         float64(time.Minute) / float64(o.Minute),
-		start:         time.Now(),
-		endpoints:     map[string]*endpointState{},
-		events:        true,
-		timerOn:       true,
-		queue:         make(chan queued, 1024),
-		atlasClientID: "mdb_sa_id_" + randHex(12),
-		atlasSecret:   "mdb_sa_sk_" + randHex(20),
-		tenantID:      guid(),
-		topicKey:      randHex(16),
+		opts:      o,
+		scale:     float64(time.Minute) / float64(o.Minute),
+		start:     time.Now(),
+		endpoints: map[string]*endpointState{},
+		events:    true,
+		timerOn:   true,
+		queue:     make(chan queued, 1024),
+		tenantID:  guid(),
+		topicKey:  randHex(16),
 	}
 	ok := false
 	defer func() {
@@ -214,30 +208,18 @@ func New(o Options) (*World, error) {
 	if w.dir, err = os.MkdirTemp("", "world-*"); err != nil {
 		return nil, fmt.Errorf("world: %w", err)
 	}
-	if w.ca, err = simtls.New(); err != nil {
-		return nil, err
-	}
-	w.caFile = filepath.Join(w.dir, "ca.pem")
-	if err := w.ca.WriteCA(w.caFile); err != nil {
-		return nil, fmt.Errorf("world: %w", err)
-	}
-	w.client = &http.Client{Transport: w.ca.Transport(), Timeout: 2 * time.Minute}
-
-	w.atlas = atlassim.New(atlassim.Options{})
-	w.atlas.AddServiceAccount(w.atlasClientID, w.atlasSecret)
-	if w.atlasURL, err = w.atlas.Start(w.ca); err != nil {
-		return nil, fmt.Errorf("world: atlas: %w", err)
-	}
 	// Approvals settle at once: the guard's polling of provisioningState is
 	// covered by package vault's tests, and on the compressed clock a
 	// second of polling would be minutes of world time.
-	w.arm = armsim.New(armsim.Config{TokenLifetime: o.TokenLifetime, SettleReads: -1})
-	if w.armURL, err = w.arm.Start(w.ca); err != nil {
-		return nil, fmt.Errorf("world: arm: %w", err)
+	if w.sims, err = simtest.Start(simtest.Options{ARM: armsim.Config{TokenLifetime: o.TokenLifetime, SettleReads: -1}}); err != nil {
+		return nil, fmt.Errorf("world: %w", err)
 	}
-	if w.idURL, err = w.arm.StartIdentity(); err != nil {
-		return nil, fmt.Errorf("world: identity: %w", err)
+	w.atlas, w.arm = w.sims.Atlas, w.sims.ARM
+	w.caFile = filepath.Join(w.dir, "ca.pem")
+	if err := w.sims.CA.WriteCA(w.caFile); err != nil {
+		return nil, fmt.Errorf("world: %w", err)
 	}
+	w.client = &http.Client{Transport: w.sims.CA.Transport(), Timeout: 2 * time.Minute}
 	w.arm.OnChange(w.onChange)
 
 	w.webhook = notifytest.NewWebhookRecorder()
@@ -248,7 +230,7 @@ func New(o Options) (*World, error) {
 	w.hookURL = "http://" + ln.Addr().String() + "/hook"
 	w.serve(ln, w.recordWebhook(w.webhook))
 	w.topic = notifytest.NewTopicRecorder(w.topicKey, "")
-	tln, err := w.ca.Listen()
+	tln, err := w.sims.CA.Listen()
 	if err != nil {
 		return nil, fmt.Errorf("world: topic: %w", err)
 	}
@@ -256,7 +238,9 @@ func New(o Options) (*World, error) {
 	w.serve(tln, w.topic)
 
 	for i := range o.Projects {
-		w.addProject(i)
+		if err := w.addProject(i); err != nil {
+			return nil, fmt.Errorf("world: %w", err)
+		}
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -293,18 +277,15 @@ func (w *World) Close() {
 	for _, s := range w.servers {
 		s.Close()
 	}
-	if w.atlas != nil {
-		w.atlas.Close()
-	}
-	if w.arm != nil {
-		w.arm.Close()
+	if w.sims != nil {
+		w.sims.Close()
 	}
 	if w.dir != "" {
 		os.RemoveAll(w.dir)
 	}
 }
 
-func (w *World) addProject(i int) {
+func (w *World) addProject(i int) error {
 	p := &Project{
 		ID:         randHex(12),
 		Vault:      resource.ID{SubscriptionID: guid(), ResourceGroup: "rg-atlas-ear", Name: fmt.Sprintf("kv-atlas-ear-%d-%s", i+1, randHex(3))},
@@ -314,28 +295,17 @@ func (w *World) addProject(i int) {
 	}
 	exp := time.Now().Add(365 * 24 * time.Hour).UTC().Truncate(time.Second)
 	p.keyExpires = &exp
-	w.arm.AddVault(p.Vault, map[string]string{"purpose": "atlas-ear"})
-	p.keyVersion, _ = w.arm.AddKey(p.Vault, p.KeyName, "", true, nil, &exp)
-	valid := true
-	w.atlas.PutProject(p.ID, atlassim.AzureKeyVault{
-		AzureEnvironment:         "AZURE",
-		ClientID:                 guid(),
-		Enabled:                  true,
-		KeyIdentifier:            p.keyIdentifier(),
-		KeyVaultName:             p.Vault.Name,
-		RequirePrivateNetworking: true,
-		ResourceGroupName:        p.Vault.ResourceGroup,
-		SubscriptionID:           p.Vault.SubscriptionID,
-		TenantID:                 w.tenantID,
-		Valid:                    &valid,
-	})
 	p.Clusters = []string{"orders", "payments"}
-	for _, c := range p.Clusters {
-		w.atlas.AddCluster(p.ID, c, "AZURE", w.opts.Regions...)
+	var err error
+	p.keyVersion, err = w.sims.AddProject(simtest.Project{ID: p.ID, Vault: p.Vault, Tags: map[string]string{"purpose": "atlas-ear"},
+		Key: p.KeyName, TenantID: w.tenantID, Clusters: p.Clusters, Regions: w.opts.Regions})
+	if err != nil {
+		return err
 	}
 	p.Plain = "analytics"
 	w.atlas.AddCluster(p.ID, p.Plain, "NONE", w.opts.Regions[0])
 	w.projects = append(w.projects, p)
+	return nil
 }
 
 // Projects returns the world's projects.
