@@ -13,7 +13,7 @@ FUNCTIONS    := KeyVaultEvents PrivateLinkEvents Reconcile Status
 RESOURCE_GROUP ?=
 PARAMS       ?= infra/main.bicepparam
 
-.PHONY: all build test test-ui perf lint package run demo bench fuzz clean tools deploy
+.PHONY: all build build-local test test-ui perf lint package run demo sandbox bench fuzz clean tools deploy
 
 all: lint test build
 
@@ -21,9 +21,13 @@ all: lint test build
 build:
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/handler ./handler
 
+## build-local: handler for this machine's OS/arch → bin/handler-local (for `handler check` on a laptop, the demo and the sandbox)
+build-local:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/handler-local ./handler
+
 $(AZURITE):
 	@command -v npm >/dev/null || { echo "npm is required to install Azurite (the storage emulator the tests use)"; exit 1; }
-	npm install --no-audit --no-fund --loglevel=error --prefix .cache/azurite azurite@$(AZURITE_VERSION)
+	npm install --no-audit --no-fund --no-update-notifier --loglevel=error --prefix .cache/azurite azurite@$(AZURITE_VERSION)
 
 ## tools: install what the tests need (Go modules, Azurite)
 tools: $(AZURITE)
@@ -55,9 +59,14 @@ run: package
 	cd dist/app && func start
 
 ## demo: the whole story against the simulated Atlas + Azure world, no cloud account (handler built for this machine)
-demo: tools
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/handler-host ./handler
-	AZURITE_BIN=$(AZURITE) $(GO) run ./handler/demo -handler bin/handler-host
+demo: tools build-local
+	AZURITE_BIN=$(AZURITE) $(GO) run ./handler/demo -handler bin/handler-local
+
+## sandbox: the demo's world and the real handler, kept running until Ctrl-C (see README "Sandbox"); PERIOD=10s speeds it up
+PERIOD ?= 1m
+sandbox: tools build-local
+	$(GO) build -o bin/sandbox ./handler/sandbox
+	AZURITE_BIN=$(AZURITE) bin/sandbox -handler bin/handler-local -period $(PERIOD)
 
 ## bench: the benchmarks (see README "Performance")
 bench:

@@ -4,7 +4,7 @@
 // real handler binary as a separate process configured only through its
 // environment, and prints a timeline and whether every expectation held.
 //
-//	go run ./handler/demo -handler bin/handler-host
+//	go run ./handler/demo -handler bin/handler-local
 //
 // `make demo` builds the handler and runs it. Exit status 0 when every
 // expectation held, 1 otherwise, 2 when the demo could not run.
@@ -30,7 +30,7 @@ import (
 )
 
 func main() {
-	bin := flag.String("handler", "bin/handler-host", "path of the handler binary built for this machine")
+	bin := flag.String("handler", "bin/handler-local", "path of the handler binary built for this machine")
 	minute := flag.Duration("minute", 200*time.Millisecond, "real duration of one world minute")
 	quiet := flag.Bool("quiet", false, "print only the scenes, expectations and the verdict")
 	flag.Parse()

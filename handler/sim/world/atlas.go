@@ -26,6 +26,10 @@ func (w *World) EnablePrivateNetworking(p *Project) []string {
 	return names
 }
 
+// AddRegion is Atlas adding an EAR private endpoint for p in region (a
+// cluster grew into it); it returns the new connection's name.
+func (w *World) AddRegion(p *Project, region string) string { return w.createEndpoint(p, region) }
+
 // createEndpoint adds an INITIATING Atlas endpoint in region with a new
 // Pending connection on p's vault.
 func (w *World) createEndpoint(p *Project, region string) string {
@@ -149,7 +153,6 @@ func (w *World) validityCheck(now time.Time) {
 	w.mu.Lock()
 	w.validChecks++
 	w.lastValidity = now
-	n := w.validChecks
 	w.mu.Unlock()
 	for _, p := range w.projects {
 		w.mu.Lock()
@@ -176,15 +179,15 @@ func (w *World) validityCheck(now time.Time) {
 			w.mu.Lock()
 			p.pausedAt = time.Now()
 			w.mu.Unlock()
-			w.Logf(SourceAtlas, "validity check #%d: %s → config INVALID, clusters %s shut down", n, why, strings.Join(p.Clusters, ", "))
+			w.Logf(SourceAtlas, "validity check: %s → config INVALID, clusters %s shut down", why, strings.Join(p.Clusters, ", "))
 		case !was && why == "":
 			w.atlas.SetValid(p.ID, true)
 			for _, c := range p.Clusters {
 				w.atlas.SetPaused(p.ID, c, false)
 			}
-			w.Logf(SourceAtlas, "validity check #%d: key valid again → clusters %s resumed", n, strings.Join(p.Clusters, ", "))
+			w.Logf(SourceAtlas, "validity check: key valid again → clusters %s resumed", strings.Join(p.Clusters, ", "))
 		case why != "":
-			w.Logf(SourceAtlas, "validity check #%d: still invalid (%s)", n, why)
+			w.Logf(SourceAtlas, "validity check: still invalid (%s)", why)
 		}
 	}
 }

@@ -281,13 +281,18 @@ func (w *World) deliveryLoop(ctx context.Context) {
 func (w *World) deliverWithRetry(ctx context.Context, ev Event) {
 	wait := w.opts.Minute / 2
 	for attempt := 1; attempt <= 6; attempt++ {
-		res, err := w.Deliver(ctx, ev)
-		if err == errNoGuard {
+		w.mu.Lock()
+		running := len(w.guards) > 0
+		w.mu.Unlock()
+		if !running {
 			w.Logf(SourceAzure, "event %s not delivered: no handler running", ev)
 			return
 		}
+		if attempt == 1 { // before the delivery, so before what it causes
+			w.Logf(SourceAzure, "Event Grid → %s: %s", ev.Function, ev)
+		}
+		res, err := w.Deliver(ctx, ev)
 		if err == nil && allOK(res) {
-			w.Logf(SourceAzure, "Event Grid → %s: %s (%s)", ev.Function, ev, statuses(res))
 			return
 		}
 		w.Logf(SourceAzure, "Event Grid → %s: %s failed (%s), retrying", ev.Function, ev, statusesOrErr(res, err))

@@ -225,20 +225,13 @@ func (g *Guard) prefix() string {
 	return "[" + g.name + "] "
 }
 
-// describe turns the records worth a timeline line into one.
+// describe turns the records worth a timeline line into one. Approvals and
+// notices are not among them: the ARM write and the webhook line show each
+// once.
 func describe(r Record) string {
 	switch msg := r.Msg(); {
-	case msg == "approved":
-		return "approved connection " + short(r.Str("connection"))
-	case strings.HasPrefix(msg, "alert ") && r.Str("action") != "audit":
-		s := fmt.Sprintf("ALERT %s %s %s", strings.ToUpper(r.Str("severity")), r.Str("kind"), r.Str("action"))
-		if subj := r.Str("subject"); subj != "" {
-			s += " " + short(subj)
-		}
-		if a := r.Str("actor"); a != "" {
-			s += " (by " + a + ")"
-		}
-		return s
+	case strings.HasPrefix(msg, "alert "):
+		return ""
 	case msg == "approval failed":
 		return "approval of " + short(r.Str("connection")) + " failed: " + r.Str("error")
 	case msg == "invocation failed; the platform will retry", msg == "invocation failed":

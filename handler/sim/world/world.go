@@ -384,6 +384,13 @@ func (w *World) Valid(p *Project) bool {
 	return p.valid
 }
 
+// KeyEnabled reports whether the key version Atlas uses is enabled.
+func (w *World) KeyEnabled(p *Project) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return p.keyEnabled
+}
+
 // Paused returns the names of p's paused clusters.
 func (w *World) Paused(p *Project) []string {
 	var out []string
