@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -75,16 +76,37 @@ commands:
   check     one observe-only reconcile of every project against the real Atlas and Azure, as a report
             -json             machine-readable output
             -settings FILE    read settings from a local.settings.json (the environment wins)
-            exit status: 0 healthy, 1 problems found, 2 the check could not run
   version   print the version
+  help      print this text (so do -h and --help, after a command too)
+
+exit status:
+  0  healthy (check), stopped cleanly (serve), or done
+  1  check: problems found (a warning or critical alert)
+  2  could not run: bad usage, bad configuration, or no project could be checked
 `
+
+// parseFlags parses a command's flags. -h and --help print the usage to
+// stdout and answer ExitOK; a bad flag is reported on stderr and answers
+// ExitError; otherwise it answers -1 (go on).
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		return -1
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, usage)
+		return ExitOK
+	}
+	fmt.Fprintf(stderr, "%s: %v\n%s", fs.Name(), err, usage)
+	return ExitError
+}
 
 func serve(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	addr := fs.String("addr", "", "listen address (default 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT)")
-	if err := fs.Parse(args); err != nil {
-		return ExitError
+	if code := parseFlags(fs, args, stdout, stderr); code >= 0 {
+		return code
 	}
 	cfg, err := config.Load(env)
 	if err != nil {
@@ -277,11 +299,10 @@ func (l *lazyStore) List(ctx context.Context, prefix string) ([]string, error) {
 
 func check(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "machine-readable output")
 	settings := fs.String("settings", "", "a local.settings.json to read settings from (the environment wins)")
-	if err := fs.Parse(args); err != nil {
-		return ExitError
+	if code := parseFlags(fs, args, stdout, stderr); code >= 0 {
+		return code
 	}
 	if *settings != "" {
 		withFile, err := config.WithLocalSettings(*settings, env)

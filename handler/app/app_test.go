@@ -48,6 +48,10 @@ func TestCommands(t *testing.T) {
 	}{
 		{"version", nil, []string{"version"}, app.ExitOK, "atlas-akv-guard v-test", ""},
 		{"help", nil, []string{"help"}, app.ExitOK, "usage: handler", ""},
+		{"--help", nil, []string{"--help"}, app.ExitOK, "1  check: problems found", ""},
+		{"check --help", nil, []string{"check", "--help"}, app.ExitOK, "2  could not run", ""},
+		{"serve -h", nil, []string{"serve", "-h"}, app.ExitOK, "0  healthy", ""},
+		{"check bad flag", nil, []string{"check", "-nope"}, app.ExitError, "", "flag provided but not defined: -nope"},
 		{"no command outside the host", nil, nil, app.ExitError, "", "usage: handler"},
 		{"unknown command", nil, []string{"approve-everything"}, app.ExitError, "", `unknown command "approve-everything"`},
 		{"serve with bad config", map[string]string{"FUNCTIONS_CUSTOMHANDLER_PORT": "7071"}, nil, app.ExitError, "", "config: ATLAS_PROJECT_IDS: missing"},
