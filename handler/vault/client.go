@@ -6,6 +6,7 @@
 package vault
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/keyvault/armkeyvault"
 
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/backoff"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/meter"
 )
 
@@ -43,6 +45,12 @@ type Options struct {
 	// PollInterval is the first wait between the re-reads that follow an
 	// approval PUT; it doubles up to 8 times the first. Zero means 500ms.
 	PollInterval time.Duration
+	// PollFor bounds the total wait for provisioning after an approval PUT;
+	// then Approve answers StillProvisioning. Zero means 5s.
+	PollFor time.Duration
+	// Sleep waits between those re-reads; nil means backoff.Sleep. Tests
+	// inject one that returns at once.
+	Sleep func(ctx context.Context, d time.Duration) error
 	// Logger receives debug lines about approvals; nil discards them.
 	Logger *slog.Logger
 }
@@ -54,6 +62,8 @@ type Client struct {
 	cred    azcore.TokenCredential
 	armOpts arm.ClientOptions
 	poll    time.Duration
+	pollFor time.Duration
+	sleep   func(context.Context, time.Duration) error
 	log     *slog.Logger
 
 	mu   sync.Mutex
@@ -76,6 +86,12 @@ func New(o Options) (*Client, error) {
 	if o.PollInterval <= 0 {
 		o.PollInterval = 500 * time.Millisecond
 	}
+	if o.PollFor <= 0 {
+		o.PollFor = 5 * time.Second
+	}
+	if o.Sleep == nil {
+		o.Sleep = backoff.Sleep
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -94,9 +110,11 @@ func New(o Options) (*Client, error) {
 			// rights it is not given and is not its business.
 			DisableRPRegistration: true,
 		},
-		poll: o.PollInterval,
-		log:  log,
-		subs: make(map[string]*armkeyvault.ClientFactory),
+		poll:    o.PollInterval,
+		pollFor: o.PollFor,
+		sleep:   o.Sleep,
+		log:     log,
+		subs:    make(map[string]*armkeyvault.ClientFactory),
 	}, nil
 }
 
@@ -141,7 +159,9 @@ func (c *Client) factory(subscriptionID string) (*armkeyvault.ClientFactory, err
 	if subscriptionID == "" {
 		return nil, errors.New("vault ID has no subscription")
 	}
-	key := strings.ToLower(subscriptionID)
+	// Keyed exactly: a folded key could hand one subscription's factory to
+	// a look-alike ID.
+	key := subscriptionID
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if f, ok := c.subs[key]; ok {

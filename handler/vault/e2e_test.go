@@ -1,6 +1,7 @@
 package vault_test
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -19,6 +20,7 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/armsim"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtls"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
@@ -136,24 +138,23 @@ func must(t testing.TB, err error) {
 }
 
 func TestApproveEndToEnd(t *testing.T) {
+	const desc = "approved by atlas-akv-guard: project 6650aa, endpoint 6650bb"
+	notPending := func(status string) func(error) bool {
+		return func(err error) bool {
+			var np *vault.NotPendingError
+			return errors.As(err, &np) && np.Status == status
+		}
+	}
 	tests := []struct {
-		name        string
-		status      string // "" = no such connection
-		wantChanged bool
-		wantPuts    int
-		wantStatus  string
-		wantErr     func(error) bool
+		name    string
+		status  string // "" = no such connection (ARM answers 204)
+		want    vault.Outcome
+		wantErr func(error) bool
 	}{
-		{name: "pending is approved", status: vault.StatusPending, wantChanged: true, wantPuts: 1, wantStatus: vault.StatusApproved},
-		{name: "already approved: no PUT", status: vault.StatusApproved, wantPuts: 0, wantStatus: vault.StatusApproved},
-		{name: "rejected is refused", status: vault.StatusRejected, wantStatus: vault.StatusRejected, wantErr: func(err error) bool {
-			var np *vault.NotPendingError
-			return errors.As(err, &np) && np.Status == vault.StatusRejected
-		}},
-		{name: "disconnected is refused", status: vault.StatusDisconnected, wantStatus: vault.StatusDisconnected, wantErr: func(err error) bool {
-			var np *vault.NotPendingError
-			return errors.As(err, &np) && np.Status == vault.StatusDisconnected
-		}},
+		{name: "pending is approved", status: vault.StatusPending, want: vault.Approved},
+		{name: "already approved: no PUT", status: vault.StatusApproved, want: vault.AlreadyApproved},
+		{name: "rejected is refused", status: vault.StatusRejected, wantErr: notPending(vault.StatusRejected)},
+		{name: "disconnected is refused", status: vault.StatusDisconnected, wantErr: notPending(vault.StatusDisconnected)},
 		{name: "missing connection", wantErr: func(err error) bool { return errors.Is(err, vault.ErrConnectionNotFound) }},
 	}
 	for _, tt := range tests {
@@ -162,60 +163,81 @@ func TestApproveEndToEnd(t *testing.T) {
 			if tt.status != "" {
 				must(t, w.sim.AddConnection(kv, "atlas-pe-1", tt.status, atlasPE))
 			}
-			const desc = "approved by atlas-akv-guard: project 6650aa, endpoint 6650bb"
 			got, err := w.client.Approve(t.Context(), kv, "atlas-pe-1", desc)
-			if tt.wantErr != nil {
-				if !tt.wantErr(err) {
-					t.Fatalf("Approve error = %v (%T)", err, err)
-				}
-			} else if err != nil {
-				t.Fatalf("Approve: %v", err)
-			}
-			if got.Changed != tt.wantChanged {
-				t.Errorf("Changed = %v, want %v", got.Changed, tt.wantChanged)
-			}
-			if n := w.sim.Count(armsim.RouteConnectionPut); n != tt.wantPuts {
-				t.Errorf("PUTs = %d, want %d", n, tt.wantPuts)
-			}
-			if tt.status == "" {
-				return
+			if (tt.wantErr == nil) != (err == nil) || (err != nil && !tt.wantErr(err)) {
+				t.Fatalf("Approve error = %v (%T)", err, err)
 			}
 			stored, _ := w.sim.Connection(kv, "atlas-pe-1")
-			if stored.Status != tt.wantStatus {
-				t.Errorf("stored status = %s, want %s", stored.Status, tt.wantStatus)
+			if got.Outcome != tt.want || stored.Status != cmp.Or(tt.status, "") && tt.want != vault.Approved {
+				t.Fatalf("Approve = %+v; stored %+v", got, stored)
 			}
-			if !tt.wantChanged {
-				if len(w.changes()) != 0 {
-					t.Errorf("changes reported: %+v", w.changes())
+			if tt.want != vault.Approved {
+				if n := w.sim.Count(armsim.RouteConnectionPut); n != 0 || len(w.changes()) != 0 {
+					t.Errorf("%d PUTs, changes %+v; want none", n, w.changes())
 				}
 				return
 			}
-			if stored.Description != desc || got.Connection.Description != desc {
-				t.Errorf("description stored %q, returned %q", stored.Description, got.Connection.Description)
-			}
-			if got.Connection.ProvisioningState != vault.ProvisioningSucceeded {
-				t.Errorf("returned provisioningState %q", got.Connection.ProvisioningState)
+			if stored.Status != vault.StatusApproved || stored.Description != desc || got.Connection.ProvisioningState != vault.ProvisioningSucceeded {
+				t.Errorf("stored %+v, returned %+v", stored, got.Connection)
 			}
 			// PUT answered Updating, two reads still Updating, then Succeeded.
-			served := w.sim.ServedStates(kv, "atlas-pe-1")
-			if want := "Succeeded Updating Updating Updating Succeeded"; strings.Join(served, " ") != want {
-				t.Errorf("served provisioning states %v, want %s", served, want)
+			if served, want := strings.Join(w.sim.ServedStates(kv, "atlas-pe-1"), " "), "Succeeded Updating Updating Updating Succeeded"; served != want {
+				t.Errorf("served provisioning states %s, want %s", served, want)
 			}
 			ch := w.changes()
-			if len(ch) != 1 || ch[0].Operation != "Microsoft.KeyVault/vaults/privateEndpointConnections/write" ||
+			if len(ch) != 1 || ch[0].Operation != vault.ActionConnectionsWrite ||
 				ch[0].ClientID != w.clientID || ch[0].ObjectID != armsim.ObjectID(w.clientID) ||
 				ch[0].ResourceURI != kv.String()+"/privateEndpointConnections/atlas-pe-1" ||
 				ch[0].Before.Status != vault.StatusPending || ch[0].After.Status != vault.StatusApproved {
 				t.Errorf("changes = %+v", ch)
 			}
-
 			// Approving twice is a no-op.
-			again, err := w.client.Approve(t.Context(), kv, "atlas-pe-1", desc)
-			if err != nil || again.Changed {
+			if again, err := w.client.Approve(t.Context(), kv, "atlas-pe-1", desc); err != nil || again.Changed || w.sim.Count(armsim.RouteConnectionPut) != 1 {
 				t.Errorf("second Approve = %+v, %v", again, err)
 			}
-			if n := w.sim.Count(armsim.RouteConnectionPut); n != 1 {
-				t.Errorf("PUTs after second Approve = %d", n)
+		})
+	}
+}
+
+// TestRejectBetweenReadAndWrite: a person rejects the connection after the
+// guard's GET and before its PUT; the connection never ends Approved. With
+// If-Match honoured the PUT is refused with 412 (ChangedMeanwhile, no
+// error); with only the body etag checked, 409 (a transient failure: the
+// next run reads again). A provider that checked neither would apply the
+// PUT: only its refusal to approve a Rejected connection (400, as Private
+// Link does) stands between the Reject and an approval.
+func TestRejectBetweenReadAndWrite(t *testing.T) {
+	for _, tt := range []struct {
+		name              string
+		ifMatch, bodyEtag bool
+		want              vault.Outcome
+		wantErr           int // HTTP status of the refused PUT
+	}{
+		{"If-Match honoured", true, true, vault.ChangedMeanwhile, 0},
+		{"If-Match honoured, body etag ignored", true, false, vault.ChangedMeanwhile, 0},
+		{"only the body etag checked", false, true, "", 409},
+		{"neither checked", false, false, "", 400},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t, worldOpts{cfg: armsim.Config{SettleReads: -1}})
+			must(t, w.sim.AddConnection(kv, "atlas-pe-1", vault.StatusPending, atlasPE))
+			w.sim.SetEtagChecks(tt.ifMatch, tt.bodyEtag)
+			w.sim.BeforePut(func(v resource.ID, name string) {
+				must(t, w.sim.SetConnectionStatus(v, name, vault.StatusRejected, "refused by a person"))
+			})
+			got, err := w.client.Approve(t.Context(), kv, "atlas-pe-1", "approved by the guard")
+			stored, _ := w.sim.Connection(kv, "atlas-pe-1")
+			if got.Outcome != tt.want || got.Changed || stored.Status != vault.StatusRejected {
+				t.Errorf("Approve = %+v; stored %s", got, stored.Status)
+			}
+			var re *azcore.ResponseError
+			if status := 0; errors.As(err, &re) {
+				status = re.StatusCode
+				if status != tt.wantErr || transient.Is(err) != (status == 409) {
+					t.Errorf("err = %v", err)
+				}
+			} else if err != nil || tt.wantErr != 0 {
+				t.Errorf("err = %v, want HTTP %d", err, tt.wantErr)
 			}
 		})
 	}
@@ -243,7 +265,7 @@ func TestConnectionsPages(t *testing.T) {
 	if n := w.sim.Count(armsim.RouteConnectionsList); n != 3 {
 		t.Errorf("list requests = %d, want 3 pages", n)
 	}
-	if _, err := w.client.Connections(t.Context(), resource.ID{SubscriptionID: kv.SubscriptionID, ResourceGroup: "rg", Name: "nope"}); err == nil || vault.IsTransient(err) {
+	if _, err := w.client.Connections(t.Context(), resource.ID{SubscriptionID: kv.SubscriptionID, ResourceGroup: "rg", Name: "nope"}); err == nil || transient.Is(err) {
 		t.Errorf("missing vault: err = %v", err)
 	}
 }
@@ -399,7 +421,7 @@ func TestForbidden(t *testing.T) {
 			if fe.Action != tt.deny || fe.Op != tt.wantOp || !strings.Contains(err.Error(), tt.deny) {
 				t.Errorf("ForbiddenError = %+v; message %q", fe, err)
 			}
-			if vault.IsTransient(err) {
+			if transient.Is(err) {
 				t.Error("403 reported as transient")
 			}
 			if n := w.sim.Count(tt.route); n != 1 {
@@ -438,7 +460,7 @@ func TestServerErrorStorm(t *testing.T) {
 		w.sim.Inject(armsim.Fault{Status: 503})
 		calls := &meter.Calls{}
 		_, err := w.client.Connections(meter.WithCalls(t.Context(), calls), kv)
-		if err == nil || !vault.IsTransient(err) {
+		if err == nil || !transient.Is(err) {
 			t.Fatalf("err = %v, want transient", err)
 		}
 		var re *azcore.ResponseError
@@ -459,7 +481,7 @@ func TestServerErrorStorm(t *testing.T) {
 		if d := time.Since(start); d > 2*time.Second {
 			t.Errorf("returned after %v, deadline was 300ms", d)
 		}
-		if err == nil || !vault.IsTransient(err) {
+		if err == nil || !transient.Is(err) {
 			t.Errorf("err = %v, want transient", err)
 		}
 	})
@@ -467,7 +489,7 @@ func TestServerErrorStorm(t *testing.T) {
 		w := newWorld(t, worldOpts{})
 		w.sim.Inject(armsim.Fault{Drop: true})
 		_, err := w.client.Vault(t.Context(), kv)
-		if err == nil || !vault.IsTransient(err) {
+		if err == nil || !transient.Is(err) {
 			t.Errorf("err = %v, want transient", err)
 		}
 	})
@@ -477,7 +499,7 @@ func TestServerErrorStorm(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 		defer cancel()
 		_, err := w.client.Vault(ctx, kv)
-		if !errors.Is(err, context.DeadlineExceeded) || !vault.IsTransient(err) {
+		if !errors.Is(err, context.DeadlineExceeded) || !transient.Is(err) {
 			t.Errorf("err = %v, want deadline exceeded", err)
 		}
 	})
@@ -493,7 +515,7 @@ func TestIdentityOutage(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	t.Logf("error: %v", err)
-	if !vault.IsTransient(err) {
+	if !transient.Is(err) {
 		t.Errorf("identity endpoint 503 should be transient: %v", err)
 	}
 	if strings.Contains(err.Error(), w.sim.IdentityHeader()) {
@@ -519,7 +541,7 @@ func TestExpiredToken(t *testing.T) {
 	if !errors.As(err, &re) || re.StatusCode != 401 || re.ErrorCode != "ExpiredAuthenticationToken" {
 		t.Fatalf("err = %v", err)
 	}
-	if vault.IsTransient(err) {
+	if transient.Is(err) {
 		t.Error("401 reported as transient")
 	}
 }
