@@ -2,7 +2,6 @@ package vault_test
 
 import (
 	"os"
-	"slices"
 	"strings"
 	"testing"
 
@@ -56,25 +55,6 @@ func TestCloudFor(t *testing.T) {
 	// The override never touches azcore's globals.
 	if cloud.AzurePublic.Services[cloud.ResourceManager] != publicRM {
 		t.Errorf("cloud.AzurePublic modified: %+v", cloud.AzurePublic.Services[cloud.ResourceManager])
-	}
-}
-
-func TestRoleActions(t *testing.T) {
-	want := []string{
-		"Microsoft.KeyVault/vaults/read",
-		"Microsoft.KeyVault/vaults/privateEndpointConnections/read",
-		"Microsoft.KeyVault/vaults/privateEndpointConnections/write",
-		"Microsoft.KeyVault/vaults/PrivateEndpointConnectionsApproval/action",
-		"Microsoft.KeyVault/vaults/keys/read",
-		"Microsoft.KeyVault/vaults/keys/versions/read",
-	}
-	got := vault.RoleActions()
-	if !slices.Equal(got, want) {
-		t.Errorf("RoleActions() = %q, want %q", got, want)
-	}
-	got[0] = "mutated"
-	if vault.RoleActions()[0] != want[0] {
-		t.Error("RoleActions shares its slice")
 	}
 }
 
