@@ -6,10 +6,12 @@
 package vault
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"strings"
@@ -83,18 +85,8 @@ func New(o Options) (*Client, error) {
 	if !ok || rm.Endpoint == "" || rm.Audience == "" {
 		return nil, errors.New("vault: cloud configuration has no ResourceManager endpoint and audience")
 	}
-	if o.PollInterval <= 0 {
-		o.PollInterval = 500 * time.Millisecond
-	}
-	if o.PollFor <= 0 {
-		o.PollFor = 5 * time.Second
-	}
 	if o.Sleep == nil {
 		o.Sleep = backoff.Sleep
-	}
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
 	}
 	return &Client{
 		cred: o.Credential,
@@ -110,36 +102,22 @@ func New(o Options) (*Client, error) {
 			// rights it is not given and is not its business.
 			DisableRPRegistration: true,
 		},
-		poll:    o.PollInterval,
-		pollFor: o.PollFor,
+		poll:    cmp.Or(max(o.PollInterval, 0), 500*time.Millisecond),
+		pollFor: cmp.Or(max(o.PollFor, 0), 5*time.Second),
 		sleep:   o.Sleep,
-		log:     log,
+		log:     cmp.Or(o.Logger, slog.New(slog.DiscardHandler)),
 		subs:    make(map[string]*armkeyvault.ClientFactory),
 	}, nil
 }
 
 func retryDefaults(r policy.RetryOptions) policy.RetryOptions {
-	if r.MaxRetries == 0 {
-		r.MaxRetries = 3
-	}
-	if r.RetryDelay == 0 {
-		r.RetryDelay = time.Second
-	}
-	if r.MaxRetryDelay == 0 {
-		r.MaxRetryDelay = 30 * time.Second
-	}
-	if r.TryTimeout == 0 {
-		r.TryTimeout = 30 * time.Second
-	}
+	r.MaxRetries = cmp.Or(r.MaxRetries, 3)
+	r.RetryDelay = cmp.Or(r.RetryDelay, time.Second)
+	r.MaxRetryDelay = cmp.Or(r.MaxRetryDelay, 30*time.Second)
+	r.TryTimeout = cmp.Or(r.TryTimeout, 30*time.Second)
 	if r.StatusCodes == nil {
-		r.StatusCodes = []int{
-			http.StatusRequestTimeout,
-			http.StatusTooManyRequests,
-			http.StatusInternalServerError,
-			http.StatusBadGateway,
-			http.StatusServiceUnavailable,
-			http.StatusGatewayTimeout,
-		}
+		r.StatusCodes = []int{http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
+			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout}
 	}
 	return r
 }
@@ -192,13 +170,7 @@ func CloudFor(azureEnvironment, armEndpointOverride string) (cloud.Configuration
 	default:
 		return cloud.Configuration{}, fmt.Errorf("azureEnvironment %q is not supported (want AZURE or AZURE_CHINA)", azureEnvironment)
 	}
-	conf := cloud.Configuration{
-		ActiveDirectoryAuthorityHost: base.ActiveDirectoryAuthorityHost,
-		Services:                     make(map[cloud.ServiceName]cloud.ServiceConfiguration, len(base.Services)),
-	}
-	for k, v := range base.Services {
-		conf.Services[k] = v
-	}
+	conf := cloud.Configuration{ActiveDirectoryAuthorityHost: base.ActiveDirectoryAuthorityHost, Services: maps.Clone(base.Services)}
 	if armEndpointOverride = strings.TrimSpace(armEndpointOverride); armEndpointOverride != "" {
 		u, err := url.Parse(armEndpointOverride)
 		if err != nil {
