@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/meter"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
@@ -73,11 +74,11 @@ func (c *tokenCache) get(ctx context.Context) (token string, fresh bool, err err
 	}
 	tok, err := c.conf.Token(context.WithValue(ctx, oauth2.HTTPClient, c.fetch))
 	if err != nil {
-		return "", false, tokenError(err)
+		return "", false, tokenError(err, c.now())
 	}
 	lifetime := 5 * time.Minute // when the server gives no expires_in
 	if !tok.Expiry.IsZero() {
-		lifetime = time.Until(tok.Expiry)
+		lifetime = tok.Expiry.Sub(c.now())
 	}
 	// Refresh a minute early (a quarter early for short-lived tokens), so a
 	// token never expires between the check and the server reading it.
@@ -102,17 +103,17 @@ func (c *tokenCache) drop(ctx context.Context, token string) {
 
 // tokenError turns a token-endpoint failure into an *Error without the
 // response body oauth2 would print; network errors are returned wrapped.
-func tokenError(err error) error {
+func tokenError(err error, now time.Time) error {
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) && re.Response != nil {
-		e := errorFromBody("token", re.Response.StatusCode, re.Response.Header, re.Body)
+		e := errorFromBody("token", re.Response.StatusCode, re.Response.Header, re.Body, now)
 		if re.ErrorCode != "" {
 			e.ErrorCode = clean(re.ErrorCode, 64)
 			e.Detail = clean(re.ErrorDescription, maxDetail)
 		}
 		return e
 	}
-	if IsTransient(err) {
+	if err := classify(err); transient.Is(err) {
 		return fmt.Errorf("token: %w", err)
 	}
 	// oauth2's own parse errors ("cannot parse json", missing access_token)

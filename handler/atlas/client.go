@@ -12,6 +12,7 @@
 package atlas
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -27,6 +28,7 @@ import (
 	"github.com/mongodb-forks/digest"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/backoff"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
 // DefaultBaseURL is the Atlas Administration API host.
@@ -71,6 +73,11 @@ type Options struct {
 	MaxRetryWait time.Duration
 	// Logger receives retry notices (no secrets); nil discards them.
 	Logger *slog.Logger
+	// Now is the clock (token lifetimes, Retry-After dates, deadlines); nil
+	// means time.Now.
+	Now func() time.Time
+	// Sleep waits between attempts; nil means backoff.Sleep.
+	Sleep func(ctx context.Context, d time.Duration) error
 }
 
 // Client reads from the Atlas Administration API. It is safe for concurrent
@@ -82,12 +89,9 @@ type Client struct {
 	maxAttempts int
 	maxWait     time.Duration
 	log         *slog.Logger
-	authMethod  string
 	tokens      *tokenCache // nil for API keys
-	transport   http.RoundTripper
-
-	// sleep waits d or until ctx ends; tests replace it.
-	sleep func(ctx context.Context, d time.Duration) error
+	now         func() time.Time
+	sleep       func(ctx context.Context, d time.Duration) error
 }
 
 // New validates o and returns a Client. It fails when the base URL isn't
@@ -135,52 +139,33 @@ func New(o Options) (*Client, error) {
 	}
 	c := &Client{
 		base:        base,
-		userAgent:   o.UserAgent,
-		maxAttempts: o.MaxAttempts,
-		maxWait:     o.MaxRetryWait,
-		log:         o.Logger,
-		sleep:       backoff.Sleep,
-		transport:   next,
+		userAgent:   cmp.Or(o.UserAgent, "atlas-akv-guard/"+moduleVersion()),
+		maxAttempts: cmp.Or(max(o.MaxAttempts, 0), defaultMaxAttempts),
+		maxWait:     cmp.Or(max(o.MaxRetryWait, 0), defaultMaxRetryWait),
+		log:         cmp.Or(o.Logger, slog.New(slog.DiscardHandler)),
+		now:         o.Now,
+		sleep:       o.Sleep,
 	}
-	if c.userAgent == "" {
-		c.userAgent = "atlas-akv-guard/" + moduleVersion()
+	if c.now == nil {
+		c.now = time.Now
 	}
-	if c.maxAttempts <= 0 {
-		c.maxAttempts = defaultMaxAttempts
-	}
-	if c.maxWait <= 0 {
-		c.maxWait = defaultMaxRetryWait
-	}
-	if c.log == nil {
-		c.log = slog.New(slog.DiscardHandler)
+	if c.sleep == nil {
+		c.sleep = backoff.Sleep
 	}
 
 	counted := &countingTransport{next: next, userAgent: c.userAgent}
 	var auth http.RoundTripper
 	if haveSA {
-		c.authMethod = "service account"
 		tokenURL := base.JoinPath("api", "oauth", "token").String()
 		fetch := &http.Client{Transport: counted, Timeout: timeout, CheckRedirect: noRedirects}
-		c.tokens = newTokenCache(o.ClientID, o.ClientSecret, tokenURL, fetch, time.Now)
+		c.tokens = newTokenCache(o.ClientID, o.ClientSecret, tokenURL, fetch, c.now)
 		auth = &bearerTransport{next: counted, tokens: c.tokens}
 	} else {
-		c.authMethod = "API key"
 		auth = digest.NewTransportWithHTTPRoundTripper(o.PublicKey, o.PrivateKey, counted)
 	}
 	c.hc = &http.Client{Transport: auth, Timeout: timeout, CheckRedirect: noRedirects}
 	return c, nil
 }
-
-// CloseIdleConnections closes the idle connections of the underlying
-// transport (for shutdown and tests).
-func (c *Client) CloseIdleConnections() {
-	if t, ok := c.transport.(interface{ CloseIdleConnections() }); ok {
-		t.CloseIdleConnections()
-	}
-}
-
-// AuthMethod names the credential in use: "service account" or "API key".
-func (c *Client) AuthMethod() string { return c.authMethod }
 
 func defaultTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
@@ -228,7 +213,7 @@ func (c *Client) get(ctx context.Context, op, path string, query url.Values, acc
 			}
 			return err
 		}
-		if !IsTransient(err) {
+		if !transient.Is(err) {
 			return err
 		}
 		if answered {
@@ -238,7 +223,7 @@ func (c *Client) get(ctx context.Context, op, path string, query url.Values, acc
 			return fmt.Errorf("%w (gave up after %d attempts)", err, attempt)
 		}
 		wait := c.backoff(attempt, err)
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+		if dl, ok := ctx.Deadline(); ok && dl.Sub(c.now()) < wait {
 			return fmt.Errorf("%w (not retrying: waiting %s would pass the deadline)", err, wait.Round(time.Millisecond))
 		}
 		c.log.LogAttrs(ctx, slog.LevelInfo, "atlas call failed, retrying",
@@ -276,17 +261,17 @@ func (c *Client) once(ctx context.Context, op, target, accept string, out any) e
 			// Token endpoint failure, reported by the bearer transport.
 			e := *ae
 			e.Op = op + " " + ae.Op
-			return &e
+			return classify(&e)
 		}
-		return fmt.Errorf("atlas: %s: %w", op, err)
+		return classify(fmt.Errorf("atlas: %s: %w", op, err))
 	}
 	defer resp.Body.Close()
-	if err := checkResponse(op, resp); err != nil {
-		return err
+	if err := checkResponse(op, resp, c.now()); err != nil {
+		return classify(err)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return fmt.Errorf("atlas: %s: reading %d response: %w", op, resp.StatusCode, err)
+		return classify(fmt.Errorf("atlas: %s: reading %d response: %w", op, resp.StatusCode, err))
 	}
 	if len(body) > maxBody {
 		return &Error{Op: op, StatusCode: resp.StatusCode, Reason: "response too large",

@@ -20,6 +20,7 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/meter"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/atlassim"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtls"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
 const (
@@ -164,9 +165,6 @@ func TestReadsAProjectWithEitherCredential(t *testing.T) {
 			f := newFixture(t, atlassim.Options{})
 			seed(f.sim)
 			c, _ := f.client(t, tc.auth, nil)
-			if got := c.AuthMethod(); got != tc.auth {
-				t.Fatalf("AuthMethod = %q", got)
-			}
 			ctx, calls := ctxWithMeter(t)
 
 			ear, err := c.EncryptionAtRest(ctx, group)
@@ -524,7 +522,7 @@ func TestRetries(t *testing.T) {
 					if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 						t.Fatalf("err = %v, want it to contain %q", err, tc.wantErr)
 					}
-					if !IsTransient(err) {
+					if !transient.Is(err) {
 						t.Errorf("IsTransient(%v) = false", err)
 					}
 					if tc.wantCode != "" {
@@ -601,7 +599,7 @@ func TestServiceUnavailableUntilDeadline(t *testing.T) {
 			if err == nil {
 				t.Fatal("want an error")
 			}
-			if !IsTransient(err) {
+			if !transient.Is(err) {
 				t.Errorf("IsTransient(%v) = false", err)
 			}
 			if !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "PrivateEndpoints") {
@@ -613,7 +611,7 @@ func TestServiceUnavailableUntilDeadline(t *testing.T) {
 			if f.sim.Requests() < 5 {
 				t.Errorf("only %d attempts before the deadline", f.sim.Requests())
 			}
-			c.CloseIdleConnections()
+			tr.CloseIdleConnections()
 			waitGoroutines(t, before)
 		})
 	}
@@ -704,7 +702,7 @@ func TestPermanentErrors(t *testing.T) {
 			if ae.StatusCode != tc.status || ae.ErrorCode != tc.code || ae.Op != tc.op {
 				t.Errorf("got %+v, want status %d code %q op %q", ae, tc.status, tc.code, tc.op)
 			}
-			if IsTransient(err) {
+			if transient.Is(err) {
 				t.Errorf("IsTransient(%v) = true", err)
 			}
 			if !strings.Contains(err.Error(), tc.op) {
@@ -758,7 +756,7 @@ func TestUnusableResponses(t *testing.T) {
 			if err == nil {
 				t.Fatal("want an error")
 			}
-			if got := IsTransient(err); got != tc.transient {
+			if got := transient.Is(err); got != tc.transient {
 				t.Errorf("IsTransient(%v) = %v, want %v", err, got, tc.transient)
 			}
 			for _, w := range tc.want {
@@ -780,9 +778,8 @@ func TestUntrustedCertificateIsPermanent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.CloseIdleConnections)
 	_, err = c.EncryptionAtRest(t.Context(), group)
-	if err == nil || IsTransient(err) || !strings.Contains(err.Error(), "certificate") {
+	if err == nil || transient.Is(err) || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("err = %v, want a permanent certificate error", err)
 	}
 }
@@ -936,8 +933,8 @@ func TestNewValidates(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.AuthMethod() != tc.wantAuth {
-				t.Errorf("AuthMethod = %q, want %q", c.AuthMethod(), tc.wantAuth)
+			if (c.tokens != nil) != (tc.wantAuth == authSA) {
+				t.Errorf("service account used: %v, want %s", c.tokens != nil, tc.wantAuth)
 			}
 			if !strings.HasPrefix(c.userAgent, "atlas-akv-guard/") {
 				t.Errorf("User-Agent = %q", c.userAgent)
@@ -946,7 +943,7 @@ func TestNewValidates(t *testing.T) {
 	}
 }
 
-func TestIsTransient(t *testing.T) {
+func TestClassify(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		err  error
@@ -971,26 +968,9 @@ func TestIsTransient(t *testing.T) {
 		{"plain", errors.New("bad"), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := IsTransient(tc.err); got != tc.want {
-				t.Errorf("IsTransient(%v) = %v, want %v", tc.err, got, tc.want)
+			if got := transient.Is(classify(tc.err)); got != tc.want {
+				t.Errorf("classify(%v) transient = %v, want %v", tc.err, got, tc.want)
 			}
 		})
-	}
-}
-
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	for _, tc := range []struct {
-		in   string
-		want time.Duration
-	}{
-		{"", 0}, {"7", 7 * time.Second}, {" 3 ", 3 * time.Second}, {"0", 0}, {"-5", 0}, {"soon", 0},
-		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
-		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
-		{"99999999999", 24 * time.Hour},
-	} {
-		if got := parseRetryAfter(tc.in, now); got != tc.want {
-			t.Errorf("parseRetryAfter(%q) = %s, want %s", tc.in, got, tc.want)
-		}
 	}
 }

@@ -3,6 +3,7 @@ package backoff_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"testing"
 	"time"
 
@@ -30,5 +31,26 @@ func TestJitterStaysWithinHalfAndWhole(t *testing.T) {
 	}
 	if backoff.Jitter(0) != 0 || backoff.Jitter(-time.Second) != 0 {
 		t.Fatal("non-positive delays must give 0")
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for in, want := range map[string]time.Duration{
+		"":             0,
+		"7":            7 * time.Second,
+		" 7 ":          7 * time.Second,
+		"0":            0,
+		"-3":           0,
+		"1.5":          0,
+		"soon":         0,
+		"999999999999": 24 * time.Hour,
+		now.Add(90 * time.Second).Format(http.TimeFormat): 90 * time.Second,
+		now.Add(-time.Minute).Format(http.TimeFormat):     0,
+		now.Add(72 * time.Hour).Format(http.TimeFormat):   24 * time.Hour,
+	} {
+		if got := backoff.RetryAfter(in, now); got != want {
+			t.Errorf("RetryAfter(%q) = %v, want %v", in, got, want)
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/eventgrid/azeventgrid"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/backoff"
 )
 
 // Event types published by the EventGrid sink, one per alert.Action.
@@ -185,7 +186,7 @@ func publishError(err error) error {
 		}
 		var ra time.Duration
 		if re.RawResponse != nil {
-			ra = retryAfter(re.RawResponse.Header.Get("Retry-After"))
+			ra = backoff.RetryAfter(re.RawResponse.Header.Get("Retry-After"), time.Now())
 		}
 		return &SendError{Sink: "eventgrid", StatusCode: re.StatusCode, Permanent: permanentStatus(re.StatusCode), RetryAfter: ra, msg: msg, err: err}
 	}

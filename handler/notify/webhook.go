@@ -10,12 +10,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/backoff"
 )
 
 // Format is the shape of webhook payloads.
@@ -223,7 +223,7 @@ func (w *Webhook) post(ctx context.Context, payload any) error {
 		Sink:       "webhook",
 		StatusCode: resp.StatusCode,
 		Permanent:  permanentStatus(resp.StatusCode) || (resp.StatusCode >= 300 && resp.StatusCode < 400),
-		RetryAfter: retryAfter(resp.Header.Get("Retry-After")),
+		RetryAfter: backoff.RetryAfter(resp.Header.Get("Retry-After"), time.Now()),
 		msg:        msg,
 	}
 }
@@ -246,17 +246,4 @@ func (w *Webhook) scrub(b []byte) string {
 		s = s[:200] + "…"
 	}
 	return s
-}
-
-func retryAfter(v string) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.Atoi(v); err == nil && secs >= 0 {
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(time.Until(t), 0)
-	}
-	return 0
 }

@@ -10,12 +10,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
 // indexTTL is how long an instance trusts its in-memory vault index before
@@ -297,7 +296,7 @@ func isTransientRun(err error) bool {
 }
 
 func isTransient(err error) bool {
-	return atlas.IsTransient(err) || vault.IsTransient(err) || state.IsTransient(err)
+	return transient.Is(err) || state.IsTransient(err)
 }
 
 // remember records a project's vault in the in-memory index and, when it

@@ -8,6 +8,7 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
+	retry "github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
@@ -43,7 +44,7 @@ func (r *Reconciler) observe(ctx context.Context, projectID string, hints []plan
 		mu.Lock()
 		defer mu.Unlock()
 		s.Errors = append(s.Errors, sourceError(src, err))
-		transient = transient || atlas.IsTransient(err) || vault.IsTransient(err)
+		transient = transient || retry.Is(err)
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() {

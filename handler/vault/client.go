@@ -6,9 +6,12 @@
 package vault
 
 import (
+	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"strings"
@@ -21,6 +24,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/keyvault/armkeyvault"
 
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/backoff"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/meter"
 )
 
@@ -43,6 +47,12 @@ type Options struct {
 	// PollInterval is the first wait between the re-reads that follow an
 	// approval PUT; it doubles up to 8 times the first. Zero means 500ms.
 	PollInterval time.Duration
+	// PollFor bounds the total wait for provisioning after an approval PUT;
+	// then Approve answers StillProvisioning. Zero means 5s.
+	PollFor time.Duration
+	// Sleep waits between those re-reads; nil means backoff.Sleep. Tests
+	// inject one that returns at once.
+	Sleep func(ctx context.Context, d time.Duration) error
 	// Logger receives debug lines about approvals; nil discards them.
 	Logger *slog.Logger
 }
@@ -54,6 +64,8 @@ type Client struct {
 	cred    azcore.TokenCredential
 	armOpts arm.ClientOptions
 	poll    time.Duration
+	pollFor time.Duration
+	sleep   func(context.Context, time.Duration) error
 	log     *slog.Logger
 
 	mu   sync.Mutex
@@ -73,12 +85,8 @@ func New(o Options) (*Client, error) {
 	if !ok || rm.Endpoint == "" || rm.Audience == "" {
 		return nil, errors.New("vault: cloud configuration has no ResourceManager endpoint and audience")
 	}
-	if o.PollInterval <= 0 {
-		o.PollInterval = 500 * time.Millisecond
-	}
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if o.Sleep == nil {
+		o.Sleep = backoff.Sleep
 	}
 	return &Client{
 		cred: o.Credential,
@@ -94,34 +102,22 @@ func New(o Options) (*Client, error) {
 			// rights it is not given and is not its business.
 			DisableRPRegistration: true,
 		},
-		poll: o.PollInterval,
-		log:  log,
-		subs: make(map[string]*armkeyvault.ClientFactory),
+		poll:    cmp.Or(max(o.PollInterval, 0), 500*time.Millisecond),
+		pollFor: cmp.Or(max(o.PollFor, 0), 5*time.Second),
+		sleep:   o.Sleep,
+		log:     cmp.Or(o.Logger, slog.New(slog.DiscardHandler)),
+		subs:    make(map[string]*armkeyvault.ClientFactory),
 	}, nil
 }
 
 func retryDefaults(r policy.RetryOptions) policy.RetryOptions {
-	if r.MaxRetries == 0 {
-		r.MaxRetries = 3
-	}
-	if r.RetryDelay == 0 {
-		r.RetryDelay = time.Second
-	}
-	if r.MaxRetryDelay == 0 {
-		r.MaxRetryDelay = 30 * time.Second
-	}
-	if r.TryTimeout == 0 {
-		r.TryTimeout = 30 * time.Second
-	}
+	r.MaxRetries = cmp.Or(r.MaxRetries, 3)
+	r.RetryDelay = cmp.Or(r.RetryDelay, time.Second)
+	r.MaxRetryDelay = cmp.Or(r.MaxRetryDelay, 30*time.Second)
+	r.TryTimeout = cmp.Or(r.TryTimeout, 30*time.Second)
 	if r.StatusCodes == nil {
-		r.StatusCodes = []int{
-			http.StatusRequestTimeout,
-			http.StatusTooManyRequests,
-			http.StatusInternalServerError,
-			http.StatusBadGateway,
-			http.StatusServiceUnavailable,
-			http.StatusGatewayTimeout,
-		}
+		r.StatusCodes = []int{http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
+			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout}
 	}
 	return r
 }
@@ -141,7 +137,9 @@ func (c *Client) factory(subscriptionID string) (*armkeyvault.ClientFactory, err
 	if subscriptionID == "" {
 		return nil, errors.New("vault ID has no subscription")
 	}
-	key := strings.ToLower(subscriptionID)
+	// Keyed exactly: a folded key could hand one subscription's factory to
+	// a look-alike ID.
+	key := subscriptionID
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if f, ok := c.subs[key]; ok {
@@ -172,13 +170,7 @@ func CloudFor(azureEnvironment, armEndpointOverride string) (cloud.Configuration
 	default:
 		return cloud.Configuration{}, fmt.Errorf("azureEnvironment %q is not supported (want AZURE or AZURE_CHINA)", azureEnvironment)
 	}
-	conf := cloud.Configuration{
-		ActiveDirectoryAuthorityHost: base.ActiveDirectoryAuthorityHost,
-		Services:                     make(map[cloud.ServiceName]cloud.ServiceConfiguration, len(base.Services)),
-	}
-	for k, v := range base.Services {
-		conf.Services[k] = v
-	}
+	conf := cloud.Configuration{ActiveDirectoryAuthorityHost: base.ActiveDirectoryAuthorityHost, Services: maps.Clone(base.Services)}
 	if armEndpointOverride = strings.TrimSpace(armEndpointOverride); armEndpointOverride != "" {
 		u, err := url.Parse(armEndpointOverride)
 		if err != nil {

@@ -1,6 +1,7 @@
 package vault_test
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -19,6 +20,7 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/armsim"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtls"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
@@ -136,24 +138,23 @@ func must(t testing.TB, err error) {
 }
 
 func TestApproveEndToEnd(t *testing.T) {
+	const desc = "approved by atlas-akv-guard: project 6650aa, endpoint 6650bb"
+	notPending := func(status string) func(error) bool {
+		return func(err error) bool {
+			var np *vault.NotPendingError
+			return errors.As(err, &np) && np.Status == status
+		}
+	}
 	tests := []struct {
-		name        string
-		status      string // "" = no such connection
-		wantChanged bool
-		wantPuts    int
-		wantStatus  string
-		wantErr     func(error) bool
+		name    string
+		status  string // "" = no such connection (ARM answers 204)
+		want    vault.Outcome
+		wantErr func(error) bool
 	}{
-		{name: "pending is approved", status: vault.StatusPending, wantChanged: true, wantPuts: 1, wantStatus: vault.StatusApproved},
-		{name: "already approved: no PUT", status: vault.StatusApproved, wantPuts: 0, wantStatus: vault.StatusApproved},
-		{name: "rejected is refused", status: vault.StatusRejected, wantStatus: vault.StatusRejected, wantErr: func(err error) bool {
-			var np *vault.NotPendingError
-			return errors.As(err, &np) && np.Status == vault.StatusRejected
-		}},
-		{name: "disconnected is refused", status: vault.StatusDisconnected, wantStatus: vault.StatusDisconnected, wantErr: func(err error) bool {
-			var np *vault.NotPendingError
-			return errors.As(err, &np) && np.Status == vault.StatusDisconnected
-		}},
+		{name: "pending is approved", status: vault.StatusPending, want: vault.Approved},
+		{name: "already approved: no PUT", status: vault.StatusApproved, want: vault.AlreadyApproved},
+		{name: "rejected is refused", status: vault.StatusRejected, wantErr: notPending(vault.StatusRejected)},
+		{name: "disconnected is refused", status: vault.StatusDisconnected, wantErr: notPending(vault.StatusDisconnected)},
 		{name: "missing connection", wantErr: func(err error) bool { return errors.Is(err, vault.ErrConnectionNotFound) }},
 	}
 	for _, tt := range tests {
@@ -162,60 +163,77 @@ func TestApproveEndToEnd(t *testing.T) {
 			if tt.status != "" {
 				must(t, w.sim.AddConnection(kv, "atlas-pe-1", tt.status, atlasPE))
 			}
-			const desc = "approved by atlas-akv-guard: project 6650aa, endpoint 6650bb"
 			got, err := w.client.Approve(t.Context(), kv, "atlas-pe-1", desc)
-			if tt.wantErr != nil {
-				if !tt.wantErr(err) {
-					t.Fatalf("Approve error = %v (%T)", err, err)
-				}
-			} else if err != nil {
-				t.Fatalf("Approve: %v", err)
-			}
-			if got.Changed != tt.wantChanged {
-				t.Errorf("Changed = %v, want %v", got.Changed, tt.wantChanged)
-			}
-			if n := w.sim.Count(armsim.RouteConnectionPut); n != tt.wantPuts {
-				t.Errorf("PUTs = %d, want %d", n, tt.wantPuts)
-			}
-			if tt.status == "" {
-				return
+			if (tt.wantErr == nil) != (err == nil) || (err != nil && !tt.wantErr(err)) {
+				t.Fatalf("Approve error = %v (%T)", err, err)
 			}
 			stored, _ := w.sim.Connection(kv, "atlas-pe-1")
-			if stored.Status != tt.wantStatus {
-				t.Errorf("stored status = %s, want %s", stored.Status, tt.wantStatus)
+			if got.Outcome != tt.want || stored.Status != cmp.Or(tt.status, "") && tt.want != vault.Approved {
+				t.Fatalf("Approve = %+v; stored %+v", got, stored)
 			}
-			if !tt.wantChanged {
-				if len(w.changes()) != 0 {
-					t.Errorf("changes reported: %+v", w.changes())
+			if tt.want != vault.Approved {
+				if n := w.sim.Count(armsim.RouteConnectionPut); n != 0 || len(w.changes()) != 0 {
+					t.Errorf("%d PUTs, changes %+v; want none", n, w.changes())
 				}
 				return
 			}
-			if stored.Description != desc || got.Connection.Description != desc {
-				t.Errorf("description stored %q, returned %q", stored.Description, got.Connection.Description)
-			}
-			if got.Connection.ProvisioningState != vault.ProvisioningSucceeded {
-				t.Errorf("returned provisioningState %q", got.Connection.ProvisioningState)
+			if stored.Status != vault.StatusApproved || stored.Description != desc || got.Connection.ProvisioningState != vault.ProvisioningSucceeded {
+				t.Errorf("stored %+v, returned %+v", stored, got.Connection)
 			}
 			// PUT answered Updating, two reads still Updating, then Succeeded.
-			served := w.sim.ServedStates(kv, "atlas-pe-1")
-			if want := "Succeeded Updating Updating Updating Succeeded"; strings.Join(served, " ") != want {
-				t.Errorf("served provisioning states %v, want %s", served, want)
+			if served, want := strings.Join(w.sim.ServedStates(kv, "atlas-pe-1"), " "), "Succeeded Updating Updating Updating Succeeded"; served != want {
+				t.Errorf("served provisioning states %s, want %s", served, want)
 			}
 			ch := w.changes()
-			if len(ch) != 1 || ch[0].Operation != "Microsoft.KeyVault/vaults/privateEndpointConnections/write" ||
+			if len(ch) != 1 || ch[0].Operation != vault.ActionConnectionsWrite ||
 				ch[0].ClientID != w.clientID || ch[0].ObjectID != armsim.ObjectID(w.clientID) ||
 				ch[0].ResourceURI != kv.String()+"/privateEndpointConnections/atlas-pe-1" ||
 				ch[0].Before.Status != vault.StatusPending || ch[0].After.Status != vault.StatusApproved {
 				t.Errorf("changes = %+v", ch)
 			}
-
 			// Approving twice is a no-op.
-			again, err := w.client.Approve(t.Context(), kv, "atlas-pe-1", desc)
-			if err != nil || again.Changed {
+			if again, err := w.client.Approve(t.Context(), kv, "atlas-pe-1", desc); err != nil || again.Changed || w.sim.Count(armsim.RouteConnectionPut) != 1 {
 				t.Errorf("second Approve = %+v, %v", again, err)
 			}
-			if n := w.sim.Count(armsim.RouteConnectionPut); n != 1 {
-				t.Errorf("PUTs after second Approve = %d", n)
+		})
+	}
+}
+
+// TestRejectBetweenReadAndWrite: a person rejects the connection after the
+// guard's GET and before its PUT; the connection never ends Approved. With
+// If-Match honoured the PUT is refused with 412 (ChangedMeanwhile, no
+// error); with only the body etag checked, 409 (a transient failure: the
+// next run reads again). A provider that checked neither would apply the
+// PUT: only its refusal to approve a Rejected connection (400, as Private
+// Link does) stands between the Reject and an approval.
+func TestRejectBetweenReadAndWrite(t *testing.T) {
+	for _, tt := range []struct {
+		name              string
+		ifMatch, bodyEtag bool
+		want              vault.Outcome
+		wantErr           int // HTTP status of the refused PUT
+	}{
+		{"If-Match honoured", true, true, vault.ChangedMeanwhile, 0},
+		{"If-Match honoured, body etag ignored", true, false, vault.ChangedMeanwhile, 0},
+		{"only the body etag checked", false, true, "", 409},
+		{"neither checked", false, false, "", 400},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t, worldOpts{cfg: armsim.Config{SettleReads: -1}})
+			must(t, w.sim.AddConnection(kv, "atlas-pe-1", vault.StatusPending, atlasPE))
+			w.sim.SetEtagChecks(tt.ifMatch, tt.bodyEtag)
+			w.sim.BeforePut(func(v resource.ID, name string) {
+				must(t, w.sim.SetConnectionStatus(v, name, vault.StatusRejected, "refused by a person"))
+			})
+			got, err := w.client.Approve(t.Context(), kv, "atlas-pe-1", "approved by the guard")
+			stored, _ := w.sim.Connection(kv, "atlas-pe-1")
+			if got.Outcome != tt.want || got.Changed || stored.Status != vault.StatusRejected {
+				t.Errorf("Approve = %+v; stored %s", got, stored.Status)
+			}
+			var re *azcore.ResponseError
+			errors.As(err, &re)
+			if (err == nil) != (tt.wantErr == 0) || (err != nil && (re == nil || re.StatusCode != tt.wantErr || transient.Is(err) != (tt.wantErr == 409))) {
+				t.Errorf("err = %v, want HTTP %d", err, tt.wantErr)
 			}
 		})
 	}
@@ -225,15 +243,11 @@ func TestConnectionsPages(t *testing.T) {
 	w := newWorld(t, worldOpts{cfg: armsim.Config{PageSize: 2}})
 	names := []string{"atlas-pe-1", "atlas-pe-2", "foreign-1", "atlas-pe-3", "foreign-2"}
 	for i, n := range names {
-		st := []string{vault.StatusPending, vault.StatusApproved, vault.StatusPending, vault.StatusRejected, vault.StatusDisconnected}[i]
-		must(t, w.sim.AddConnection(kv, n, st, atlasPE+n))
+		must(t, w.sim.AddConnection(kv, n, []string{vault.StatusPending, vault.StatusApproved, vault.StatusRejected}[i%3], atlasPE+n))
 	}
 	got, err := w.client.Connections(t.Context(), kv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != len(names) {
-		t.Fatalf("got %d connections, want %d", len(got), len(names))
+	if err != nil || len(got) != len(names) {
+		t.Fatalf("Connections = %d, %v; want %d", len(got), err, len(names))
 	}
 	for i, c := range got {
 		if c.Name != names[i] || c.PrivateEndpointID != atlasPE+names[i] || c.Etag == "" || c.ProvisioningState != "Succeeded" {
@@ -243,73 +257,61 @@ func TestConnectionsPages(t *testing.T) {
 	if n := w.sim.Count(armsim.RouteConnectionsList); n != 3 {
 		t.Errorf("list requests = %d, want 3 pages", n)
 	}
-	if _, err := w.client.Connections(t.Context(), resource.ID{SubscriptionID: kv.SubscriptionID, ResourceGroup: "rg", Name: "nope"}); err == nil || vault.IsTransient(err) {
+	if _, err := w.client.Connections(t.Context(), resource.ID{SubscriptionID: kv.SubscriptionID, ResourceGroup: "rg", Name: "nope"}); err == nil || transient.Is(err) {
 		t.Errorf("missing vault: err = %v", err)
 	}
 }
 
+// TestKeyEndToEnd: the key states Atlas depends on, and their cost: one ARM
+// call when the latest version is pinned, two otherwise.
 func TestKeyEndToEnd(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Second)
 	past, future := now.Add(-time.Hour), now.Add(30*24*time.Hour)
+	type sim = *armsim.Server
+	add := func(t *testing.T, s sim, nbf, exp *time.Time) string {
+		v, err := s.AddKey(kv, "ear-key", "", true, nbf, exp)
+		must(t, err)
+		return v
+	}
 	tests := []struct {
-		name      string
-		setup     func(t *testing.T, s *armsim.Server) (pinned string)
-		want      func(k vault.Key, pinned string) bool
-		wantCalls int64
+		name  string
+		setup func(t *testing.T, s sim) (pinned string)
+		want  func(k vault.Key, pinned string) bool
+		calls int64
 	}{
-		{"enabled", func(t *testing.T, s *armsim.Server) string {
-			v, err := s.AddKey(kv, "ear-key", "", true, nil, &future)
-			must(t, err)
-			return v
-		}, func(k vault.Key, p string) bool {
+		{"enabled", func(t *testing.T, s sim) string { return add(t, s, nil, &future) }, func(k vault.Key, p string) bool {
 			return k.Found && k.Enabled && k.Version == p && k.Latest == p && k.LatestEnabled && k.Expires.Equal(future) && k.NotBefore == nil
 		}, 1},
-		{"disabled", func(t *testing.T, s *armsim.Server) string {
-			v, err := s.AddKey(kv, "ear-key", "", true, nil, nil)
-			must(t, err)
+		{"disabled", func(t *testing.T, s sim) string {
+			v := add(t, s, nil, nil)
 			must(t, s.SetKeyEnabled(kv, "ear-key", v, false))
 			return v
 		}, func(k vault.Key, p string) bool { return k.Found && !k.Enabled && !k.LatestEnabled && k.Version == p }, 1},
-		{"expired", func(t *testing.T, s *armsim.Server) string {
-			v, err := s.AddKey(kv, "ear-key", "", true, nil, nil)
-			must(t, err)
+		{"expired", func(t *testing.T, s sim) string {
+			v := add(t, s, nil, nil)
 			must(t, s.SetKeyExpiry(kv, "ear-key", v, &past))
 			return v
 		}, func(k vault.Key, _ string) bool {
 			return k.Found && k.Enabled && k.Expires != nil && k.Expires.Equal(past)
 		}, 1},
-		{"not yet valid", func(t *testing.T, s *armsim.Server) string {
-			v, err := s.AddKey(kv, "ear-key", "", true, &future, nil)
-			must(t, err)
-			return v
-		}, func(k vault.Key, _ string) bool { return k.Found && k.NotBefore != nil && k.NotBefore.Equal(future) }, 1},
-		{"missing key", func(t *testing.T, s *armsim.Server) string { return "0123456789abcdef0123456789abcdef" },
+		{"not yet valid", func(t *testing.T, s sim) string { return add(t, s, &future, nil) },
+			func(k vault.Key, _ string) bool { return k.Found && k.NotBefore != nil && k.NotBefore.Equal(future) }, 1},
+		{"missing key", func(*testing.T, sim) string { return "0123456789abcdef0123456789abcdef" },
 			func(k vault.Key, p string) bool { return !k.Found && k.Name == "ear-key" && k.Version == p }, 1},
-		{"deleted key", func(t *testing.T, s *armsim.Server) string {
-			v, err := s.AddKey(kv, "ear-key", "", true, nil, nil)
-			must(t, err)
+		{"deleted key", func(t *testing.T, s sim) string {
+			v := add(t, s, nil, nil)
 			must(t, s.DeleteKey(kv, "ear-key"))
 			return v
 		}, func(k vault.Key, _ string) bool { return !k.Found }, 1},
-		{"missing version", func(t *testing.T, s *armsim.Server) string {
-			_, err := s.AddKey(kv, "ear-key", "", true, nil, nil)
-			must(t, err)
-			return "ffff0000000000000000000000000000"
-		}, func(k vault.Key, _ string) bool { return !k.Found && k.Latest != "" && k.LatestEnabled }, 2},
-		{"rotated in Azure, pinned still enabled", func(t *testing.T, s *armsim.Server) string {
-			old, err := s.AddKey(kv, "ear-key", "", true, nil, nil)
-			must(t, err)
-			_, err = s.AddKey(kv, "ear-key", "", true, nil, nil)
-			must(t, err)
-			return old
-		}, func(k vault.Key, p string) bool {
-			return k.Found && k.Enabled && k.Version == p && k.Latest != p && k.LatestEnabled
-		}, 2},
-		{"rotated, pinned disabled", func(t *testing.T, s *armsim.Server) string {
-			old, err := s.AddKey(kv, "ear-key", "", true, nil, nil)
-			must(t, err)
-			_, err = s.AddKey(kv, "ear-key", "", true, nil, nil)
-			must(t, err)
+		{"missing version", func(t *testing.T, s sim) string { add(t, s, nil, nil); return "ffff0000000000000000000000000000" },
+			func(k vault.Key, _ string) bool { return !k.Found && k.Latest != "" && k.LatestEnabled }, 2},
+		{"rotated in Azure, pinned still enabled", func(t *testing.T, s sim) string { old := add(t, s, nil, nil); add(t, s, nil, nil); return old },
+			func(k vault.Key, p string) bool {
+				return k.Found && k.Enabled && k.Version == p && k.Latest != p && k.LatestEnabled
+			}, 2},
+		{"rotated, pinned disabled", func(t *testing.T, s sim) string {
+			old := add(t, s, nil, nil)
+			add(t, s, nil, nil)
 			must(t, s.SetKeyEnabled(kv, "ear-key", old, false))
 			return old
 		}, func(k vault.Key, p string) bool { return k.Found && !k.Enabled && k.Version == p && k.LatestEnabled }, 2},
@@ -320,27 +322,30 @@ func TestKeyEndToEnd(t *testing.T) {
 			pinned := tt.setup(t, w.sim)
 			calls := &meter.Calls{}
 			got, err := w.client.Key(meter.WithCalls(t.Context(), calls), kv, "ear-key", pinned)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !tt.want(got, pinned) {
-				t.Errorf("Key = %+v (pinned %s)", got, pinned)
-			}
-			if calls.ARM() != tt.wantCalls {
-				t.Errorf("ARM calls = %d, want %d", calls.ARM(), tt.wantCalls)
+			if err != nil || !tt.want(got, pinned) || calls.ARM() != tt.calls {
+				t.Errorf("Key = %+v, %v (pinned %s); %d ARM calls, want %d", got, err, pinned, calls.ARM(), tt.calls)
 			}
 		})
 	}
 }
 
-func TestVaultEndToEnd(t *testing.T) {
+// TestVaultAndMeter: the vault's tags (hold), 404 as not found, and the
+// economy of a quiet read: vault, connections and key cost 3 ARM round
+// trips; the token fetch is not one of them.
+func TestVaultAndMeter(t *testing.T) {
 	w := newWorld(t, worldOpts{})
-	got, err := w.client.Vault(t.Context(), kv)
-	if err != nil {
-		t.Fatal(err)
+	ver, err := w.sim.AddKey(kv, "ear-key", "", true, nil, nil)
+	must(t, err)
+	calls := &meter.Calls{}
+	ctx := meter.WithCalls(t.Context(), calls)
+	got, err := w.client.Vault(ctx, kv)
+	if err != nil || !got.Found || got.Hold() || got.Tags["env"] != "prod" || got.PublicNetworkAccess != "Disabled" || got.URI != "https://kv-atlas-a.vault.azure.net/" {
+		t.Errorf("Vault = %+v, %v", got, err)
 	}
-	if !got.Found || got.Hold() || got.Tags["env"] != "prod" || got.PublicNetworkAccess != "Disabled" || got.URI != "https://kv-atlas-a.vault.azure.net/" {
-		t.Errorf("Vault = %+v", got)
+	_, err1 := w.client.Connections(ctx, kv)
+	_, err2 := w.client.Key(ctx, kv, "ear-key", ver)
+	if err1 != nil || err2 != nil || calls.ARM() != 3 || calls.Atlas() != 0 || w.sim.Count(armsim.RouteIdentity) != 1 {
+		t.Errorf("errors %v, %v; metered ARM %d, Atlas %d, token fetches %d; want 3, 0, 1", err1, err2, calls.ARM(), calls.Atlas(), w.sim.Count(armsim.RouteIdentity))
 	}
 	must(t, w.sim.SetTag(kv, "Atlas-AKV-Guard", "Hold"))
 	if got, err = w.client.Vault(t.Context(), kv); err != nil || !got.Hold() {
@@ -353,36 +358,29 @@ func TestVaultEndToEnd(t *testing.T) {
 }
 
 func TestForbidden(t *testing.T) {
+	approve := func(ctx context.Context, c *vault.Client) error {
+		_, err := c.Approve(ctx, kv, "atlas-pe-1", "d")
+		return err
+	}
 	tests := []struct {
-		name   string
 		deny   string
 		call   func(ctx context.Context, c *vault.Client) error
 		route  string
 		wantOp string
 	}{
-		{"approval write", vault.ActionConnectionsWrite, func(ctx context.Context, c *vault.Client) error {
-			_, err := c.Approve(ctx, kv, "atlas-pe-1", "d")
-			return err
-		}, armsim.RouteConnectionPut, "approve atlas-pe-1"},
-		{"approval action (linked)", vault.ActionConnectionsApproval, func(ctx context.Context, c *vault.Client) error {
-			_, err := c.Approve(ctx, kv, "atlas-pe-1", "d")
-			return err
-		}, armsim.RouteConnectionPut, "approve atlas-pe-1"},
-		{"connections read", vault.ActionConnectionsRead, func(ctx context.Context, c *vault.Client) error {
-			_, err := c.Connections(ctx, kv)
-			return err
-		}, armsim.RouteConnectionsList, "list connections of kv-atlas-a"},
-		{"vault read", vault.ActionVaultRead, func(ctx context.Context, c *vault.Client) error {
-			_, err := c.Vault(ctx, kv)
-			return err
-		}, armsim.RouteVaultGet, "get vault kv-atlas-a"},
-		{"key versions read", vault.ActionKeyVersionsRead, func(ctx context.Context, c *vault.Client) error {
+		{vault.ActionConnectionsWrite, approve, armsim.RouteConnectionPut, "approve atlas-pe-1"},
+		{vault.ActionConnectionsApproval, approve, armsim.RouteConnectionPut, "approve atlas-pe-1"}, // LinkedAuthorizationFailed
+		{vault.ActionConnectionsRead, func(ctx context.Context, c *vault.Client) error { _, err := c.Connections(ctx, kv); return err },
+			armsim.RouteConnectionsList, "list connections of kv-atlas-a"},
+		{vault.ActionVaultRead, func(ctx context.Context, c *vault.Client) error { _, err := c.Vault(ctx, kv); return err },
+			armsim.RouteVaultGet, "get vault kv-atlas-a"},
+		{vault.ActionKeyVersionsRead, func(ctx context.Context, c *vault.Client) error {
 			_, err := c.Key(ctx, kv, "ear-key", "aaaa0000000000000000000000000001")
 			return err
 		}, armsim.RouteKeyVersionGet, "get key ear-key version aaaa0000000000000000000000000001"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		t.Run(tt.deny, func(t *testing.T) {
 			w := newWorld(t, worldOpts{})
 			must(t, w.sim.AddConnection(kv, "atlas-pe-1", vault.StatusPending, atlasPE))
 			_, err := w.sim.AddKey(kv, "ear-key", "aaaa0000000000000000000000000001", true, nil, nil)
@@ -391,113 +389,71 @@ func TestForbidden(t *testing.T) {
 			must(t, err)
 			w.sim.Deny(tt.deny)
 			err = tt.call(t.Context(), w.client)
-			t.Logf("error: %v", err)
 			var fe *vault.ForbiddenError
-			if !errors.As(err, &fe) {
-				t.Fatalf("error = %v (%T), want *ForbiddenError", err, err)
-			}
-			if fe.Action != tt.deny || fe.Op != tt.wantOp || !strings.Contains(err.Error(), tt.deny) {
-				t.Errorf("ForbiddenError = %+v; message %q", fe, err)
-			}
-			if vault.IsTransient(err) {
-				t.Error("403 reported as transient")
+			if !errors.As(err, &fe) || fe.Action != tt.deny || fe.Op != tt.wantOp || !strings.Contains(err.Error(), tt.deny) || transient.Is(err) {
+				t.Fatalf("error = %v (%T), want a permanent *ForbiddenError naming %s", err, err, tt.deny)
 			}
 			if n := w.sim.Count(tt.route); n != 1 {
 				t.Errorf("%s requests = %d, want 1 (403 is not retried)", tt.route, n)
 			}
-			if c, _ := w.sim.Connection(kv, "atlas-pe-1"); c.Status != vault.StatusPending {
-				t.Errorf("connection changed to %s", c.Status)
-			}
-			if strings.Contains(err.Error(), "armsim.") {
-				t.Errorf("error leaks a token: %v", err)
+			if c, _ := w.sim.Connection(kv, "atlas-pe-1"); c.Status != vault.StatusPending || strings.Contains(err.Error(), "armsim.") {
+				t.Errorf("connection %s; error %v (must not leak a token)", c.Status, err)
 			}
 		})
 	}
 }
 
-func TestThrottledThenSuccess(t *testing.T) {
-	w := newWorld(t, worldOpts{})
-	w.sim.Inject(armsim.Fault{Match: armsim.RouteVaultGet, Status: 429, RetryAfter: 30 * time.Millisecond, Times: 2})
-	calls := &meter.Calls{}
-	start := time.Now()
-	got, err := w.client.Vault(meter.WithCalls(t.Context(), calls), kv)
-	if err != nil || !got.Found {
-		t.Fatalf("Vault = %+v, %v", got, err)
+// TestTransientFailures: what ARM and the network do when they are
+// unwell, and how many round trips the client spends on it.
+func TestTransientFailures(t *testing.T) {
+	tests := []struct {
+		name     string
+		fault    armsim.Fault
+		defaults bool // the Client's own retry options
+		timeout  time.Duration
+		wantErr  bool
+		calls    int64
+	}{
+		{name: "429 twice, Retry-After honoured", fault: armsim.Fault{Match: armsim.RouteVaultGet, Status: 429, RetryAfter: 30 * time.Millisecond, Times: 2}, calls: 3},
+		{name: "503 until retries are exhausted", fault: armsim.Fault{Status: 503}, wantErr: true, calls: 4},
+		{name: "500: the deadline bounds the default retries", fault: armsim.Fault{Status: 500}, defaults: true, timeout: 300 * time.Millisecond, wantErr: true},
+		{name: "dropped connections", fault: armsim.Fault{Drop: true}, wantErr: true},
+		{name: "slow ARM, past the deadline", fault: armsim.Fault{Latency: 2 * time.Second}, timeout: 200 * time.Millisecond, wantErr: true},
 	}
-	if d := time.Since(start); d < 60*time.Millisecond {
-		t.Errorf("took %v: Retry-After not honoured", d)
-	}
-	if calls.ARM() != 3 || w.sim.Count(armsim.RouteVaultGet) != 3 {
-		t.Errorf("ARM calls metered %d, served %d; want 3", calls.ARM(), w.sim.Count(armsim.RouteVaultGet))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t, worldOpts{noDefaults: tt.defaults})
+			w.sim.Inject(tt.fault)
+			ctx := t.Context()
+			if tt.timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.timeout)
+				defer cancel()
+			}
+			calls := &meter.Calls{}
+			start := time.Now()
+			got, err := w.client.Vault(meter.WithCalls(ctx, calls), kv)
+			if d := time.Since(start); d > 2*time.Second || (tt.fault.RetryAfter > 0 && d < 2*tt.fault.RetryAfter) {
+				t.Errorf("took %v", d)
+			}
+			if tt.wantErr != (err != nil) || (err != nil && (!transient.Is(err) || !strings.HasPrefix(err.Error(), "get vault kv-atlas-a: "))) || (err == nil && !got.Found) {
+				t.Errorf("Vault = %+v, %v; want a transient error: %v", got, err, tt.wantErr)
+			}
+			if tt.calls > 0 && (calls.ARM() != tt.calls || int64(w.sim.Count(armsim.RouteVaultGet)) != tt.calls) {
+				t.Errorf("ARM calls metered %d, served %d; want %d", calls.ARM(), w.sim.Count(armsim.RouteVaultGet), tt.calls)
+			}
+		})
 	}
 }
 
-func TestServerErrorStorm(t *testing.T) {
-	t.Run("retries exhausted", func(t *testing.T) {
-		w := newWorld(t, worldOpts{})
-		w.sim.Inject(armsim.Fault{Status: 503})
-		calls := &meter.Calls{}
-		_, err := w.client.Connections(meter.WithCalls(t.Context(), calls), kv)
-		if err == nil || !vault.IsTransient(err) {
-			t.Fatalf("err = %v, want transient", err)
-		}
-		var re *azcore.ResponseError
-		if !errors.As(err, &re) || re.StatusCode != 503 || !strings.HasPrefix(err.Error(), "list connections of kv-atlas-a: ") {
-			t.Errorf("err = %v", err)
-		}
-		if calls.ARM() != 4 {
-			t.Errorf("ARM calls = %d, want 4 (1 + 3 retries)", calls.ARM())
-		}
-	})
-	t.Run("deadline bounds the default retries", func(t *testing.T) {
-		w := newWorld(t, worldOpts{noDefaults: true})
-		w.sim.Inject(armsim.Fault{Status: 500})
-		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
-		defer cancel()
-		start := time.Now()
-		_, err := w.client.Vault(ctx, kv)
-		if d := time.Since(start); d > 2*time.Second {
-			t.Errorf("returned after %v, deadline was 300ms", d)
-		}
-		if err == nil || !vault.IsTransient(err) {
-			t.Errorf("err = %v, want transient", err)
-		}
-	})
-	t.Run("dropped connections", func(t *testing.T) {
-		w := newWorld(t, worldOpts{})
-		w.sim.Inject(armsim.Fault{Drop: true})
-		_, err := w.client.Vault(t.Context(), kv)
-		if err == nil || !vault.IsTransient(err) {
-			t.Errorf("err = %v, want transient", err)
-		}
-	})
-	t.Run("slow ARM within deadline", func(t *testing.T) {
-		w := newWorld(t, worldOpts{})
-		w.sim.Inject(armsim.Fault{Latency: 2 * time.Second})
-		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
-		defer cancel()
-		_, err := w.client.Vault(ctx, kv)
-		if !errors.Is(err, context.DeadlineExceeded) || !vault.IsTransient(err) {
-			t.Errorf("err = %v, want deadline exceeded", err)
-		}
-	})
-}
-
-func TestIdentityOutage(t *testing.T) {
+func TestTokenFailures(t *testing.T) {
 	w := newWorld(t, worldOpts{})
 	w.sim.SetIdentityDown(true)
 	_, err := w.client.Vault(t.Context(), kv)
 	var af *azidentity.AuthenticationFailedError
-	if !errors.As(err, &af) || strings.Contains(err.Error(), "\n") ||
+	if !errors.As(err, &af) || !transient.Is(err) || strings.Contains(err.Error(), w.sim.IdentityHeader()) ||
 		err.Error() != "get vault kv-atlas-a: cannot get an ARM token: the managed identity endpoint answered 503 The managed identity endpoint is unavailable." {
-		t.Fatalf("err = %v", err)
-	}
-	t.Logf("error: %v", err)
-	if !vault.IsTransient(err) {
-		t.Errorf("identity endpoint 503 should be transient: %v", err)
-	}
-	if strings.Contains(err.Error(), w.sim.IdentityHeader()) {
-		t.Errorf("error leaks IDENTITY_HEADER: %v", err)
+		t.Fatalf("identity down: err = %v, want one transient line", err)
 	}
 	if n := w.sim.Count(armsim.RouteVaultGet); n != 0 {
 		t.Errorf("ARM reached %d times without a token", n)
@@ -506,110 +462,28 @@ func TestIdentityOutage(t *testing.T) {
 	if got, err := w.client.Vault(t.Context(), kv); err != nil || !got.Found {
 		t.Errorf("after outage: %+v, %v", got, err)
 	}
-}
-
-func TestExpiredToken(t *testing.T) {
-	w := newWorld(t, worldOpts{})
-	if _, err := w.client.Vault(t.Context(), kv); err != nil {
-		t.Fatal(err)
-	}
 	w.sim.ExpireTokens()
-	_, err := w.client.Vault(t.Context(), kv)
+	_, err = w.client.Vault(t.Context(), kv)
 	var re *azcore.ResponseError
-	if !errors.As(err, &re) || re.StatusCode != 401 || re.ErrorCode != "ExpiredAuthenticationToken" {
-		t.Fatalf("err = %v", err)
-	}
-	if vault.IsTransient(err) {
-		t.Error("401 reported as transient")
+	if !errors.As(err, &re) || re.StatusCode != 401 || re.ErrorCode != "ExpiredAuthenticationToken" || transient.Is(err) {
+		t.Errorf("expired token: err = %v, want a permanent 401", err)
 	}
 }
 
+// TestSystemAssignedIdentity approves as the system-assigned identity, on a
+// vault in another subscription than the first one the client served.
 func TestSystemAssignedIdentity(t *testing.T) {
 	w := newWorld(t, worldOpts{systemMI: true})
-	must(t, w.sim.AddConnection(kv, "atlas-pe-1", vault.StatusPending, atlasPE))
-	if _, err := w.client.Approve(t.Context(), kv, "atlas-pe-1", "d"); err != nil {
-		t.Fatal(err)
-	}
-	if ch := w.changes(); len(ch) != 1 || ch[0].ClientID != w.sim.SystemClientID() {
-		t.Errorf("changes = %+v, want one by the system-assigned identity", ch)
-	}
-}
-
-// TestMeterCountsARMOnly: a reconcile's reads (connections, vault, an
-// unrotated key) cost 3 ARM round trips; the token fetch is not one of them.
-func TestMeterCountsARMOnly(t *testing.T) {
-	w := newWorld(t, worldOpts{})
-	must(t, w.sim.AddConnection(kv, "atlas-pe-1", vault.StatusApproved, atlasPE))
-	ver, err := w.sim.AddKey(kv, "ear-key", "", true, nil, nil)
-	must(t, err)
-	calls := &meter.Calls{}
-	ctx := meter.WithCalls(t.Context(), calls)
-	if _, err := w.client.Connections(ctx, kv); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.client.Vault(ctx, kv); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.client.Key(ctx, kv, "ear-key", ver); err != nil {
-		t.Fatal(err)
-	}
-	if calls.ARM() != 3 || calls.Atlas() != 0 {
-		t.Errorf("metered ARM %d, Atlas %d; want 3, 0", calls.ARM(), calls.Atlas())
-	}
-	if n := w.sim.Count(armsim.RouteIdentity); n != 1 {
-		t.Errorf("token fetches = %d, want 1", n)
-	}
-}
-
-func TestClientSubscriptions(t *testing.T) {
-	w := newWorld(t, worldOpts{})
 	other := resource.ID{SubscriptionID: "99999999-2222-3333-4444-555555555555", ResourceGroup: "rg-b", Name: "kv-b"}
 	w.sim.AddVault(other, nil)
-	var wg sync.WaitGroup
-	errs := make(chan error, 20)
-	for i := range 20 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			id := kv
-			if i%2 == 1 {
-				id = other
-			}
-			v, err := w.client.Vault(t.Context(), id)
-			if err == nil && !v.Found {
-				err = errors.New("vault not found: " + id.String())
-			}
-			errs <- err
-		}()
+	must(t, w.sim.AddConnection(other, "atlas-pe-1", vault.StatusPending, atlasPE))
+	if v, err := w.client.Vault(t.Context(), kv); err != nil || !v.Found {
+		t.Fatal(v, err)
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Error(err)
-		}
+	if got, err := w.client.Approve(t.Context(), other, "atlas-pe-1", "d"); err != nil || got.Outcome != vault.Approved {
+		t.Fatal(got, err)
 	}
-}
-
-// BenchmarkVaultRead is one full read of a vault: vault, connections, key.
-func BenchmarkVaultRead(b *testing.B) {
-	w := newWorld(b, worldOpts{})
-	for i := range 4 {
-		must(b, w.sim.AddConnection(kv, "atlas-pe-"+string(rune('a'+i)), vault.StatusApproved, atlasPE))
-	}
-	ver, err := w.sim.AddKey(kv, "ear-key", "", true, nil, nil)
-	must(b, err)
-	ctx := b.Context()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := w.client.Vault(ctx, kv); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := w.client.Connections(ctx, kv); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := w.client.Key(ctx, kv, "ear-key", ver); err != nil {
-			b.Fatal(err)
-		}
+	if ch := w.changes(); len(ch) != 1 || ch[0].ClientID != w.sim.SystemClientID() || !ch[0].Vault.Equal(other) {
+		t.Errorf("changes = %+v, want one by the system-assigned identity", ch)
 	}
 }

@@ -11,15 +11,16 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"syscall"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
 // ErrConnectionNotFound is returned (wrapped) by Approve when the vault has no
-// connection of that name.
+// connection of that name (ARM answered 404, or 204 with no body).
 var ErrConnectionNotFound = errors.New("private endpoint connection not found")
 
 // ForbiddenError is ARM's 403: the guard's identity lacks a role action. It is
@@ -57,59 +58,6 @@ func (e *NotPendingError) Error() string {
 	return fmt.Sprintf("approve %s: connection is %s, not %s: refusing to approve", e.Name, e.Status, StatusPending)
 }
 
-// IsTransient reports whether err is worth retrying later: ARM throttling
-// (429), server errors (5xx), request timeouts (408), concurrent modification
-// (409/412 on an approval: the next attempt re-reads), network errors, timeouts
-// and cancelled contexts, and a managed identity endpoint that answered 429/5xx
-// or could not be reached. Forbidden, not found, bad requests, refused
-// approvals and authentication rejections are permanent.
-func IsTransient(err error) bool {
-	if err == nil {
-		return false
-	}
-	var fe *ForbiddenError
-	var np *NotPendingError
-	if errors.As(err, &fe) || errors.As(err, &np) {
-		return false
-	}
-	var re *azcore.ResponseError
-	if errors.As(err, &re) {
-		return transientStatus(re.StatusCode)
-	}
-	var af *azidentity.AuthenticationFailedError
-	if errors.As(err, &af) {
-		if af.RawResponse != nil {
-			return transientStatus(af.RawResponse.StatusCode)
-		}
-		// No response: the identity endpoint could not be reached.
-		return true
-	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
-		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) {
-		return true
-	}
-	var ne net.Error
-	return errors.As(err, &ne)
-}
-
-func transientStatus(code int) bool {
-	switch {
-	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests,
-		code == http.StatusConflict, code == http.StatusPreconditionFailed:
-		return true
-	case code >= 500:
-		return true
-	}
-	return false
-}
-
-// isNotFound reports whether err is ARM's 404.
-func isNotFound(err error) bool {
-	var re *azcore.ResponseError
-	return errors.As(err, &re) && re.StatusCode == http.StatusNotFound
-}
-
 var (
 	// AuthorizationFailed: "The client '…' with object id '…' does not have
 	// authorization to perform action '…' over scope '…' …"
@@ -121,11 +69,14 @@ var (
 )
 
 // fail turns an SDK error into the package's error for operation op, which
-// needs the role action action: 403 becomes *ForbiddenError, anything else is
-// wrapped with op.
+// needs the role action action: 403 becomes *ForbiddenError, a token failure a
+// one-line *tokenError, anything else is wrapped with op. It marks the errors
+// a retry may fix (see retryable).
 func fail(op, action string, err error) error {
 	var re *azcore.ResponseError
-	if errors.As(err, &re) && re.StatusCode == http.StatusForbidden {
+	var af *azidentity.AuthenticationFailedError
+	switch {
+	case errors.As(err, &re) && re.StatusCode == http.StatusForbidden:
 		code, msg := armError(re)
 		if m := reLinkedAction.FindStringSubmatch(msg); m != nil {
 			action = m[1]
@@ -133,12 +84,46 @@ func fail(op, action string, err error) error {
 			action = m[1]
 		}
 		return &ForbiddenError{Op: op, Action: action, Code: code, Message: msg, err: err}
+	case errors.As(err, &af):
+		err = &tokenError{op: op, err: err, af: af}
+	default:
+		err = fmt.Errorf("%s: %w", op, err)
+	}
+	if retryable(err) {
+		return transient.Mark(err)
+	}
+	return err
+}
+
+// retryable reports whether a later attempt may succeed: ARM throttling (429),
+// server errors (5xx), request timeouts (408), a concurrent operation (409),
+// network errors, timeouts and cancelled contexts, and a managed identity
+// endpoint that answered 429/5xx or could not be reached.
+func retryable(err error) bool {
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		return retryStatus(re.StatusCode)
 	}
 	var af *azidentity.AuthenticationFailedError
 	if errors.As(err, &af) {
-		return &tokenError{op: op, err: err, af: af}
+		return af.RawResponse == nil || retryStatus(af.RawResponse.StatusCode)
 	}
-	return fmt.Errorf("%s: %w", op, err)
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.As(err, &ne)
+}
+
+func retryStatus(code int) bool {
+	return code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code == http.StatusConflict || code >= 500
+}
+
+// statusOf returns the HTTP status of an ARM error, 0 when there is none.
+func statusOf(err error) int {
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		return re.StatusCode
+	}
+	return 0
 }
 
 // tokenError shortens azidentity's multi-line AuthenticationFailedError to one
@@ -155,48 +140,34 @@ func (e *tokenError) Error() string {
 	if e.af.RawResponse == nil {
 		return e.op + ": cannot get an ARM token: " + strings.Join(strings.Fields(e.af.Error()), " ")
 	}
-	msg := ""
-	if body, err := runtime.Payload(e.af.RawResponse); err == nil {
-		var b struct {
-			Message          string `json:"message"`
-			ErrorDescription string `json:"error_description"`
-		}
-		if json.Unmarshal(body, &b) == nil {
-			msg = cmp.Or(b.Message, b.ErrorDescription)
-		}
+	var b struct {
+		Message          string `json:"message"`
+		ErrorDescription string `json:"error_description"`
 	}
-	if len(msg) > 512 {
-		msg = msg[:512] + "…"
+	if body, err := runtime.Payload(e.af.RawResponse); err == nil {
+		_ = json.Unmarshal(body, &b)
 	}
 	return fmt.Sprintf("%s: cannot get an ARM token: the managed identity endpoint answered %d %s",
-		e.op, e.af.RawResponse.StatusCode, strings.TrimSpace(msg))
+		e.op, e.af.RawResponse.StatusCode, cut(strings.TrimSpace(cmp.Or(b.Message, b.ErrorDescription)), 512))
 }
 
 // armError reads the code and message of ARM's error body
 // {"error":{"code","message"}}; the message is cut at 1 KiB.
 func armError(re *azcore.ResponseError) (code, message string) {
-	code = re.ErrorCode
-	if re.RawResponse == nil {
-		return code, ""
-	}
-	body, err := runtime.Payload(re.RawResponse)
-	if err != nil {
-		return code, ""
-	}
 	var e struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
+		Error struct{ Code, Message string } `json:"error"`
 	}
-	if json.Unmarshal(body, &e) == nil {
-		if e.Error.Code != "" {
-			code = e.Error.Code
+	if re.RawResponse != nil {
+		if body, err := runtime.Payload(re.RawResponse); err == nil {
+			_ = json.Unmarshal(body, &e)
 		}
-		message = e.Error.Message
 	}
-	if len(message) > 1024 {
-		message = message[:1024] + "…"
+	return cmp.Or(e.Error.Code, re.ErrorCode), cut(e.Error.Message, 1024)
+}
+
+func cut(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
 	}
-	return code, message
+	return s
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,18 +17,41 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/meter"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
 var fakeVault = resource.ID{SubscriptionID: "00000000-0000-0000-0000-000000000001", ResourceGroup: "rg", Name: "kv"}
 
-func fakeClient(t *testing.T, srv *fake.ServerFactory) *vault.Client {
+// recorder notes the If-Match header of every PUT on its way to the fake.
+type recorder struct {
+	next    policy.Transporter
+	ifMatch []string
+	fail    error // when set, every request fails with it (a network error)
+}
+
+func (r *recorder) Do(req *http.Request) (*http.Response, error) {
+	if r.fail != nil {
+		return nil, r.fail
+	}
+	if req.Method == http.MethodPut {
+		r.ifMatch = append(r.ifMatch, req.Header.Get("If-Match"))
+	}
+	return r.next.Do(req)
+}
+
+func fakeClient(t *testing.T, tr policy.Transporter, slept *[]time.Duration) *vault.Client {
 	t.Helper()
 	c, err := vault.New(vault.Options{
 		Credential:   &azfake.TokenCredential{},
-		Transport:    fake.NewServerFactoryTransport(srv),
-		Retry:        policy.RetryOptions{RetryDelay: time.Millisecond, MaxRetryDelay: 5 * time.Millisecond},
-		PollInterval: time.Millisecond,
+		Transport:    tr,
+		Retry:        policy.RetryOptions{MaxRetries: 1, RetryDelay: time.Millisecond, MaxRetryDelay: time.Millisecond},
+		PollInterval: time.Second,
+		PollFor:      5 * time.Second,
+		Sleep: func(ctx context.Context, d time.Duration) error {
+			*slept = append(*slept, d)
+			return ctx.Err()
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -35,46 +59,67 @@ func fakeClient(t *testing.T, srv *fake.ServerFactory) *vault.Client {
 	return c
 }
 
-func pec(name, status, prov, etag string) armkeyvault.PrivateEndpointConnection {
-	return armkeyvault.PrivateEndpointConnection{
-		ID:   to.Ptr(fakeVault.String() + "/privateEndpointConnections/" + name),
-		Name: to.Ptr(name),
-		Etag: to.Ptr(etag),
-		Properties: &armkeyvault.PrivateEndpointConnectionProperties{
-			PrivateEndpoint: &armkeyvault.PrivateEndpoint{ID: to.Ptr("/subscriptions/atlas/resourceGroups/x/providers/Microsoft.Network/privateEndpoints/pe")},
-			PrivateLinkServiceConnectionState: &armkeyvault.PrivateLinkServiceConnectionState{
-				Status: to.Ptr(armkeyvault.PrivateEndpointServiceConnectionStatus(status)),
-			},
-			ProvisioningState: to.Ptr(armkeyvault.PrivateEndpointConnectionProvisioningState(prov)),
+type state struct{ status, desc, prov string }
+
+func pec(name, etag string, s state) armkeyvault.PrivateEndpointConnection {
+	p := &armkeyvault.PrivateEndpointConnectionProperties{
+		PrivateLinkServiceConnectionState: &armkeyvault.PrivateLinkServiceConnectionState{
+			Status:      to.Ptr(armkeyvault.PrivateEndpointServiceConnectionStatus(s.status)),
+			Description: to.Ptr(s.desc),
 		},
 	}
+	if s.prov != "" {
+		p.ProvisioningState = to.Ptr(armkeyvault.PrivateEndpointConnectionProvisioningState(s.prov))
+	}
+	return armkeyvault.PrivateEndpointConnection{ID: to.Ptr(fakeVault.String() + "/privateEndpointConnections/" + name), Name: to.Ptr(name), Etag: to.Ptr(etag), Properties: p}
 }
 
-// TestApproveLogic drives Approve against armkeyvault's fake server: the
-// decisions (no PUT when approved, refusal when not pending, PUT with the etag
-// and then polling until Succeeded) are checked on the wire the SDK builds.
-func TestApproveLogic(t *testing.T) {
+// TestApproveDecisions drives Approve against armkeyvault's fake server:
+// what it reads first, how ARM answers the PUT, and what the re-reads serve.
+func TestApproveDecisions(t *testing.T) {
+	const ours = "approved by atlas-akv-guard for project p1"
+	var (
+		pending  = state{vault.StatusPending, "", vault.ProvisioningSucceeded}
+		updating = state{vault.StatusApproved, ours, vault.ProvisioningUpdating}
+		done     = state{vault.StatusApproved, ours, vault.ProvisioningSucceeded}
+		rejected = state{vault.StatusRejected, "refused by a person", vault.ProvisioningSucceeded}
+		notFound = func(err error) bool { return errors.Is(err, vault.ErrConnectionNotFound) && !transient.Is(err) }
+		refused  = func(status string) func(error) bool {
+			return func(err error) bool {
+				var np *vault.NotPendingError
+				return errors.As(err, &np) && np.Status == status && np.Name == "pe-1"
+			}
+		}
+	)
 	tests := []struct {
-		name        string
-		status      string
-		afterPut    []string // provisioning states served by the GETs after the PUT
-		wantChanged bool
-		wantPuts    int
-		wantErr     func(error) bool
+		name      string
+		first     int   // status of the first GET: 200 (serving read), 204 or 404
+		read      state // the connection the first GET serves
+		put       int   // 412 refuses the PUT; else it is accepted
+		after     []state
+		want      vault.Outcome
+		changed   bool
+		wantErr   func(error) bool
+		puts      int
+		sleeps    int
+		wantSlept time.Duration
 	}{
-		{name: "pending then settles", status: vault.StatusPending, afterPut: []string{"Updating", "Updating", "Succeeded"}, wantChanged: true, wantPuts: 1},
-		{name: "already approved", status: vault.StatusApproved, wantPuts: 0},
-		{name: "rejected is refused", status: vault.StatusRejected, wantPuts: 0, wantErr: func(err error) bool {
-			var np *vault.NotPendingError
-			return errors.As(err, &np) && np.Status == vault.StatusRejected && np.Name == "pe-1"
-		}},
-		{name: "disconnected is refused", status: vault.StatusDisconnected, wantPuts: 0, wantErr: func(err error) bool {
-			var np *vault.NotPendingError
-			return errors.As(err, &np) && np.Status == vault.StatusDisconnected
-		}},
-		{name: "provisioning fails", status: vault.StatusPending, afterPut: []string{"Updating", "Failed"}, wantChanged: true, wantPuts: 1, wantErr: func(err error) bool {
-			return err != nil && !vault.IsTransient(err)
-		}},
+		{name: "settles after polling", read: pending, after: []state{updating, updating, done}, want: vault.Approved, changed: true, puts: 1, sleeps: 2, wantSlept: 3 * time.Second},
+		{name: "creating then succeeded", read: pending, after: []state{{vault.StatusApproved, ours, vault.ProvisioningCreating}, done}, want: vault.Approved, changed: true, puts: 1, sleeps: 1, wantSlept: time.Second},
+		{name: "no provisioning state: nothing to wait for", read: pending, after: []state{{vault.StatusApproved, ours, ""}}, want: vault.Approved, changed: true, puts: 1},
+		{name: "still updating: bounded wait", read: pending, after: []state{updating}, want: vault.StillProvisioning, changed: true, puts: 1, sleeps: 2, wantSlept: 3 * time.Second},
+		{name: "provisioning failed", read: pending, after: []state{updating, {vault.StatusApproved, ours, vault.ProvisioningFailed}}, changed: true, puts: 1, sleeps: 1, wantSlept: time.Second,
+			wantErr: func(err error) bool { return err != nil && !transient.Is(err) }},
+		{name: "rejected right after our PUT", read: pending, after: []state{updating, rejected}, want: vault.NotOurs, changed: true, puts: 1, sleeps: 1, wantSlept: time.Second},
+		{name: "being deleted", read: pending, after: []state{{vault.StatusApproved, ours, vault.ProvisioningDeleting}}, want: vault.NotOurs, changed: true, puts: 1},
+		{name: "approved with another description", read: pending, after: []state{{vault.StatusApproved, "someone else", vault.ProvisioningSucceeded}}, want: vault.NotOurs, changed: true, puts: 1},
+		{name: "412: changed between read and write", read: pending, put: 412, after: []state{rejected}, want: vault.ChangedMeanwhile, puts: 1},
+		{name: "412 on a retried PUT that went through", read: pending, put: 412, after: []state{done}, want: vault.Approved, changed: true, puts: 1},
+		{name: "already approved", read: done, want: vault.AlreadyApproved},
+		{name: "rejected is refused", read: rejected, wantErr: refused(vault.StatusRejected)},
+		{name: "disconnected is refused", read: state{vault.StatusDisconnected, "", ""}, wantErr: refused(vault.StatusDisconnected)},
+		{name: "204: no such connection", first: 204, wantErr: notFound},
+		{name: "404: no such connection", first: 404, wantErr: notFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -85,19 +130,21 @@ func TestApproveLogic(t *testing.T) {
 				Get: func(_ context.Context, rg, v, name string, _ *armkeyvault.PrivateEndpointConnectionsClientGetOptions) (resp azfake.Responder[armkeyvault.PrivateEndpointConnectionsClientGetResponse], errResp azfake.ErrorResponder) {
 					mu.Lock()
 					defer mu.Unlock()
-					if rg != "rg" || v != "kv" || name != "pe-1" {
-						t.Errorf("Get(%s, %s, %s)", rg, v, name)
-					}
-					c := pec(name, tt.status, "Succeeded", `"e1"`)
-					if puts > 0 {
-						prov := "Succeeded" // a PUT the case does not expect still settles
-						if len(tt.afterPut) > 0 {
-							prov = tt.afterPut[min(gets, len(tt.afterPut)-1)]
-						}
-						c = pec(name, vault.StatusApproved, prov, `"e2"`)
+					switch {
+					case puts == 0 && tt.first == 404:
+						errResp.SetResponseError(http.StatusNotFound, "PrivateEndpointConnectionNotFound")
+					case puts == 0 && tt.first == 204:
+						resp.SetResponse(http.StatusNoContent, armkeyvault.PrivateEndpointConnectionsClientGetResponse{}, nil)
+					case puts == 0:
+						resp.SetResponse(http.StatusOK, armkeyvault.PrivateEndpointConnectionsClientGetResponse{PrivateEndpointConnection: pec(name, `"e1"`, tt.read)}, nil)
+					default:
 						gets++
+						i := gets
+						if tt.put == 412 {
+							i = 0
+						}
+						resp.SetResponse(http.StatusOK, armkeyvault.PrivateEndpointConnectionsClientGetResponse{PrivateEndpointConnection: pec(name, `"e2"`, tt.after[min(i, len(tt.after)-1)])}, nil)
 					}
-					resp.SetResponse(http.StatusOK, armkeyvault.PrivateEndpointConnectionsClientGetResponse{PrivateEndpointConnection: c}, nil)
 					return
 				},
 				Put: func(_ context.Context, _, _, name string, body armkeyvault.PrivateEndpointConnection, _ *armkeyvault.PrivateEndpointConnectionsClientPutOptions) (resp azfake.Responder[armkeyvault.PrivateEndpointConnectionsClientPutResponse], errResp azfake.ErrorResponder) {
@@ -105,13 +152,18 @@ func TestApproveLogic(t *testing.T) {
 					defer mu.Unlock()
 					puts++
 					putBody = body
-					resp.SetResponse(http.StatusOK, armkeyvault.PrivateEndpointConnectionsClientPutResponse{PrivateEndpointConnection: pec(name, vault.StatusApproved, "Updating", `"e2"`)}, nil)
+					if tt.put == 412 {
+						errResp.SetResponseError(http.StatusPreconditionFailed, "PreconditionFailed")
+						return
+					}
+					resp.SetResponse(http.StatusOK, armkeyvault.PrivateEndpointConnectionsClientPutResponse{PrivateEndpointConnection: pec(name, `"e2"`, tt.after[0])}, nil)
 					return
 				},
 			}}
+			rec := &recorder{next: fake.NewServerFactoryTransport(srv)}
+			var slept []time.Duration
 			calls := &meter.Calls{}
-			ctx := meter.WithCalls(t.Context(), calls)
-			got, err := fakeClient(t, srv).Approve(ctx, fakeVault, "pe-1", "approved by atlas-akv-guard for project p1")
+			got, err := fakeClient(t, rec, &slept).Approve(meter.WithCalls(t.Context(), calls), fakeVault, "pe-1", ours)
 			if tt.wantErr != nil {
 				if !tt.wantErr(err) {
 					t.Fatalf("Approve error = %v (%T)", err, err)
@@ -119,100 +171,62 @@ func TestApproveLogic(t *testing.T) {
 			} else if err != nil {
 				t.Fatalf("Approve: %v", err)
 			}
-			if got.Changed != tt.wantChanged {
-				t.Errorf("Changed = %v, want %v", got.Changed, tt.wantChanged)
+			if got.Outcome != tt.want || got.Changed != tt.changed {
+				t.Errorf("Approve = %s, Changed %v; want %s, %v", got.Outcome, got.Changed, tt.want, tt.changed)
 			}
-			if puts != tt.wantPuts {
-				t.Errorf("PUTs = %d, want %d", puts, tt.wantPuts)
+			var total time.Duration
+			for _, d := range slept {
+				total += d
 			}
-			if tt.wantPuts == 0 {
+			if puts != tt.puts || len(slept) != tt.sleeps || total != tt.wantSlept {
+				t.Errorf("PUTs %d, waits %v; want %d PUT(s), %d waits of %v in all", puts, slept, tt.puts, tt.sleeps, tt.wantSlept)
+			}
+			if tt.puts == 0 {
 				return
 			}
 			st := putBody.Properties.PrivateLinkServiceConnectionState
-			if *st.Status != armkeyvault.PrivateEndpointServiceConnectionStatusApproved || *st.Description != "approved by atlas-akv-guard for project p1" {
+			if *st.Status != armkeyvault.PrivateEndpointServiceConnectionStatusApproved || *st.Description != ours {
 				t.Errorf("PUT state = %s / %q", *st.Status, *st.Description)
 			}
-			if putBody.Etag == nil || *putBody.Etag != `"e1"` {
-				t.Errorf("PUT etag = %v, want the etag read", putBody.Etag)
+			if putBody.Etag == nil || *putBody.Etag != `"e1"` || len(rec.ifMatch) != 1 || rec.ifMatch[0] != `"e1"` {
+				t.Errorf("PUT etag %v, If-Match %q; want the etag read in both", putBody.Etag, rec.ifMatch)
 			}
-			if tt.wantErr == nil {
-				if gets != len(tt.afterPut) {
-					t.Errorf("polled %d times, want %d", gets, len(tt.afterPut))
-				}
-				if got.Connection.ProvisioningState != "Succeeded" || got.Connection.Status != vault.StatusApproved {
-					t.Errorf("final connection %+v", got.Connection)
-				}
-				// 1 GET + 1 PUT + the polls, all counted as ARM round trips.
-				if n := calls.ARM(); n != int64(2+len(tt.afterPut)) {
-					t.Errorf("ARM calls = %d, want %d", n, 2+len(tt.afterPut))
-				}
+			// 1 GET + 1 PUT + the re-reads, all counted as ARM round trips.
+			if n, want := calls.ARM(), int64(2+gets); n != want {
+				t.Errorf("ARM calls = %d, want %d", n, want)
 			}
 		})
 	}
 }
 
-// TestKeyLogic checks the economy of Key: one call when the pinned version is
-// the latest, GetVersion only otherwise, and 404s as Found=false.
-func TestKeyLogic(t *testing.T) {
-	const latest, old = "bbbb0000000000000000000000000002", "aaaa0000000000000000000000000001"
-	exp := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-	key := func(version string, enabled bool) armkeyvault.Key {
-		return armkeyvault.Key{Properties: &armkeyvault.KeyProperties{
-			KeyURIWithVersion: to.Ptr("https://kv.vault.azure.net/keys/k/" + version),
-			Attributes:        &armkeyvault.KeyAttributes{Enabled: to.Ptr(enabled), Expires: to.Ptr(exp.Unix())},
+// TestRetryClass: the errors a retry may fix come marked transient; the
+// others (a 403 names its action) do not.
+func TestRetryClass(t *testing.T) {
+	for _, tt := range []struct {
+		status int
+		want   bool
+	}{{429, true}, {500, true}, {503, true}, {408, true}, {409, true}, {400, false}, {401, false}, {403, false}, {412, false}} {
+		srv := &fake.ServerFactory{VaultsServer: fake.VaultsServer{
+			Get: func(context.Context, string, string, *armkeyvault.VaultsClientGetOptions) (resp azfake.Responder[armkeyvault.VaultsClientGetResponse], errResp azfake.ErrorResponder) {
+				errResp.SetResponseError(tt.status, http.StatusText(tt.status))
+				return
+			},
 		}}
+		var slept []time.Duration
+		_, err := fakeClient(t, fake.NewServerFactoryTransport(srv), &slept).Vault(t.Context(), fakeVault)
+		var fe *vault.ForbiddenError
+		if err == nil || transient.Is(err) != tt.want || errors.As(err, &fe) != (tt.status == 403) {
+			t.Errorf("%d: err = %v (%T), transient %v", tt.status, err, err, transient.Is(err))
+		}
 	}
-	tests := []struct {
-		name      string
-		pinned    string
-		keyExists bool
-		oldExists bool
-		want      vault.Key
-		wantCalls int64
-	}{
-		{"latest pinned", latest, true, true, vault.Key{Found: true, Name: "k", Version: latest, Enabled: true, Expires: &exp, Latest: latest, LatestEnabled: true}, 1},
-		{"nothing pinned", "", true, true, vault.Key{Found: true, Name: "k", Version: latest, Enabled: true, Expires: &exp, Latest: latest, LatestEnabled: true}, 1},
-		{"rotated", old, true, true, vault.Key{Found: true, Name: "k", Version: old, Enabled: false, Expires: &exp, Latest: latest, LatestEnabled: true}, 2},
-		{"pinned version missing", old, true, false, vault.Key{Name: "k", Version: old, Latest: latest, LatestEnabled: true}, 2},
-		{"key missing", old, false, false, vault.Key{Name: "k", Version: old}, 1},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			srv := &fake.ServerFactory{KeysServer: fake.KeysServer{
-				Get: func(_ context.Context, _, _, name string, _ *armkeyvault.KeysClientGetOptions) (resp azfake.Responder[armkeyvault.KeysClientGetResponse], errResp azfake.ErrorResponder) {
-					if !tt.keyExists {
-						errResp.SetResponseError(http.StatusNotFound, "KeyNotFound")
-						return
-					}
-					resp.SetResponse(http.StatusOK, armkeyvault.KeysClientGetResponse{Key: key(latest, true)}, nil)
-					return
-				},
-				GetVersion: func(_ context.Context, _, _, name, version string, _ *armkeyvault.KeysClientGetVersionOptions) (resp azfake.Responder[armkeyvault.KeysClientGetVersionResponse], errResp azfake.ErrorResponder) {
-					if version == latest || !tt.oldExists {
-						errResp.SetResponseError(http.StatusNotFound, "KeyNotFound")
-						return
-					}
-					resp.SetResponse(http.StatusOK, armkeyvault.KeysClientGetVersionResponse{Key: key(old, false)}, nil)
-					return
-				},
-			}}
-			calls := &meter.Calls{}
-			got, err := fakeClient(t, srv).Key(meter.WithCalls(t.Context(), calls), fakeVault, "k", tt.pinned)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !keysEqual(got, tt.want) {
-				t.Errorf("Key = %+v, want %+v", got, tt.want)
-			}
-			if calls.ARM() != tt.wantCalls {
-				t.Errorf("ARM calls = %d, want %d", calls.ARM(), tt.wantCalls)
-			}
-		})
+	var slept []time.Duration
+	down := &recorder{fail: &netError{syscall.ECONNREFUSED}}
+	if _, err := fakeClient(t, down, &slept).Connections(t.Context(), fakeVault); !transient.Is(err) {
+		t.Errorf("connection refused: err = %v, want transient", err)
 	}
 }
 
-func keysEqual(a, b vault.Key) bool {
-	te := func(x, y *time.Time) bool { return (x == nil) == (y == nil) && (x == nil || x.Equal(*y)) }
-	return a.Found == b.Found && a.Name == b.Name && a.Version == b.Version && a.Enabled == b.Enabled &&
-		a.Latest == b.Latest && a.LatestEnabled == b.LatestEnabled && te(a.Expires, b.Expires) && te(a.NotBefore, b.NotBefore)
-}
+type netError struct{ error }
+
+func (netError) Timeout() bool   { return false }
+func (netError) Temporary() bool { return true }

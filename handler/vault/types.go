@@ -3,6 +3,8 @@ package vault
 import (
 	"strings"
 	"time"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 )
 
 // Connection status values of a Key Vault private endpoint connection.
@@ -46,7 +48,7 @@ type Vault struct {
 // key and value compared case-insensitively).
 func (v Vault) Hold() bool {
 	for k, val := range v.Tags {
-		if strings.EqualFold(k, HoldTagKey) && strings.EqualFold(strings.TrimSpace(val), HoldTagValue) {
+		if resource.EqualFold(k, HoldTagKey) && resource.EqualFold(strings.TrimSpace(val), HoldTagValue) {
 			return true
 		}
 	}

@@ -1,18 +1,10 @@
 package vault_test
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"slices"
 	"strings"
-	"syscall"
 	"testing"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
@@ -63,60 +55,6 @@ func TestCloudFor(t *testing.T) {
 	// The override never touches azcore's globals.
 	if cloud.AzurePublic.Services[cloud.ResourceManager] != publicRM {
 		t.Errorf("cloud.AzurePublic modified: %+v", cloud.AzurePublic.Services[cloud.ResourceManager])
-	}
-}
-
-func TestIsTransient(t *testing.T) {
-	resp := func(code int) error {
-		return &azcore.ResponseError{StatusCode: code, RawResponse: &http.Response{StatusCode: code}}
-	}
-	tests := []struct {
-		name string
-		err  error
-		want bool
-	}{
-		{"nil", nil, false},
-		{"429", fmt.Errorf("get vault v: %w", resp(429)), true},
-		{"500", resp(500), true},
-		{"503", resp(503), true},
-		{"408", resp(408), true},
-		{"409 concurrent change", resp(409), true},
-		{"412 etag", resp(412), true},
-		{"400", resp(400), false},
-		{"401", resp(401), false},
-		{"404", resp(404), false},
-		{"forbidden", &vault.ForbiddenError{Op: "approve x", Action: vault.ActionConnectionsWrite}, false},
-		{"not pending", &vault.NotPendingError{Name: "x", Status: vault.StatusRejected}, false},
-		{"deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), true},
-		{"connection refused", &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, true},
-		{"dns", &net.DNSError{Err: "no such host", Name: "management.azure.com"}, true},
-		{"plain", errors.New("something"), false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := vault.IsTransient(tt.err); got != tt.want {
-				t.Errorf("IsTransient(%v) = %v, want %v", tt.err, got, tt.want)
-			}
-		})
-	}
-}
-
-func TestRoleActions(t *testing.T) {
-	want := []string{
-		"Microsoft.KeyVault/vaults/read",
-		"Microsoft.KeyVault/vaults/privateEndpointConnections/read",
-		"Microsoft.KeyVault/vaults/privateEndpointConnections/write",
-		"Microsoft.KeyVault/vaults/PrivateEndpointConnectionsApproval/action",
-		"Microsoft.KeyVault/vaults/keys/read",
-		"Microsoft.KeyVault/vaults/keys/versions/read",
-	}
-	got := vault.RoleActions()
-	if !slices.Equal(got, want) {
-		t.Errorf("RoleActions() = %q, want %q", got, want)
-	}
-	got[0] = "mutated"
-	if vault.RoleActions()[0] != want[0] {
-		t.Error("RoleActions shares its slice")
 	}
 }
 

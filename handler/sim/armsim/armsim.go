@@ -136,6 +136,9 @@ type Server struct {
 	hooks    []func(Change)
 	identity bool // down
 
+	beforePut             func(vault resource.ID, connection string)
+	noIfMatch, noBodyEtag bool
+
 	srvMu sync.Mutex
 	srvs  []*http.Server
 }
@@ -309,6 +312,26 @@ func (s *Server) OnChange(f func(Change)) {
 	s.hooks = append(s.hooks, f)
 }
 
+// SetEtagChecks switches the PUT's concurrency checks: ifMatch, the If-Match
+// header (412 when it matches no current etag); bodyEtag, the etag in the
+// body (409 when it differs). Both are on by default, as ARM resource
+// providers do; turning both off simulates a provider that checks neither.
+func (s *Server) SetEtagChecks(ifMatch, bodyEtag bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noIfMatch, s.noBodyEtag = !ifMatch, !bodyEtag
+}
+
+// BeforePut sets (nil: removes) a hook called, outside the simulator's lock,
+// when a connection PUT arrives and before it is checked and applied: after
+// the caller's GET, before its write. A test injects a concurrent change
+// there, e.g. a person's Reject through SetConnectionStatus.
+func (s *Server) BeforePut(f func(vault resource.ID, connection string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.beforePut = f
+}
+
 // Count returns how many requests reached route (see the Route constants).
 func (s *Server) Count(route string) int {
 	s.mu.Lock()
@@ -384,7 +407,7 @@ func (s *Server) DeleteVault(id resource.ID) error {
 func (s *Server) SetTag(id resource.ID, key, value string) error {
 	return s.withVault(id, func(v *vaultState) error {
 		for k := range v.tags {
-			if strings.EqualFold(k, key) {
+			if resource.EqualFold(k, key) {
 				delete(v.tags, k)
 			}
 		}
@@ -432,7 +455,7 @@ func (s *Server) SetConnectionStatus(id resource.ID, name, status, description s
 // RemoveConnection deletes a connection.
 func (s *Server) RemoveConnection(id resource.ID, name string) error {
 	return s.withVault(id, func(v *vaultState) error {
-		i := slices.IndexFunc(v.conns, func(c *connState) bool { return strings.EqualFold(c.name, name) })
+		i := slices.IndexFunc(v.conns, func(c *connState) bool { return c.name == name })
 		if i < 0 {
 			return ErrNotFound
 		}
@@ -561,7 +584,7 @@ func (s *Server) withKeyVersion(id resource.ID, keyName, version string, f func(
 
 func (v *vaultState) conn(name string) *connState {
 	for _, c := range v.conns {
-		if strings.EqualFold(c.name, name) {
+		if c.name == name {
 			return c
 		}
 	}
@@ -570,7 +593,7 @@ func (v *vaultState) conn(name string) *connState {
 
 func (k *keyState) version(version string) *keyVersion {
 	for _, kv := range k.versions {
-		if strings.EqualFold(kv.version, version) {
+		if resource.EqualFold(kv.version, version) {
 			return kv
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 )
 
 // IdentityHandler returns the App Service managed identity endpoint (without
@@ -47,11 +49,11 @@ func (s *Server) serveIdentity(w http.ResponseWriter, r *http.Request) {
 		writeIdentityError(w, http.StatusBadRequest, "Unsupported api-version '"+v+"'; want "+IdentityAPIVersion+".")
 		return
 	}
-	resource := q.Get("resource")
+	audience := q.Get("resource")
 	if !slices.ContainsFunc(s.cfg.Audiences, func(a string) bool {
-		return strings.EqualFold(strings.TrimRight(a, "/"), strings.TrimRight(resource, "/"))
+		return resource.EqualFold(strings.TrimRight(a, "/"), strings.TrimRight(audience, "/"))
 	}) {
-		writeIdentityError(w, http.StatusBadRequest, "Unknown or missing resource '"+resource+"'.")
+		writeIdentityError(w, http.StatusBadRequest, "Unknown or missing resource '"+audience+"'.")
 		return
 	}
 	if q.Has("mi_res_id") || q.Has("principal_id") || q.Has("object_id") {
@@ -60,7 +62,7 @@ func (s *Server) serveIdentity(w http.ResponseWriter, r *http.Request) {
 	}
 	clientID := s.systemC
 	if id := q.Get("client_id"); id != "" {
-		if len(s.cfg.ClientIDs) > 0 && !slices.ContainsFunc(s.cfg.ClientIDs, func(c string) bool { return strings.EqualFold(c, id) }) {
+		if len(s.cfg.ClientIDs) > 0 && !slices.ContainsFunc(s.cfg.ClientIDs, func(c string) bool { return resource.EqualFold(c, id) }) {
 			writeIdentityError(w, http.StatusBadRequest, "Unable to load the requested managed identity ("+id+").")
 			return
 		}
@@ -78,12 +80,12 @@ func (s *Server) serveIdentity(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	s.tokens[raw] = &token{clientID: clientID, objectID: ObjectID(clientID), resource: resource, expires: exp}
+	s.tokens[raw] = &token{clientID: clientID, objectID: ObjectID(clientID), resource: audience, expires: exp}
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]string{
 		"access_token": raw,
 		"expires_on":   strconv.FormatInt(exp.Unix(), 10),
-		"resource":     resource,
+		"resource":     audience,
 		"token_type":   "Bearer",
 		"client_id":    clientID,
 	})

@@ -26,9 +26,9 @@ type route struct {
 
 func parseRoute(r *http.Request) (route, bool) {
 	segs := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
-	if len(segs) < 8 || !strings.EqualFold(segs[0], "subscriptions") || !strings.EqualFold(segs[2], "resourceGroups") ||
-		!strings.EqualFold(segs[4], "providers") || !strings.EqualFold(segs[5], "Microsoft.KeyVault") ||
-		!strings.EqualFold(segs[6], "vaults") || segs[1] == "" || segs[3] == "" || segs[7] == "" {
+	if len(segs) < 8 || !resource.EqualFold(segs[0], "subscriptions") || !resource.EqualFold(segs[2], "resourceGroups") ||
+		!resource.EqualFold(segs[4], "providers") || !resource.EqualFold(segs[5], "Microsoft.KeyVault") ||
+		!resource.EqualFold(segs[6], "vaults") || segs[1] == "" || segs[3] == "" || segs[7] == "" {
 		return route{}, false
 	}
 	rt := route{vault: resource.ID{SubscriptionID: segs[1], ResourceGroup: segs[3], Name: segs[7]}, scope: "/" + strings.Join(segs, "/")}
@@ -37,9 +37,9 @@ func parseRoute(r *http.Request) (route, bool) {
 	switch {
 	case len(rest) == 0 && get:
 		rt.name, rt.actions = RouteVaultGet, []string{vault.ActionVaultRead}
-	case len(rest) == 1 && strings.EqualFold(rest[0], "privateEndpointConnections") && get:
+	case len(rest) == 1 && resource.EqualFold(rest[0], "privateEndpointConnections") && get:
 		rt.name, rt.actions = RouteConnectionsList, []string{vault.ActionConnectionsRead}
-	case len(rest) == 2 && strings.EqualFold(rest[0], "privateEndpointConnections") && rest[1] != "":
+	case len(rest) == 2 && resource.EqualFold(rest[0], "privateEndpointConnections") && rest[1] != "":
 		rt.conn = rest[1]
 		switch r.Method {
 		case http.MethodGet:
@@ -51,9 +51,9 @@ func parseRoute(r *http.Request) (route, bool) {
 		default:
 			return route{}, false
 		}
-	case len(rest) == 2 && strings.EqualFold(rest[0], "keys") && rest[1] != "" && get:
+	case len(rest) == 2 && resource.EqualFold(rest[0], "keys") && rest[1] != "" && get:
 		rt.name, rt.key, rt.actions = RouteKeyGet, rest[1], []string{vault.ActionKeysRead}
-	case len(rest) == 4 && strings.EqualFold(rest[0], "keys") && strings.EqualFold(rest[2], "versions") && rest[1] != "" && rest[3] != "" && get:
+	case len(rest) == 4 && resource.EqualFold(rest[0], "keys") && resource.EqualFold(rest[2], "versions") && rest[1] != "" && rest[3] != "" && get:
 		rt.name, rt.key, rt.keyV, rt.actions = RouteKeyVersionGet, rest[1], rest[3], []string{vault.ActionKeyVersionsRead}
 	default:
 		return route{}, false
@@ -394,8 +394,10 @@ func (s *Server) getConnection(w http.ResponseWriter, rt route) {
 	}
 	c := v.conn(rt.conn)
 	if c == nil {
+		// Key Vault answers a missing connection with 204 and no body
+		// (PrivateEndpointConnections_Get), not 404.
 		s.mu.Unlock()
-		writeARMError(w, http.StatusNotFound, "PrivateEndpointConnectionNotFound", fmt.Sprintf("Private endpoint connection '%s' not found.", rt.conn))
+		w.WriteHeader(http.StatusNoContent)
 		return
 	}
 	s.settle(c)
@@ -404,10 +406,11 @@ func (s *Server) getConnection(w http.ResponseWriter, rt route) {
 	writeJSON(w, http.StatusOK, body)
 }
 
-// putConnection changes the connection state. Etags: an If-Match header that
-// does not match answers 412 PreconditionFailed; an etag in the body that does
-// not match answers 409 Conflict. A Rejected or Disconnected connection cannot
-// be approved again (400), as with Azure Private Link.
+// putConnection changes the connection state. Etags (unless SetEtagChecks
+// turned them off): an If-Match header that matches no current etag answers
+// 412 PreconditionFailed; an etag in the body that does not match answers 409
+// Conflict. A Rejected or Disconnected connection cannot be approved again
+// (400), as with Azure Private Link. The BeforePut hook runs first.
 func (s *Server) putConnection(w http.ResponseWriter, r *http.Request, rt route, tok token) {
 	var in struct {
 		Etag       string `json:"etag"`
@@ -433,23 +436,33 @@ func (s *Server) putConnection(w http.ResponseWriter, r *http.Request, rt route,
 		return
 	}
 	s.mu.Lock()
+	hook := s.beforePut
+	s.mu.Unlock()
+	if hook != nil {
+		hook(rt.vault, rt.conn)
+	}
+	s.mu.Lock()
 	v := s.lookupVault(w, rt, true)
 	if v == nil {
 		s.mu.Unlock()
 		return
 	}
 	c := v.conn(rt.conn)
+	etag := ""
+	if c != nil {
+		etag = c.etag
+	}
+	if im := r.Header.Values("If-Match"); len(im) > 0 && !s.noIfMatch && !ifMatch(im, etag) {
+		s.mu.Unlock()
+		writeARMError(w, http.StatusPreconditionFailed, "PreconditionFailed", "The condition specified using HTTP conditional header(s) is not met.")
+		return
+	}
 	if c == nil {
 		s.mu.Unlock()
 		writeARMError(w, http.StatusNotFound, "PrivateEndpointConnectionNotFound", fmt.Sprintf("Private endpoint connection '%s' not found.", rt.conn))
 		return
 	}
-	if im := r.Header.Get("If-Match"); im != "" && im != "*" && im != c.etag {
-		s.mu.Unlock()
-		writeARMError(w, http.StatusPreconditionFailed, "PreconditionFailed", "The condition specified using HTTP conditional header(s) is not met.")
-		return
-	}
-	if in.Etag != "" && in.Etag != c.etag {
+	if in.Etag != "" && !s.noBodyEtag && in.Etag != c.etag {
 		s.mu.Unlock()
 		writeARMError(w, http.StatusConflict, "Conflict", fmt.Sprintf("The etag '%s' does not match the current etag of private endpoint connection '%s'.", in.Etag, c.name))
 		return
@@ -481,6 +494,21 @@ func (s *Server) putConnection(w http.ResponseWriter, r *http.Request, rt route,
 	for _, h := range hooks {
 		h(ch)
 	}
+}
+
+// ifMatch evaluates If-Match as RFC 9110 13.1.1 does: true when a listed
+// entity tag matches etag by strong comparison (weak tags never match), or
+// the list is "*" and the resource exists (etag not empty).
+func ifMatch(values []string, etag string) bool {
+	for _, v := range values {
+		for _, t := range strings.Split(v, ",") {
+			t = strings.TrimSpace(t)
+			if (t == "*" && etag != "") || (t == etag && etag != "" && !strings.HasPrefix(t, "W/")) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (s *Server) getKey(w http.ResponseWriter, rt route) {
