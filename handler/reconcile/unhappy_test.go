@@ -13,6 +13,7 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/reconcile"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
@@ -120,5 +121,77 @@ func TestEventReconcileHasTheTimersDeadline(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("event reconcile ignored the deadline")
+	}
+}
+
+// interceptStore calls before once, ahead of the first write of key.
+type interceptStore struct {
+	state.Store
+	key    string
+	once   sync.Once
+	before func()
+}
+
+func (s *interceptStore) Put(ctx context.Context, key string, data []byte, etag string, meta map[string]string) (string, error) {
+	if key == s.key {
+		s.once.Do(s.before)
+	}
+	return s.Store.Put(ctx, key, data, etag, meta)
+}
+
+// Another instance re-raises an alert while this one, working from an older
+// read, sees it cleared: the late "resolved" must not be stamped before the
+// re-raise (a consumer ordering by time would think it open), and the next
+// run resolves it after it.
+func TestNoticesOfOneFingerprintAreStampedInCausalOrder(t *testing.T) {
+	r := newRig(t)
+	ctx := t.Context()
+	r.arm.SetKeyEnabled(kv, keyName, r.keyVer, false)
+	if _, err := r.guard(options{}).Project(ctx, project, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.arm.SetKeyEnabled(kv, keyName, r.keyVer, true)
+	key := reconcile.ProjectKey(project)
+	reraised := time.Now().Add(time.Hour).UTC()
+	var fp string
+	st := &interceptStore{Store: r.store, key: key, before: func() {
+		data, etag, err := r.store.Get(ctx, key)
+		var doc map[string]any
+		if err == nil {
+			err = json.Unmarshal(data, &doc)
+		}
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for f, a := range doc["memory"].(map[string]any)["open"].(map[string]any) {
+			if a.(map[string]any)["kind"] == string(alert.KeyDisabled) {
+				fp = f
+				a.(map[string]any)["lastNotified"] = reraised
+				doc["notified"] = map[string]any{f: reraised}
+			}
+		}
+		data, _ = json.Marshal(doc)
+		if _, err := r.store.Put(ctx, key, data, etag, nil); err != nil {
+			t.Error(err)
+		}
+	}}
+	g := r.guard(options{store: st})
+	for range 2 {
+		if _, err := g.Project(ctx, project, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resolved := 0
+	for _, n := range r.hook.Notices() {
+		if n.Alert.Fingerprint == fp && n.Action == alert.Resolved {
+			resolved++
+			if !n.At.After(reraised) {
+				t.Errorf("resolved stamped %v, before the re-raise at %v", n.At, reraised)
+			}
+		}
+	}
+	if fp == "" || resolved != 1 {
+		t.Fatalf("fingerprint %q resolved %d times, want once", fp, resolved)
 	}
 }
