@@ -41,9 +41,8 @@ const writeIDKey = "guardwrite"
 // key, named by an escaping of the key (see names.go), with the document's
 // JSON as content and If-Match / If-None-Match conditions on every write.
 type Blob struct {
-	containerName string
-	name          string // for messages: host/path/container, no query
-	client        *container.Client
+	name   string // for messages: host/path/container, no query
+	client *container.Client
 }
 
 var _ Store = (*Blob)(nil)
@@ -97,9 +96,8 @@ func NewBlob(ctx context.Context, opts BlobOptions) (*Blob, error) {
 		return nil, errors.New("state: no storage configured (need a connection string or a blob service URL)")
 	}
 	b := &Blob{
-		containerName: name,
-		name:          "blob " + redactURL(svc.URL()) + "/" + name,
-		client:        svc.ServiceClient().NewContainerClient(name),
+		name:   "blob " + redactURL(svc.URL()) + "/" + name,
+		client: svc.ServiceClient().NewContainerClient(name),
 	}
 	if err := b.createContainer(ctx); err != nil {
 		return nil, err
@@ -129,9 +127,6 @@ func defaultCredential(opts BlobOptions) (azcore.TokenCredential, error) {
 
 // String names the store (endpoint and container, never credentials).
 func (b *Blob) String() string { return b.name }
-
-// Container returns the container name.
-func (b *Blob) Container() string { return b.containerName }
 
 func (b *Blob) createContainer(ctx context.Context) error {
 	_, err := b.client.Create(ctx, nil)

@@ -21,9 +21,6 @@ func TestBlobStorageDownThenBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.Container() != state.DefaultContainer {
-		t.Fatalf("container = %q", b.Container())
-	}
 	if _, err := update(ctx, b, "projects/p1", func(c *counter) error { c.N++; return nil }); err != nil {
 		t.Fatal(err)
 	}

@@ -245,19 +245,6 @@ func TestUpdateHonoursContext(t *testing.T) {
 	})
 }
 
-func TestMemoryFail(t *testing.T) {
-	m := state.NewMemory()
-	m.Fail(errors.New("disk on fire"))
-	_, _, err := m.Get(t.Context(), "k")
-	if !transient.Is(err) || !strings.Contains(err.Error(), "memory") {
-		t.Fatalf("err = %v, want a transient error naming the store", err)
-	}
-	m.Fail(nil)
-	if _, err := m.Put(t.Context(), "k", []byte("{}"), "", nil); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestUpdateStartsWithTheCallersRead(t *testing.T) {
 	eachStore(t, func(t *testing.T, s state.Store) {
 		ctx := t.Context()

@@ -19,7 +19,6 @@ type Memory struct {
 	mu   sync.Mutex
 	docs map[string]memDoc
 	seq  uint64
-	fail error
 }
 
 type memDoc struct {
@@ -36,22 +35,6 @@ func NewMemory() *Memory { return &Memory{docs: map[string]memDoc{}} }
 // String names the store in messages.
 func (m *Memory) String() string { return "memory" }
 
-// Fail makes every following operation fail with a transient *Error wrapping
-// err, until Fail(nil). It lets tests of other packages simulate storage
-// outages.
-func (m *Memory) Fail(err error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.fail = err
-}
-
-func (m *Memory) failure(op, key string) error {
-	if m.fail == nil {
-		return nil
-	}
-	return transient.Mark(&Error{Store: "memory", Op: op, Key: key, Err: m.fail, cause: m.fail.Error()})
-}
-
 // Get implements Store.
 func (m *Memory) Get(ctx context.Context, key string) ([]byte, string, error) {
 	if err := checkKey(key); err != nil {
@@ -62,9 +45,6 @@ func (m *Memory) Get(ctx context.Context, key string) ([]byte, string, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.failure("get", key); err != nil {
-		return nil, "", err
-	}
 	d, ok := m.docs[key]
 	if !ok {
 		return nil, "", &Error{Store: "memory", Op: "get", Key: key, StatusCode: 404, Err: ErrNotFound}
@@ -82,9 +62,6 @@ func (m *Memory) Put(ctx context.Context, key string, data []byte, etag string, 
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.failure("put", key); err != nil {
-		return "", err
-	}
 	d, ok := m.docs[key]
 	if (etag == "" && ok) || (etag != "" && (!ok || d.etag != etag)) {
 		return "", transient.Mark(&Error{Store: "memory", Op: "put", Key: key, StatusCode: 412, Err: ErrConflict})
@@ -102,9 +79,6 @@ func (m *Memory) List(ctx context.Context, prefix string) ([]Item, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.failure("list", ""); err != nil {
-		return nil, err
-	}
 	items := []Item{}
 	for _, k := range slices.Sorted(maps.Keys(m.docs)) {
 		if strings.HasPrefix(k, prefix) {
