@@ -281,15 +281,15 @@ func (l *lazyStore) Get(ctx context.Context, key string) ([]byte, string, error)
 	return b.Get(ctx, key)
 }
 
-func (l *lazyStore) Put(ctx context.Context, key string, data []byte, etag string) (string, error) {
+func (l *lazyStore) Put(ctx context.Context, key string, data []byte, etag string, meta map[string]string) (string, error) {
 	b, err := l.open(ctx)
 	if err != nil {
 		return "", err
 	}
-	return b.Put(ctx, key, data, etag)
+	return b.Put(ctx, key, data, etag, meta)
 }
 
-func (l *lazyStore) List(ctx context.Context, prefix string) ([]string, error) {
+func (l *lazyStore) List(ctx context.Context, prefix string) ([]state.Item, error) {
 	b, err := l.open(ctx)
 	if err != nil {
 		return nil, err

@@ -1,8 +1,8 @@
 // Package notify delivers alert notices to sinks: the structured log, a
 // webhook (generic JSON, Microsoft Teams or Slack) and an Event Grid topic
-// (CloudEvents). Retry wraps a sink with bounded backoff; a Dispatcher sends
-// to all sinks and reports failures per sink, so the caller can keep what
-// failed pending (by notice ID and sink name) and send it again later.
+// (CloudEvents). Retry wraps a sink with bounded backoff; a failed Send says
+// which notices were delivered (PartialError), so the caller can keep the
+// rest pending (by notice ID and sink name) and send them again later.
 //
 // No sink ever puts a secret in an error or a log line: webhook URLs
 // (capabilities), topic keys and tokens stay out of messages.

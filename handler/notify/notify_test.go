@@ -486,37 +486,3 @@ func TestRetryBoundedByAttemptsAndContext(t *testing.T) {
 	}
 }
 
-func TestDispatcher(t *testing.T) {
-	ok1 := &countingSink{name: "log"}
-	bad := &countingSink{name: "webhook", err: errors.New("webhook: POST failed: status 500")}
-	ok2 := &countingSink{name: "eventgrid"}
-	d, err := notify.NewDispatcher(ok1, bad, ok2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := d.Names(); strings.Join(got, ",") != "log,webhook,eventgrid" {
-		t.Fatalf("names %v", got)
-	}
-	errs := d.Send(t.Context(), sample())
-	if len(errs) != 1 || errs["webhook"] == nil {
-		t.Fatalf("errs = %v, want only webhook", errs)
-	}
-	if ok1.got.Load() != 4 || ok2.got.Load() != 4 || bad.got.Load() != 4 {
-		t.Fatal("not every sink got every notice")
-	}
-	// Next time: only the pending notices to the sink that failed.
-	bad.err = nil
-	errs = d.Deliver(t.Context(), map[string][]alert.Notice{"webhook": notify.Undelivered(errs["webhook"], sample()), "gone": sample()[:1]})
-	if len(errs) != 1 || errs["gone"] == nil || !notify.IsPermanent(errs["gone"]) {
-		t.Fatalf("errs = %v, want only the unknown sink", errs)
-	}
-	if ok1.calls.Load() != 1 || bad.calls.Load() != 2 {
-		t.Fatalf("calls: log %d webhook %d", ok1.calls.Load(), bad.calls.Load())
-	}
-	if errs := notify.Fanout(t.Context(), sample(), ok1, ok2); errs != nil {
-		t.Fatalf("Fanout: %v", errs)
-	}
-	if _, err := notify.NewDispatcher(ok1, ok1); err == nil {
-		t.Fatal("duplicate names accepted")
-	}
-}

@@ -33,13 +33,13 @@ func (c *CountingStore) Get(ctx context.Context, key string) ([]byte, string, er
 }
 
 // Put counts and writes.
-func (c *CountingStore) Put(ctx context.Context, key string, data []byte, etag string) (string, error) {
+func (c *CountingStore) Put(ctx context.Context, key string, data []byte, etag string, meta map[string]string) (string, error) {
 	c.add("put " + key)
-	return c.Store.Put(ctx, key, data, etag)
+	return c.Store.Put(ctx, key, data, etag, meta)
 }
 
 // List counts and lists.
-func (c *CountingStore) List(ctx context.Context, prefix string) ([]string, error) {
+func (c *CountingStore) List(ctx context.Context, prefix string) ([]state.Item, error) {
 	c.add("list " + prefix)
 	return c.Store.List(ctx, prefix)
 }

@@ -115,6 +115,12 @@ type SourceError struct {
 	Source     Source `json:"source"`
 	Message    string `json:"message"`
 	Permission string `json:"permission,omitempty"`
+	// Service is the service the read went to: "atlas", "arm", "storage" or
+	// "graph".
+	Service string `json:"service,omitempty"`
+	// Cause is a short root cause without secrets, URLs or queries, e.g.
+	// "Atlas answered 401 Unauthorized".
+	Cause string `json:"cause,omitempty"`
 }
 
 // Hint kinds, derived from events. Hints only enrich alerts (who, when) and
@@ -166,6 +172,9 @@ type Snapshot struct {
 	Key    *vault.Key    `json:"key,omitempty"`
 	Errors []SourceError `json:"errors,omitempty"`
 	Hints  []Hint        `json:"hints,omitempty"`
+	// OtherRequests are the connection names other guarded projects on the
+	// same vault asked for (connection name → project id).
+	OtherRequests map[string]string `json:"otherRequests,omitempty"`
 }
 
 // EndpointSeen is the status an Atlas endpoint had and since when the guard has

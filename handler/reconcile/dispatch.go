@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -17,17 +18,16 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
-// indexTTL is how long an instance trusts its in-memory vault index before
-// re-reading the stored one; refreshEvery bounds how often an event for an
-// unknown vault may make it re-read every project's EAR config from Atlas
-// (so a flood of forged events costs at most that).
-const (
-	indexTTL     = 5 * time.Minute
-	refreshEvery = time.Minute
-)
+// atlasLookEvery bounds how often an event for an unknown vault may make the
+// guard read the EAR config of every project it has no document for (so a
+// flood of forged events costs at most that, plus one listing at a time).
+const atlasLookEvery = time.Minute
 
-// Events reconciles the projects whose vault the triggers concern.
+// Events reconciles the projects whose vault the triggers concern, within
+// the same deadline as a timer run.
 func (r *Reconciler) Events(ctx context.Context, triggers []event.Trigger) (RunResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
 	hints := map[string][]plan.Hint{}
 	for _, t := range triggers {
 		projects, err := r.projectsFor(ctx, t)
@@ -36,7 +36,6 @@ func (r *Reconciler) Events(ctx context.Context, triggers []event.Trigger) (RunR
 		}
 		if len(projects) == 0 {
 			r.log.DebugContext(ctx, "event concerns no guarded project", "kind", string(t.Kind), "scope", t.Scope)
-			continue
 		}
 		for _, p := range projects {
 			hints[p] = append(hints[p], hintOf(t))
@@ -60,6 +59,9 @@ func (r *Reconciler) Timer(ctx context.Context, t event.Timer) (RunResult, error
 	if t.IsPastDue {
 		r.log.InfoContext(ctx, "timer is past due")
 	}
+	if _, err, _ := r.flight.Do("list", func() (any, error) { return nil, r.list(ctx) }); err != nil {
+		r.log.WarnContext(ctx, "listing the project documents failed", "error", err.Error())
+	}
 	out, err := r.run(ctx, r.projects, nil)
 	// A timer is not retried by the platform: report failures in the
 	// result, and fail the invocation only when no project succeeded.
@@ -70,18 +72,17 @@ func (r *Reconciler) Timer(ctx context.Context, t event.Timer) (RunResult, error
 	return out, err
 }
 
-// RunError says how many of a run's projects failed.
+// RunError says how many of a run's projects failed; it wraps each
+// project's error (transient.Is holds when any of them is transient).
 type RunError struct {
 	Failed, Total int
-	transient     bool
-	first         error
+	errs          []error
 }
 
 func (e *RunError) Error() string {
-	return fmt.Sprintf("%d of %d projects failed; first: %v", e.Failed, e.Total, e.first)
+	return fmt.Sprintf("%d of %d projects failed; first: %v", e.Failed, e.Total, e.errs[0])
 }
-func (e *RunError) Transient() bool { return e.transient }
-func (e *RunError) Unwrap() error   { return e.first }
+func (e *RunError) Unwrap() []error { return e.errs }
 
 // RunResult is a run's outcome: one report per project (the invocation's
 // return value) and one log line per project for the host.
@@ -98,7 +99,7 @@ func (r *Reconciler) All(ctx context.Context) ([]Report, error) {
 }
 
 // run reconciles projects with bounded concurrency; one project's failure
-// never stops the others.
+// (or panic) never stops the others.
 func (r *Reconciler) run(ctx context.Context, projects []string, hints map[string][]plan.Hint) (RunResult, error) {
 	reports := make([]Report, len(projects))
 	errs := make([]error, len(projects))
@@ -110,14 +111,13 @@ func (r *Reconciler) run(ctx context.Context, projects []string, hints map[strin
 			case sem <- struct{}{}:
 			case <-ctx.Done():
 				reports[i] = Report{ProjectID: p, Error: "not started: " + ctx.Err().Error()}
-				errs[i] = &Error{ProjectID: p, Err: ctx.Err(), transient: true}
+				errs[i] = &Error{ProjectID: p, Err: transient.Mark(ctx.Err())}
 				return
 			}
 			defer func() { <-sem }()
 			defer func() {
 				if v := recover(); v != nil {
-					r.log.ErrorContext(ctx, "panic in reconcile", "project", p, "panic", fmt.Sprint(v))
-					errs[i] = &Error{ProjectID: p, Err: fmt.Errorf("panic: %v", v)}
+					errs[i] = &Error{ProjectID: p, Err: fmt.Errorf("internal error: panic: %v", v)}
 					reports[i] = Report{ProjectID: p, Error: "internal error"}
 				}
 			}()
@@ -132,15 +132,15 @@ func (r *Reconciler) run(ctx context.Context, projects []string, hints map[strin
 		out.Logs = append(out.Logs, reportLine(rep))
 		if errs[i] != nil {
 			run.Failed++
-			run.transient = run.transient || isTransientRun(errs[i])
-			if run.first == nil {
-				run.first = errs[i]
-			}
-			r.log.WarnContext(ctx, "reconcile failed", "project", rep.ProjectID, "error", errs[i].Error())
+			run.errs = append(run.errs, errs[i])
 		}
-		r.log.InfoContext(ctx, "reconciled", "project", rep.ProjectID, "approved", len(rep.Approved),
+		level := slog.LevelInfo
+		if errs[i] != nil {
+			level = slog.LevelWarn
+		}
+		r.log.Log(ctx, level, "reconciled", "project", rep.ProjectID, "approved", len(rep.Approved),
 			"notices", rep.Notices, "open", rep.Open, "atlasCalls", rep.AtlasCalls, "armCalls", rep.ARMCalls,
-			"durationMs", rep.DurationMS, "blind", strings.Join(rep.Blind, ","))
+			"durationMs", rep.DurationMS, "blind", strings.Join(rep.Blind, ","), "error", rep.Error)
 	}
 	if run.Failed > 0 {
 		return out, run
@@ -168,26 +168,21 @@ func hintOf(t event.Trigger) plan.Hint {
 	return plan.Hint{Kind: string(t.Kind), Actor: t.Actor, Object: t.Object, Operation: t.Operation, EventID: t.EventID, Time: t.Time}
 }
 
-// projectsFor returns the guarded projects whose vault t concerns: from the
-// in-memory index, else the stored one, else (at most once per refreshEvery)
-// by reading every project's EAR config from Atlas.
+// projectsFor returns the guarded projects whose vault t concerns. The
+// vault → project index is derived from the project documents (each records
+// its vault as metadata, listed in one call) and from what this process
+// reconciled. On a miss the caller waits for a fresh look: a listing (and,
+// at most once per atlasLookEvery, the EAR config of the projects without a
+// document), shared by all concurrent callers.
 func (r *Reconciler) projectsFor(ctx context.Context, t event.Trigger) ([]string, error) {
-	if ps := r.lookup(t); len(ps) > 0 && r.indexFresh() {
-		return ps, nil
-	}
-	if err := r.loadIndex(ctx); err != nil {
-		r.log.WarnContext(ctx, "reading the vault index failed", "error", err.Error())
-	}
 	if ps := r.lookup(t); len(ps) > 0 {
 		return ps, nil
 	}
-	if !r.mayRefresh() {
-		return nil, nil
+	_, err, _ := r.flight.Do("refresh", func() (any, error) { return nil, r.refresh(ctx) })
+	if ps := r.lookup(t); len(ps) > 0 || err == nil {
+		return ps, nil
 	}
-	if err := r.refreshIndex(ctx); err != nil {
-		return nil, err
-	}
-	return r.lookup(t), nil
+	return nil, err
 }
 
 func (r *Reconciler) lookup(t event.Trigger) []string {
@@ -195,135 +190,126 @@ func (r *Reconciler) lookup(t event.Trigger) []string {
 	defer r.mu.Unlock()
 	var out []string
 	for _, p := range r.projects {
-		id, err := resource.ParseID(r.index.Projects[p])
-		if err == nil && t.Covers(id) {
+		if id, err := resource.ParseID(r.vaults[p]); err == nil && t.Covers(id) {
 			out = append(out, p)
 		}
 	}
 	return out
 }
 
-func (r *Reconciler) indexFresh() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return time.Since(r.indexLoaded) < indexTTL
-}
-
-func (r *Reconciler) mayRefresh() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if time.Since(r.refreshed) < refreshEvery {
-		return false
-	}
-	r.refreshed = time.Now()
-	return true
-}
-
-func (r *Reconciler) loadIndex(ctx context.Context) error {
-	data, _, err := r.store.Get(ctx, indexKey)
-	if errors.Is(err, state.ErrNotFound) {
-		return nil
-	}
+// list reads every project document's vault from the store's listing.
+func (r *Reconciler) list(ctx context.Context) error {
+	items, err := r.store.List(ctx, projectPrefix)
 	if err != nil {
 		return err
 	}
-	var idx vaultIndex
-	if err := json.Unmarshal(data, &idx); err != nil {
-		return err
+	for _, it := range items {
+		r.remember(strings.TrimPrefix(it.Key, projectPrefix), it.Meta["vault"])
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.index.Projects == nil {
-		r.index.Projects = map[string]string{}
-	}
-	for p, v := range idx.Projects {
-		r.index.Projects[p] = v
-	}
-	r.indexLoaded = time.Now()
+	r.listed = r.now()
+	r.mu.Unlock()
 	return nil
 }
 
-// refreshIndex reads every project's EAR config from Atlas and stores the
-// vault each names. A transient Atlas failure is returned (the event is
-// retried); projects that cannot be read keep their old entry.
-func (r *Reconciler) refreshIndex(ctx context.Context) error {
-	type entry struct {
-		project, vault string
-		err            error
+// refresh lists the project documents and, at most once per atlasLookEvery,
+// reads the EAR config of each guarded project whose vault is still unknown.
+// A transient failure is returned (the event is retried).
+func (r *Reconciler) refresh(ctx context.Context) error {
+	listErr := r.list(ctx)
+	r.mu.Lock()
+	var unknown []string
+	for _, p := range r.projects {
+		if r.vaults[p] == "" {
+			unknown = append(unknown, p)
+		}
 	}
-	results := make([]entry, len(r.projects))
+	now := r.now()
+	look := len(unknown) > 0 && now.Sub(r.looked) >= atlasLookEvery
+	if look {
+		r.looked = now
+	}
+	r.mu.Unlock()
+	if !look {
+		return listErr
+	}
+	errs := make([]error, len(unknown))
 	sem := make(chan struct{}, r.concurrency)
 	var wg sync.WaitGroup
-	for i, p := range r.projects {
+	for i, p := range unknown {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
+			defer func() {
+				if v := recover(); v != nil {
+					errs[i] = fmt.Errorf("internal error reading the EAR config of %s: %v", p, v)
+				}
+			}()
 			ear, err := r.atlas.EncryptionAtRest(ctx, p)
-			if err != nil {
-				results[i] = entry{project: p, err: err}
-				return
-			}
 			c := ear.AzureKeyVault
-			id := resource.ID{SubscriptionID: c.SubscriptionID, ResourceGroup: c.ResourceGroupName, Name: c.KeyVaultName}
-			v := ""
-			if id.SubscriptionID != "" && id.ResourceGroup != "" && id.Name != "" {
-				v = id.String()
+			if id := (resource.ID{SubscriptionID: c.SubscriptionID, ResourceGroup: c.ResourceGroupName, Name: c.KeyVaultName}); err == nil && id.SubscriptionID != "" && id.ResourceGroup != "" && id.Name != "" {
+				r.remember(p, id.String())
 			}
-			results[i] = entry{project: p, vault: v}
+			errs[i] = err
 		})
 	}
 	wg.Wait()
-	var firstErr error
-	for _, e := range results {
-		if e.err != nil {
-			if firstErr == nil {
-				firstErr = e.err
-			}
-			continue
-		}
-		r.remember(ctx, e.project, e.vault)
-	}
-	if firstErr != nil && isTransient(firstErr) {
-		return &Error{ProjectID: "index", Err: firstErr, transient: true}
+	if err := errors.Join(append(errs, listErr)...); transient.Is(err) {
+		return err
 	}
 	return nil
 }
 
-// isTransientRun reports whether a project's failure asks for a retry.
-func isTransientRun(err error) bool {
-	var t interface{ Transient() bool }
-	return errors.As(err, &t) && t.Transient()
-}
-
-func isTransient(err error) bool {
-	return transient.Is(err) || state.IsTransient(err)
-}
-
-// remember records a project's vault in the in-memory index and, when it
-// changed, in the stored one.
-func (r *Reconciler) remember(ctx context.Context, project, vaultID string) {
+// remember records a project's vault in the in-memory index.
+func (r *Reconciler) remember(project, vaultID string) {
 	if vaultID == "" {
 		return
 	}
 	r.mu.Lock()
-	if r.index.Projects == nil {
-		r.index.Projects = map[string]string{}
-	}
-	changed := !strings.EqualFold(r.index.Projects[project], vaultID)
-	r.index.Projects[project] = vaultID
-	r.mu.Unlock()
-	if !changed {
-		return
-	}
-	_, err := state.Update(ctx, r.store, indexKey, func(idx *vaultIndex) error {
-		if idx.Projects == nil {
-			idx.Projects = map[string]string{}
-		}
-		idx.Projects[project] = vaultID
-		idx.Updated = r.now()
+	defer r.mu.Unlock()
+	r.vaults[project] = vaultID
+}
+
+// otherRequests returns the connection names that the other guarded projects
+// on vault v asked for (name → project), from their documents. The index is
+// listed first if this process never listed it.
+func (r *Reconciler) otherRequests(ctx context.Context, projectID string, v resource.ID) map[string]string {
+	if v.IsZero() {
 		return nil
-	})
-	if err != nil {
-		r.log.WarnContext(ctx, "storing the vault index failed", "error", err.Error())
 	}
+	r.mu.Lock()
+	listed := !r.listed.IsZero()
+	r.mu.Unlock()
+	if !listed {
+		if _, err, _ := r.flight.Do("list", func() (any, error) { return nil, r.list(ctx) }); err != nil {
+			r.log.WarnContext(ctx, "listing the project documents failed", "error", err.Error())
+		}
+	}
+	var siblings []string
+	r.mu.Lock()
+	for _, p := range r.projects {
+		if id, err := resource.ParseID(r.vaults[p]); p != projectID && err == nil && id.Equal(v) {
+			siblings = append(siblings, p)
+		}
+	}
+	r.mu.Unlock()
+	var out map[string]string
+	for _, p := range siblings {
+		read, err := state.Load(ctx, r.store, ProjectKey(p))
+		var d Doc
+		if err == nil && read.Found {
+			err = json.Unmarshal(read.Data, &d)
+		}
+		if err != nil {
+			r.log.WarnContext(ctx, "reading another project's requests failed", "other", p, "error", err.Error())
+			continue
+		}
+		for _, name := range d.Requests {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[name] = p
+		}
+	}
+	return out
 }

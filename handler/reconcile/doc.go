@@ -11,29 +11,62 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
-// Store keys: one document per project, one index of vaults.
-const (
-	projectPrefix = "projects/"
-	indexKey      = "index/vaults"
-)
+// projectPrefix starts the store key of every project document.
+const projectPrefix = "projects/"
 
 // ProjectKey is the state-store key of a project's document.
 func ProjectKey(projectID string) string { return projectPrefix + projectID }
 
 // Doc is the durable state of one project: what the plan remembers, the
-// notices still owed to sinks, and a summary of the last reconcile for the
-// Status page. It is written only through state.Update, so concurrent
-// instances never overwrite each other.
+// notices still owed to external sinks, the approvals being made, and a
+// summary of the last reconcile for the Status page. It is written only
+// through conditional writes (state.Update), so concurrent instances never
+// overwrite each other.
 type Doc struct {
+	// Version is the version of this layout (see docVersion).
+	Version   int    `json:"version,omitempty"`
 	ProjectID string `json:"projectId"`
 	// Vault is the resource ID of the vault the project's EAR config named
-	// at the last successful read ("" when unknown).
-	Vault  string      `json:"vault,omitempty"`
-	Memory plan.Memory `json:"memory"`
-	// Pending holds deliveries not yet confirmed by their sink.
+	// at the last successful read ("" when unknown). It is also the
+	// document's "vault" metadata, from which the vault → project index is
+	// listed in one call.
+	Vault string `json:"vault,omitempty"`
+	// Requests are the connection names the project's Atlas endpoints ask
+	// for: connections other guarded projects on the vault must not call
+	// foreign.
+	Requests []string    `json:"requests,omitempty"`
+	Memory   plan.Memory `json:"memory"`
+	// Notified is when the last notice of each fingerprint was stamped. A
+	// writer that finds it changed since its own read leaves that
+	// fingerprint to the writer that changed it, and stamps its own notices
+	// after it, so notices of one fingerprint are in causal order.
+	Notified map[string]time.Time `json:"notified,omitempty"`
+	// Claims are approvals in progress, by connection name: the run holding
+	// the claim is the only one allowed to approve that connection until the
+	// claim expires.
+	Claims map[string]Claim `json:"claims,omitempty"`
+	// Failed are the approvals that failed in the last reconcile: facts for
+	// the next plan (they make the guard blind for approvals until one
+	// succeeds).
+	Failed []plan.SourceError `json:"failed,omitempty"`
+	// Pending holds deliveries to external sinks not yet confirmed.
 	Pending []Delivery `json:"pending,omitempty"`
 	Summary *Summary   `json:"summary,omitempty"`
 	Updated time.Time  `json:"updated"`
+}
+
+// Meta is the document's store metadata (see state.Labeled).
+func (d Doc) Meta() map[string]string {
+	if d.Vault == "" {
+		return nil
+	}
+	return map[string]string{"vault": d.Vault}
+}
+
+// Claim is one run's claim on an approval.
+type Claim struct {
+	By    string    `json:"by"`
+	Until time.Time `json:"until"`
 }
 
 // Delivery is one notice owed to one sink. A delivery is claimed by the
@@ -89,10 +122,23 @@ func (d Doc) OpenAlerts() []alert.Alert {
 	return out
 }
 
-// vaultIndex maps each guarded project to the resource ID of the vault its
-// EAR config names, so an event about a vault finds its projects without
-// reading every project's config.
-type vaultIndex struct {
-	Projects map[string]string `json:"projects"`
-	Updated  time.Time         `json:"updated"`
+func summarize(s plan.Snapshot, res plan.Result, mode plan.Mode, now time.Time, approved []string) *Summary {
+	sum := &Summary{
+		At: now, Mode: mode, Endpoints: s.Endpoints, Connections: s.Connections, Clusters: s.Clusters,
+		Decisions: res.Decisions, Errors: s.Errors, Key: s.Key, Approved: approved,
+	}
+	if !s.Vault.IsZero() {
+		sum.Vault = s.Vault.String()
+	}
+	if s.Config != nil {
+		sum.KeyIdentifier = s.Config.KeyIdentifier
+		sum.Valid = s.Config.Valid
+		sum.RequirePrivateNetworking = s.Config.RequirePrivateNetworking
+	}
+	if s.VaultState != nil {
+		found := s.VaultState.Found
+		sum.VaultFound = &found
+		sum.Hold = s.VaultState.Hold()
+	}
+	return sum
 }

@@ -3,12 +3,21 @@ package reconcile
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strings"
 	"sync"
+	"syscall"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
-	retry "github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
@@ -33,109 +42,117 @@ type AzureFor func(azureEnvironment string) (Azure, error)
 
 // observe reads everything one project's plan needs. Atlas's three reads run
 // in parallel; the three ARM reads start as soon as the EAR config names the
-// vault. A read that fails is recorded in the snapshot's Errors (the plan
-// raises "guard blind" for it) and never aborts the others. It returns the
-// Azure client it used (nil when the config named no vault) and whether any
-// failed read was transient.
-func (r *Reconciler) observe(ctx context.Context, projectID string, hints []plan.Hint) (s plan.Snapshot, az Azure, transient bool) {
+// vault. A read that fails — or panics — is recorded in the snapshot's
+// Errors (the plan raises "guard blind" for it) and never aborts the others.
+// It returns the Azure client it used (nil when the config named no vault)
+// and whether a failed read may succeed if retried.
+func (r *Reconciler) observe(ctx context.Context, projectID string, hints []plan.Hint) (s plan.Snapshot, az Azure, retry bool) {
 	s = plan.Snapshot{ProjectID: projectID, Hints: hints}
 	var mu sync.Mutex
-	fail := func(src plan.Source, err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		s.Errors = append(s.Errors, sourceError(src, err))
-		transient = transient || retry.Is(err)
+	set := func(f func()) { mu.Lock(); defer mu.Unlock(); f() }
+	// read runs f, which reads src and stores what it read through set. A
+	// failure or a panic becomes an error of src.
+	read := func(src plan.Source, f func() error) (ok bool) {
+		err := func() (err error) {
+			defer func() {
+				if v := recover(); v != nil {
+					r.log.ErrorContext(ctx, "panic while reading", "source", string(src), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+					err = fmt.Errorf("internal error while reading %s: %v", src, v)
+				}
+			}()
+			return f()
+		}()
+		if err != nil {
+			set(func() {
+				s.Errors = append(s.Errors, sourceError(src, err))
+				retry = retry || transient.Is(err)
+			})
+		}
+		return err == nil
 	}
 	var wg sync.WaitGroup
+	defer wg.Wait()
 	wg.Go(func() {
-		eps, err := r.atlas.PrivateEndpoints(ctx, projectID)
-		if err != nil {
-			fail(plan.SourcePrivateEndpoints, err)
-			return
-		}
-		mu.Lock()
-		s.Endpoints = nonNil(eps)
-		mu.Unlock()
+		read(plan.SourcePrivateEndpoints, func() error {
+			eps, err := r.atlas.PrivateEndpoints(ctx, projectID)
+			set(func() { s.Endpoints = nonNil(eps, err) })
+			return err
+		})
 	})
 	wg.Go(func() {
-		cls, err := r.atlas.Clusters(ctx, projectID)
-		if err != nil {
-			fail(plan.SourceClusters, err)
-			return
-		}
-		mu.Lock()
-		s.Clusters = nonNil(cls)
-		mu.Unlock()
+		read(plan.SourceClusters, func() error {
+			cls, err := r.atlas.Clusters(ctx, projectID)
+			set(func() { s.Clusters = nonNil(cls, err) })
+			return err
+		})
 	})
-
-	ear, err := r.atlas.EncryptionAtRest(ctx, projectID)
-	if err != nil {
-		fail(plan.SourceEncryptionAtRest, err)
-		wg.Wait()
-		return s, nil, transient
+	var cfg atlas.AzureKeyVault
+	if !read(plan.SourceEncryptionAtRest, func() error {
+		ear, err := r.atlas.EncryptionAtRest(ctx, projectID)
+		cfg = ear.AzureKeyVault
+		return err
+	}) {
+		return s, nil, retry
 	}
-	cfg := ear.AzureKeyVault
-	mu.Lock()
-	s.Config = &cfg
-	mu.Unlock()
 	v := resource.ID{SubscriptionID: cfg.SubscriptionID, ResourceGroup: cfg.ResourceGroupName, Name: cfg.KeyVaultName}
+	set(func() { s.Config = &cfg })
 	if v.SubscriptionID == "" || v.ResourceGroup == "" || v.Name == "" {
-		// Not configured for Azure Key Vault: nothing on the ARM side to read.
-		wg.Wait()
-		return s, nil, transient
+		return s, nil, retry // not configured for Azure Key Vault: nothing on ARM to read
 	}
-	mu.Lock()
-	s.Vault = v
-	mu.Unlock()
-	az, err = r.azureFor(cfg.AzureEnvironment)
-	if err != nil {
-		for _, src := range []plan.Source{plan.SourceVault, plan.SourceConnections, plan.SourceKey} {
-			fail(src, err)
-		}
-		wg.Wait()
-		return s, nil, transient
+	set(func() { s.Vault = v })
+	az, azErr := r.azureFor(cfg.AzureEnvironment)
+	arm := func(src plan.Source, f func() error) {
+		wg.Go(func() {
+			read(src, func() error {
+				if azErr != nil {
+					return azErr
+				}
+				return f()
+			})
+		})
 	}
-	wg.Go(func() {
+	arm(plan.SourceVault, func() error {
 		st, err := az.Vault(ctx, v)
-		if err != nil {
-			fail(plan.SourceVault, err)
-			return
+		if err == nil {
+			set(func() { s.VaultState = &st })
 		}
-		mu.Lock()
-		s.VaultState = &st
-		mu.Unlock()
+		return err
 	})
-	wg.Go(func() {
+	arm(plan.SourceConnections, func() error {
 		conns, err := az.Connections(ctx, v)
-		if err != nil {
-			fail(plan.SourceConnections, err)
-			return
-		}
-		mu.Lock()
-		s.Connections = nonNil(conns)
-		mu.Unlock()
+		set(func() { s.Connections = nonNil(conns, err) })
+		return err
 	})
-	wg.Go(func() {
+	arm(plan.SourceKey, func() error {
 		_, name, version, err := resource.ParseKeyIdentifier(cfg.KeyIdentifier)
 		if err != nil {
-			fail(plan.SourceKey, err)
-			return
+			return err
 		}
 		k, err := az.Key(ctx, v, name, version)
-		if err != nil {
-			fail(plan.SourceKey, err)
-			return
+		if err == nil {
+			set(func() { s.Key = &k })
 		}
-		mu.Lock()
-		s.Key = &k
-		mu.Unlock()
+		return err
 	})
-	wg.Wait()
-	return s, az, transient
+	if azErr != nil {
+		return s, nil, retry
+	}
+	return s, az, retry
 }
 
+// sourceError describes a failed read (or write) of src: the error, the
+// service it went to, a short root cause without secrets or URLs (the plan
+// groups guard-blind alerts by service and cause), and the missing
+// permission when the service said so.
 func sourceError(src plan.Source, err error) plan.SourceError {
-	se := plan.SourceError{Source: src, Message: err.Error()}
+	se := plan.SourceError{Source: src, Message: err.Error(), Service: "storage"}
+	switch {
+	case strings.HasPrefix(string(src), "atlas:"):
+		se.Service = "atlas"
+	case strings.HasPrefix(string(src), "arm:"):
+		se.Service = "arm"
+	}
+	se.Cause = cause(se.Service, err)
 	var fe *vault.ForbiddenError
 	if errors.As(err, &fe) {
 		se.Permission = fe.Action
@@ -153,7 +170,51 @@ func sourceError(src plan.Source, err error) plan.SourceError {
 	return se
 }
 
-func nonNil[T any](s []T) []T {
+// cause names the root cause of err, a failure talking to service, in a few
+// words: who answered what, or why nobody answered.
+func cause(service string, err error) string {
+	name := map[string]string{"atlas": "Atlas", "arm": "ARM", "graph": "Microsoft Graph"}[service]
+	if name == "" {
+		name = "storage"
+	}
+	var (
+		fe *vault.ForbiddenError
+		ae *atlas.Error
+		re *azcore.ResponseError
+		af *azidentity.AuthenticationFailedError
+		de *net.DNSError
+		ne net.Error
+	)
+	switch {
+	case errors.As(err, &fe):
+		return "ARM answered 403: missing " + fe.Action
+	case errors.As(err, &ae) && ae.StatusCode >= 300:
+		return fmt.Sprintf("Atlas answered %d %s", ae.StatusCode, http.StatusText(ae.StatusCode))
+	case errors.As(err, &ae) && ae.StatusCode != 0:
+		return "Atlas answered an unusable response"
+	case errors.As(err, &af):
+		return "the managed identity could not get a token for " + name
+	case errors.As(err, &re):
+		return fmt.Sprintf("%s answered %d %s", name, re.StatusCode, http.StatusText(re.StatusCode))
+	case errors.As(err, &de):
+		return fmt.Sprintf("cannot reach %s: DNS lookup of %s failed", name, de.Name)
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "cannot reach " + name + ": timed out"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "cannot reach " + name + ": connection refused"
+	case errors.As(err, &ne):
+		return "cannot reach " + name + ": network error"
+	case strings.HasPrefix(err.Error(), "internal error"):
+		return "internal error while reading " + name
+	}
+	return name + " read failed"
+}
+
+// nonNil is s read successfully (never nil), or nil when err says it was not.
+func nonNil[T any](s []T, err error) []T {
+	if err != nil {
+		return nil
+	}
 	if s == nil {
 		return []T{}
 	}

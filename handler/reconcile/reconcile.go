@@ -1,7 +1,8 @@
-// Package reconcile joins the handler to Atlas and Azure: for one project it
+// Package reconcile joins the handler to Atlas and Azure. For one project it
 // observes (Atlas EAR config, endpoints, clusters; the vault, its connections
-// and the key version Atlas uses), plans (pure, package plan) and applies
-// (approvals through ARM, notices to the sinks, state in the store).
+// and the key version Atlas uses), plans once (pure, package plan), applies
+// the plan's approvals, and records the new memory and the notices owed to
+// the sinks in one conditional write of the project's document.
 //
 // It is level-based: events only choose which projects to reconcile and add
 // hints (who did it) to alerts; every decision is re-derived from Atlas and
@@ -18,9 +19,10 @@ import (
 	"log/slog"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/logging"
@@ -28,7 +30,7 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
 // Sink delivers notices somewhere (log, webhook, Event Grid topic); see
@@ -49,11 +51,11 @@ type Options struct {
 	Policy plan.Policy
 	// Concurrency bounds the projects reconciled at once (default 8).
 	Concurrency int
-	// Timeout bounds a timer reconcile of all projects (default 4m).
+	// Timeout bounds a timer or event reconcile (default 4m).
 	Timeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// Instance names this process in delivery claims (default host-pid-random).
+	// Instance names this process in claims (default host-pid-random).
 	Instance string
 	Logger   *slog.Logger
 }
@@ -74,23 +76,33 @@ type Reconciler struct {
 	instance    string
 	log         *slog.Logger
 
-	mu          sync.Mutex
-	unsaved     map[string][]alert.Notice // audit notices not yet recorded in the store, by project
-	index       vaultIndex
-	indexLoaded time.Time
-	refreshed   time.Time
+	flight  singleflight.Group
+	mu      sync.Mutex
+	locks   map[string]chan struct{}  // one reconcile per project at a time
+	unsaved map[string][]alert.Notice // audit notices not yet recorded, by project
+	vaults  map[string]string         // project → vault resource ID
+	listed  time.Time                 // last listing of the project documents
+	looked  time.Time                 // last Atlas look for projects of unknown vault
 }
 
-// SourceApprove is the blind spot raised when an approval fails (403 names
-// the missing role action).
-const SourceApprove plan.Source = "arm:approve"
+// Sources the reconciler adds to the plan's snapshot: a failed approval (a
+// 403 names the missing role action) and an unreadable state document.
+const (
+	SourceApprove plan.Source = "arm:approve"
+	SourceState   plan.Source = "state"
+)
 
-// claimTTL is how long a delivery claim keeps other instances off a notice.
-const claimTTL = 2 * time.Minute
-
-// maxPending bounds the deliveries kept per project; the oldest go first
-// (they are logged when dropped).
-const maxPending = 500
+const (
+	// claimTTL is how long a claim (on an approval or a delivery) keeps
+	// other runs off it.
+	claimTTL = 2 * time.Minute
+	// maxPending bounds the deliveries kept per project; the oldest go first
+	// (they are logged when dropped).
+	maxPending = 500
+	// docVersion is the version of Doc this code writes; a document of a
+	// later version is unreadable here.
+	docVersion = 1
+)
 
 // New returns a Reconciler.
 func New(o Options) (*Reconciler, error) {
@@ -106,10 +118,11 @@ func New(o Options) (*Reconciler, error) {
 	}
 	r := &Reconciler{
 		projects: slices.Clone(o.Projects), atlas: o.Atlas, azureFor: o.Azure, store: o.Store,
-		logSink: o.Log, sinks: o.Sinks, policy: o.Policy, concurrency: o.Concurrency,
+		logSink: o.Log, sinks: o.Sinks, policy: o.Policy, concurrency: max(o.Concurrency, 1),
 		timeout: o.Timeout, now: o.Now, instance: o.Instance, log: o.Logger,
+		locks: map[string]chan struct{}{}, unsaved: map[string][]alert.Notice{}, vaults: map[string]string{},
 	}
-	if r.concurrency < 1 {
+	if o.Concurrency < 1 {
 		r.concurrency = 8
 	}
 	if r.timeout <= 0 {
@@ -120,9 +133,7 @@ func New(o Options) (*Reconciler, error) {
 	}
 	if r.instance == "" {
 		host, _ := os.Hostname()
-		b := make([]byte, 4)
-		rand.Read(b)
-		r.instance = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
+		r.instance = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randHex(4))
 	}
 	if r.log == nil {
 		r.log = logging.Discard()
@@ -145,155 +156,252 @@ type Report struct {
 	Error        string   `json:"error,omitempty"`
 }
 
-// Error is a failed reconcile; Transient says whether a retry may help (the
-// handler answers the host non-2xx only then).
+// Error is a failed reconcile of one project; transient.Is tells whether a
+// retry may help (the handler answers the host non-2xx only then).
 type Error struct {
 	ProjectID string
 	Err       error
-	transient bool
 }
 
-func (e *Error) Error() string   { return "reconcile " + e.ProjectID + ": " + e.Err.Error() }
-func (e *Error) Unwrap() error   { return e.Err }
-func (e *Error) Transient() bool { return e.transient }
+func (e *Error) Error() string { return "reconcile " + e.ProjectID + ": " + e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
 
-// Project reconciles one project. hints (from events) only enrich alerts.
-// Approvals and log notices happen even when the store is down; the error
-// then says so and is transient.
+// Project reconciles one project: observe, plan once, approve, record.
+// hints (from events) only enrich alerts. Approvals and log notices happen
+// even when the store is down; the error then says so and is transient.
 func (r *Reconciler) Project(ctx context.Context, projectID string, hints []plan.Hint) (rep Report, err error) {
-	start := time.Now()
+	start := r.now()
 	calls := &meter.Calls{}
 	ctx = meter.WithCalls(logging.With(ctx, slog.String("project", projectID)), calls)
 	rep = Report{ProjectID: projectID}
 	defer func() {
 		rep.AtlasCalls, rep.ARMCalls = calls.Atlas(), calls.ARM()
-		rep.DurationMS = time.Since(start).Milliseconds()
-	}()
-
-	key := ProjectKey(projectID)
-	var prev Doc
-	stored, loadErr := state.Load(ctx, r.store, key)
-	if loadErr == nil && stored.Found {
-		if err := json.Unmarshal(stored.Data, &prev); err != nil {
-			loadErr = fmt.Errorf("state of %s is unreadable: %w", projectID, err)
+		rep.DurationMS = r.now().Sub(start).Milliseconds()
+		if err != nil {
+			rep.Error = err.Error()
+			err = &Error{ProjectID: projectID, Err: err}
 		}
+	}()
+	unlock, err := r.lock(ctx, projectID)
+	if err != nil {
+		return rep, err
 	}
+	defer unlock()
 
-	snap, az, transient := r.observe(ctx, projectID, hints)
-	now := r.now()
-	first := plan.Plan(snap, prev.Memory, r.policy, now)
+	run := r.instance + "/" + randHex(4)
+	key := ProjectKey(projectID)
+	prev, cur, unreadable, stateErr := r.load(ctx, key)
+	snap, az, retry := r.observe(ctx, projectID, hints)
+	snap.Errors = append(snap.Errors, prev.Failed...)
+	if unreadable != nil {
+		snap.Errors = append(snap.Errors, *unreadable)
+	}
+	snap.OtherRequests = r.otherRequests(ctx, projectID, snap.Vault)
+	res := plan.Plan(snap, prev.Memory, r.policy, r.now())
 
-	audit, approved, failures := r.approve(ctx, projectID, az, first.Approvals, now)
-	rep.Approved = approved
-	snap.Errors = append(snap.Errors, failures...)
-	for _, d := range first.Decisions {
+	ap := r.approve(ctx, projectID, az, res.Approvals, key, cur, run)
+	rep.Approved = ap.approved
+	for _, d := range res.Decisions {
 		if d.Verdict == plan.VerdictWouldApprove {
 			rep.WouldApprove = append(rep.WouldApprove, d.Connection)
 		}
 	}
-	for _, e := range snap.Errors {
+	for _, e := range append(snap.Errors, ap.failed...) {
 		rep.Blind = append(rep.Blind, string(e.Source))
 	}
-
-	if loadErr != nil {
+	// Approvals made while the store was down are owed to the sinks too.
+	audit := append(r.takeAudit(projectID), ap.audit...)
+	if stateErr != nil {
 		// Without state there is no de-duplication: log, skip the external
 		// sinks, and fail transiently so the next run delivers properly.
-		final := plan.Plan(snap, prev.Memory, r.policy, now)
-		notices := append(final.Notices, audit...)
-		r.logSink.Send(ctx, notices)
+		r.logSink.Send(ctx, append(res.Notices, audit...))
 		r.keepAudit(projectID, audit)
-		rep.Notices = len(notices)
-		rep.Error = loadErr.Error()
-		return rep, &Error{ProjectID: projectID, Err: loadErr, transient: true}
+		rep.Notices = len(res.Notices) + len(audit)
+		return rep, stateErr
 	}
 
-	// Record the notices and claim their deliveries in one conditional write.
-	// The plan is re-run on the freshest memory, so a notice another instance
-	// recorded meanwhile is not raised again.
-	// Claims are per run, not per process: two invocations of one process
-	// (duplicate events, an event during the timer) must not both send
-	// the same notice.
-	claim := r.instance + "/" + randHex(4)
-	// Approvals made while the store was down are owed to the sinks too.
-	audit = append(r.takeAudit(projectID), audit...)
-	var claimed []Delivery
-	var final plan.Result
-	doc, err := state.UpdateFrom(ctx, r.store, key, &stored, func(d *Doc) error {
-		claimed = claimed[:0]
-		final = plan.Plan(snap, d.Memory, r.policy, now)
-		d.ProjectID = projectID
-		if !snap.Vault.IsZero() {
-			d.Vault = snap.Vault.String()
-		}
-		d.Memory = final.Memory
-		d.Summary = summarize(snap, final, r.policy.Mode, now, rep.Approved)
-		d.Summary.AtlasCalls, d.Summary.ARMCalls = calls.Atlas(), calls.ARM()
-		d.Summary.DurationMS = time.Since(start).Milliseconds()
-		d.Updated = now
-		for _, n := range append(slices.Clone(final.Notices), audit...) {
-			for _, s := range r.allSinks() {
-				d.Pending = append(d.Pending, Delivery{Notice: n, Sink: s.Name()})
-			}
-		}
-		d.Pending = r.trim(ctx, d.Pending)
-		for i := range d.Pending {
-			p := &d.Pending[i]
-			if p.ClaimedBy == "" || !now.Before(p.ClaimUntil) || p.ClaimedBy == claim {
-				p.ClaimedBy, p.ClaimUntil = claim, now.Add(claimTTL)
-				claimed = append(claimed, *p)
-			}
-		}
-		return nil
-	})
-	rep.Notices = len(final.Notices) + len(audit)
+	rec := record{base: prev, snap: snap, res: res, audit: audit, failed: ap.failed, run: run, approved: ap.approved, calls: calls, start: start}
+	doc, read, err := state.Update(ctx, r.store, key, cur, func(d *Doc) error { return r.record(ctx, d, &rec) })
 	if err != nil {
 		// The approvals stand; the notices are logged so nothing is silent.
-		r.logSink.Send(ctx, append(final.Notices, audit...))
+		r.logSink.Send(ctx, append(res.Notices, audit...))
 		r.keepAudit(projectID, audit)
-		rep.Error = err.Error()
-		return rep, &Error{ProjectID: projectID, Err: err, transient: true}
+		rep.Notices = len(res.Notices) + len(audit)
+		return rep, transient.Mark(err)
 	}
-	rep.Open = len(doc.Memory.Open)
-	r.remember(ctx, projectID, doc.Vault)
+	rep.Notices, rep.Open = len(rec.notices), len(doc.Memory.Open)
+	r.remember(projectID, doc.Vault)
+	r.logSink.Send(ctx, rec.notices)
 
-	delivered, failed := r.deliver(ctx, claimed)
+	delivered, failed := r.deliver(ctx, rec.claimed)
 	rep.Delivered = len(delivered)
-	if err := r.settle(ctx, key, claim, delivered, failed); err != nil {
+	if err := r.settle(ctx, key, &read, run, delivered, failed); err != nil {
 		r.log.WarnContext(ctx, "recording deliveries failed; they will be retried", "error", err.Error())
 	}
-	if transient {
-		rep.Error = "some reads failed transiently"
-		return rep, &Error{ProjectID: projectID, Err: errors.New(strings.Join(rep.Blind, ", ") + " unreadable"), transient: true}
+	if ap.transient || retry {
+		return rep, transient.Mark(fmt.Errorf("%v unreadable or not applied; retry", rep.Blind))
 	}
 	return rep, nil
 }
 
-// approve applies the plan's approvals (none in observe mode). It returns
-// the audit notices of the connections it approved, their names, and a blind
-// spot for each approval that failed (a 403 names the missing action). A
-// connection approved meanwhile by another reconcile is neither.
-func (r *Reconciler) approve(ctx context.Context, projectID string, az Azure, approvals []plan.Approval, now time.Time) (audit []alert.Notice, approved []string, failures []plan.SourceError) {
-	if az == nil {
-		return nil, nil, nil
+// lock waits until no other reconcile of projectID runs in this process.
+func (r *Reconciler) lock(ctx context.Context, projectID string) (func(), error) {
+	r.mu.Lock()
+	ch := r.locks[projectID]
+	if ch == nil {
+		ch = make(chan struct{}, 1)
+		r.locks[projectID] = ch
 	}
-	for _, a := range approvals {
-		res, err := az.Approve(ctx, a.Vault, a.Connection, a.Description)
-		switch {
-		case err != nil && approvedMeanwhile(ctx, az, a):
-			// Another invocation or instance approved it between our read
-			// and our write (duplicate events, scale-out): ARM refused our
-			// PUT on the etag. Approving twice is a no-op, not a blind spot.
-			r.log.InfoContext(ctx, "connection approved concurrently by another reconcile", "connection", a.Connection, "endpoint", a.EndpointID)
-		case err != nil:
-			r.log.ErrorContext(ctx, "approval failed", "connection", a.Connection, "endpoint", a.EndpointID, "error", err.Error())
-			failures = append(failures, sourceError(SourceApprove, fmt.Errorf("approve %s: %w", a.Connection, err)))
-		case res.Changed:
-			r.log.InfoContext(ctx, "approved", "connection", a.Connection, "endpoint", a.EndpointID, "vault", a.Vault.String())
-			audit = append(audit, plan.ApprovedNotice(projectID, a, "", now))
-			approved = append(approved, a.Connection)
+	r.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, transient.Mark(fmt.Errorf("waiting for another reconcile of the project: %w", ctx.Err()))
+	}
+}
+
+// load reads the project's document. A store failure is returned as
+// stateErr (cur is then nil). A document that does not decode, or that a
+// later version wrote, is copied aside to a quarantine key and replaced by
+// an empty one: load returns an empty Doc, a cur that conditions the next
+// write on the unreadable document, and the source error that says so.
+func (r *Reconciler) load(ctx context.Context, key string) (prev Doc, cur *state.Read, unreadable *plan.SourceError, stateErr error) {
+	read, err := state.Load(ctx, r.store, key)
+	if err != nil {
+		return Doc{}, nil, nil, err
+	}
+	if !read.Found {
+		return Doc{}, &read, nil, nil
+	}
+	err = json.Unmarshal(read.Data, &prev)
+	if err == nil && prev.Version > docVersion {
+		err = fmt.Errorf("written by a later version (%d)", prev.Version)
+	}
+	if err == nil {
+		return prev, &read, nil, nil
+	}
+	aside := "quarantine/" + key + "/" + r.now().UTC().Format("20060102T150405.000000000Z")
+	if _, qerr := r.store.Put(ctx, aside, read.Data, "", nil); qerr != nil {
+		return Doc{}, nil, nil, fmt.Errorf("keeping the unreadable state document aside: %w", qerr)
+	}
+	msg := fmt.Sprintf("the state document %s did not decode (%v); it is kept as %s and memory restarted empty: "+
+		"alerts already sent may be sent again", key, err, aside)
+	r.log.WarnContext(ctx, "state document unreadable; quarantined", "key", key, "copy", aside, "error", err.Error())
+	return Doc{}, &state.Read{Data: []byte("{}"), ETag: read.ETag, Found: true},
+		&plan.SourceError{Source: SourceState, Message: msg, Service: "storage", Cause: "state document unreadable"}, nil
+}
+
+// record is one reconcile's contribution to the project's document, and what
+// writing it decided: the notices to send and the deliveries this run claimed.
+type record struct {
+	base     Doc // the document the plan started from
+	snap     plan.Snapshot
+	res      plan.Result
+	audit    []alert.Notice
+	failed   []plan.SourceError
+	approved []string
+	run      string
+	calls    *meter.Calls
+	start    time.Time
+
+	notices []alert.Notice
+	claimed []Delivery
+}
+
+// record writes rec into d, the project's document as now stored. When
+// another reconcile notified about a fingerprint since rec.base was read, its
+// alert state wins for that fingerprint and rec's notices of it are dropped;
+// every other fingerprint takes the plan's result. Notices are stamped after
+// the last notice recorded for their fingerprint, so a consumer ordering by
+// time sees them in causal order.
+func (r *Reconciler) record(ctx context.Context, d *Doc, rec *record) error {
+	now := r.now().Round(0)
+	rec.notices, rec.claimed = nil, nil
+	open := make(map[string]alert.Alert, len(rec.res.Memory.Open))
+	for fp, a := range rec.res.Memory.Open {
+		open[fp] = a
+	}
+	theirs := map[string]bool{}
+	for fp, at := range d.Notified {
+		if !at.Equal(rec.base.Notified[fp]) {
+			theirs[fp] = true
+			delete(open, fp)
+			if a, ok := d.Memory.Open[fp]; ok {
+				open[fp] = a
+			}
 		}
 	}
-	return audit, approved, failures
+	if d.Notified == nil {
+		d.Notified = map[string]time.Time{}
+	}
+	for _, n := range append(slices.Clone(rec.res.Notices), rec.audit...) {
+		fp := n.Alert.Fingerprint
+		if theirs[fp] && n.Action != alert.AuditEvent {
+			continue
+		}
+		if last, ok := d.Notified[fp]; ok && !n.At.After(last) {
+			n.At = last.Add(time.Microsecond)
+			if now.After(n.At) {
+				n.At = now
+			}
+			n.ID = fmt.Sprintf("%s-%s-%d", fp, n.Action, n.At.UnixNano())
+		}
+		d.Notified[fp] = n.At
+		rec.notices = append(rec.notices, n)
+	}
+	for fp, at := range d.Notified {
+		if _, ok := open[fp]; !ok && now.Sub(at) > 30*24*time.Hour {
+			delete(d.Notified, fp)
+		}
+	}
+
+	d.Version, d.ProjectID, d.Updated = docVersion, rec.snap.ProjectID, now
+	if !rec.snap.Vault.IsZero() {
+		d.Vault = rec.snap.Vault.String()
+	}
+	if rec.snap.Endpoints != nil {
+		d.Requests = nil
+		for _, e := range rec.snap.Endpoints {
+			if e.PrivateEndpointConnectionName != "" {
+				d.Requests = append(d.Requests, e.PrivateEndpointConnectionName)
+			}
+		}
+	}
+	d.Memory = rec.res.Memory
+	d.Memory.Open = open
+	d.Failed = rec.failed
+	for c, cl := range d.Claims {
+		if cl.By == rec.run || !now.Before(cl.Until) {
+			delete(d.Claims, c)
+		}
+	}
+	d.Summary = summarize(rec.snap, rec.res, r.policy.Mode, now, rec.approved)
+	d.Summary.AtlasCalls, d.Summary.ARMCalls = rec.calls.Atlas(), rec.calls.ARM()
+	d.Summary.DurationMS = now.Sub(rec.start).Milliseconds()
+
+	for _, n := range rec.notices {
+		for _, s := range r.sinks {
+			d.Pending = append(d.Pending, Delivery{Notice: n, Sink: s.Name()})
+		}
+	}
+	if drop := len(d.Pending) - maxPending; drop > 0 {
+		for _, p := range d.Pending[:drop] {
+			r.log.ErrorContext(ctx, "dropping undeliverable notice", "sink", p.Sink, "notice", p.Notice.ID,
+				"fingerprint", p.Notice.Alert.Fingerprint, "attempts", p.Attempts)
+		}
+		d.Pending = slices.Clone(d.Pending[drop:])
+	}
+	// Claims are per run, not per process: two invocations of one process
+	// must not both send the same notice.
+	for i := range d.Pending {
+		p := &d.Pending[i]
+		if p.ClaimedBy == "" || !now.Before(p.ClaimUntil) || p.ClaimedBy == rec.run {
+			p.ClaimedBy, p.ClaimUntil = rec.run, now.Add(claimTTL)
+			rec.claimed = append(rec.claimed, *p)
+		}
+	}
+	return nil
 }
 
 // keepAudit remembers audit notices (approvals) that could not be recorded
@@ -305,14 +413,8 @@ func (r *Reconciler) keepAudit(projectID string, audit []alert.Notice) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.unsaved == nil {
-		r.unsaved = map[string][]alert.Notice{}
-	}
 	kept := append(r.unsaved[projectID], audit...)
-	if len(kept) > maxPending {
-		kept = kept[len(kept)-maxPending:]
-	}
-	r.unsaved[projectID] = kept
+	r.unsaved[projectID] = kept[max(0, len(kept)-maxPending):]
 }
 
 // takeAudit returns and forgets the audit notices keepAudit holds for a
@@ -331,45 +433,14 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// approvedMeanwhile reports whether connection a is Approved on its vault
-// now, after an approval of it failed.
-func approvedMeanwhile(ctx context.Context, az Azure, a plan.Approval) bool {
-	conns, err := az.Connections(ctx, a.Vault)
-	if err != nil {
-		return false
-	}
-	for _, c := range conns {
-		if strings.EqualFold(c.Name, a.Connection) {
-			return c.Status == vault.StatusApproved
-		}
-	}
-	return false
-}
-
-func (r *Reconciler) allSinks() []Sink {
-	return append([]Sink{r.logSink}, r.sinks...)
-}
-
-// trim keeps at most maxPending deliveries, dropping (and logging) the oldest.
-func (r *Reconciler) trim(ctx context.Context, p []Delivery) []Delivery {
-	if len(p) <= maxPending {
-		return p
-	}
-	for _, d := range p[:len(p)-maxPending] {
-		r.log.ErrorContext(ctx, "dropping undeliverable notice", "sink", d.Sink, "notice", d.Notice.ID,
-			"fingerprint", d.Notice.Alert.Fingerprint, "attempts", d.Attempts)
-	}
-	return slices.Clone(p[len(p)-maxPending:])
-}
-
 type deliveryKey struct{ notice, sink string }
 
-// deliver sends the claimed deliveries, one batch per sink, and says which
-// went through and which failed (with the error).
+// deliver sends the claimed deliveries, one batch per external sink, and
+// says which went through and which failed (with the error).
 func (r *Reconciler) deliver(ctx context.Context, claimed []Delivery) (map[deliveryKey]bool, map[deliveryKey]string) {
 	delivered := map[deliveryKey]bool{}
 	failed := map[deliveryKey]string{}
-	for _, s := range r.allSinks() {
+	for _, s := range r.sinks {
 		var batch []alert.Notice
 		for _, d := range claimed {
 			if d.Sink == s.Name() {
@@ -385,8 +456,7 @@ func (r *Reconciler) deliver(ctx context.Context, claimed []Delivery) (map[deliv
 			undelivered[n.ID] = true
 		}
 		for _, n := range batch {
-			k := deliveryKey{n.ID, s.Name()}
-			if undelivered[n.ID] {
+			if k := (deliveryKey{n.ID, s.Name()}); undelivered[n.ID] {
 				failed[k] = err.Error()
 			} else {
 				delivered[k] = true
@@ -400,19 +470,20 @@ func (r *Reconciler) deliver(ctx context.Context, claimed []Delivery) (map[deliv
 }
 
 // settle removes delivered notices from the project's pending list and
-// releases the claims of failed ones for the next reconcile.
-func (r *Reconciler) settle(ctx context.Context, key, claim string, delivered map[deliveryKey]bool, failed map[deliveryKey]string) error {
+// releases the claims of failed ones for the next reconcile. cur is the
+// Read of the record write, so an undisturbed settle costs one write.
+func (r *Reconciler) settle(ctx context.Context, key string, cur *state.Read, run string, delivered map[deliveryKey]bool, failed map[deliveryKey]string) error {
 	if len(delivered) == 0 && len(failed) == 0 {
 		return nil
 	}
-	_, err := state.Update(ctx, r.store, key, func(d *Doc) error {
+	_, _, err := state.Update(ctx, r.store, key, cur, func(d *Doc) error {
 		kept := d.Pending[:0]
 		for _, p := range d.Pending {
 			k := deliveryKey{p.Notice.ID, p.Sink}
-			if delivered[k] && p.ClaimedBy == claim {
+			if p.ClaimedBy == run && delivered[k] {
 				continue
 			}
-			if msg, ok := failed[k]; ok && p.ClaimedBy == claim {
+			if msg, ok := failed[k]; ok && p.ClaimedBy == run {
 				p.Attempts++
 				p.LastError = msg
 				p.ClaimedBy, p.ClaimUntil = "", time.Time{}
@@ -423,25 +494,4 @@ func (r *Reconciler) settle(ctx context.Context, key, claim string, delivered ma
 		return nil
 	})
 	return err
-}
-
-func summarize(s plan.Snapshot, res plan.Result, mode plan.Mode, now time.Time, approved []string) *Summary {
-	sum := &Summary{
-		At: now, Mode: mode, Endpoints: s.Endpoints, Connections: s.Connections, Clusters: s.Clusters,
-		Decisions: res.Decisions, Errors: s.Errors, Key: s.Key, Approved: approved,
-	}
-	if !s.Vault.IsZero() {
-		sum.Vault = s.Vault.String()
-	}
-	if s.Config != nil {
-		sum.KeyIdentifier = s.Config.KeyIdentifier
-		sum.Valid = s.Config.Valid
-		sum.RequirePrivateNetworking = s.Config.RequirePrivateNetworking
-	}
-	if s.VaultState != nil {
-		found := s.VaultState.Found
-		sum.VaultFound = &found
-		sum.Hold = s.VaultState.Hold()
-	}
-	return sum
 }

@@ -102,7 +102,6 @@ func newRig(t testing.TB) *rig {
 	}
 	t.Cleanup(func() { r.atlas.Close() })
 	r.atlas.AddServiceAccount(saID, saSecret)
-	valid := true
 	r.arm = armsim.New(armsim.Config{})
 	armURL, err := r.arm.Start(ca)
 	if err != nil {
@@ -121,21 +120,7 @@ func newRig(t testing.TB) *rig {
 			r.mu.Unlock()
 		}
 	})
-	r.keyVer, err = r.arm.AddKey(kv, keyName, "", true, nil, ptr(time.Now().Add(365*24*time.Hour)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.atlas.PutProject(project, atlassim.AzureKeyVault{
-		AzureEnvironment: "AZURE", ClientID: "0b1c2d3e-0000-4000-8000-000000000001", Enabled: true,
-		KeyIdentifier: "https://" + kv.Name + ".vault.azure.net/keys/" + keyName + "/" + r.keyVer,
-		KeyVaultName:  kv.Name, RequirePrivateNetworking: true, ResourceGroupName: kv.ResourceGroup,
-		SubscriptionID: kv.SubscriptionID, TenantID: "0b1c2d3e-0000-4000-8000-000000000002", Valid: &valid,
-	})
-	r.atlas.AddCluster(project, "orders", "AZURE", "US_EAST_2")
-	r.endpt = r.atlas.AddEndpoint(project, "US_EAST_2", peConn, atlas.StatusPendingAcceptance)
-	if err := r.arm.AddConnection(kv, peConn, vault.StatusPending, peID); err != nil {
-		t.Fatal(err)
-	}
+	r.keyVer, r.endpt = r.addProject(project, kv, peConn, false)
 
 	// MSAL caches managed identity tokens process-wide by client id: a
 	// fresh user-assigned id per rig keeps simulators apart.
@@ -177,11 +162,40 @@ func newRig(t testing.TB) *rig {
 
 func ptr[T any](v T) *T { return &v }
 
+// addProject adds an Atlas project with EAR on vault v (added to ARM unless
+// sharedVault), one cluster, and one endpoint waiting for its Pending
+// connection conn. It returns the key version and the endpoint id.
+func (r *rig) addProject(id string, v resource.ID, conn string, sharedVault bool) (keyVer, endpoint string) {
+	r.t.Helper()
+	if !sharedVault {
+		r.arm.AddVault(v, map[string]string{"env": "prod"})
+	}
+	keyVer, err := r.arm.AddKey(v, keyName, "", true, nil, ptr(time.Now().Add(365*24*time.Hour)))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.atlas.PutProject(id, atlassim.AzureKeyVault{
+		AzureEnvironment: "AZURE", ClientID: "0b1c2d3e-0000-4000-8000-000000000001", Enabled: true,
+		KeyIdentifier: "https://" + v.Name + ".vault.azure.net/keys/" + keyName + "/" + keyVer,
+		KeyVaultName:  v.Name, RequirePrivateNetworking: true, ResourceGroupName: v.ResourceGroup,
+		SubscriptionID: v.SubscriptionID, TenantID: "0b1c2d3e-0000-4000-8000-000000000002", Valid: ptr(true),
+	})
+	r.atlas.AddCluster(id, "orders", "AZURE", "US_EAST_2")
+	endpoint = r.atlas.AddEndpoint(id, "US_EAST_2", conn, atlas.StatusPendingAcceptance)
+	if err := r.arm.AddConnection(v, conn, vault.StatusPending, peID); err != nil {
+		r.t.Fatal(err)
+	}
+	return keyVer, endpoint
+}
+
 type options struct {
 	mode     plan.Mode
 	store    state.Store
 	instance string
 	noHook   bool
+	projects []string        // default: the rig's project
+	atlas    reconcile.Atlas // default: the rig's Atlas client
+	timeout  time.Duration
 }
 
 // guard builds a Reconciler over the rig, as app.Wire does.
@@ -193,6 +207,12 @@ func (r *rig) guard(o options) *reconcile.Reconciler {
 	if o.store == nil {
 		o.store = r.store
 	}
+	if o.projects == nil {
+		o.projects = []string{project}
+	}
+	if o.atlas == nil {
+		o.atlas = r.ac
+	}
 	var sinks []reconcile.Sink
 	if !o.noHook {
 		wh, err := notify.NewWebhook(notify.WebhookOptions{URL: r.hookURL, Format: notify.FormatGeneric})
@@ -202,7 +222,7 @@ func (r *rig) guard(o options) *reconcile.Reconciler {
 		sinks = append(sinks, wh)
 	}
 	g, err := reconcile.New(reconcile.Options{
-		Projects: []string{project}, Atlas: r.ac, Azure: r.azure, Store: o.store,
+		Projects: o.projects, Atlas: o.atlas, Azure: r.azure, Store: o.store, Timeout: o.timeout,
 		Log: notify.NewLog(logging.New(lockedWriter{r}, slog.LevelInfo)), Sinks: sinks,
 		Policy: plan.Policy{Mode: o.mode, RenotifyAfter: time.Hour}, Instance: o.instance,
 		Logger: logging.New(lockedWriter{r}, slog.LevelInfo),

@@ -21,6 +21,7 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/logging"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
 // Function names and binding names, as in functions/*/function.json.
@@ -55,12 +56,8 @@ type Dispatcher interface {
 	Timer(ctx context.Context, t event.Timer) (Outcome, error)
 }
 
-// Transient reports whether err asks for a retry: it or an error it wraps
-// has a method Transient() bool that returns true.
-func Transient(err error) bool {
-	var t interface{ Transient() bool }
-	return errors.As(err, &t) && t.Transient()
-}
+// Transient reports whether err asks for a retry (see package transient).
+func Transient(err error) bool { return transient.Is(err) }
 
 // Options configure the router.
 type Options struct {

@@ -19,6 +19,7 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/logging"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/server"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
 // recorder is the dispatcher under the router: it records what the server
@@ -49,11 +50,6 @@ func (r *recorder) Timer(ctx context.Context, t event.Timer) (server.Outcome, er
 	r.timers = append(r.timers, t)
 	return server.Outcome{Logs: []string{"timer done"}}, r.err
 }
-
-type transientErr struct{}
-
-func (transientErr) Error() string   { return "atlas: 503" }
-func (transientErr) Transient() bool { return true }
 
 func fixture(t testing.TB, name string) []byte {
 	t.Helper()
@@ -216,7 +212,7 @@ func TestDispatchErrorsMapToRetryOrNot(t *testing.T) {
 		status int
 	}{
 		{nil, 200},
-		{transientErr{}, 500},
+		{transient.Mark(errors.New("atlas: 503")), 500},
 		{errors.New("permanent: no such project"), 200},
 	}
 	for _, tc := range cases {

@@ -25,6 +25,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
 // maxDocSize bounds how much of a document Get reads.
@@ -39,9 +41,8 @@ const writeIDKey = "guardwrite"
 // key, named by an escaping of the key (see names.go), with the document's
 // JSON as content and If-Match / If-None-Match conditions on every write.
 type Blob struct {
-	containerName string
-	name          string // for messages: host/path/container, no query
-	client        *container.Client
+	name   string // for messages: host/path/container, no query
+	client *container.Client
 }
 
 var _ Store = (*Blob)(nil)
@@ -95,9 +96,8 @@ func NewBlob(ctx context.Context, opts BlobOptions) (*Blob, error) {
 		return nil, errors.New("state: no storage configured (need a connection string or a blob service URL)")
 	}
 	b := &Blob{
-		containerName: name,
-		name:          "blob " + redactURL(svc.URL()) + "/" + name,
-		client:        svc.ServiceClient().NewContainerClient(name),
+		name:   "blob " + redactURL(svc.URL()) + "/" + name,
+		client: svc.ServiceClient().NewContainerClient(name),
 	}
 	if err := b.createContainer(ctx); err != nil {
 		return nil, err
@@ -127,9 +127,6 @@ func defaultCredential(opts BlobOptions) (azcore.TokenCredential, error) {
 
 // String names the store (endpoint and container, never credentials).
 func (b *Blob) String() string { return b.name }
-
-// Container returns the container name.
-func (b *Blob) Container() string { return b.containerName }
 
 func (b *Blob) createContainer(ctx context.Context) error {
 	_, err := b.client.Create(ctx, nil)
@@ -168,23 +165,31 @@ func (b *Blob) Get(ctx context.Context, key string) ([]byte, string, error) {
 }
 
 // Put implements Store.
-func (b *Blob) Put(ctx context.Context, key string, data []byte, etag string) (string, error) {
+func (b *Blob) Put(ctx context.Context, key string, data []byte, etag string, meta map[string]string) (string, error) {
 	if err := checkKey(key); err != nil {
 		return "", &Error{Store: b.name, Op: "put", Key: key, Err: err, cause: err.Error()}
 	}
-	tag, err := b.put(ctx, key, data, etag)
+	md := map[string]*string{}
+	for k, v := range meta {
+		md[metaPrefix+k] = to.Ptr(url.QueryEscape(v)) // metadata values must be ASCII
+	}
+	tag, err := b.put(ctx, key, data, etag, md)
 	if bloberror.HasCode(err, bloberror.ContainerNotFound) {
 		// Someone removed the container since NewBlob: recreate it once.
 		if cerr := b.createContainer(ctx); cerr != nil {
 			return "", cerr
 		}
-		tag, err = b.put(ctx, key, data, etag)
+		tag, err = b.put(ctx, key, data, etag, md)
 	}
 	return tag, err
 }
 
-func (b *Blob) put(ctx context.Context, key string, data []byte, etag string) (string, error) {
+// metaPrefix keeps callers' metadata apart from writeIDKey.
+const metaPrefix = "m"
+
+func (b *Blob) put(ctx context.Context, key string, data []byte, etag string, md map[string]*string) (string, error) {
 	id := newWriteID()
+	md[writeIDKey] = to.Ptr(id)
 	cond := &blob.ModifiedAccessConditions{}
 	if etag == "" {
 		cond.IfNoneMatch = to.Ptr(azcore.ETagAny)
@@ -194,7 +199,7 @@ func (b *Blob) put(ctx context.Context, key string, data []byte, etag string) (s
 	bc := b.client.NewBlockBlobClient(encodeKey(key))
 	resp, err := bc.Upload(ctx, streaming.NopCloser(bytes.NewReader(data)), &blockblob.UploadOptions{
 		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr("application/json")},
-		Metadata:         map[string]*string{writeIDKey: to.Ptr(id)},
+		Metadata:         md,
 		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: cond},
 	})
 	if err == nil {
@@ -211,7 +216,7 @@ func (b *Blob) put(ctx context.Context, key string, data []byte, etag string) (s
 		if props, perr := bc.GetProperties(ctx, nil); perr == nil && props.ETag != nil && metadata(props.Metadata, writeIDKey) == id {
 			return string(*props.ETag), nil
 		}
-		return "", &Error{Store: b.name, Op: "put", Key: key, StatusCode: statusOf(err), Err: ErrConflict}
+		return "", transient.Mark(&Error{Store: b.name, Op: "put", Key: key, StatusCode: statusOf(err), Err: ErrConflict})
 	}
 	if bloberror.HasCode(err, bloberror.ContainerNotFound) {
 		return "", err // Put recreates the container and tries again
@@ -220,50 +225,71 @@ func (b *Blob) put(ctx context.Context, key string, data []byte, etag string) (s
 }
 
 // List implements Store.
-func (b *Blob) List(ctx context.Context, prefix string) ([]string, error) {
-	keys := []string{}
-	pager := b.client.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: to.Ptr(encodeKey(prefix))})
+func (b *Blob) List(ctx context.Context, prefix string) ([]Item, error) {
+	items := []Item{}
+	pager := b.client.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{
+		Prefix: to.Ptr(encodeKey(prefix)), Include: container.ListBlobsInclude{Metadata: true}})
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
 		if err != nil {
 			if bloberror.HasCode(err, bloberror.ContainerNotFound) {
-				return keys, nil
+				return items, nil
 			}
 			return nil, b.fail("list", "", err)
 		}
-		for _, item := range page.Segment.BlobItems {
-			if item.Name == nil {
+		for _, bi := range page.Segment.BlobItems {
+			if bi.Name == nil {
 				continue
 			}
-			if k, ok := decodeKey(*item.Name); ok && encodeKey(k) == *item.Name {
-				keys = append(keys, k)
+			k, ok := decodeKey(*bi.Name)
+			if !ok || encodeKey(k) != *bi.Name {
+				continue
 			}
+			it := Item{Key: k, Meta: map[string]string{}}
+			for mk, mv := range bi.Metadata {
+				name, ok := strings.CutPrefix(strings.ToLower(mk), metaPrefix)
+				if v, err := url.QueryUnescape(deref(mv)); ok && err == nil && name != "" && mk != writeIDKey {
+					it.Meta[name] = v
+				}
+			}
+			items = append(items, it)
 		}
 	}
-	slices.Sort(keys)
-	return keys, nil
+	slices.SortFunc(items, func(a, b Item) int { return strings.Compare(a.Key, b.Key) })
+	return items, nil
 }
 
-// fail classifies err as transient or permanent and builds an *Error whose
-// message carries no URL query (SAS) and no credential.
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// fail builds an *Error whose message carries no URL query (SAS) and no
+// credential, marked transient when a retry may help (no response,
+// timeouts, 408, 429, 5xx).
 func (b *Blob) fail(op, key string, err error) error {
 	e := &Error{Store: b.name, Op: op, Key: key, Err: err}
 	var re *azcore.ResponseError
 	switch {
 	case errors.As(err, &re):
 		e.StatusCode, e.Code = re.StatusCode, re.ErrorCode
-		e.Transient = re.StatusCode == http.StatusRequestTimeout || re.StatusCode == http.StatusTooManyRequests || re.StatusCode >= 500
 		e.cause = fmt.Sprintf("status %d", re.StatusCode)
 		if re.ErrorCode != "" {
 			e.cause += " " + re.ErrorCode
 		}
+		if re.StatusCode == http.StatusRequestTimeout || re.StatusCode == http.StatusTooManyRequests || re.StatusCode >= 500 {
+			return transient.Mark(e)
+		}
 	case errors.Is(err, context.Canceled):
 		e.cause = "canceled"
 	case errors.Is(err, context.DeadlineExceeded):
-		e.Transient, e.cause = true, "timed out"
+		e.cause = "timed out"
+		return transient.Mark(e)
 	default:
-		e.Transient = true
 		e.cause = "storage unreachable: " + networkCause(err)
+		return transient.Mark(e)
 	}
 	return e
 }

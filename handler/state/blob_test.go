@@ -11,6 +11,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/internal/azurite"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
 func TestBlobStorageDownThenBack(t *testing.T) {
@@ -20,10 +21,7 @@ func TestBlobStorageDownThenBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.Container() != state.DefaultContainer {
-		t.Fatalf("container = %q", b.Container())
-	}
-	if _, err := state.Update(ctx, b, "projects/p1", func(c *counter) error { c.N++; return nil }); err != nil {
+	if _, err := update(ctx, b, "projects/p1", func(c *counter) error { c.N++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 
@@ -35,7 +33,7 @@ func TestBlobStorageDownThenBack(t *testing.T) {
 		t.Fatal("get with storage down: want an error")
 	}
 	var se *state.Error
-	if !errors.As(err, &se) || !se.Transient || !state.IsTransient(err) {
+	if !errors.As(err, &se) || !transient.Is(err) {
 		t.Fatalf("want a transient *state.Error, got %#v", err)
 	}
 	for _, want := range []string{"state: blob 127.0.0.1", state.DefaultContainer, `get "projects/p1"`, "storage unreachable"} {
@@ -43,17 +41,17 @@ func TestBlobStorageDownThenBack(t *testing.T) {
 			t.Errorf("error %q does not contain %q", err, want)
 		}
 	}
-	if _, err := state.Update(ctx, b, "projects/p1", func(c *counter) error { c.N++; return nil }); !state.IsTransient(err) {
+	if _, err := update(ctx, b, "projects/p1", func(c *counter) error { c.N++; return nil }); !transient.Is(err) {
 		t.Fatalf("update with storage down: %v", err)
 	}
-	if _, err := b.List(ctx, ""); !state.IsTransient(err) {
+	if _, err := b.List(ctx, ""); !transient.Is(err) {
 		t.Fatalf("list with storage down: %v", err)
 	}
 
 	if err := az.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	got, err := state.Update(ctx, b, "projects/p1", func(c *counter) error { c.N++; return nil })
+	got, err := update(ctx, b, "projects/p1", func(c *counter) error { c.N++; return nil })
 	if err != nil || got.N != 2 {
 		t.Fatalf("after restart: %+v, %v; want N=2 (data kept)", got, err)
 	}
@@ -68,7 +66,7 @@ func TestBlobPermanentErrorsAndNoSecrets(t *testing.T) {
 		t.Fatal("wrong key: want an error")
 	}
 	t.Logf("wrong key: %v", err)
-	if state.IsTransient(err) {
+	if transient.Is(err) {
 		t.Fatalf("403 classified as transient: %v", err)
 	}
 	if strings.Contains(err.Error(), wrongKey) {
@@ -92,7 +90,7 @@ func TestBlobWithInjectedClientOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Put(t.Context(), "k", []byte(`{}`), ""); err != nil {
+	if _, err := b.Put(t.Context(), "k", []byte(`{}`), "", nil); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(b.String(), "injected-options") || strings.Contains(b.String(), azurite.AccountKey) {
@@ -105,7 +103,7 @@ func BenchmarkUpdateAzurite(b *testing.B) {
 	ctx := b.Context()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		if _, err := state.Update(ctx, s, fmt.Sprintf("projects/p%d", i%8), func(c *counter) error { c.N++; return nil }); err != nil {
+		if _, err := update(ctx, s, fmt.Sprintf("projects/p%d", i%8), func(c *counter) error { c.N++; return nil }); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -118,7 +116,7 @@ func BenchmarkUpdateAzuriteContended(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := state.Update(ctx, s, "projects/hot", func(c *counter) error { c.N++; return nil }); err != nil {
+			if _, err := update(ctx, s, "projects/hot", func(c *counter) error { c.N++; return nil }); err != nil {
 				b.Error(err)
 				return
 			}
@@ -130,7 +128,7 @@ func BenchmarkUpdateMemory(b *testing.B) {
 	s := state.NewMemory()
 	ctx := b.Context()
 	for b.Loop() {
-		if _, err := state.Update(ctx, s, "projects/p", func(c *counter) error { c.N++; return nil }); err != nil {
+		if _, err := update(ctx, s, "projects/p", func(c *counter) error { c.N++; return nil }); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/internal/azurite"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
 // shared is one Azurite for the tests that don't stop it; started on first
@@ -78,7 +79,7 @@ func TestGetMissingIsNotFound(t *testing.T) {
 			t.Fatalf("err = %v, want ErrNotFound", err)
 		}
 		var se *state.Error
-		if !errors.As(err, &se) || se.Transient {
+		if !errors.As(err, &se) || transient.Is(err) {
 			t.Fatalf("want a permanent *state.Error, got %#v", err)
 		}
 	})
@@ -88,7 +89,7 @@ func TestPutGetConflict(t *testing.T) {
 	eachStore(t, func(t *testing.T, s state.Store) {
 		ctx := t.Context()
 		const key = "projects/65a1b2c3d4e5f60718293a4b"
-		e1, err := s.Put(ctx, key, []byte(`{"v":1}`), "")
+		e1, err := s.Put(ctx, key, []byte(`{"v":1}`), "", nil)
 		if err != nil || e1 == "" {
 			t.Fatalf("create: etag %q, err %v", e1, err)
 		}
@@ -96,17 +97,17 @@ func TestPutGetConflict(t *testing.T) {
 		if err != nil || string(data) != `{"v":1}` || etag != e1 {
 			t.Fatalf("get = %s, %q, %v; want {\"v\":1}, %q", data, etag, err, e1)
 		}
-		if _, err := s.Put(ctx, key, []byte(`{"v":9}`), ""); !errors.Is(err, state.ErrConflict) {
+		if _, err := s.Put(ctx, key, []byte(`{"v":9}`), "", nil); !errors.Is(err, state.ErrConflict) {
 			t.Fatalf("create over existing: err = %v, want ErrConflict", err)
 		}
-		e2, err := s.Put(ctx, key, []byte(`{"v":2}`), e1)
+		e2, err := s.Put(ctx, key, []byte(`{"v":2}`), e1, nil)
 		if err != nil || e2 == "" || e2 == e1 {
 			t.Fatalf("update: etag %q (old %q), err %v", e2, e1, err)
 		}
-		if _, err := s.Put(ctx, key, []byte(`{"v":3}`), e1); !errors.Is(err, state.ErrConflict) {
+		if _, err := s.Put(ctx, key, []byte(`{"v":3}`), e1, nil); !errors.Is(err, state.ErrConflict) {
 			t.Fatalf("stale etag: err = %v, want ErrConflict", err)
 		}
-		if _, err := s.Put(ctx, "projects/other", []byte(`{}`), e2); !errors.Is(err, state.ErrConflict) {
+		if _, err := s.Put(ctx, "projects/other", []byte(`{}`), e2, nil); !errors.Is(err, state.ErrConflict) {
 			t.Fatalf("etag on a missing document: err = %v, want ErrConflict", err)
 		}
 		data, etag, _ = s.Get(ctx, key)
@@ -124,7 +125,7 @@ func TestArbitraryKeysAndList(t *testing.T) {
 	eachStore(t, func(t *testing.T, s state.Store) {
 		ctx := t.Context()
 		for _, k := range keys {
-			if _, err := s.Put(ctx, k, []byte(fmt.Sprintf("%q", k)), ""); err != nil {
+			if _, err := s.Put(ctx, k, []byte(fmt.Sprintf("%q", k)), "", map[string]string{"vault": "/subscriptions/s/ü " + k}); err != nil {
 				t.Fatalf("put %q: %v", k, err)
 			}
 		}
@@ -139,11 +140,16 @@ func TestArbitraryKeysAndList(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := slices.Sorted(slices.Values(keys))
-		if !slices.Equal(all, want) {
-			t.Fatalf("List(\"\") = %q\nwant %q", all, want)
+		if !slices.Equal(listed(all), want) {
+			t.Fatalf("List(\"\") = %q\nwant %q", listed(all), want)
+		}
+		for _, it := range all {
+			if it.Meta["vault"] != "/subscriptions/s/ü "+it.Key || len(it.Meta) != 1 {
+				t.Fatalf("metadata of %q = %q", it.Key, it.Meta)
+			}
 		}
 		got, err := s.List(ctx, "projects/a")
-		if err != nil || !slices.Equal(got, []string{"projects/a1", "projects/a2"}) {
+		if err != nil || !slices.Equal(listed(got), []string{"projects/a1", "projects/a2"}) {
 			t.Fatalf("List(projects/a) = %q, %v", got, err)
 		}
 		got, err = s.List(ctx, "nothing-here")
@@ -151,7 +157,7 @@ func TestArbitraryKeysAndList(t *testing.T) {
 			t.Fatalf("List(nothing-here) = %#v, %v; want empty non-nil", got, err)
 		}
 		for _, bad := range []string{"", strings.Repeat("k", state.MaxKeyLen+1)} {
-			if _, err := s.Put(ctx, bad, []byte(`{}`), ""); err == nil {
+			if _, err := s.Put(ctx, bad, []byte(`{}`), "", nil); err == nil {
 				t.Fatalf("put with key of %d bytes: want an error", len(bad))
 			}
 		}
@@ -166,12 +172,12 @@ type counter struct {
 func TestUpdate(t *testing.T) {
 	eachStore(t, func(t *testing.T, s state.Store) {
 		ctx := t.Context()
-		got, err := state.Update(ctx, s, "c", func(c *counter) error { c.N++; return nil })
+		got, err := update(ctx, s, "c", func(c *counter) error { c.N++; return nil })
 		if err != nil || got.N != 1 {
 			t.Fatalf("first update = %+v, %v", got, err)
 		}
 		_, etag, _ := s.Get(ctx, "c")
-		got, err = state.Update(ctx, s, "c", func(c *counter) error { return nil })
+		got, err = update(ctx, s, "c", func(c *counter) error { return nil })
 		if err != nil || got.N != 1 {
 			t.Fatalf("no-op update = %+v, %v", got, err)
 		}
@@ -179,16 +185,16 @@ func TestUpdate(t *testing.T) {
 			t.Fatal("an update that changed nothing wrote the document")
 		}
 		boom := errors.New("boom")
-		if _, err := state.Update(ctx, s, "c", func(c *counter) error { c.N = 99; return boom }); !errors.Is(err, boom) {
+		if _, err := update(ctx, s, "c", func(c *counter) error { c.N = 99; return boom }); !errors.Is(err, boom) {
 			t.Fatalf("fn error: got %v", err)
 		}
 		if data, _, _ := s.Get(ctx, "c"); string(data) != `{"n":1}` {
 			t.Fatalf("after failed fn: %s", data)
 		}
-		if _, err := s.Put(ctx, "garbage", []byte("not json"), ""); err != nil {
+		if _, err := s.Put(ctx, "garbage", []byte("not json"), "", nil); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := state.Update(ctx, s, "garbage", func(c *counter) error { return nil }); err == nil {
+		if _, err := update(ctx, s, "garbage", func(c *counter) error { return nil }); err == nil {
 			t.Fatal("update of a non-JSON document: want an error")
 		}
 	})
@@ -204,7 +210,7 @@ func TestUpdateConcurrentIncrements(t *testing.T) {
 		for w := range 2 {
 			wg.Go(func() {
 				for range n {
-					_, err := state.Update(ctx, s, "projects/shared", func(c *counter) error {
+					_, err := update(ctx, s, "projects/shared", func(c *counter) error {
 						calls.Add(1)
 						c.N++
 						c.Writers = append(c.Writers[max(0, len(c.Writers)-3):], fmt.Sprint(w))
@@ -221,7 +227,7 @@ func TestUpdateConcurrentIncrements(t *testing.T) {
 		for err := range errs {
 			t.Fatal(err)
 		}
-		got, err := state.Update(ctx, s, "projects/shared", func(c *counter) error { return nil })
+		got, err := update(ctx, s, "projects/shared", func(c *counter) error { return nil })
 		if err != nil || got.N != 2*n {
 			t.Fatalf("counter = %d (%v), want exactly %d", got.N, err, 2*n)
 		}
@@ -233,46 +239,47 @@ func TestUpdateHonoursContext(t *testing.T) {
 	eachStore(t, func(t *testing.T, s state.Store) {
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
-		if _, err := state.Update(ctx, s, "x", func(c *counter) error { c.N++; return nil }); err == nil {
+		if _, err := update(ctx, s, "x", func(c *counter) error { c.N++; return nil }); err == nil {
 			t.Fatal("canceled context: want an error")
 		}
 	})
 }
 
-func TestMemoryFail(t *testing.T) {
-	m := state.NewMemory()
-	m.Fail(errors.New("disk on fire"))
-	_, _, err := m.Get(t.Context(), "k")
-	if !state.IsTransient(err) || !strings.Contains(err.Error(), "memory") {
-		t.Fatalf("err = %v, want a transient error naming the store", err)
-	}
-	m.Fail(nil)
-	if _, err := m.Put(t.Context(), "k", []byte("{}"), ""); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestUpdateFromStartsWithTheCallersRead(t *testing.T) {
+func TestUpdateStartsWithTheCallersRead(t *testing.T) {
 	eachStore(t, func(t *testing.T, s state.Store) {
 		ctx := t.Context()
 		first, err := state.Load(ctx, s, "u")
 		if err != nil || first.Found {
 			t.Fatalf("Load of a missing document = %+v, %v", first, err)
 		}
-		got, err := state.UpdateFrom(ctx, s, "u", &first, func(c *counter) error { c.N++; return nil })
+		got, _, err := state.Update(ctx, s, "u", &first, func(c *counter) error { c.N++; return nil })
 		if err != nil || got.N != 1 {
 			t.Fatalf("update from an empty read = %+v, %v", got, err)
 		}
-		// A stale read: someone wrote since. UpdateFrom must notice the
+		// A stale read: someone wrote since. Update must notice the
 		// conflict, re-read and apply fn to the fresh document.
 		stale, _ := state.Load(ctx, s, "u")
-		if _, err := state.Update(ctx, s, "u", func(c *counter) error { c.N = 10; return nil }); err != nil {
+		if _, err := update(ctx, s, "u", func(c *counter) error { c.N = 10; return nil }); err != nil {
 			t.Fatal(err)
 		}
 		calls := 0
-		got, err = state.UpdateFrom(ctx, s, "u", &stale, func(c *counter) error { calls++; c.N++; return nil })
+		got, _, err = state.Update(ctx, s, "u", &stale, func(c *counter) error { calls++; c.N++; return nil })
 		if err != nil || got.N != 11 || calls != 2 {
 			t.Fatalf("update from a stale read = %+v, %v after %d calls; want 11 after 2", got, err, calls)
 		}
 	})
+}
+
+// update is state.Update without a first read and without the new Read.
+func update[T any](ctx context.Context, s state.Store, key string, fn func(*T) error) (T, error) {
+	v, _, err := state.Update(ctx, s, key, nil, fn)
+	return v, err
+}
+
+func listed(items []state.Item) []string {
+	keys := []string{}
+	for _, it := range items {
+		keys = append(keys, it.Key)
+	}
+	return keys
 }

@@ -3,9 +3,12 @@ package state
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
 // Memory is a Store in process memory with the same semantics as Blob:
@@ -16,12 +19,12 @@ type Memory struct {
 	mu   sync.Mutex
 	docs map[string]memDoc
 	seq  uint64
-	fail error
 }
 
 type memDoc struct {
 	data []byte
 	etag string
+	meta map[string]string
 }
 
 var _ Store = (*Memory)(nil)
@@ -31,22 +34,6 @@ func NewMemory() *Memory { return &Memory{docs: map[string]memDoc{}} }
 
 // String names the store in messages.
 func (m *Memory) String() string { return "memory" }
-
-// Fail makes every following operation fail with a transient *Error wrapping
-// err, until Fail(nil). It lets tests of other packages simulate storage
-// outages.
-func (m *Memory) Fail(err error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.fail = err
-}
-
-func (m *Memory) failure(op, key string) error {
-	if m.fail == nil {
-		return nil
-	}
-	return &Error{Store: "memory", Op: op, Key: key, Transient: true, Err: m.fail, cause: m.fail.Error()}
-}
 
 // Get implements Store.
 func (m *Memory) Get(ctx context.Context, key string) ([]byte, string, error) {
@@ -58,9 +45,6 @@ func (m *Memory) Get(ctx context.Context, key string) ([]byte, string, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.failure("get", key); err != nil {
-		return nil, "", err
-	}
 	d, ok := m.docs[key]
 	if !ok {
 		return nil, "", &Error{Store: "memory", Op: "get", Key: key, StatusCode: 404, Err: ErrNotFound}
@@ -69,7 +53,7 @@ func (m *Memory) Get(ctx context.Context, key string) ([]byte, string, error) {
 }
 
 // Put implements Store.
-func (m *Memory) Put(ctx context.Context, key string, data []byte, etag string) (string, error) {
+func (m *Memory) Put(ctx context.Context, key string, data []byte, etag string, meta map[string]string) (string, error) {
 	if err := checkKey(key); err != nil {
 		return "", &Error{Store: "memory", Op: "put", Key: key, Err: err, cause: err.Error()}
 	}
@@ -78,35 +62,28 @@ func (m *Memory) Put(ctx context.Context, key string, data []byte, etag string) 
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.failure("put", key); err != nil {
-		return "", err
-	}
 	d, ok := m.docs[key]
 	if (etag == "" && ok) || (etag != "" && (!ok || d.etag != etag)) {
-		return "", &Error{Store: "memory", Op: "put", Key: key, StatusCode: 412, Err: ErrConflict}
+		return "", transient.Mark(&Error{Store: "memory", Op: "put", Key: key, StatusCode: 412, Err: ErrConflict})
 	}
 	m.seq++
 	tag := fmt.Sprintf("\"m%d\"", m.seq)
-	m.docs[key] = memDoc{data: slices.Clone(data), etag: tag}
+	m.docs[key] = memDoc{data: slices.Clone(data), etag: tag, meta: maps.Clone(meta)}
 	return tag, nil
 }
 
 // List implements Store.
-func (m *Memory) List(ctx context.Context, prefix string) ([]string, error) {
+func (m *Memory) List(ctx context.Context, prefix string) ([]Item, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, &Error{Store: "memory", Op: "list", Err: err, cause: err.Error()}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.failure("list", ""); err != nil {
-		return nil, err
-	}
-	keys := []string{}
-	for k := range m.docs {
+	items := []Item{}
+	for _, k := range slices.Sorted(maps.Keys(m.docs)) {
 		if strings.HasPrefix(k, prefix) {
-			keys = append(keys, k)
+			items = append(items, Item{Key: k, Meta: maps.Clone(m.docs[k].meta)})
 		}
 	}
-	slices.Sort(keys)
-	return keys, nil
+	return items, nil
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/backoff"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
 // Store holds JSON documents by key.
@@ -25,12 +26,27 @@ import (
 type Store interface {
 	// Get returns the document and its ETag; ErrNotFound when absent.
 	Get(ctx context.Context, key string) (data []byte, etag string, err error)
-	// Put writes data if the stored ETag still equals etag ("" = only if
-	// absent). It returns ErrConflict when someone else wrote first, and the
-	// new ETag on success.
-	Put(ctx context.Context, key string, data []byte, etag string) (string, error)
-	// List returns the keys that start with prefix ("" = all), sorted.
-	List(ctx context.Context, prefix string) ([]string, error)
+	// Put writes data, with metadata meta (nil = none), if the stored ETag
+	// still equals etag ("" = only if absent). It returns ErrConflict when
+	// someone else wrote first, and the new ETag on success.
+	Put(ctx context.Context, key string, data []byte, etag string, meta map[string]string) (string, error)
+	// List returns the documents whose keys start with prefix ("" = all),
+	// sorted by key, with the metadata of their last Put: one call, however
+	// many documents.
+	List(ctx context.Context, prefix string) ([]Item, error)
+}
+
+// Item is one listed document: its key and metadata. Metadata keys are
+// lower-case letters and digits; values are any strings.
+type Item struct {
+	Key  string
+	Meta map[string]string
+}
+
+// Labeled is a document that names its own metadata: Update writes it with
+// every Put of such a document.
+type Labeled interface {
+	Meta() map[string]string
 }
 
 var (
@@ -56,9 +72,6 @@ type Error struct {
 	StatusCode int
 	// Code is the storage error code (e.g. AuthorizationFailure), if any.
 	Code string
-	// Transient is true when trying again later may succeed: no response,
-	// timeouts, 408, 429 and 5xx.
-	Transient bool
 	// Err is the cause; ErrNotFound or ErrConflict for those outcomes.
 	Err error
 
@@ -81,31 +94,8 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// IsTransient reports whether err is a store failure that may go away when
-// retried later (storage unreachable, throttled, 5xx). Conflicts are not
-// transient in this sense: Update retries them itself.
-func IsTransient(err error) bool {
-	var se *Error
-	if errors.As(err, &se) {
-		return se.Transient
-	}
-	return errors.Is(err, context.DeadlineExceeded)
-}
-
 // updateAttempts bounds Update's read-modify-write attempts.
 const updateAttempts = 25
-
-// Update reads the document at key into a T (the zero T when absent), calls
-// fn to change it and writes it back if the stored document did not change
-// meanwhile; on ErrConflict it starts over after a short jittered backoff, up
-// to a bounded number of attempts. fn may therefore be called several times,
-// each time on a freshly read value, and must not have side effects outside
-// it. An error from fn aborts the update and is returned as is. When fn
-// leaves an existing document byte-for-byte unchanged nothing is written.
-// Update returns the value that was stored.
-func Update[T any](ctx context.Context, s Store, key string, fn func(*T) error) (T, error) {
-	return UpdateFrom(ctx, s, key, nil, fn)
-}
 
 // Read is what one Get returned: the document and its ETag, or Found false.
 type Read struct {
@@ -127,49 +117,62 @@ func Load(ctx context.Context, s Store, key string) (Read, error) {
 	return Read{Data: data, ETag: etag, Found: true}, nil
 }
 
-// UpdateFrom is Update starting from a document the caller has just read
-// (first), so a read-modify-write costs one Get less; it reads again only
-// after a conflict. A nil first makes it read, as Update does.
-func UpdateFrom[T any](ctx context.Context, s Store, key string, first *Read, fn func(*T) error) (T, error) {
+// Update reads the document at key into a T (the zero T when absent), calls
+// fn to change it and writes it back if the stored document did not change
+// meanwhile; on ErrConflict it starts over after a short jittered backoff, up
+// to a bounded number of attempts. fn may therefore be called several times,
+// each time on a freshly read value, and must not have side effects outside
+// it. An error from fn aborts the update and is returned as is. When fn
+// leaves an existing document byte-for-byte unchanged nothing is written.
+//
+// from, when not nil, is a Read the caller has just made (or the Read a
+// previous Update returned): the first attempt starts from it instead of a
+// Get. Update returns the value stored and the Read that now describes it,
+// for the next Update to start from.
+func Update[T any](ctx context.Context, s Store, key string, from *Read, fn func(*T) error) (T, Read, error) {
 	var zero T
 	for attempt := 1; ; attempt++ {
 		var cur Read
-		if attempt == 1 && first != nil {
-			cur = *first
+		if attempt == 1 && from != nil {
+			cur = *from
 		} else {
 			var err error
 			if cur, err = Load(ctx, s, key); err != nil {
-				return zero, err
+				return zero, Read{}, err
 			}
 		}
 		var v T
 		if cur.Found {
 			if err := json.Unmarshal(cur.Data, &v); err != nil {
-				return zero, fmt.Errorf("state: update %q: decode stored document: %w", key, err)
+				return zero, Read{}, fmt.Errorf("state: update %q: decode stored document: %w", key, err)
 			}
 		}
 		if err := fn(&v); err != nil {
-			return zero, err
+			return zero, Read{}, err
 		}
 		out, err := json.Marshal(v)
 		if err != nil {
-			return zero, fmt.Errorf("state: update %q: encode: %w", key, err)
+			return zero, Read{}, fmt.Errorf("state: update %q: encode: %w", key, err)
 		}
 		if cur.Found && string(out) == string(cur.Data) {
-			return v, nil
+			return v, cur, nil
 		}
-		_, err = s.Put(ctx, key, out, cur.ETag)
+		var meta map[string]string
+		if l, ok := any(v).(Labeled); ok {
+			meta = l.Meta()
+		}
+		etag, err := s.Put(ctx, key, out, cur.ETag, meta)
 		if err == nil {
-			return v, nil
+			return v, Read{Data: out, ETag: etag, Found: true}, nil
 		}
 		if !errors.Is(err, ErrConflict) {
-			return zero, err
+			return zero, Read{}, err
 		}
 		if attempt >= updateAttempts {
-			return zero, fmt.Errorf("state: update %q: gave up after %d conflicting writes: %w", key, attempt, err)
+			return zero, Read{}, fmt.Errorf("state: update %q: gave up after %d conflicting writes: %w", key, attempt, err)
 		}
 		if err := backoff.Sleep(ctx, conflictDelay(attempt)); err != nil {
-			return zero, fmt.Errorf("state: update %q: %w", key, err)
+			return zero, Read{}, transient.Mark(fmt.Errorf("state: update %q: %w", key, err))
 		}
 	}
 }

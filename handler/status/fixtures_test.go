@@ -77,7 +77,7 @@ func put(t testing.TB, st state.Store, d reconcile.Doc) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Put(t.Context(), reconcile.ProjectKey(d.ProjectID), data, ""); err != nil {
+	if _, err := st.Put(t.Context(), reconcile.ProjectKey(d.ProjectID), data, "", nil); err != nil {
 		t.Fatal(err)
 	}
 }

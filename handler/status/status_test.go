@@ -248,7 +248,7 @@ func fixtureKey() vault.Key {
 
 func TestUndecodableDocIsUnknown(t *testing.T) {
 	st := state.NewMemory()
-	if _, err := st.Put(t.Context(), reconcile.ProjectKey(pHealthy), []byte("{not json"), ""); err != nil {
+	if _, err := st.Put(t.Context(), reconcile.ProjectKey(pHealthy), []byte("{not json"), "", nil); err != nil {
 		t.Fatal(err)
 	}
 	page, _ := getJSON(t, st)

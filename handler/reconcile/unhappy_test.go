@@ -1,0 +1,197 @@
+package reconcile_test
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/reconcile"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
+)
+
+func TestCorruptStateIsQuarantinedAndAlertingGoesOn(t *testing.T) {
+	for name, bad := range map[string]string{
+		"wrong type":    `{"memory":42}`,
+		"truncated":     `{"projectId":"65a1b2c3d4e5f60718293a4b","memo`,
+		"later version": `{"version":99,"projectId":"65a1b2c3d4e5f60718293a4b","memory":{}}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := newRig(t)
+			r.arm.SetKeyEnabled(kv, keyName, r.keyVer, false)
+			ctx := t.Context()
+			if _, err := r.store.Put(ctx, reconcile.ProjectKey(project), []byte(bad), "", nil); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := r.guard(options{}).Project(ctx, project, nil)
+			if err != nil {
+				t.Fatalf("reconcile over a corrupt document: %v", err)
+			}
+			if r.noticeCount(string(alert.KeyDisabled), string(alert.Raised)) != 1 {
+				t.Fatalf("the webhook did not get the key-disabled alert: %+v", r.hook.Notices())
+			}
+			if !slices.Contains(rep.Blind, string(reconcile.SourceState)) {
+				t.Errorf("report does not say the state was unreadable: %+v", rep)
+			}
+			items, err := r.store.List(ctx, "quarantine/")
+			if err != nil || len(items) != 1 {
+				t.Fatalf("quarantined copies %+v, %v; want one", items, err)
+			}
+			if data, _, _ := r.store.Get(ctx, items[0].Key); string(data) != bad {
+				t.Fatalf("quarantined copy %q, want %q", data, bad)
+			}
+			var doc reconcile.Doc
+			data, _, _ := r.store.Get(ctx, reconcile.ProjectKey(project))
+			if err := json.Unmarshal(data, &doc); err != nil || len(doc.Memory.Open) == 0 {
+				t.Fatalf("document not rewritten: %v, %s", err, data)
+			}
+		})
+	}
+}
+
+func TestConcurrentEventsOnAColdIndexAreRouted(t *testing.T) {
+	r := newRig(t)
+	const other = "65a1b2c3d4e5f60718293a4c"
+	kv2 := resource.ID{SubscriptionID: kv.SubscriptionID, ResourceGroup: "rg-two", Name: "kv-two"}
+	r.addProject(other, kv2, "atlas-pe-two", false)
+	g := r.guard(options{projects: []string{project, other}})
+	var wg sync.WaitGroup
+	for i, v := range []resource.ID{kv, kv2} {
+		wg.Go(func() {
+			tr := event.Trigger{Kind: event.ConnectionChanged, EventID: "ev", Vault: v, Scope: v.String(), Operation: event.OpConnectionWrite}
+			out, err := g.Events(t.Context(), []event.Trigger{tr})
+			if err != nil || len(out.Reports) != 1 {
+				t.Errorf("event %d: %v, %v", i, out.Logs, err)
+			}
+		})
+	}
+	wg.Wait()
+	if r.approvals() != 2 {
+		t.Fatalf("approvals = %d, want one per project", r.approvals())
+	}
+}
+
+type panickyAtlas struct{ reconcile.Atlas }
+
+func (panickyAtlas) Clusters(context.Context, string) ([]atlas.Cluster, error) { panic("boom") }
+
+func TestPanicInAReadIsAFailedRead(t *testing.T) {
+	r := newRig(t)
+	rep, err := r.guard(options{atlas: panickyAtlas{r.ac}}).Project(t.Context(), project, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(rep.Blind, "atlas:clusters") || r.approvals() != 1 {
+		t.Fatalf("report %+v, %d approvals", rep, r.approvals())
+	}
+	if r.noticeCount(string(alert.GuardBlind), string(alert.Raised)) == 0 {
+		t.Fatalf("no guard-blind alert: %+v", r.hook.Notices())
+	}
+}
+
+type stuckAtlas struct{ reconcile.Atlas }
+
+func (stuckAtlas) EncryptionAtRest(ctx context.Context, _ string) (atlas.EncryptionAtRest, error) {
+	<-ctx.Done()
+	return atlas.EncryptionAtRest{}, ctx.Err()
+}
+
+func TestEventReconcileHasTheTimersDeadline(t *testing.T) {
+	r := newRig(t)
+	if _, err := r.guard(options{}).Project(t.Context(), project, nil); err != nil { // the document records the vault
+		t.Fatal(err)
+	}
+	g := r.guard(options{atlas: stuckAtlas{r.ac}, timeout: 100 * time.Millisecond})
+	done := make(chan error, 1)
+	go func() {
+		_, err := g.Events(t.Context(), []event.Trigger{connectionTrigger("ev-slow")})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !transient.Is(err) {
+			t.Fatalf("event reconcile past its deadline: %v, want a transient error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("event reconcile ignored the deadline")
+	}
+}
+
+// interceptStore calls before once, ahead of the first write of key.
+type interceptStore struct {
+	state.Store
+	key    string
+	once   sync.Once
+	before func()
+}
+
+func (s *interceptStore) Put(ctx context.Context, key string, data []byte, etag string, meta map[string]string) (string, error) {
+	if key == s.key {
+		s.once.Do(s.before)
+	}
+	return s.Store.Put(ctx, key, data, etag, meta)
+}
+
+// Another instance re-raises an alert while this one, working from an older
+// read, sees it cleared: the late "resolved" must not be stamped before the
+// re-raise (a consumer ordering by time would think it open), and the next
+// run resolves it after it.
+func TestNoticesOfOneFingerprintAreStampedInCausalOrder(t *testing.T) {
+	r := newRig(t)
+	ctx := t.Context()
+	r.arm.SetKeyEnabled(kv, keyName, r.keyVer, false)
+	if _, err := r.guard(options{}).Project(ctx, project, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.arm.SetKeyEnabled(kv, keyName, r.keyVer, true)
+	key := reconcile.ProjectKey(project)
+	reraised := time.Now().Add(time.Hour).UTC()
+	var fp string
+	st := &interceptStore{Store: r.store, key: key, before: func() {
+		data, etag, err := r.store.Get(ctx, key)
+		var doc map[string]any
+		if err == nil {
+			err = json.Unmarshal(data, &doc)
+		}
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for f, a := range doc["memory"].(map[string]any)["open"].(map[string]any) {
+			if a.(map[string]any)["kind"] == string(alert.KeyDisabled) {
+				fp = f
+				a.(map[string]any)["lastNotified"] = reraised
+				doc["notified"] = map[string]any{f: reraised}
+			}
+		}
+		data, _ = json.Marshal(doc)
+		if _, err := r.store.Put(ctx, key, data, etag, nil); err != nil {
+			t.Error(err)
+		}
+	}}
+	g := r.guard(options{store: st})
+	for range 2 {
+		if _, err := g.Project(ctx, project, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resolved := 0
+	for _, n := range r.hook.Notices() {
+		if n.Alert.Fingerprint == fp && n.Action == alert.Resolved {
+			resolved++
+			if !n.At.After(reraised) {
+				t.Errorf("resolved stamped %v, before the re-raise at %v", n.At, reraised)
+			}
+		}
+	}
+	if fp == "" || resolved != 1 {
+		t.Fatalf("fingerprint %q resolved %d times, want once", fp, resolved)
+	}
+}
