@@ -122,6 +122,12 @@ func TestDeployScript(t *testing.T) {
 			t.Fatalf("Makefile changed: %q not found; update this test with the documented command", want)
 		}
 	}
+	for _, doc := range []string{"README.md", "infra/README.md"} {
+		b, err := os.ReadFile(filepath.Join(root, doc))
+		if err != nil || !strings.Contains(string(b), "cp infra/example.bicepparam infra/main.bicepparam") || !strings.Contains(string(b), "make deploy RESOURCE_GROUP=rg-atlas-akv-guard ") {
+			t.Fatalf("%s no longer documents `cp infra/example.bicepparam infra/main.bicepparam` + `make deploy RESOURCE_GROUP=…`: update this test with it (%v)", doc, err)
+		}
+	}
 	hook := regexp.MustCompile(`(?m)^    run: (.+)$`).FindSubmatch(azureYAML)
 	if hook == nil {
 		t.Fatal("azure.yaml: no postprovision run: line")
