@@ -136,6 +136,8 @@ type Server struct {
 	hooks    []func(Change)
 	identity bool // down
 
+	providers map[string]string // SetProvider's registration states, by "sub/namespace"
+
 	srvMu sync.Mutex
 	srvs  []*http.Server
 }
