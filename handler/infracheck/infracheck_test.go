@@ -106,6 +106,17 @@ type repo struct {
 
 func (r *repo) code(path string) string { return stripComments(r.bicep[path]) }
 
+// vars returns the variables of a file: name → expression.
+func (r *repo) vars(path string) map[string]string {
+	out := map[string]string{}
+	for _, d := range declarations(r.code(path)) {
+		if d.kind == "var" {
+			out[d.name] = d.body
+		}
+	}
+	return out
+}
+
 func (r *repo) paths() []string {
 	ps := make([]string, 0, len(r.bicep))
 	for p := range r.bicep {
@@ -131,23 +142,10 @@ func (r *repo) resources(prefix string) map[string][]decl {
 
 func loadRepo(t *testing.T) *repo {
 	t.Helper()
-	root, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(root)
-		if parent == root {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		root = parent
-	}
+	root := repoRoot(t)
 	r := &repo{bicep: map[string]string{}, params: map[string]string{}, functions: map[string][]binding{}}
 	infra := filepath.Join(root, "infra")
-	err = filepath.WalkDir(infra, func(path string, d os.DirEntry, err error) error {
+	err := filepath.WalkDir(infra, func(path string, d os.DirEntry, err error) error {
 		into := map[string]map[string]string{".bicep": r.bicep, ".bicepparam": r.params}[filepath.Ext(path)]
 		if err != nil || d.IsDir() || into == nil {
 			return err
@@ -548,12 +546,7 @@ func checkEvents(r *repo) []string {
 		}
 	}
 	for p := range subs {
-		vars := map[string]string{}
-		for _, d := range declarations(r.code(p)) {
-			if d.kind == "var" {
-				vars[d.name] = d.body
-			}
-		}
+		vars := r.vars(p)
 		// The WebHook form authenticates with the host's Event Grid extension key.
 		if !strings.Contains(vars["eventGridKey"], "listKeys('${functionAppId}/host/default', '2024-04-01').systemKeys.eventgrid_extension") {
 			problems = append(problems, p+": var eventGridKey must be listKeys('${functionAppId}/host/default', '2024-04-01').systemKeys.eventgrid_extension")
@@ -572,13 +565,7 @@ func checkEvents(r *repo) []string {
 // FTP and basic-auth publishing are off on both plans.
 func checkSite(r *repo) []string {
 	var problems []string
-	vars := map[string]string{}
-	for _, d := range declarations(r.code(functionAppModule)) {
-		if d.kind == "var" {
-			vars[d.name] = d.body
-		}
-	}
-	for _, kv := range keys(vars["flexSiteConfig"]) {
+	for _, kv := range keys(r.vars(functionAppModule)["flexSiteConfig"]) {
 		if !slices.Contains(flexSiteConfigKeys, kv[0]) {
 			problems = append(problems, fmt.Sprintf("%s: siteConfig key %s on Flex Consumption (ARM error 51021 rejects it; allowed: %v)", functionAppModule, kv[0], flexSiteConfigKeys))
 		}
