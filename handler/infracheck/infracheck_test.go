@@ -575,12 +575,15 @@ func checkSite(r *repo) []string {
 	if len(sites) != 1 || !strings.Contains(sites[0].body, want) {
 		problems = append(problems, fmt.Sprintf("%s: the site must set `%s`", functionAppModule, want))
 	}
-	policies := r.resources("Microsoft.Web/sites/basicPublishingCredentialsPolicies@")[functionAppModule]
-	switch {
-	case len(policies) != 1:
-		problems = append(problems, functionAppModule+": want one basicPublishingCredentialsPolicies resource (FTP and basic-auth publishing off)")
-	case !strings.HasPrefix(policies[0].body, "[\n  for policy in ['ftp', 'scm']: {") || !strings.Contains(policies[0].body, "allow: false"):
-		problems = append(problems, functionAppModule+": basicPublishingCredentialsPolicies must set allow: false for ['ftp', 'scm'] on both plans (no condition)")
+	var names []string
+	for _, d := range r.resources("Microsoft.Web/sites/basicPublishingCredentialsPolicies@")[functionAppModule] {
+		m := regexp.MustCompile(`(?m)^  name: '(\w+)'$`).FindStringSubmatch(d.body)
+		if m != nil && strings.HasPrefix(d.body, "{") && strings.Contains(d.body, "\n  parent: site\n") && strings.Contains(d.body, "\n    allow: false\n") {
+			names = append(names, m[1])
+		}
+	}
+	if slices.Sort(names); !slices.Equal(names, []string{"ftp", "scm"}) {
+		problems = append(problems, fmt.Sprintf("%s: basicPublishingCredentialsPolicies must set allow: false for ftp and scm on the site, on both plans (no condition); found %v", functionAppModule, names))
 	}
 	return problems
 }
@@ -824,7 +827,10 @@ func TestChecksCatchDrift(t *testing.T) {
 			"siteConfig: isFlex ? flexSiteConfig : union(", "siteConfig: union(",
 			"site", "the site must set"},
 		{"basic-auth publishing left on", app,
-			"for policy in ['ftp', 'scm']", "for policy in ['ftp']",
+			"  name: 'scm'\n  properties: {\n    allow: false", "  name: 'scm'\n  properties: {\n    allow: true",
+			"site", "basicPublishingCredentialsPolicies must"},
+		{"FTP off only on Elastic Premium", app,
+			"resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {", "resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = if (!isFlex) {",
 			"site", "basicPublishingCredentialsPolicies must"},
 		{"WebHook with the master key", vg,
 			".systemKeys.eventgrid_extension", ".masterKey",

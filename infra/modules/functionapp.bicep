@@ -300,15 +300,21 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
 }
 
 // No FTP, no basic-auth publishing (Kudu/WebDeploy) on either plan.
-resource publishingPolicies 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = [
-  for policy in ['ftp', 'scm']: {
-    parent: site
-    name: policy
-    properties: {
-      allow: false
-    }
+resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
   }
-]
+}
+
+resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
 
 @description('Resource id of the function app; event subscriptions target <id>/functions/<Name>.')
 output id string = site.id
