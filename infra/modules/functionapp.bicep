@@ -37,7 +37,8 @@
 // API versions: Microsoft.Web/serverfarms@2024-04-01 and
 // Microsoft.Web/sites@2024-04-01 (the version of the Azure-Samples
 // azure-functions-flex-consumption-samples templates; functionAppConfig is part
-// of it).
+// of it); Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01
+// (names ftp and scm).
 
 @description('Name of the function app (globally unique host name).')
 param name string

@@ -56,6 +56,8 @@
 //   (learn.microsoft.com/azure/templates/microsoft.eventgrid/2022-06-15/systemtopics;
 //   identity with userAssignedIdentities, deadLetterWithResourceIdentity).
 // - Microsoft.KeyVault/vaults@2023-07-01 (existing).
+// - listKeys on Microsoft.Web/sites/host (<app>/host/default) with 2024-04-01
+//   (Microsoft.Web's version here; returns masterKey, functionKeys, systemKeys).
 
 @description('Name of the customer-key vault (in this resource group). Not a secret.')
 param keyVaultName string
