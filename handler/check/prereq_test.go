@@ -21,17 +21,17 @@ func TestPrerequisites(t *testing.T) {
 		{"all in place", func(*world) {}, ExitHealthy,
 			map[string]string{"vault exists": PrereqOK, "Microsoft.Network registered": PrereqOK, "Microsoft.EventGrid registered": PrereqOK},
 			[]string{"Azure prerequisites (read with your identity)", "region westeurope", "RESULT: healthy"}},
-		{"Event Grid not registered", func(w *world) { w.arm.SetProvider(kv.SubscriptionID, "Microsoft.EventGrid", "NotRegistered") }, ExitProblems,
+		{"Event Grid not registered", func(w *world) { w.ARM.SetProvider(kv.SubscriptionID, "Microsoft.EventGrid", "NotRegistered") }, ExitProblems,
 			map[string]string{"Microsoft.Network registered": PrereqOK, "Microsoft.EventGrid registered": PrereqProblem},
 			[]string{"az provider register --namespace Microsoft.EventGrid --subscription " + kv.SubscriptionID, "1 prerequisite problem(s)"}},
-		{"Network registering", func(w *world) { w.arm.SetProvider(kv.SubscriptionID, "Microsoft.Network", "Registering") }, ExitProblems,
+		{"Network registering", func(w *world) { w.ARM.SetProvider(kv.SubscriptionID, "Microsoft.Network", "Registering") }, ExitProblems,
 			map[string]string{"Microsoft.Network registered": PrereqProblem}, []string{"Registering: az provider register --namespace Microsoft.Network"}},
 		{"vault deleted", func(w *world) {
-			if err := w.arm.DeleteVault(kv); err != nil {
+			if err := w.ARM.DeleteVault(kv); err != nil {
 				t.Fatal(err)
 			}
 		}, ExitProblems, map[string]string{"vault exists": PrereqProblem}, []string{"names a vault that does not exist"}},
-		{"providers unreadable", func(w *world) { w.arm.Deny(vault.ActionProvidersRead) }, ExitHealthy,
+		{"providers unreadable", func(w *world) { w.ARM.Deny(vault.ActionProvidersRead) }, ExitHealthy,
 			map[string]string{"vault exists": PrereqOK, "Microsoft.Network registered": PrereqCannotTell, "Microsoft.EventGrid registered": PrereqCannotTell},
 			[]string{"cannot-tell", "lacks " + vault.ActionProvidersRead, "2 prerequisite(s) could not be checked"}},
 	}
@@ -39,7 +39,7 @@ func TestPrerequisites(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t)
 			tc.setup(w)
-			text, res := w.run(t, saSecret, tc.exit)
+			text, res := w.run(t, "", tc.exit)
 			contains(t, text, tc.text...)
 			got := map[string]string{}
 			for _, p := range res.Prerequisites {
