@@ -1,6 +1,6 @@
 # atlas-akv-guard — build, test, package, run, deploy.
 # `make test` is the one test command (CI runs exactly it): it installs what it
-# needs (Go modules, Azurite from npm) and runs every test.
+# needs (Go modules, Azurite and the Bicep parser from npm) and runs every test.
 
 SHELL        := bash
 GO           ?= go
@@ -8,6 +8,10 @@ VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo
 LDFLAGS      := -s -w -X main.version=$(VERSION)
 AZURITE_VERSION := 3.37.0
 AZURITE      := $(CURDIR)/.cache/azurite/node_modules/.bin/azurite-blob
+# The Bicep syntax check (handler/infracheck): tree-sitter-bicep's wasm grammar
+# run by web-tree-sitter in Node, pinned, no native build.
+BICEP_PARSER_DIR := $(CURDIR)/.cache/bicep-parser/node_modules
+BICEP_PARSER := $(BICEP_PARSER_DIR)/tree-sitter-bicep/tree-sitter-bicep.wasm
 FUNCTIONS    := KeyVaultEvents PrivateLinkEvents Reconcile Status
 
 RESOURCE_GROUP ?=
@@ -29,13 +33,19 @@ $(AZURITE):
 	@command -v npm >/dev/null || { echo "npm is required to install Azurite (the storage emulator the tests use)"; exit 1; }
 	npm install --no-audit --no-fund --no-update-notifier --loglevel=error --prefix .cache/azurite azurite@$(AZURITE_VERSION)
 
-## tools: install what the tests need (Go modules, Azurite)
-tools: $(AZURITE)
+$(BICEP_PARSER):
+	@command -v npm >/dev/null || { echo "npm is required to install the Bicep parser the tests use"; exit 1; }
+	npm install --no-audit --no-fund --no-update-notifier --ignore-scripts --legacy-peer-deps --loglevel=error \
+	  --prefix .cache/bicep-parser web-tree-sitter@0.24.7 tree-sitter-bicep@1.1.0
+
+## tools: install what the tests need (Go modules, Azurite, the Bicep parser)
+tools: $(AZURITE) $(BICEP_PARSER)
 	$(GO) mod download
 
-## test: every test, against real Azurite storage and the in-repo simulators
+## test: every test, against real Azurite storage and the in-repo simulators; parses every infra/**/*.bicep
 test: tools
-	AZURITE_BIN=$(AZURITE) $(GO) test -count=1 -timeout 30m ./...
+	node handler/infracheck/parse-bicep.cjs $(BICEP_PARSER_DIR) infra
+	BICEP_PARSER_DIR=$(BICEP_PARSER_DIR) AZURITE_BIN=$(AZURITE) $(GO) test -count=1 -timeout 30m ./...
 
 ## lint: go vet and a gofmt check
 lint:
@@ -90,9 +100,9 @@ fuzz:
 	  done; \
 	done
 
-## deploy: make deploy RESOURCE_GROUP=<rg> [PARAMS=infra/main.bicepparam] (see infra/README.md)
+## deploy: make deploy RESOURCE_GROUP=<rg> [PARAMS=infra/main.bicepparam] (your copy of infra/example.bicepparam; see infra/README.md)
 deploy: package
-	@test -n "$(RESOURCE_GROUP)" || { echo "usage: make deploy RESOURCE_GROUP=<rg> [PARAMS=<file>.bicepparam]" >&2; exit 1; }
+	@test -n "$(RESOURCE_GROUP)" || { echo "usage: make deploy RESOURCE_GROUP=<rg> [PARAMS=infra/main.bicepparam|infra/main.parameters.json]" >&2; exit 1; }
 	infra/deploy.sh "$(RESOURCE_GROUP)" "$(PARAMS)" dist/app.zip
 
 clean:

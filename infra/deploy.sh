@@ -5,33 +5,71 @@
 #   events   phase 2: the Event Grid subscriptions (they validate the deployed functions)
 #
 # usage: infra/deploy.sh RESOURCE_GROUP [PARAMS] [ZIP]
-#   PARAMS  .bicepparam (default infra/main.bicepparam) or ARM .json parameters file
+#   PARAMS  your parameters: infra/main.bicepparam (the default; a copy of
+#           infra/example.bicepparam, git-ignored, also what azd reads) or an ARM
+#           .json parameters file (e.g. infra/main.parameters.json)
 #   ZIP     the package built by `make package` (default dist/app.zip)
 # env:
 #   STEPS            steps to run (default "infra publish events")
 #   DEPLOYMENT_NAME  ARM deployment name (default atlas-akv-guard)
 # Secrets come from the environment (ATLAS_CLIENT_SECRET, ATLAS_PRIVATE_KEY,
-# GUARD_ALERT_WEBHOOK_URL) through readEnvironmentVariable() in the params file.
+# GUARD_ALERT_WEBHOOK_URL), never from the command line: a .bicepparam reads
+# them with readEnvironmentVariable(); for a .json parameters file this script
+# writes them to a private temporary parameters file.
 set -euo pipefail
 
 die() { echo "deploy: $*" >&2; exit 1; }
 log() { echo "deploy: $*" >&2; }
 
+here=$(cd "$(dirname "$0")" && pwd)
 rg=${1:-}
 [ -n "$rg" ] || die "usage: infra/deploy.sh RESOURCE_GROUP [PARAMS] [ZIP]"
-params=${2:-infra/main.bicepparam}
+params=${2:-$here/main.bicepparam}
 zip=${3:-dist/app.zip}
 steps=${STEPS:-infra publish events}
 name=${DEPLOYMENT_NAME:-atlas-akv-guard}
-here=$(cd "$(dirname "$0")" && pwd)
 
 command -v az >/dev/null || die "the Azure CLI (az >= 2.60) is required"
-[ -f "$params" ] || die "parameters file $params not found"
+[ -f "$params" ] || die "parameters file $params not found (cp infra/example.bicepparam infra/main.bicepparam and fill it in)"
+case $params in
+*.bicepparam)
+	# az resolves `using` relative to the parameters file and refuses a
+	# --template-file that differs from it: the file must point at main.bicep.
+	using=$(sed -n "s/^using[[:space:]]*'\([^']*\)'.*/\1/p" "$params" | head -n 1)
+	target=$(cd "$(dirname "$params")" && cd "$(dirname "$using")" 2>/dev/null && pwd)/${using##*/}
+	[ -n "$using" ] && [ "$target" = "$here/main.bicep" ] ||
+		die "$params: using '$using' does not resolve to infra/main.bicep; keep the file in infra/ (using 'main.bicep')" ;;
+*.json) ;;
+*) die "$params: want a .bicepparam or .json parameters file" ;;
+esac
 az group show --name "$rg" --output none 2>/dev/null ||
 	die "resource group $rg not found (az group create --name $rg --location <region>)"
 
-# deploy_infra true|false: one ARM deployment with DEPLOY_EVENT_SUBSCRIPTIONS set
-# (main.bicepparam reads it; a .json parameters file gets it as an override).
+secrets=
+trap '[ -z "$secrets" ] || rm -f "$secrets"' EXIT
+# secret_params writes the secrets set in the environment to a private ARM
+# parameters file (for .json parameters) and prints its name.
+secret_params() {
+	local f sep= pair env v
+	f=$(mktemp) && chmod 600 "$f"
+	{
+		printf '{"$schema":"https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#","contentVersion":"1.0.0.0","parameters":{'
+		for pair in atlasClientSecret=ATLAS_CLIENT_SECRET atlasPrivateKey=ATLAS_PRIVATE_KEY alertWebhookUrl=GUARD_ALERT_WEBHOOK_URL; do
+			env=${pair#*=}
+			v=${!env:-}
+			[ -n "$v" ] || continue
+			[[ $v != *[[:cntrl:]]* ]] || die "$env holds a control character"
+			v=${v//\\/\\\\}
+			printf '%s"%s":{"value":"%s"}' "$sep" "${pair%%=*}" "${v//\"/\\\"}"
+			sep=,
+		done
+		printf '}}\n'
+	} >"$f"
+	echo "$f"
+}
+
+# deploy_infra true|false: one ARM deployment with deployEventSubscriptions set
+# (a .bicepparam reads DEPLOY_EVENT_SUBSCRIPTIONS; a .json file gets an override).
 deploy_infra() {
 	local events=$1
 	log "ARM deployment $name (deployEventSubscriptions=$events)"
@@ -40,8 +78,9 @@ deploy_infra() {
 		DEPLOY_EVENT_SUBSCRIPTIONS=$events az deployment group create \
 			--resource-group "$rg" --name "$name" --parameters "$params" --output none ;;
 	*)
+		[ -n "$secrets" ] || secrets=$(secret_params)
 		az deployment group create --resource-group "$rg" --name "$name" \
-			--template-file "$here/main.bicep" --parameters "@$params" \
+			--template-file "$here/main.bicep" --parameters "@$params" --parameters "@$secrets" \
 			--parameters deployEventSubscriptions="$events" --output none ;;
 	esac
 }

@@ -4,8 +4,8 @@
 // (custom role, Event Grid system topics) is deployed at each vault's resource
 // group, which may be in another subscription.
 //
-// Two phases (see infra/README.md): an event subscription of endpoint type
-// AzureFunction is validated against the deployed function, so phase 1
+// Two phases (see infra/README.md): an event subscription is validated
+// against the deployed function, so phase 1
 // (deployEventSubscriptions=false) creates everything else, the code is
 // published, and phase 2 (deployEventSubscriptions=true) adds the
 // subscriptions. `make deploy` (infra/deploy.sh) runs all three steps.
@@ -87,6 +87,13 @@ param roleAssignableScope string = 'resourceGroup'
 
 @description('Phase 2 switch: create the Event Grid subscriptions to KeyVaultEvents and PrivateLinkEvents (only after the function code is published).')
 param deployEventSubscriptions bool = false
+
+@description('Event Grid endpoint type: AzureFunction (default) or WebHook, the Functions host\'s Event Grid webhook (switch to it if phase 2 reports an endpoint validation failure; see infra/README.md).')
+@allowed([
+  'AzureFunction'
+  'WebHook'
+])
+param eventDelivery string = 'AzureFunction'
 
 @description('Event Grid delivery attempts before an event is dead-lettered.')
 @minValue(1)
@@ -317,6 +324,8 @@ module vaultGuard 'modules/vault-guard.bicep' = [
       principalId: identity.outputs.principalId
       identityId: identity.outputs.id
       functionAppId: functionApp.outputs.id
+      functionAppHostName: functionApp.outputs.defaultHostName
+      eventDelivery: eventDelivery
       deadLetterStorageAccountId: storage.outputs.id
       deadLetterContainerName: storage.outputs.deadLetterContainerName
       deployEventSubscriptions: deployEventSubscriptions

@@ -154,6 +154,7 @@ func serve(ctx context.Context, args []string, env Env, stdout, stderr io.Writer
 type Wired struct {
 	Reconciler *reconcile.Reconciler
 	Atlas      *atlas.Client
+	Credential azcore.TokenCredential
 }
 
 // Wire builds the Atlas and Azure clients, the sinks and the reconciler from
@@ -202,7 +203,7 @@ func Wire(cfg config.Config, env Env, store state.Store, log *slog.Logger) (Wire
 	if err != nil {
 		return Wired{}, err
 	}
-	return Wired{Reconciler: r, Atlas: ac}, nil
+	return Wired{Reconciler: r, Atlas: ac, Credential: cred}, nil
 }
 
 // Sinks builds the optional external alert sinks.
@@ -327,8 +328,20 @@ func check(ctx context.Context, args []string, env Env, stdout, stderr io.Writer
 		fmt.Fprintln(stderr, err)
 		return ExitError
 	}
+	// The prerequisites are read with the same identity (the operator's
+	// login when run by hand), in the public cloud or GUARD_ARM_ENDPOINT.
+	cloudCfg, err := vault.CloudFor("AZURE", cfg.ARMEndpoint)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return ExitError
+	}
+	prereqs, err := vault.New(vault.Options{Credential: w.Credential, Cloud: cloudCfg, Logger: log})
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return ExitError
+	}
 	return checkcmd.Run(ctx, checkcmd.Options{
-		Reconciler: w.Reconciler, Store: store, Projects: cfg.ProjectIDs, JSON: *asJSON, Out: stdout,
+		Reconciler: w.Reconciler, Store: store, Projects: cfg.ProjectIDs, JSON: *asJSON, Out: stdout, Prereqs: prereqs,
 	})
 }
 

@@ -59,6 +59,8 @@ type Options struct {
 	Out  io.Writer
 	// Now is the clock for expiry days (default time.Now).
 	Now func() time.Time
+	// Prereqs, if set, reads each vault's prerequisites (see prereq.go).
+	Prereqs Prereqs
 }
 
 // Result is the JSON document of `handler check -json`.
@@ -73,6 +75,9 @@ type Result struct {
 	// Counts of open alerts by severity across all projects.
 	Alerts   map[alert.Severity]int `json:"alerts"`
 	Projects []Project              `json:"projects"`
+	// Prerequisites of each vault's subscription; a problem among them
+	// makes the outcome problems.
+	Prerequisites []Prerequisite `json:"prerequisites,omitempty"`
 }
 
 // Project is one project's part of the Result.
@@ -169,6 +174,9 @@ func Run(ctx context.Context, o Options) int {
 		}
 		res.Projects = append(res.Projects, p)
 	}
+	if o.Prereqs != nil {
+		res.Prerequisites = prerequisites(ctx, o.Prereqs, res.Projects)
+	}
 	if res.Reason == "" && checked == 0 {
 		res.Reason = "no project could be checked"
 		if runErr != nil {
@@ -182,7 +190,7 @@ func finish(o Options, res Result) int {
 	switch {
 	case res.Reason != "":
 		res.Outcome, res.ExitCode = OutcomeFailed, ExitFailed
-	case res.Alerts[alert.Critical]+res.Alerts[alert.Warning] > 0:
+	case res.Alerts[alert.Critical]+res.Alerts[alert.Warning]+prereqCount(res.Prerequisites, PrereqProblem) > 0:
 		res.Outcome, res.ExitCode = OutcomeProblems, ExitProblems
 	default:
 		res.Outcome, res.ExitCode = OutcomeHealthy, ExitHealthy

@@ -77,7 +77,7 @@ func (w *world) options(t *testing.T, atlasSecret string, projects ...string) Op
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Options{Reconciler: r, Store: store, Projects: projects}
+	return Options{Reconciler: r, Store: store, Projects: projects, Prereqs: vc}
 }
 
 // run runs the check twice on fresh reconcilers (text, then JSON) and

@@ -24,13 +24,19 @@ func writeText(out io.Writer, res Result) error {
 	for _, p := range res.Projects {
 		writeProject(w, p)
 	}
+	writePrerequisites(w, res.Prerequisites)
 	fmt.Fprintln(w)
 	crit, warn := res.Alerts[alert.Critical], res.Alerts[alert.Warning]
 	switch res.Outcome {
 	case OutcomeHealthy:
-		fmt.Fprintf(w, "RESULT: healthy: no warning or critical alert in %d project(s) (exit %d)\n", len(res.Projects), res.ExitCode)
+		unknown := ""
+		if n := prereqCount(res.Prerequisites, PrereqCannotTell); n > 0 {
+			unknown = fmt.Sprintf("; %d prerequisite(s) could not be checked (cannot-tell above)", n)
+		}
+		fmt.Fprintf(w, "RESULT: healthy: no warning or critical alert in %d project(s)%s (exit %d)\n", len(res.Projects), unknown, res.ExitCode)
 	case OutcomeProblems:
-		fmt.Fprintf(w, "RESULT: problems found: %d critical, %d warning open alert(s) (exit %d)\n", crit, warn, res.ExitCode)
+		fmt.Fprintf(w, "RESULT: problems found: %d critical, %d warning open alert(s), %d prerequisite problem(s) (exit %d)\n",
+			crit, warn, prereqCount(res.Prerequisites, PrereqProblem), res.ExitCode)
 	default:
 		fmt.Fprintf(w, "RESULT: the check could not run: %s (exit %d)\n", clean(res.Reason), res.ExitCode)
 	}

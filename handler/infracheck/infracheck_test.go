@@ -3,6 +3,7 @@ package infracheck_test
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -40,6 +41,7 @@ var apiVersions = map[string]string{
 	"Microsoft.KeyVault/vaults/secrets@2023-07-01":                         "templates/microsoft.keyvault/vaults/secrets (2023-07-01)",
 	"Microsoft.Web/serverfarms@2024-04-01":                                 "Azure-Samples/azure-functions-flex-consumption-samples IaC/bicep",
 	"Microsoft.Web/sites@2024-04-01":                                       "Azure-Samples/azure-functions-flex-consumption-samples IaC/bicep",
+	"Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01":    "bicep-types-az generated/web/microsoft.web/2024-04-01 (names ftp, scm)",
 	"Microsoft.EventGrid/systemTopics@2022-06-15":                          "templates/microsoft.eventgrid/2022-06-15/systemtopics",
 	"Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15":       "templates/microsoft.eventgrid/2022-06-15/systemtopics/eventsubscriptions",
 	"Microsoft.EventGrid/topics@2022-06-15":                                "templates/microsoft.eventgrid/2022-06-15/topics",
@@ -82,14 +84,38 @@ type binding struct {
 	Schedule string `json:"schedule"`
 }
 
-// repo is what the checks read: the Bicep files (path relative to infra/ →
-// text) and the bindings of each function folder.
+// flexSiteConfigKeys are the only siteConfig keys the site may carry on Flex
+// Consumption. ARM rejects many others on Flex with error 51021 ("The following
+// site configuration property (Site.SiteConfig.FtpsState, ...) for Flex
+// Consumption sites is invalid", quoted in Azure/azure-cli#31414); the AVM
+// web-site module (Azure/terraform-azurerm-avm-res-web-site PR #345) lists
+// linuxFxVersion, windowsFxVersion, netFrameworkVersion, ftpsState,
+// use32BitWorkerProcess, preWarmedInstanceCount and alwaysOn among them and
+// notes that enforcement varies by region. Microsoft's Flex samples
+// (Azure-Samples/azure-functions-flex-consumption-samples, the Flex quickstart)
+// set only appSettings and minTlsVersion. Add a key only with such evidence.
+var flexSiteConfigKeys = []string{"appSettings", "minTlsVersion"}
+
+// repo is what the checks read: the Bicep and .bicepparam files (path
+// relative to infra/ → text) and the bindings of each function folder.
 type repo struct {
 	bicep     map[string]string
+	params    map[string]string
 	functions map[string][]binding
 }
 
 func (r *repo) code(path string) string { return stripComments(r.bicep[path]) }
+
+// vars returns the variables of a file: name → expression.
+func (r *repo) vars(path string) map[string]string {
+	out := map[string]string{}
+	for _, d := range declarations(r.code(path)) {
+		if d.kind == "var" {
+			out[d.name] = d.body
+		}
+	}
+	return out
+}
 
 func (r *repo) paths() []string {
 	ps := make([]string, 0, len(r.bicep))
@@ -116,24 +142,12 @@ func (r *repo) resources(prefix string) map[string][]decl {
 
 func loadRepo(t *testing.T) *repo {
 	t.Helper()
-	root, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(root)
-		if parent == root {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		root = parent
-	}
-	r := &repo{bicep: map[string]string{}, functions: map[string][]binding{}}
+	root := repoRoot(t)
+	r := &repo{bicep: map[string]string{}, params: map[string]string{}, functions: map[string][]binding{}}
 	infra := filepath.Join(root, "infra")
-	err = filepath.WalkDir(infra, func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".bicep") {
+	err := filepath.WalkDir(infra, func(path string, d os.DirEntry, err error) error {
+		into := map[string]map[string]string{".bicep": r.bicep, ".bicepparam": r.params}[filepath.Ext(path)]
+		if err != nil || d.IsDir() || into == nil {
 			return err
 		}
 		b, err := os.ReadFile(path)
@@ -141,7 +155,7 @@ func loadRepo(t *testing.T) *repo {
 			return err
 		}
 		rel, _ := filepath.Rel(infra, path)
-		r.bicep[filepath.ToSlash(rel)] = string(b)
+		into[filepath.ToSlash(rel)] = string(b)
 		return nil
 	})
 	if err != nil {
@@ -183,6 +197,8 @@ var checks = []check{
 	{"runtime", checkRuntime},
 	{"events", checkEvents},
 	{"apiVersions", checkAPIVersions},
+	{"site", checkSite},
+	{"params", checkParams},
 }
 
 func TestInfraMatchesCode(t *testing.T) {
@@ -495,10 +511,14 @@ func checkEvents(r *repo) []string {
 			if !strings.HasPrefix(d.body, "if (deployEventSubscriptions)") {
 				problems = append(problems, where+": must be created only in phase 2: `= if (deployEventSubscriptions) {`")
 			}
-			for _, need := range []string{"endpointType: 'AzureFunction'", "maxEventsPerBatch: 1", "retryPolicy:"} {
+			for _, need := range []string{"destination: eventDelivery == 'WebHook' ? {", "endpointType: 'WebHook'", "endpointType: 'AzureFunction'",
+				"endpointUrl: '${webhookUrl}" + fn + "&code=${eventGridKey}'", "retryPolicy:"} {
 				if !strings.Contains(d.body, need) {
 					problems = append(problems, fmt.Sprintf("%s: missing %q", where, need))
 				}
+			}
+			if n := strings.Count(d.body, "properties: union(batching, {"); n != 2 {
+				problems = append(problems, fmt.Sprintf("%s: both destinations must use batching (one event per batch), found %d", where, n))
 			}
 			if !strings.Contains(d.body, "deadLetterWithResourceIdentity:") && !strings.Contains(d.body, "deadLetterDestination:") {
 				problems = append(problems, where+": no dead-letter destination")
@@ -523,6 +543,92 @@ func checkEvents(r *repo) []string {
 	for _, fn := range sortedKeys(want) {
 		if !seen[fn] {
 			problems = append(problems, "no event subscription delivers to "+fn)
+		}
+	}
+	for p := range subs {
+		vars := r.vars(p)
+		// The WebHook form authenticates with the host's Event Grid extension key.
+		if !strings.Contains(vars["eventGridKey"], "listKeys('${functionAppId}/host/default', '2024-04-01').systemKeys.eventgrid_extension") {
+			problems = append(problems, p+": var eventGridKey must be listKeys('${functionAppId}/host/default', '2024-04-01').systemKeys.eventgrid_extension")
+		}
+		if !strings.HasSuffix(vars["webhookUrl"], "/runtime/webhooks/eventgrid?functionName='") {
+			problems = append(problems, p+": var webhookUrl must end in /runtime/webhooks/eventgrid?functionName=")
+		}
+		if !regexp.MustCompile(`(?m)^\s*maxEventsPerBatch: 1$`).MatchString(vars["batching"]) {
+			problems = append(problems, p+": var batching must set maxEventsPerBatch: 1")
+		}
+	}
+	return problems
+}
+
+// checkSite: on Flex the site's siteConfig holds only flexSiteConfigKeys, and
+// FTP and basic-auth publishing are off on both plans.
+func checkSite(r *repo) []string {
+	var problems []string
+	for _, kv := range keys(r.vars(functionAppModule)["flexSiteConfig"]) {
+		if !slices.Contains(flexSiteConfigKeys, kv[0]) {
+			problems = append(problems, fmt.Sprintf("%s: siteConfig key %s on Flex Consumption (ARM error 51021 rejects it; allowed: %v)", functionAppModule, kv[0], flexSiteConfigKeys))
+		}
+	}
+	sites := r.resources("Microsoft.Web/sites@")[functionAppModule]
+	const want = "siteConfig: isFlex ? flexSiteConfig : union(flexSiteConfig, elasticPremiumSiteConfig)"
+	if len(sites) != 1 || !strings.Contains(sites[0].body, want) {
+		problems = append(problems, fmt.Sprintf("%s: the site must set `%s`", functionAppModule, want))
+	}
+	var names []string
+	for _, d := range r.resources("Microsoft.Web/sites/basicPublishingCredentialsPolicies@")[functionAppModule] {
+		m := regexp.MustCompile(`(?m)^  name: '(\w+)'$`).FindStringSubmatch(d.body)
+		if m != nil && strings.HasPrefix(d.body, "{") && strings.Contains(d.body, "\n  parent: site\n") && strings.Contains(d.body, "\n    allow: false\n") {
+			names = append(names, m[1])
+		}
+	}
+	if slices.Sort(names); !slices.Equal(names, []string{"ftp", "scm"}) {
+		problems = append(problems, fmt.Sprintf("%s: basicPublishingCredentialsPolicies must set allow: false for ftp and scm on the site, on both plans (no condition); found %v", functionAppModule, names))
+	}
+	return problems
+}
+
+var usingRE = regexp.MustCompile(`(?m)^using\s+'([^']+)'`)
+
+// checkParams: each .bicepparam resolves `using` to main.bicep from where it
+// lives (the copy users deploy lives beside it, as infra/main.bicepparam),
+// sets only parameters main.bicep has, sets every parameter without a
+// default, and reads every @secure() one from the environment.
+func checkParams(r *repo) []string {
+	var problems []string
+	main := map[string]decl{}
+	for _, d := range declarations(r.code("main.bicep")) {
+		if d.kind == "param" {
+			main[d.name] = d
+		}
+	}
+	if len(r.params) == 0 {
+		problems = append(problems, "no .bicepparam file in infra/")
+	}
+	for _, p := range sortedKeys(r.params) {
+		code := stripComments(r.params[p])
+		m := usingRE.FindStringSubmatch(code)
+		if m == nil || filepath.ToSlash(filepath.Join(filepath.Dir(p), m[1])) != "main.bicep" {
+			problems = append(problems, fmt.Sprintf("%s: `using` must resolve to infra/main.bicep from the file's own folder", p))
+		}
+		set := map[string]bool{}
+		for _, d := range declarations(code) {
+			if d.kind != "param" {
+				continue
+			}
+			set[d.name] = true
+			target, ok := main[d.name]
+			switch {
+			case !ok:
+				problems = append(problems, fmt.Sprintf("%s:%d: param %s is not a parameter of main.bicep", p, d.line, d.name))
+			case slices.Contains(target.decorators, "secure") && !strings.HasPrefix(d.body, "readEnvironmentVariable("):
+				problems = append(problems, fmt.Sprintf("%s:%d: @secure() param %s must come from readEnvironmentVariable(), never the file", p, d.line, d.name))
+			}
+		}
+		for _, name := range sortedKeys(main) {
+			if main[name].body == "" && !set[name] {
+				problems = append(problems, fmt.Sprintf("%s: required param %s of main.bicep (no default) is not set", p, name))
+			}
 		}
 	}
 	return problems
@@ -642,6 +748,7 @@ func TestChecksCatchDrift(t *testing.T) {
 		app     = functionAppModule
 		vg      = "modules/vault-guard.bicep"
 		secrets = "modules/secrets.bicep"
+		example = "example.bicepparam"
 	)
 	cases := []struct {
 		name, file, old, new, check, want string
@@ -713,6 +820,42 @@ func TestChecksCatchDrift(t *testing.T) {
 			"eventSubscriptions@2022-06-15' = if (deployEventSubscriptions) {\n  parent: vaultTopic",
 			"eventSubscriptions@2022-06-15' = {\n  parent: vaultTopic",
 			"events", "phase 2"},
+		{"ftpsState on Flex (ARM 51021)", app,
+			"var flexSiteConfig = {\n", "var flexSiteConfig = {\n  ftpsState: 'Disabled'\n",
+			"site", "siteConfig key ftpsState"},
+		{"Elastic Premium siteConfig on Flex", app,
+			"siteConfig: isFlex ? flexSiteConfig : union(", "siteConfig: union(",
+			"site", "the site must set"},
+		{"basic-auth publishing left on", app,
+			"  name: 'scm'\n  properties: {\n    allow: false", "  name: 'scm'\n  properties: {\n    allow: true",
+			"site", "basicPublishingCredentialsPolicies must"},
+		{"FTP off only on Elastic Premium", app,
+			"resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {", "resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = if (!isFlex) {",
+			"site", "basicPublishingCredentialsPolicies must"},
+		{"WebHook with the master key", vg,
+			".systemKeys.eventgrid_extension", ".masterKey",
+			"events", "var eventGridKey"},
+		{"WebHook to another function", vg,
+			"'${webhookUrl}KeyVaultEvents&", "'${webhookUrl}PrivateLinkEvents&",
+			"events", "webhookUrl}KeyVaultEvents&code"},
+		{"batches of ten", vg,
+			"maxEventsPerBatch: 1\n", "maxEventsPerBatch: 10\n",
+			"events", "maxEventsPerBatch: 1"},
+		{"param file using another template", example,
+			"using 'main.bicep'", "using '../main.bicep'",
+			"params", "must resolve to infra/main.bicep"},
+		{"param file sets an unknown param", example,
+			"param guardMode =", "param guardModes =",
+			"params", "guardModes is not a parameter of main.bicep"},
+		{"param file misses a required param", example,
+			"param atlasProjectIds =", "// param atlasProjectIds =",
+			"params", "required param atlasProjectIds"},
+		{"new required param in main.bicep", main,
+			"param atlasBaseUrl string = 'https://cloud.mongodb.com'", "param atlasBaseUrl string",
+			"params", "required param atlasBaseUrl"},
+		{"secret written into the param file", example,
+			"param atlasClientSecret = readEnvironmentVariable('ATLAS_CLIENT_SECRET', '')", "param atlasClientSecret = 'hunter2'",
+			"params", "must come from readEnvironmentVariable"},
 		{"unverified API version", app,
 			"'Microsoft.Web/sites@2024-04-01'", "'Microsoft.Web/sites@2099-01-01'",
 			"apiVersions", "Microsoft.Web/sites@2099-01-01"},
@@ -724,15 +867,16 @@ func TestChecksCatchDrift(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			text := base.bicep[tc.file]
+			r := &repo{bicep: maps.Clone(base.bicep), params: maps.Clone(base.params), functions: base.functions}
+			files := r.bicep
+			if strings.HasSuffix(tc.file, ".bicepparam") {
+				files = r.params
+			}
+			text := files[tc.file]
 			if n := strings.Count(text, tc.old); n != 1 {
 				t.Fatalf("mutation must apply once to infra/%s, applies %d times: %q", tc.file, n, tc.old)
 			}
-			r := &repo{bicep: map[string]string{}, functions: base.functions}
-			for p, s := range base.bicep {
-				r.bicep[p] = s
-			}
-			r.bicep[tc.file] = strings.Replace(text, tc.old, tc.new, 1)
+			files[tc.file] = strings.Replace(text, tc.old, tc.new, 1)
 			check, ok := run[tc.check]
 			if !ok {
 				t.Fatalf("no check %q", tc.check)

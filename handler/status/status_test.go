@@ -1,6 +1,7 @@
 package status
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -327,8 +328,7 @@ func TestNegotiation(t *testing.T) {
 
 func TestStoreDown(t *testing.T) {
 	for _, accept := range []string{"", "text/html"} {
-		st := fixtureStore(t)
-		st.Fail(errors.New("dial tcp 10.0.0.4:443: connection refused; AccountKey=c2VjcmV0a2V5"))
+		st := downStore{fixtureStore(t), errors.New("dial tcp 10.0.0.4:443: connection refused; AccountKey=c2VjcmV0a2V5")}
 		resp := serve(t, st, allProjects, "/api/Status", accept)
 		if resp.StatusCode != http.StatusServiceUnavailable {
 			t.Fatalf("Accept %q: status %d", accept, resp.StatusCode)
@@ -394,3 +394,12 @@ func TestStateOf(t *testing.T) {
 		}
 	}
 }
+
+// downStore is a store whose every read fails with err.
+type downStore struct {
+	state.Store
+	err error
+}
+
+func (d downStore) Get(context.Context, string) ([]byte, string, error) { return nil, "", d.err }
+func (d downStore) List(context.Context, string) ([]state.Item, error)  { return nil, d.err }

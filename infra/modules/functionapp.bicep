@@ -20,6 +20,15 @@
 //   the zip to that blob and restarting the app; portal editing and
 //   `func azure functionapp publish` do not work in that mode.
 //
+// siteConfig: Flex Consumption rejects many siteConfig properties with ARM
+// error 51021 ("The following site configuration property
+// (Site.SiteConfig.FtpsState, ...) for Flex Consumption sites is invalid";
+// enforcement varies by region). On Flex the site carries only what
+// Microsoft's Flex samples set (minTlsVersion, appSettings); ftpsState,
+// http20Enabled and linuxFxVersion go to Elastic Premium only. FTP and basic
+// publishing credentials are turned off for both plans with
+// basicPublishingCredentialsPolicies (ftp, scm); deployments use Entra auth.
+//
 // App settings: every setting of handler/config.Settings() that the handler
 // reads (the drift test handler/infracheck checks this block), identity-based
 // host storage, Entra-authenticated Application Insights, and secrets as Key
@@ -28,7 +37,8 @@
 // API versions: Microsoft.Web/serverfarms@2024-04-01 and
 // Microsoft.Web/sites@2024-04-01 (the version of the Azure-Samples
 // azure-functions-flex-consumption-samples templates; functionAppConfig is part
-// of it).
+// of it); Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01
+// (names ftp and scm).
 
 @description('Name of the function app (globally unique host name).')
 param name string
@@ -212,6 +222,25 @@ var armSettings = empty(armEndpoint) ? {} : {
 
 var appSettings = union(baseSettings, serviceAccountSettings, apiKeySettings, webhookSettings, topicSettings, armSettings, elasticPremiumSettings)
 
+var appSettingList = [
+  for setting in items(appSettings): {
+    name: setting.key
+    value: setting.value
+  }
+]
+
+// Every key here must be accepted by Flex (the drift test holds the list).
+var flexSiteConfig = {
+  minTlsVersion: '1.2'
+  appSettings: appSettingList
+}
+
+// Elastic Premium only: Flex rejects these keys (ARM error 51021).
+var elasticPremiumSiteConfig = {
+  ftpsState: 'Disabled'
+  http20Enabled: true
+  linuxFxVersion: ''
+}
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: planName
@@ -247,18 +276,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     httpsOnly: true
     clientCertEnabled: false
     keyVaultReferenceIdentity: identityId
-    siteConfig: {
-      minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
-      http20Enabled: true
-      linuxFxVersion: isFlex ? null : ''
-      appSettings: [
-        for setting in items(appSettings): {
-          name: setting.key
-          value: setting.value
-        }
-      ]
-    }
+    siteConfig: isFlex ? flexSiteConfig : union(flexSiteConfig, elasticPremiumSiteConfig)
     functionAppConfig: isFlex ? {
       deployment: {
         storage: {
@@ -279,6 +297,23 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         instanceMemoryMB: instanceMemoryMB
       }
     } : null
+  }
+}
+
+// No FTP, no basic-auth publishing (Kudu/WebDeploy) on either plan.
+resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
   }
 }
 

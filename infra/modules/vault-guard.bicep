@@ -38,9 +38,15 @@
 // assigned only at the vault. roleAssignableScope = 'vault' narrows the
 // definition itself to the vault.
 //
-// Event subscriptions of endpoint type AzureFunction are validated against the
-// deployed function, so they are created only when deployEventSubscriptions is
-// true (phase 2, after the code is published).
+// Event subscriptions are validated against the deployed function, so they
+// are created only when deployEventSubscriptions is true (phase 2, after the
+// code is published). eventDelivery picks the endpoint: AzureFunction (the
+// function's resource id) or WebHook, the Functions host's Event Grid webhook
+// https://<host>/runtime/webhooks/eventgrid?functionName=<Name>&code=<key>,
+// with the host's eventgrid_extension system key read by listKeys on
+// <app>/host/default. Whether AzureFunction validates against a Flex
+// Consumption custom-handler app is not documented; WebHook is the fallback
+// when phase 2 reports an endpoint validation failure.
 //
 // API versions:
 // - Microsoft.Authorization/roleDefinitions@2022-04-01
@@ -50,6 +56,8 @@
 //   (learn.microsoft.com/azure/templates/microsoft.eventgrid/2022-06-15/systemtopics;
 //   identity with userAssignedIdentities, deadLetterWithResourceIdentity).
 // - Microsoft.KeyVault/vaults@2023-07-01 (existing).
+// - listKeys on Microsoft.Web/sites/host (<app>/host/default) with 2024-04-01
+//   (Microsoft.Web's version here; returns masterKey, functionKeys, systemKeys).
 
 @description('Name of the customer-key vault (in this resource group). Not a secret.')
 param keyVaultName string
@@ -62,6 +70,16 @@ param identityId string
 
 @description('Resource id of the function app.')
 param functionAppId string
+
+@description('Default host name of the function app (WebHook delivery).')
+param functionAppHostName string
+
+@description('Event delivery: AzureFunction (the function resource) or WebHook (the host\'s Event Grid webhook with its eventgrid_extension system key).')
+@allowed([
+  'AzureFunction'
+  'WebHook'
+])
+param eventDelivery string = 'AzureFunction'
 
 @description('Resource id of the storage account with the dead-letter container.')
 param deadLetterStorageAccountId string
@@ -169,6 +187,15 @@ var deadLetter = {
   }
 }
 
+// Read only for WebHook delivery, in phase 2 (the app must be running).
+var eventGridKey = eventDelivery == 'WebHook' ? listKeys('${functionAppId}/host/default', '2024-04-01').systemKeys.eventgrid_extension : ''
+var webhookUrl = 'https://${functionAppHostName}/runtime/webhooks/eventgrid?functionName='
+
+var batching = {
+  maxEventsPerBatch: 1
+  preferredBatchSizeInKilobytes: 64
+}
+
 var retry = {
   maxDeliveryAttempts: maxDeliveryAttempts
   eventTimeToLiveInMinutes: eventTimeToLiveInMinutes
@@ -197,13 +224,16 @@ resource keyVaultEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@202
   ]
   properties: {
     eventDeliverySchema: 'EventGridSchema'
-    destination: {
+    destination: eventDelivery == 'WebHook' ? {
+      endpointType: 'WebHook'
+      properties: union(batching, {
+        endpointUrl: '${webhookUrl}KeyVaultEvents&code=${eventGridKey}'
+      })
+    } : {
       endpointType: 'AzureFunction'
-      properties: {
+      properties: union(batching, {
         resourceId: '${functionAppId}/functions/KeyVaultEvents'
-        maxEventsPerBatch: 1
-        preferredBatchSizeInKilobytes: 64
-      }
+      })
     }
     filter: {
       includedEventTypes: [
@@ -241,13 +271,16 @@ resource privateLinkEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@
   ]
   properties: {
     eventDeliverySchema: 'EventGridSchema'
-    destination: {
+    destination: eventDelivery == 'WebHook' ? {
+      endpointType: 'WebHook'
+      properties: union(batching, {
+        endpointUrl: '${webhookUrl}PrivateLinkEvents&code=${eventGridKey}'
+      })
+    } : {
       endpointType: 'AzureFunction'
-      properties: {
+      properties: union(batching, {
         resourceId: '${functionAppId}/functions/PrivateLinkEvents'
-        maxEventsPerBatch: 1
-        preferredBatchSizeInKilobytes: 64
-      }
+      })
     }
     filter: {
       includedEventTypes: [

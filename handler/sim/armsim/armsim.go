@@ -138,6 +138,7 @@ type Server struct {
 
 	beforePut             func(vault resource.ID, connection string)
 	noIfMatch, noBodyEtag bool
+	providers map[string]string // SetProvider's registration states, by "sub/namespace"
 
 	srvMu sync.Mutex
 	srvs  []*http.Server

@@ -25,6 +25,9 @@ type route struct {
 }
 
 func parseRoute(r *http.Request) (route, bool) {
+	if rt, ok := parseProviderRoute(r); ok {
+		return rt, true
+	}
 	segs := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	if len(segs) < 8 || !resource.EqualFold(segs[0], "subscriptions") || !resource.EqualFold(segs[2], "resourceGroups") ||
 		!resource.EqualFold(segs[4], "providers") || !resource.EqualFold(segs[5], "Microsoft.KeyVault") ||
@@ -81,7 +84,7 @@ func (s *Server) serveARM(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !checkAPIVersion(w, r, s.cfg.Location) {
+	if rt.name != RouteProviderGet && !checkAPIVersion(w, r, s.cfg.Location) {
 		return
 	}
 	if !s.authorize(w, rt, tok) {
@@ -98,6 +101,8 @@ func (s *Server) serveARM(w http.ResponseWriter, r *http.Request) {
 		s.putConnection(w, r, rt, tok)
 	case RouteKeyGet, RouteKeyVersionGet:
 		s.getKey(w, rt)
+	case RouteProviderGet:
+		s.getProvider(w, r, rt)
 	}
 }
 

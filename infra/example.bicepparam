@@ -1,5 +1,7 @@
-// Example parameters for infra/main.bicep. Copy, fill in the placeholders and
-// deploy with `make deploy RESOURCE_GROUP=<rg> PARAMS=<this file>`.
+// Example parameters for infra/main.bicep. Copy it to infra/main.bicepparam
+// (git-ignored; `make deploy`, infra/deploy.sh and azd read that file), fill in
+// the placeholders and deploy with `make deploy RESOURCE_GROUP=<rg>`. Keep the
+// copy in infra/: `using` is resolved relative to this file.
 //
 // Secrets are read from environment variables at deployment time, never
 // written here:
@@ -38,5 +40,9 @@ param deployAlertRule = true
 param alertEmailAddresses = [
   'cloud-ops@example.com' // <who gets critical alerts>
 ]
+
+// AzureFunction, or WebHook if phase 2 reports an endpoint validation failure
+// (see infra/README.md).
+param eventDelivery = 'AzureFunction'
 
 param deployEventSubscriptions = bool(readEnvironmentVariable('DEPLOY_EVENT_SUBSCRIPTIONS', 'false'))
