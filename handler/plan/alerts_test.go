@@ -8,6 +8,7 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
@@ -78,7 +79,7 @@ func TestKeyAlerts(t *testing.T) {
 
 func TestKeyAlertDetailsAndHints(t *testing.T) {
 	s := with(healthy(), setKey(func(k *vault.Key) { k.Expires = tp(now.Add(10 * day)) }), func(s *Snapshot) {
-		s.Hints = []Hint{{Kind: HintKeyNearExpiry, Object: "ear-key", EventID: "evt-1", Time: now.Add(-time.Minute)}}
+		s.Hints = []Hint{{Kind: event.KeyNearExpiry, Object: "ear-key", EventID: "evt-1", Time: now.Add(-time.Minute)}}
 	})
 	r := Plan(s, Memory{}, enforce(), now)
 	a, ok := hasOpen(r.Memory, alert.KeyExpiresSoon, "ear-key/v1")
@@ -123,7 +124,7 @@ func TestVaultMissingCarriesKeyAlertsForward(t *testing.T) {
 	gone := with(healthy(), func(s *Snapshot) {
 		s.VaultState = &vault.Vault{Found: false}
 		s.Key, s.Connections = nil, nil
-		s.Hints = []Hint{{Kind: HintVaultChanged, Actor: "bob@example.com", Operation: "Microsoft.KeyVault/vaults/delete"}}
+		s.Hints = []Hint{{Kind: event.VaultChanged, Actor: "bob@example.com", Operation: "Microsoft.KeyVault/vaults/delete"}}
 	})
 	r2 := Plan(gone, r1.Memory, enforce(), now.Add(time.Minute))
 	if want := []string{"vault-missing/raised"}; !slices.Equal(tags(r2.Notices), want) {
@@ -258,7 +259,7 @@ func TestConnectionRejected(t *testing.T) {
 	active := func(s *Snapshot) {
 		s.Endpoints = []atlas.PrivateEndpoint{{ID: epA, RegionName: "US_EAST_2", Status: atlas.StatusActive, PrivateEndpointConnectionName: connA}}
 	}
-	hint := Hint{Kind: HintConnectionChanged, Actor: "eve@contoso.com", Object: connA, EventID: "evt-9",
+	hint := Hint{Kind: event.ConnectionChanged, Actor: "eve@contoso.com", Object: connA, EventID: "evt-9",
 		Operation: "Microsoft.KeyVault/vaults/privateEndpointConnections/write", Time: now.Add(-30 * time.Second)}
 	tests := []struct {
 		name      string
@@ -311,7 +312,7 @@ func TestConnectionRejectedKeepsActorAndResolves(t *testing.T) {
 	}
 	rejected := with(healthy(), active, setConn(connA, vault.StatusRejected))
 	r1 := Plan(with(rejected, func(s *Snapshot) {
-		s.Hints = []Hint{{Kind: HintConnectionChanged, Actor: "eve", Object: connA, EventID: "e1"}}
+		s.Hints = []Hint{{Kind: event.ConnectionChanged, Actor: "eve", Object: connA, EventID: "e1"}}
 	}), Memory{}, enforce(), now)
 	r2 := Plan(rejected, r1.Memory, enforce(), now.Add(time.Minute)) // no hint this time
 	if len(r2.Notices) != 0 {
@@ -331,11 +332,11 @@ func TestConnectionRejectedKeepsActorAndResolves(t *testing.T) {
 
 func TestAccessChanged(t *testing.T) {
 	p := enforce() // settle 20m
-	hint := Hint{Kind: HintRoleAssignmentDeleted, Actor: "admin@contoso.com", Object: "/subscriptions/s/providers/Microsoft.Authorization/roleAssignments/r1", EventID: "evt-ra", Time: now}
+	hint := Hint{Kind: event.RoleAssignmentDeleted, Actor: "admin@contoso.com", Object: "/subscriptions/s/providers/Microsoft.Authorization/roleAssignments/r1", EventID: "evt-ra", Time: now}
 	withHint := with(healthy(), func(s *Snapshot) { s.Hints = []Hint{hint} })
 	r1 := Plan(withHint, Memory{}, p, now)
 	n := notice(t, r1.Notices, alert.AccessChanged, alert.Raised)
-	if n.Alert.Severity != alert.Warning || n.Alert.Actor != "admin@contoso.com" || n.Alert.Details["eventKind"] != HintRoleAssignmentDeleted {
+	if n.Alert.Severity != alert.Warning || n.Alert.Actor != "admin@contoso.com" || n.Alert.Details["eventKind"] != string(event.RoleAssignmentDeleted) {
 		t.Fatalf("raised %+v", n.Alert)
 	}
 
@@ -571,5 +572,37 @@ func TestNoVaultResolvesVaultAlerts(t *testing.T) {
 	notice(t, r2.Notices, alert.KeyDisabled, alert.Resolved)
 	if containsTag(r2.Notices, "guard-blind/raised") {
 		t.Errorf("ARM sources are not expected without a vault: %v", tags(r2.Notices))
+	}
+}
+
+// One cause, one alert: Atlas unreachable blinds three reads, one critical
+// alert lists them, without the raw error; it resolves once all are read.
+func TestGuardBlindGroupsByCause(t *testing.T) {
+	const cause = "cannot reach cloud.mongodb.com: DNS lookup failed"
+	down := with(healthy(), func(s *Snapshot) {
+		s.Config, s.Endpoints, s.Clusters, s.Vault, s.VaultState, s.Connections, s.Key = nil, nil, nil, resource.ID{}, nil, nil, nil
+		for _, src := range []Source{SourceEncryptionAtRest, SourcePrivateEndpoints, SourceClusters} {
+			s.Errors = append(s.Errors, SourceError{Source: src, Service: "atlas", Cause: cause,
+				Message: "Get \"https://cloud.mongodb.com/api/atlas/v2/groups/x?token=s3cret\": dial tcp: lookup cloud.mongodb.com: no such host"})
+		}
+	})
+	r1 := Plan(down, Memory{}, enforce(), now)
+	if want := []string{"guard-blind:atlas: " + cause + ":critical"}; !slices.Equal(openKinds(r1.Memory), want) {
+		t.Fatalf("open %v, want %v", openKinds(r1.Memory), want)
+	}
+	a, _ := hasOpen(r1.Memory, alert.GuardBlind, "atlas: "+cause)
+	if a.Details["reads"] != "atlas:clusters,atlas:encryptionAtRest,atlas:privateEndpoints" || a.Details["error"] != "" ||
+		strings.Contains(a.Summary, "s3cret") || !strings.Contains(a.Summary, cause) {
+		t.Errorf("alert %+v", a)
+	}
+	// Only the config still fails this way: same alert, silently.
+	partly := with(healthy(), func(s *Snapshot) { s.Config, s.Vault, s.Errors = nil, resource.ID{}, down.Errors[:1] })
+	r2 := Plan(partly, r1.Memory, enforce(), now.Add(time.Minute))
+	if len(r2.Notices) != 0 {
+		t.Fatalf("notices %v", tags(r2.Notices))
+	}
+	r3 := Plan(healthy(), r2.Memory, enforce(), now.Add(2*time.Minute))
+	if want := []string{"guard-blind/resolved"}; !slices.Equal(tags(r3.Notices), want) {
+		t.Errorf("notices %v, want %v", tags(r3.Notices), want)
 	}
 }

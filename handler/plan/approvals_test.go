@@ -8,6 +8,7 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
@@ -184,7 +185,7 @@ func TestApprovalContent(t *testing.T) {
 // reconciler reads A only. Nothing from B is in the snapshot, so B's
 // connection is never approved, and approvals always carry A.
 func TestEventForOtherVaultNeverApprovesThere(t *testing.T) {
-	hint := Hint{Kind: HintConnectionChanged, Actor: "mallory@example.com",
+	hint := Hint{Kind: event.ConnectionChanged, Actor: "mallory@example.com",
 		Object: vaultB.String() + "/privateEndpointConnections/" + connA, Operation: "Microsoft.KeyVault/vaults/privateEndpointConnections/write"}
 
 	t.Run("A has no such connection", func(t *testing.T) {
@@ -341,5 +342,46 @@ func TestForeignAlertWaitsWhileAtlasCreatesAnEndpoint(t *testing.T) {
 	}
 	if !raised {
 		t.Fatal("a look-alike connection was deferred")
+	}
+}
+
+// Projects sharing a vault: a Pending connection another guarded project
+// asked for is neither foreign nor approved here; an open foreign alert for it
+// resolves.
+func TestOtherProjectsConnection(t *testing.T) {
+	const other = "other-pe"
+	s := with(healthy(), func(s *Snapshot) {
+		s.Connections = append(s.Connections, vault.Connection{Name: other, Status: vault.StatusPending})
+	})
+	r1 := Plan(s, Memory{}, enforce(), now)
+	if _, ok := hasOpen(r1.Memory, alert.ForeignConnection, other); !ok {
+		t.Fatal("precondition: foreign without OtherRequests")
+	}
+	s.OtherRequests = map[string]string{other: "proj-b", strings.ToUpper(connA): "proj-c"}
+	r2 := Plan(s, r1.Memory, enforce(), now.Add(time.Minute))
+	if got := approvedNames(r2); !slices.Equal(got, []string{connA}) {
+		t.Errorf("approved %v, want only this project's %s", got, connA)
+	}
+	if v := verdict(r2, other, ""); v != VerdictOtherProject {
+		t.Errorf("verdict %q", v)
+	}
+	if want := []string{"foreign-connection/resolved"}; !slices.Equal(tags(r2.Notices), want) {
+		t.Errorf("notices %v, want %v", tags(r2.Notices), want)
+	}
+	// Names compare exactly: another casing is still foreign.
+	s.OtherRequests = map[string]string{strings.ToUpper(other): "proj-b"}
+	if r := Plan(s, Memory{}, enforce(), now); verdict(r, other, "") != VerdictForeign {
+		t.Errorf("case-folded other request accepted: %+v", r.Decisions)
+	}
+}
+
+// A zero Snapshot.Vault is untrusted: no ARM data is used, nothing approved.
+func TestZeroSnapshotVaultIsUntrusted(t *testing.T) {
+	r := Plan(with(healthy(), func(s *Snapshot) { s.Vault = resource.ID{} }), Memory{}, enforce(), now)
+	if len(r.Approvals) != 0 || verdict(r, "", epA) != VerdictConnectionsUnreadable {
+		t.Fatalf("approvals %+v, decisions %+v", r.Approvals, r.Decisions)
+	}
+	if _, ok := hasOpen(r.Memory, alert.GuardBlind, string(SourceVault)); !ok {
+		t.Errorf("no guard-blind for the untrusted vault: %v", openKinds(r.Memory))
 	}
 }

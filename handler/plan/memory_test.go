@@ -10,6 +10,7 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
@@ -28,7 +29,7 @@ func troubled() Snapshot {
 		s.Connections = append(s.Connections,
 			vault.Connection{Name: "stranger", Status: vault.StatusPending},
 			vault.Connection{Name: "conn-c", Status: vault.StatusRejected})
-		s.Hints = []Hint{{Kind: HintAccessPolicyChanged, Actor: "ops@contoso.com", EventID: "e1", Time: now}}
+		s.Hints = []Hint{{Kind: event.AccessPolicyChanged, Actor: "ops@contoso.com", EventID: "e1", Time: now}}
 	})
 }
 
