@@ -136,11 +136,11 @@ type SourceError struct {
 // matches), the key name for key hints.
 type Hint struct {
 	Kind      event.Kind `json:"kind"`
-	Actor     string    `json:"actor,omitempty"`
-	Object    string    `json:"object,omitempty"`
-	Operation string    `json:"operation,omitempty"`
-	EventID   string    `json:"eventId,omitempty"`
-	Time      time.Time `json:"time,omitzero"`
+	Actor     string     `json:"actor,omitempty"`
+	Object    string     `json:"object,omitempty"`
+	Operation string     `json:"operation,omitempty"`
+	EventID   string     `json:"eventId,omitempty"`
+	Time      time.Time  `json:"time,omitzero"`
 }
 
 // Snapshot is everything one reconcile observed for one project.
