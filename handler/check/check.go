@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
@@ -149,7 +148,7 @@ func Run(ctx context.Context, o Options) int {
 		if p.Report.ProjectID == "" {
 			p.Report.ProjectID = id
 		}
-		p.Checked = doc != nil && doc.Summary != nil && !failed(p.Status.Errors, plan.SourceEncryptionAtRest)
+		p.Checked = doc != nil && doc.Summary != nil && p.Status.NotRead(plan.SourceEncryptionAtRest) == ""
 		switch {
 		case note != "":
 			p.Status.Note = note
@@ -199,10 +198,6 @@ func finish(o Options, res Result) int {
 		return ExitFailed
 	}
 	return res.ExitCode
-}
-
-func failed(errs []plan.SourceError, src plan.Source) bool {
-	return slices.ContainsFunc(errs, func(e plan.SourceError) bool { return e.Source == src })
 }
 
 // permissions turns the 401/403s of a project's reads into remedies.
