@@ -72,7 +72,9 @@ func TestRaiseKeepResolve(t *testing.T) {
 		{"requesting endpoint's connection absent is not a rejection", with(healthy(), func(s *Snapshot) { s.Connections = []vault.Connection{} }), nil, nil},
 		{"foreign pending connection", with(healthy(), addConn("stranger", vault.StatusPending)), nil, []string{"foreign-connection:stranger:warning"}},
 		{"observe mode", healthy(), &obs, []string{"would-approve:" + connA + ":info"}},
-		{"hold", with(healthy(), func(s *Snapshot) { s.VaultState = &vault.Vault{Found: true, Tags: map[string]string{"atlas-akv-guard": "hold"}} }), nil,
+		{"hold", with(healthy(), func(s *Snapshot) {
+			s.VaultState = &vault.Vault{Found: true, Tags: map[string]string{"atlas-akv-guard": "hold"}}
+		}), nil,
 			[]string{"approval-held:" + connA + ":warning"}},
 		{"access changed", with(healthy(), hints(Hint{Kind: event.AccessPolicyChanged})), nil, []string{"access-changed::warning"}},
 		{"access changed, Atlas says invalid", with(healthy(), hints(Hint{Kind: event.RoleAssignmentDeleted}), func(s *Snapshot) { s.Config.Valid = bp(false) }), nil,
@@ -127,11 +129,11 @@ func TestAlertContent(t *testing.T) {
 	}
 	cause := "atlas: cannot reach cloud.mongodb.com: DNS lookup failed"
 	tests := []struct {
-		name          string
-		snap          Snapshot
-		kind          alert.Kind
-		subject       string
-		want          map[string]string // details, plus "actor"
+		name           string
+		snap           Snapshot
+		kind           alert.Kind
+		subject        string
+		want           map[string]string // details, plus "actor"
 		summary, never string
 	}{
 		{"key expires soon, with its event", with(healthy(), setKey(func(k *vault.Key) { k.Expires = tp(now.Add(10 * day)) }),

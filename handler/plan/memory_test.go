@@ -67,7 +67,7 @@ func TestRenotifyAndTimes(t *testing.T) {
 		step{0, disabled, []string{"key-disabled/raised", "key-expires-soon/raised"}},
 		step{time.Hour - time.Second, disabled, nil},
 		step{time.Hour, disabled, []string{"key-disabled/reminder"}}, // warnings are never reminded
-		step{90 * time.Minute, disabled, nil})                       // the interval restarts
+		step{90 * time.Minute, disabled, nil})                        // the interval restarts
 	if a, _ := hasOpen(rs[2].Memory, alert.KeyDisabled, "ear-key/v1"); !a.FirstSeen.Equal(now) || !a.LastSeen.Equal(now.Add(time.Hour)) || !a.LastNotified.Equal(now.Add(time.Hour)) {
 		t.Errorf("times first=%v last=%v notified=%v", a.FirstSeen, a.LastSeen, a.LastNotified)
 	}
