@@ -289,23 +289,3 @@ func TestNoSecrets(t *testing.T) {
 		}
 	}
 }
-
-func TestStateOf(t *testing.T) {
-	for _, tc := range []struct {
-		sev  []alert.Severity
-		want State
-	}{
-		{nil, Healthy},
-		{[]alert.Severity{alert.Info}, Healthy},
-		{[]alert.Severity{alert.Info, alert.Warning}, Warning},
-		{[]alert.Severity{alert.Warning, alert.Critical, alert.Info}, Critical},
-	} {
-		var as []alert.Alert
-		for _, s := range tc.sev {
-			as = append(as, alert.Alert{Severity: s})
-		}
-		if got := StateOf(as); got != tc.want {
-			t.Errorf("%v: %s, want %s", tc.sev, got, tc.want)
-		}
-	}
-}
