@@ -2,6 +2,7 @@ package check
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"io"
 	"strings"
@@ -76,12 +77,12 @@ func writeConfig(w io.Writer, s status.Project) {
 	if notRead(w, s, plan.SourceEncryptionAtRest) {
 		return
 	}
-	vaultLine := orDash(s.Vault)
+	vaultLine := cmp.Or(s.Vault, "-")
 	if s.VaultFound != nil && !*s.VaultFound {
 		vaultLine += "  (NOT FOUND in Azure)"
 	}
 	kvLine(w, "vault", clean(vaultLine))
-	kvLine(w, "key identifier", clean(orDash(s.KeyIdentifier)))
+	kvLine(w, "key identifier", clean(cmp.Or(s.KeyIdentifier, "-")))
 	kvLine(w, "valid (Atlas says)", flag(s.Valid))
 	kvLine(w, "requirePrivateNetworking", flag(s.RequirePrivateNetworking))
 	kvLine(w, "hold tag on the vault", flag(s.Hold))
@@ -101,7 +102,7 @@ func writeKey(w io.Writer, s status.Project) {
 	kvLine(w, "enabled", flag(&k.Enabled))
 	kvLine(w, "expires", expiry(k.Expires, s.KeyExpiresInDays))
 	kvLine(w, "not before", timeOr(k.NotBefore, "-"))
-	latest := orDash(clean(k.Latest))
+	latest := cmp.Or(clean(k.Latest), "-")
 	if k.Latest != "" {
 		latest += "  (" + map[bool]string{true: "enabled", false: "disabled"}[k.LatestEnabled] + ")"
 	}
@@ -118,30 +119,24 @@ func writeEndpoints(w io.Writer, s status.Project) {
 	case len(s.Endpoints) == 0:
 		fmt.Fprintln(w, "  (Atlas lists no EAR private endpoint)")
 	default:
-		t := table(w)
-		fmt.Fprintln(t, "  REGION\tATLAS STATUS\tCONNECTION\tVAULT STATUS\tDECISION\tWHY")
-		absent := "absent"
-		if s.NotRead(plan.SourceConnections) != "" {
-			absent = "not read"
-		}
+		absent := map[bool]string{true: "not read", false: "absent"}[s.NotRead(plan.SourceConnections) != ""]
+		rows := [][]string{{"REGION", "ATLAS STATUS", "CONNECTION", "VAULT STATUS", "DECISION", "WHY"}}
 		for _, e := range s.Endpoints {
 			atlasStatus := e.AtlasStatus
 			if e.ErrorMessage != "" {
 				atlasStatus += " (" + e.ErrorMessage + ")"
 			}
-			fmt.Fprintf(t, "  %s\t%s\t%s\t%s\t%s\t%s\n", clean(orDash(e.Region)), clean(atlasStatus), clean(orDash(e.ConnectionName)),
-				clean(orStr(e.ConnectionStatus, absent)), clean(orDash(e.Verdict)), clean(e.Reason))
+			rows = append(rows, []string{e.Region, atlasStatus, e.ConnectionName, cmp.Or(e.ConnectionStatus, absent), e.Verdict, e.Reason})
 		}
-		t.Flush()
+		writeTable(w, rows)
 	}
 	if len(s.ForeignConnections) > 0 {
 		section(w, "Other connections on the vault (not requested by Atlas)")
-		t := table(w)
-		fmt.Fprintln(t, "  CONNECTION\tVAULT STATUS\tDECISION\tWHY")
+		rows := [][]string{{"CONNECTION", "VAULT STATUS", "DECISION", "WHY"}}
 		for _, c := range s.ForeignConnections {
-			fmt.Fprintf(t, "  %s\t%s\t%s\t%s\n", clean(c.Name), clean(c.Status), clean(orDash(c.Verdict)), clean(c.Reason))
+			rows = append(rows, []string{c.Name, c.Status, c.Verdict, c.Reason})
 		}
-		t.Flush()
+		writeTable(w, rows)
 	}
 }
 
@@ -153,31 +148,24 @@ func writeClusters(w io.Writer, s status.Project) {
 		return
 	}
 	section(w, fmt.Sprintf("Clusters (%d, %d with EAR, %d paused)", c.Total, c.EAR, len(c.Paused)))
-	if len(c.Items) > 0 {
-		t := table(w)
-		fmt.Fprintln(t, "  NAME\tEAR\tPAUSED\tSTATE")
-		for _, c := range c.Items {
-			fmt.Fprintf(t, "  %s\t%s\t%s\t%s\n", clean(c.Name), flag(&c.EAR), flag(&c.Paused), clean(orDash(c.StateName)))
-		}
-		t.Flush()
+	rows := [][]string{{"NAME", "EAR", "PAUSED", "STATE"}}
+	for _, c := range c.Items {
+		rows = append(rows, []string{c.Name, flag(&c.EAR), flag(&c.Paused), c.StateName})
 	}
+	writeTable(w, rows)
 }
 
 func writeAlerts(w io.Writer, s status.Project) {
 	section(w, fmt.Sprintf("Open alerts (%d)", len(s.OpenAlerts)))
-	if len(s.OpenAlerts) == 0 {
-		return
-	}
-	t := table(w)
-	fmt.Fprintln(t, "  SEVERITY\tKIND\tSINCE\tSUMMARY")
+	rows := [][]string{{"SEVERITY", "KIND", "SINCE", "SUMMARY"}}
 	for _, a := range s.OpenAlerts {
-		summary := clean(a.Summary)
+		summary := a.Summary
 		if a.Actor != "" {
-			summary += " (by " + clean(a.Actor) + ")"
+			summary += " (by " + a.Actor + ")"
 		}
-		fmt.Fprintf(t, "  %s\t%s\t%s\t%s\n", a.Severity, clean(string(a.Kind)), a.FirstSeen.UTC().Format(time.RFC3339), summary)
+		rows = append(rows, []string{string(a.Severity), string(a.Kind), a.FirstSeen.UTC().Format(time.RFC3339), summary})
 	}
-	t.Flush()
+	writeTable(w, rows)
 }
 
 // writeProblems prints the missing permissions and the failed reads.
@@ -190,11 +178,11 @@ func writeProblems(w io.Writer, p Project) {
 	}
 	if len(p.Status.Errors) > 0 {
 		section(w, "What the guard could not read")
-		t := table(w)
+		rows := [][]string{{"SOURCE", "ERROR"}}
 		for _, e := range p.Status.Errors {
-			fmt.Fprintf(t, "  %s\t%s\n", e.Source, clean(e.Message))
+			rows = append(rows, []string{string(e.Source), e.Message})
 		}
-		t.Flush()
+		writeTable(w, rows)
 	}
 }
 
@@ -204,7 +192,22 @@ func kvLine(w io.Writer, label, value string) { fmt.Fprintf(w, "  %-26s%s\n", la
 
 func section(w io.Writer, title string) { fmt.Fprintf(w, "\n%s\n", title) }
 
-func table(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0) }
+// writeTable prints rows[1:] under the header rows[0], aligned with spaces;
+// nothing without rows. Every cell is cleaned; an empty one shows as "-".
+func writeTable(w io.Writer, rows [][]string) {
+	if len(rows) < 2 {
+		return
+	}
+	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, r := range rows {
+		cells := make([]string, len(r))
+		for j, c := range r {
+			cells[j] = cmp.Or(clean(c), "-")
+		}
+		fmt.Fprintln(t, "  "+strings.Join(cells, "\t"))
+	}
+	t.Flush()
+}
 
 func clean(s string) string { return alert.Scrub(s) }
 
@@ -239,13 +242,4 @@ func timeOr(t *time.Time, def string) string {
 		return def
 	}
 	return t.UTC().Format(time.RFC3339)
-}
-
-func orDash(s string) string { return orStr(s, "-") }
-
-func orStr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
