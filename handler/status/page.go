@@ -32,7 +32,6 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 	"days":         days,
 	"yes":          func(b *bool) bool { return b != nil && *b },
 	"no":           func(b *bool) bool { return b != nil && !*b },
-	"boolp":        yesNo,
 	"join":         strings.Join,
 	"deref":        func(n *int) int { return *n },
 	"unreadTile":   func(title, why string) unreadTile { return unreadTile{title, why} },
@@ -187,15 +186,4 @@ func days(n *int) string {
 		return "1 day left"
 	}
 	return strconv.Itoa(*n) + " days left"
-}
-
-// yesNo renders an optional flag for people; nil is "not read".
-func yesNo(b *bool) string {
-	switch {
-	case b == nil:
-		return "not read"
-	case *b:
-		return "yes"
-	}
-	return "no"
 }

@@ -225,7 +225,7 @@ func TestHTML(t *testing.T) {
 				"atlas-pe-eastus2-3c4d", "would-approve", "already-approved", "PENDING_ACCEPTANCE",
 				"200 days left", "10 days left", "DISABLED", "paused: payments", "newer version 99cc00dd",
 				"somebody-elses-endpoint", "Microsoft.KeyVault/vaults/privateEndpointConnections/read",
-				"not reconciled yet", "&lt;script&gt;",
+				"not reconciled yet", "&lt;script&gt;", "require private networking: yes",
 			} {
 				if !strings.Contains(page, want) {
 					t.Errorf("page lacks %q", want)
