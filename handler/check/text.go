@@ -131,7 +131,7 @@ func writeEndpoints(w io.Writer, s status.Project) {
 		writeTable(w, rows)
 	}
 	if len(s.ForeignConnections) > 0 {
-		section(w, "Other connections on the vault (not requested by Atlas)")
+		section(w, "Other connections on the vault (not requested for this project)")
 		rows := [][]string{{"CONNECTION", "VAULT STATUS", "DECISION", "WHY"}}
 		for _, c := range s.ForeignConnections {
 			rows = append(rows, []string{c.Name, c.Status, c.Verdict, c.Reason})

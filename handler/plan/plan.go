@@ -203,13 +203,7 @@ type Approval struct {
 	Description string      `json:"description"`
 }
 
-// Decision verdicts. Connection rows: VerdictApprove, VerdictWouldApprove,
-// VerdictHeld, VerdictVaultUnreadable, VerdictAlreadyApproved,
-// VerdictNotPending, VerdictForeign, VerdictOtherProject,
-// VerdictEndpointNotRequesting, VerdictEndpointsUnreadable. Endpoint rows (an Atlas endpoint with no
-// connection of its name on the vault): VerdictAwaitingConnection,
-// VerdictConnectionMissing, VerdictNoConnection, VerdictConnectionsUnreadable,
-// VerdictConfigUnreadable.
+// Verdicts of connection rows (one per connection on the vault).
 const (
 	VerdictApprove               = "approve"
 	VerdictWouldApprove          = "would-approve"
@@ -221,6 +215,11 @@ const (
 	VerdictOtherProject          = "other-project"
 	VerdictEndpointNotRequesting = "endpoint-not-requesting"
 	VerdictEndpointsUnreadable   = "endpoints-unreadable"
+)
+
+// Verdicts of endpoint rows (an Atlas endpoint with no connection of its
+// name on the vault).
+const (
 	VerdictAwaitingConnection    = "awaiting-connection"
 	VerdictConnectionMissing     = "connection-missing"
 	VerdictNoConnection          = "no-connection"
