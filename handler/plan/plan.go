@@ -114,8 +114,10 @@ const (
 // Service is the service that failed ("atlas", "arm", "storage" or "graph")
 // and Cause its root cause in a few words without secrets (for example
 // "cannot reach cloud.mongodb.com: DNS lookup failed"). Plan raises ONE
-// guard-blind alert per (Service, Cause), listing the reads it affects; with
-// an empty Cause it raises one alert per source instead. Message is the raw
+// guard-blind alert per (Service, Cause), listing the reads it affects, and
+// its fingerprint derives from them: Cause must stay the same while the root
+// cause does (no request ids, times or changing addresses). With an empty
+// Cause Plan raises one alert per source instead. Message is the raw
 // error, for the log and the Status page only: it may be long and must not
 // contain secrets (Plan still scrubs obvious tokens and truncates it where it
 // uses it). Permission names the missing role action on a 401/403, else "".
