@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
@@ -34,9 +33,11 @@ const (
 	// project — guard-blind included, so a project that could not be read
 	// while others could is a problem, not a failed check.
 	ExitProblems = 1
-	// ExitFailed: the check itself could not run: no project could be
-	// checked (see Result.Outcome), nothing to check, the context ended
-	// before the reconcile finished, or the store or output failed.
+	// ExitFailed: the check itself could not run: o is incomplete, nothing
+	// to check, the context ended before the reconcile finished, the store
+	// or output failed, or NOT ONE project was checked (for each, the
+	// reconcile recorded nothing or Atlas's EAR config read failed: wrong
+	// Atlas credentials, unreachable Atlas, every project id wrong).
 	ExitFailed = 2
 )
 
@@ -104,19 +105,9 @@ type Permission struct {
 	Remedy string `json:"remedy"`
 }
 
-// Run reconciles every project once and prints the report to o.Out. It
-// returns the exit status:
-//
-//   - ExitFailed (2) when the check could not run: o is incomplete, there
-//     is no project, the context ended before the reconcile finished, the
-//     store can't be read, the report can't be written, or NOT ONE project
-//     was checked — for every project either the reconcile recorded nothing
-//     or Atlas's EAR config read failed (wrong Atlas credentials, unreachable
-//     Atlas, every project id wrong). What is known is still printed.
-//   - ExitProblems (1) when any project has an open warning or critical
-//     alert, guard-blind included (so a project that could not be checked
-//     beside one that could is a problem).
-//   - ExitHealthy (0) otherwise.
+// Run reconciles every project once, prints the report to o.Out and returns
+// the exit status (ExitHealthy, ExitProblems or ExitFailed). What is known is
+// printed even when the check failed.
 func Run(ctx context.Context, o Options) int {
 	if o.Out == nil {
 		return ExitFailed
@@ -154,7 +145,7 @@ func Run(ctx context.Context, o Options) int {
 		if p.Report.ProjectID == "" {
 			p.Report.ProjectID = id
 		}
-		p.Checked = doc != nil && doc.Summary != nil && !failed(p.Status.Errors, plan.SourceEncryptionAtRest)
+		p.Checked = doc != nil && doc.Summary != nil && p.Status.NotRead(plan.SourceEncryptionAtRest) == ""
 		switch {
 		case note != "":
 			p.Status.Note = note
@@ -207,10 +198,6 @@ func finish(o Options, res Result) int {
 		return ExitFailed
 	}
 	return res.ExitCode
-}
-
-func failed(errs []plan.SourceError, src plan.Source) bool {
-	return slices.ContainsFunc(errs, func(e plan.SourceError) bool { return e.Source == src })
 }
 
 // permissions turns the 401/403s of a project's reads into remedies.

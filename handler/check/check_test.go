@@ -198,6 +198,11 @@ func TestWrongAtlasCredentials(t *testing.T) {
 	if res.Outcome != OutcomeFailed || res.Projects[0].Checked || res.Reason == "" {
 		t.Errorf("result %+v", res)
 	}
+	// Nothing that was not read is stated; each section says not read and why.
+	if strings.Contains(text, "requirePrivateNetworking") || strings.Contains(text, "hold tag") || strings.Contains(text, "Clusters (") {
+		t.Errorf("the report states values it never read")
+	}
+	contains(t, text, "(not read: Atlas's EAR config was not read, so the vault is unknown)")
 	// What is known is still there: the guard-blind alerts.
 	if !hasAlert(res.Projects[0], alert.GuardBlind, alert.Critical) {
 		t.Errorf("no guard-blind alert in %+v", res.Projects[0].Status.OpenAlerts)

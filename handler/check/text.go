@@ -2,6 +2,7 @@ package check
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"io"
 	"strings"
@@ -49,121 +50,14 @@ func writeProject(w *bufio.Writer, p Project) {
 	if s.Note != "" {
 		fmt.Fprintf(w, "   %s\n", clean(s.Note))
 	}
-
 	if s.LastReconcile != nil {
-		section(w, "EAR config (Atlas)")
-		if s.Unread(plan.SourceEncryptionAtRest) {
-			fmt.Fprintln(w, "  (not read: see below)")
-		} else {
-			vaultLine := orDash(s.Vault)
-			if s.VaultFound != nil && !*s.VaultFound {
-				vaultLine += "  (NOT FOUND in Azure)"
-			}
-			kvLine(w, "vault", clean(vaultLine))
-			kvLine(w, "key identifier", clean(orDash(s.KeyIdentifier)))
-			kvLine(w, "valid (Atlas says)", status.YesNoUnknown(s.Valid))
-			kvLine(w, "requirePrivateNetworking", status.YesNo(s.RequirePrivateNetworking))
-			kvLine(w, "hold tag on the vault", status.YesNo(s.Hold))
-		}
-
-		section(w, "Key")
-		if k := s.Key; k != nil {
-			kvLine(w, "version (pinned)", clean(k.Name)+"/"+clean(k.Version))
-			if !k.Found {
-				kvLine(w, "found", "NO: the key or this version is missing")
-			}
-			kvLine(w, "enabled", status.YesNo(k.Enabled))
-			kvLine(w, "expires", expiry(k))
-			kvLine(w, "not before", timeOr(k.NotBefore, "-"))
-			latest := orDash(clean(k.Latest))
-			if k.Latest != "" {
-				latest += "  (" + map[bool]string{true: "enabled", false: "disabled"}[k.LatestEnabled] + ")"
-			}
-			if k.RotationPending {
-				latest += "  newer than the pinned version: rotate keyIdentifier in Atlas"
-			}
-			kvLine(w, "latest version", latest)
-		} else {
-			fmt.Fprintln(w, "  (not read)")
-		}
-
-		section(w, "Atlas endpoints and vault connections")
-		if s.Unread(plan.SourcePrivateEndpoints) {
-			fmt.Fprintln(w, "  (not read: see below)")
-		} else if len(s.Endpoints) == 0 {
-			fmt.Fprintln(w, "  (Atlas lists no EAR private endpoint)")
-		} else {
-			t := table(w)
-			fmt.Fprintln(t, "  REGION\tATLAS STATUS\tCONNECTION\tVAULT STATUS\tDECISION\tWHY")
-			absent := "absent"
-			if s.Unread(plan.SourceConnections) {
-				absent = "unknown"
-			}
-			for _, e := range s.Endpoints {
-				atlasStatus := e.AtlasStatus
-				if e.ErrorMessage != "" {
-					atlasStatus += " (" + e.ErrorMessage + ")"
-				}
-				fmt.Fprintf(t, "  %s\t%s\t%s\t%s\t%s\t%s\n", clean(orDash(e.Region)), clean(atlasStatus), clean(orDash(e.ConnectionName)),
-					clean(orStr(e.ConnectionStatus, absent)), clean(orDash(e.Verdict)), clean(e.Reason))
-			}
-			t.Flush()
-		}
-		if len(s.ForeignConnections) > 0 {
-			section(w, "Other connections on the vault (not requested by Atlas)")
-			t := table(w)
-			fmt.Fprintln(t, "  CONNECTION\tVAULT STATUS\tDECISION\tWHY")
-			for _, c := range s.ForeignConnections {
-				fmt.Fprintf(t, "  %s\t%s\t%s\t%s\n", clean(c.Name), clean(c.Status), clean(orDash(c.Verdict)), clean(c.Reason))
-			}
-			t.Flush()
-		}
-
-		if s.Unread(plan.SourceClusters) {
-			section(w, "Clusters")
-			fmt.Fprintln(w, "  (not read: see below)")
-		} else {
-			section(w, fmt.Sprintf("Clusters (%d, %d with EAR, %d paused)", s.Clusters.Total, s.Clusters.EAR, len(s.Clusters.Paused)))
-			if len(s.Clusters.Items) > 0 {
-				t := table(w)
-				fmt.Fprintln(t, "  NAME\tEAR\tPAUSED\tSTATE")
-				for _, c := range s.Clusters.Items {
-					fmt.Fprintf(t, "  %s\t%s\t%s\t%s\n", clean(c.Name), status.YesNo(c.EAR), status.YesNo(c.Paused), clean(orDash(c.StateName)))
-				}
-				t.Flush()
-			}
-		}
+		writeConfig(w, s)
+		writeKey(w, s)
+		writeEndpoints(w, s)
+		writeClusters(w, s)
 	}
-
-	section(w, fmt.Sprintf("Open alerts (%d)", len(s.OpenAlerts)))
-	if len(s.OpenAlerts) > 0 {
-		t := table(w)
-		fmt.Fprintln(t, "  SEVERITY\tKIND\tSINCE\tSUMMARY")
-		for _, a := range s.OpenAlerts {
-			summary := clean(a.Summary)
-			if a.Actor != "" {
-				summary += " (by " + clean(a.Actor) + ")"
-			}
-			fmt.Fprintf(t, "  %s\t%s\t%s\t%s\n", a.Severity, clean(string(a.Kind)), a.FirstSeen.UTC().Format(time.RFC3339), summary)
-		}
-		t.Flush()
-	}
-
-	if len(p.MissingPermissions) > 0 {
-		section(w, "Missing permissions")
-		for _, m := range p.MissingPermissions {
-			fmt.Fprintf(w, "  - %s: %s\n", m.Source, clean(m.Remedy))
-		}
-	}
-	if len(s.Errors) > 0 {
-		section(w, "What the guard could not read")
-		t := table(w)
-		for _, e := range s.Errors {
-			fmt.Fprintf(t, "  %s\t%s\n", e.Source, clean(e.Message))
-		}
-		t.Flush()
-	}
-
+	writeAlerts(w, s)
+	writeProblems(w, p)
 	r := p.Report
 	line := fmt.Sprintf("Reconcile: %d Atlas + %d ARM calls, %d ms", r.AtlasCalls, r.ARMCalls, r.DurationMS)
 	if len(r.WouldApprove) > 0 {
@@ -175,28 +69,178 @@ func writeProject(w *bufio.Writer, p Project) {
 	fmt.Fprintf(w, "\n%s\n", line)
 }
 
+// notRead prints "(not read: why)" when src was not read and says so.
+func notRead(w io.Writer, s status.Project, src plan.Source) bool {
+	why := s.NotRead(src)
+	if why != "" {
+		fmt.Fprintf(w, "  (not read: %s)\n", clean(why))
+	}
+	return why != ""
+}
+
+func writeConfig(w io.Writer, s status.Project) {
+	section(w, "EAR config (Atlas)")
+	if notRead(w, s, plan.SourceEncryptionAtRest) {
+		return
+	}
+	vaultLine := cmp.Or(s.Vault, "-")
+	if s.VaultFound != nil && !*s.VaultFound {
+		vaultLine += "  (NOT FOUND in Azure)"
+	}
+	kvLine(w, "vault", clean(vaultLine))
+	kvLine(w, "key identifier", clean(cmp.Or(s.KeyIdentifier, "-")))
+	kvLine(w, "valid (Atlas says)", flag(s.Valid))
+	kvLine(w, "requirePrivateNetworking", flag(s.RequirePrivateNetworking))
+	kvLine(w, "hold tag on the vault", flag(s.Hold))
+}
+
+func writeKey(w io.Writer, s status.Project) {
+	section(w, "Key")
+	k := s.Key
+	if k == nil {
+		notRead(w, s, plan.SourceKey)
+		return
+	}
+	kvLine(w, "version (pinned)", clean(k.Name)+"/"+clean(k.Version))
+	if !k.Found {
+		kvLine(w, "found", "NO: the key or this version is missing")
+	}
+	kvLine(w, "enabled", flag(&k.Enabled))
+	kvLine(w, "expires", expiry(k.Expires, s.KeyExpiresInDays))
+	kvLine(w, "not before", timeOr(k.NotBefore, "-"))
+	latest := cmp.Or(clean(k.Latest), "-")
+	if k.Latest != "" {
+		latest += "  (" + map[bool]string{true: "enabled", false: "disabled"}[k.LatestEnabled] + ")"
+	}
+	if k.Latest != "" && k.Latest != k.Version {
+		latest += "  newer than the pinned version: rotate keyIdentifier in Atlas"
+	}
+	kvLine(w, "latest version", latest)
+}
+
+func writeEndpoints(w io.Writer, s status.Project) {
+	section(w, "Atlas endpoints and vault connections")
+	switch {
+	case notRead(w, s, plan.SourcePrivateEndpoints):
+	case len(s.Endpoints) == 0:
+		fmt.Fprintln(w, "  (Atlas lists no EAR private endpoint)")
+	default:
+		absent := map[bool]string{true: "not read", false: "absent"}[s.NotRead(plan.SourceConnections) != ""]
+		rows := [][]string{{"REGION", "ATLAS STATUS", "CONNECTION", "VAULT STATUS", "DECISION", "WHY"}}
+		for _, e := range s.Endpoints {
+			atlasStatus := e.AtlasStatus
+			if e.ErrorMessage != "" {
+				atlasStatus += " (" + e.ErrorMessage + ")"
+			}
+			rows = append(rows, []string{e.Region, atlasStatus, e.ConnectionName, cmp.Or(e.ConnectionStatus, absent), e.Verdict, e.Reason})
+		}
+		writeTable(w, rows)
+	}
+	if len(s.ForeignConnections) > 0 {
+		section(w, "Other connections on the vault (not requested for this project)")
+		rows := [][]string{{"CONNECTION", "VAULT STATUS", "DECISION", "WHY"}}
+		for _, c := range s.ForeignConnections {
+			rows = append(rows, []string{c.Name, c.Status, c.Verdict, c.Reason})
+		}
+		writeTable(w, rows)
+	}
+}
+
+func writeClusters(w io.Writer, s status.Project) {
+	c := s.Clusters
+	if c == nil {
+		section(w, "Clusters")
+		notRead(w, s, plan.SourceClusters)
+		return
+	}
+	section(w, fmt.Sprintf("Clusters (%d, %d with EAR, %d paused)", c.Total, c.EAR, len(c.Paused)))
+	rows := [][]string{{"NAME", "EAR", "PAUSED", "STATE"}}
+	for _, c := range c.Items {
+		rows = append(rows, []string{c.Name, flag(&c.EAR), flag(&c.Paused), c.StateName})
+	}
+	writeTable(w, rows)
+}
+
+func writeAlerts(w io.Writer, s status.Project) {
+	section(w, fmt.Sprintf("Open alerts (%d)", len(s.OpenAlerts)))
+	rows := [][]string{{"SEVERITY", "KIND", "SINCE", "SUMMARY"}}
+	for _, a := range s.OpenAlerts {
+		summary := a.Summary
+		if a.Actor != "" {
+			summary += " (by " + a.Actor + ")"
+		}
+		rows = append(rows, []string{string(a.Severity), string(a.Kind), a.FirstSeen.UTC().Format(time.RFC3339), summary})
+	}
+	writeTable(w, rows)
+}
+
+// writeProblems prints the missing permissions and the failed reads.
+func writeProblems(w io.Writer, p Project) {
+	if len(p.MissingPermissions) > 0 {
+		section(w, "Missing permissions")
+		for _, m := range p.MissingPermissions {
+			fmt.Fprintf(w, "  - %s: %s\n", m.Source, clean(m.Remedy))
+		}
+	}
+	if len(p.Status.Errors) > 0 {
+		section(w, "What the guard could not read")
+		rows := [][]string{{"SOURCE", "ERROR"}}
+		for _, e := range p.Status.Errors {
+			rows = append(rows, []string{string(e.Source), e.Message})
+		}
+		writeTable(w, rows)
+	}
+}
+
 // kvLine prints one "label  value" line; labels share one column width
 // across sections.
 func kvLine(w io.Writer, label, value string) { fmt.Fprintf(w, "  %-26s%s\n", label, value) }
 
 func section(w io.Writer, title string) { fmt.Fprintf(w, "\n%s\n", title) }
 
-func table(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0) }
+// writeTable prints rows[1:] under the header rows[0], aligned with spaces;
+// nothing without rows. Every cell is cleaned; an empty one shows as "-".
+func writeTable(w io.Writer, rows [][]string) {
+	if len(rows) < 2 {
+		return
+	}
+	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, r := range rows {
+		cells := make([]string, len(r))
+		for j, c := range r {
+			cells[j] = cmp.Or(clean(c), "-")
+		}
+		fmt.Fprintln(t, "  "+strings.Join(cells, "\t"))
+	}
+	t.Flush()
+}
 
 func clean(s string) string { return alert.Scrub(s) }
 
-func expiry(k *status.Key) string {
-	if k.Expires == nil {
+// flag renders an optional flag for people; nil is "not read".
+func flag(b *bool) string {
+	switch {
+	case b == nil:
+		return "not read"
+	case *b:
+		return "yes"
+	}
+	return "no"
+}
+
+func expiry(exp *time.Time, days *int) string {
+	if exp == nil || days == nil {
 		return "never"
 	}
-	d := *k.ExpiresInDays
-	switch {
+	at := exp.UTC().Format(time.RFC3339)
+	switch d := *days; {
 	case d < 0:
-		return fmt.Sprintf("%s  (EXPIRED %d days ago)", k.Expires.UTC().Format(time.RFC3339), -d)
+		return fmt.Sprintf("%s  (EXPIRED %d days ago)", at, -d)
 	case d == 0:
-		return fmt.Sprintf("%s  (today)", k.Expires.UTC().Format(time.RFC3339))
+		return at + "  (today)"
+	default:
+		return fmt.Sprintf("%s  (in %d days)", at, d)
 	}
-	return fmt.Sprintf("%s  (in %d days)", k.Expires.UTC().Format(time.RFC3339), d)
 }
 
 func timeOr(t *time.Time, def string) string {
@@ -204,13 +248,4 @@ func timeOr(t *time.Time, def string) string {
 		return def
 	}
 	return t.UTC().Format(time.RFC3339)
-}
-
-func orDash(s string) string { return orStr(s, "-") }
-
-func orStr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }

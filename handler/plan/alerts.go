@@ -1,7 +1,10 @@
 package plan
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -9,92 +12,116 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
-// guardBlind raises one critical alert per source that failed or that should
-// have been read and was not; it resolves a source's alert only when the
-// source was read (or is moot because Config names no vault).
+// serviceNames are how guard-blind alerts name a SourceError's Service.
+var serviceNames = map[string]string{"atlas": "Atlas", "arm": "Azure Resource Manager", "storage": "the state store", "graph": "Microsoft Graph"}
+
+// guardBlind raises one critical alert per (Service, Cause) over the reads
+// that failed with that cause, listing them; a read that failed without a
+// Cause, or that should have been read and was not, gets an alert of its own.
+// An open guard-blind alert resolves once every read it listed was read or
+// fails otherwise; while any of them was not attempted it is carried forward.
 func (pl *planner) guardBlind() {
 	vaultNamed := pl.cfgOK && !pl.noVault
-	sources := []struct {
-		src      Source
-		read     bool
-		expected bool
-	}{
-		{SourceEncryptionAtRest, pl.cfgOK, true},
-		{SourcePrivateEndpoints, pl.endpointsOK, true},
-		{SourceClusters, pl.clustersOK, true},
-		{SourceVault, pl.vaultOK, vaultNamed},
-		{SourceConnections, pl.connsOK, pl.vaultFound},
-		{SourceKey, pl.keyOK, pl.vaultFound},
+	read := map[Source]bool{
+		SourceEncryptionAtRest: pl.cfgOK, SourcePrivateEndpoints: pl.endpointsOK, SourceClusters: pl.clustersOK,
+		SourceVault: pl.vaultOK, SourceConnections: pl.connsOK, SourceKey: pl.keyOK,
 	}
-	known := map[Source]bool{}
-	for _, st := range sources {
-		known[st.src] = true
-		fp := Fingerprint(alert.GuardBlind, pl.s.ProjectID, string(st.src))
-		msg := ""
+	expected := map[Source]bool{
+		SourceEncryptionAtRest: true, SourcePrivateEndpoints: true, SourceClusters: true,
+		SourceVault: vaultNamed, SourceConnections: pl.vaultFound, SourceKey: pl.vaultFound,
+	}
+	for src := range pl.errs { // other sources (e.g. a failed write): judged by their errors alone
+		if _, ok := read[src]; !ok {
+			read[src], expected[src] = false, true
+		}
+	}
+	judged := map[Source]bool{}     // read (or moot), or failed: an open alert about it is judged
+	groups := map[string][]Source{} // subject → the failed reads it covers
+	for _, src := range slices.Sorted(maps.Keys(read)) {
 		switch {
-		case st.src == SourceVault && vaultNamed && !pl.armTrusted:
-			msg = fmt.Sprintf("the snapshot's vault %s is not the vault Atlas's EAR config names (%s); ARM data ignored",
-				pl.s.Vault, pl.cfgVault)
-		case len(pl.errs[st.src]) == 0 && st.expected && !st.read:
-			msg = "not read in this reconcile"
-		}
-		// A missing vault explains failed reads below it: vault-missing says it.
-		belowGoneVault := pl.vaultGone && (st.src == SourceConnections || st.src == SourceKey)
-		switch {
-		case belowGoneVault:
-		case len(pl.errs[st.src]) > 0 || msg != "":
-			pl.raiseBlind(st.src, msg)
-		case st.read || (pl.noVault && strings.HasPrefix(string(st.src), "arm:")):
-			pl.settledFP[fp] = true
+		case pl.vaultGone && (src == SourceConnections || src == SourceKey):
+			// vault-missing explains failed reads below the vault.
+		case src == SourceVault && vaultNamed && !pl.armTrusted,
+			len(pl.errs[src]) > 0, expected[src] && !read[src]:
+			judged[src] = true
+			subject := string(src)
+			if e := pl.errs[src]; len(e) > 0 && e[0].Cause != "" {
+				subject = e[0].Service + ": " + alert.Scrub(e[0].Cause)
+			}
+			groups[subject] = append(groups[subject], src)
+		case read[src] || (pl.noVault && strings.HasPrefix(string(src), "arm:")):
+			judged[src] = true
 		}
 	}
-	// Other sources (e.g. a failed write the reconciler reports as a source):
-	// raised while they fail, resolved in the first reconcile without an error.
-	var other []Source
-	for src := range pl.errs {
-		if !known[src] {
-			other = append(other, src)
-		}
-	}
-	sort.Slice(other, func(i, j int) bool { return other[i] < other[j] })
-	for _, src := range other {
-		pl.raiseBlind(src, "")
+	for subject, srcs := range groups {
+		pl.raiseBlind(subject, srcs)
 	}
 	for fp, a := range pl.prev.Open {
-		if a.Kind == alert.GuardBlind && !known[Source(a.Subject)] && len(pl.errs[Source(a.Subject)]) == 0 {
+		if a.Kind != alert.GuardBlind {
+			continue
+		}
+		listed := strings.Split(a.Details["reads"], ",")
+		if a.Details["reads"] == "" {
+			listed = []string{a.Subject}
+		}
+		if !slices.ContainsFunc(listed, func(s string) bool {
+			_, known := read[Source(s)]
+			return known && !judged[Source(s)]
+		}) {
 			pl.settledFP[fp] = true
 		}
 	}
 }
 
-func (pl *planner) raiseBlind(src Source, extra string) {
-	var msgs []string
-	perm := ""
-	for _, e := range pl.errs[src] {
-		if e.Message != "" {
-			msgs = append(msgs, alert.Scrub(e.Message))
-		}
-		if perm == "" && e.Permission != "" {
-			perm = e.Permission
+// raiseBlind raises the guard-blind alert subject over the failed reads srcs.
+// A grouped alert (subject "service: cause") names the cause, not the raw
+// errors: those stay in the log and on the Status page. A per-read alert
+// carries its scrubbed errors.
+func (pl *planner) raiseBlind(subject string, srcs []Source) {
+	var msgs, perms []string
+	for _, src := range srcs {
+		for _, e := range pl.errs[src] {
+			if e.Message != "" {
+				msgs = append(msgs, alert.Scrub(e.Message))
+			}
+			if e.Permission != "" && !slices.Contains(perms, e.Permission) {
+				perms = append(perms, e.Permission)
+			}
 		}
 	}
-	if extra != "" {
-		msgs = append(msgs, extra)
+	reads := make([]string, len(srcs))
+	for i, src := range srcs {
+		reads[i] = string(src)
 	}
 	a := alert.Alert{
 		Kind:     alert.GuardBlind,
 		Severity: alert.Critical,
-		Subject:  string(src),
-		Summary:  fmt.Sprintf("atlas-akv-guard cannot read %s; monitoring that depends on it is off.", src),
-		Details:  map[string]string{"source": string(src), "error": strings.Join(msgs, "; ")},
+		Subject:  subject,
+		Details:  map[string]string{"reads": strings.Join(reads, ",")},
 	}
-	if perm != "" {
-		a.Details["permission"] = perm
-		a.Summary = fmt.Sprintf("atlas-akv-guard cannot read %s: permission %s is missing; monitoring that depends on it is off.", src, perm)
+	what := strings.Join(reads, ", ")
+	if e := pl.errs[srcs[0]]; len(e) > 0 && e[0].Cause != "" {
+		a.Details["service"], a.Details["cause"] = e[0].Service, alert.Scrub(e[0].Cause)
+		what = fmt.Sprintf("%s from %s (%s)", what, cmp.Or(serviceNames[e[0].Service], e[0].Service), a.Details["cause"])
+	} else {
+		switch {
+		case srcs[0] == SourceVault && pl.cfgOK && !pl.noVault && !pl.armTrusted:
+			msgs = append(msgs, fmt.Sprintf("the snapshot's vault %q is not the vault Atlas's EAR config names (%s); ARM data ignored",
+				pl.s.Vault.String(), pl.cfgVault))
+		case len(msgs) == 0:
+			msgs = append(msgs, "not read in this reconcile")
+		}
+		a.Details["source"], a.Details["error"] = string(srcs[0]), strings.Join(msgs, "; ")
+	}
+	a.Summary = fmt.Sprintf("atlas-akv-guard cannot read %s; monitoring that depends on it is off.", what)
+	if len(perms) > 0 {
+		a.Details["permission"] = strings.Join(perms, "; ")
+		a.Summary = fmt.Sprintf("atlas-akv-guard cannot read %s: permission %s is missing; monitoring that depends on it is off.", what, a.Details["permission"])
 	}
 	pl.raise(a)
 }
@@ -117,36 +144,36 @@ func (pl *planner) configAlerts() {
 	})
 }
 
-var keyKinds = []alert.Kind{alert.KeyMissing, alert.KeyDisabled, alert.KeyExpired, alert.KeyNotYetValid, alert.KeyExpiresSoon, alert.KeyRotated}
-
-// vaultAndKeyAlerts covers vault-missing and the key rows. When the vault is
-// missing, key and connection alerts do not apply: they are neither raised nor
-// resolved. When the key version is missing, the other key rows do not apply.
-func (pl *planner) vaultAndKeyAlerts() {
-	if pl.noVault {
+// vaultAlerts: vault-missing. When the vault is missing, key and connection
+// alerts do not apply: they are neither raised nor resolved.
+func (pl *planner) vaultAlerts() {
+	if pl.noVault || pl.vaultOK {
 		pl.settled(alert.VaultMissing)
-		pl.settled(keyKinds...)
+	}
+	if pl.noVault {
+		pl.settled(alert.KeyMissing, alert.KeyDisabled, alert.KeyExpired, alert.KeyNotYetValid, alert.KeyExpiresSoon, alert.KeyRotated)
+	}
+	if !pl.vaultGone {
 		return
 	}
-	if pl.vaultOK {
-		pl.settled(alert.VaultMissing)
-		if pl.vaultGone {
-			a := alert.Alert{
-				Kind:     alert.VaultMissing,
-				Severity: alert.Critical,
-				Summary:  fmt.Sprintf("Key Vault %s named in Atlas's EAR config was not found; Atlas cannot reach the key and will shut down clusters.", pl.cfgVault.Name),
-			}
-			enrich(&a, pl.latestHint(func(h Hint) bool { return h.Kind == HintVaultChanged }))
-			pl.raise(a)
-		}
+	a := alert.Alert{
+		Kind:     alert.VaultMissing,
+		Severity: alert.Critical,
+		Summary:  fmt.Sprintf("Key Vault %s named in Atlas's EAR config was not found; Atlas cannot reach the key and will shut down clusters.", pl.cfgVault.Name),
 	}
+	enrich(&a, pl.latestHint(func(h Hint) bool { return h.Kind == event.VaultChanged }))
+	pl.raise(a)
+}
+
+// keyAlerts covers the key rows. When the pinned version is missing, the
+// other key rows do not apply.
+func (pl *planner) keyAlerts() {
 	if !pl.keyOK {
 		return
 	}
-	k := pl.s.Key
-	subject := pl.keySubject()
 	pl.settled(alert.KeyMissing)
-	if !k.Found {
+	if !pl.s.Key.Found {
+		subject := pl.keySubject()
 		pl.raise(alert.Alert{
 			Kind:     alert.KeyMissing,
 			Severity: alert.Critical,
@@ -157,78 +184,67 @@ func (pl *planner) vaultAndKeyAlerts() {
 		return
 	}
 	pl.settled(alert.KeyDisabled, alert.KeyExpired, alert.KeyNotYetValid, alert.KeyExpiresSoon, alert.KeyRotated)
-	keyHint := func(kind string) *Hint {
-		return pl.latestHint(func(h Hint) bool {
-			return h.Kind == kind && (h.Object == "" || h.Object == k.Name || h.Object == subject)
-		})
+	pl.keyValidity()
+	pl.keyRotated()
+}
+
+// keyAlert is an alert about the pinned key version, enriched with the latest
+// hint of kind hint about that key (none when hint is "").
+func (pl *planner) keyAlert(kind alert.Kind, sev alert.Severity, hint event.Kind, summary string, details ...string) alert.Alert {
+	k, subject := pl.s.Key, pl.keySubject()
+	a := alert.Alert{Kind: kind, Severity: sev, Subject: subject, Summary: summary,
+		Details: map[string]string{"keyIdentifier": pl.s.Config.KeyIdentifier, "version": k.Version}}
+	for i := 0; i+1 < len(details); i += 2 {
+		a.Details[details[i]] = details[i+1]
 	}
-	details := func(extra ...string) map[string]string {
-		d := map[string]string{"keyIdentifier": pl.s.Config.KeyIdentifier, "version": k.Version}
-		for i := 0; i+1 < len(extra); i += 2 {
-			d[extra[i]] = extra[i+1]
-		}
-		return d
+	if hint != "" {
+		enrich(&a, pl.latestHint(func(h Hint) bool {
+			return h.Kind == hint && (h.Object == "" || h.Object == k.Name || h.Object == subject)
+		}))
 	}
+	return a
+}
+
+// keyValidity: key-disabled, key-expired, key-expires-soon, key-not-yet-valid.
+func (pl *planner) keyValidity() {
+	k, subject := pl.s.Key, pl.keySubject()
 	if !k.Enabled {
-		pl.raise(alert.Alert{
-			Kind:     alert.KeyDisabled,
-			Severity: alert.Critical,
-			Subject:  subject,
-			Summary:  fmt.Sprintf("Key version %s that Atlas uses is disabled; Atlas shuts down the project's clusters at its next validity check (within 15 minutes).", subject),
-			Details:  details(),
-		})
+		pl.raise(pl.keyAlert(alert.KeyDisabled, alert.Critical, "",
+			fmt.Sprintf("Key version %s that Atlas uses is disabled; Atlas shuts down the project's clusters at its next validity check (within 15 minutes).", subject)))
 	}
 	if k.Expires != nil {
-		exp := *k.Expires
-		left := exp.Sub(pl.now)
-		switch {
-		case !exp.After(pl.now):
-			a := alert.Alert{
-				Kind:     alert.KeyExpired,
-				Severity: alert.Critical,
-				Subject:  subject,
-				Summary:  fmt.Sprintf("Key version %s that Atlas uses expired at %s; Atlas shuts down the project's clusters.", subject, exp.UTC().Format(time.RFC3339)),
-				Details:  details("expires", exp.UTC().Format(time.RFC3339)),
-			}
-			enrich(&a, keyHint(HintKeyExpired))
-			pl.raise(a)
+		exp := k.Expires.UTC().Format(time.RFC3339)
+		switch left := k.Expires.Sub(pl.now); {
+		case left <= 0:
+			pl.raise(pl.keyAlert(alert.KeyExpired, alert.Critical, event.KeyExpired,
+				fmt.Sprintf("Key version %s that Atlas uses expired at %s; Atlas shuts down the project's clusters.", subject, exp), "expires", exp))
 		case left <= pl.p.KeyExpiryWarn:
-			a := alert.Alert{
-				Kind:     alert.KeyExpiresSoon,
-				Severity: alert.Warning,
-				Subject:  subject,
-				Summary:  fmt.Sprintf("Key version %s that Atlas uses expires at %s (in %s); rotate it and update keyIdentifier in Atlas.", subject, exp.UTC().Format(time.RFC3339), roundDays(left)),
-				Details:  details("expires", exp.UTC().Format(time.RFC3339)),
-			}
-			enrich(&a, keyHint(HintKeyNearExpiry))
-			pl.raise(a)
+			pl.raise(pl.keyAlert(alert.KeyExpiresSoon, alert.Warning, event.KeyNearExpiry,
+				fmt.Sprintf("Key version %s that Atlas uses expires at %s (in %s); rotate it and update keyIdentifier in Atlas.", subject, exp, roundDays(left)), "expires", exp))
 		}
 	}
 	if k.NotBefore != nil && k.NotBefore.After(pl.now) {
 		nb := k.NotBefore.UTC().Format(time.RFC3339)
-		pl.raise(alert.Alert{
-			Kind:     alert.KeyNotYetValid,
-			Severity: alert.Critical,
-			Subject:  subject,
-			Summary:  fmt.Sprintf("Key version %s that Atlas uses is not valid before %s.", subject, nb),
-			Details:  details("notBefore", nb),
-		})
+		pl.raise(pl.keyAlert(alert.KeyNotYetValid, alert.Critical, "",
+			fmt.Sprintf("Key version %s that Atlas uses is not valid before %s.", subject, nb), "notBefore", nb))
 	}
-	if k.Latest != "" && k.Latest != k.Version && k.LatestEnabled {
-		a := alert.Alert{
-			Kind:     alert.KeyRotated,
-			Severity: alert.Info,
-			Subject:  subject,
-			Summary:  fmt.Sprintf("Key %s has a newer enabled version %s, but Atlas's keyIdentifier still pins %s; rotate keyIdentifier in Atlas.", k.Name, k.Latest, k.Version),
-			Details:  details("latest", k.Latest),
-		}
-		if !k.Enabled {
-			a.Severity = alert.Critical
-			a.Summary = fmt.Sprintf("Key version %s that Atlas pins is disabled while the newer version %s is enabled; update keyIdentifier in Atlas now.", subject, k.Latest)
-		}
-		enrich(&a, keyHint(HintKeyNewVersion))
-		pl.raise(a)
+}
+
+// keyRotated: a newer enabled version exists while Atlas pins this one;
+// critical when the pinned version is disabled.
+func (pl *planner) keyRotated() {
+	k := pl.s.Key
+	if k.Latest == "" || k.Latest == k.Version || !k.LatestEnabled {
+		return
 	}
+	a := pl.keyAlert(alert.KeyRotated, alert.Info, event.KeyNewVersion,
+		fmt.Sprintf("Key %s has a newer enabled version %s, but Atlas's keyIdentifier still pins %s; rotate keyIdentifier in Atlas.", k.Name, k.Latest, k.Version),
+		"latest", k.Latest)
+	if !k.Enabled {
+		a.Severity = alert.Critical
+		a.Summary = fmt.Sprintf("Key version %s that Atlas pins is disabled while the newer version %s is enabled; update keyIdentifier in Atlas now.", pl.keySubject(), k.Latest)
+	}
+	pl.raise(a)
 }
 
 // keySubject names the pinned key version as "name/version".
@@ -381,7 +397,7 @@ func (pl *planner) connectionChanged() {
 			a.Details["connectionStatus"] = connStatus
 		}
 		if name != "" {
-			enrich(&a, pl.latestHint(func(h Hint) bool { return h.Kind == HintConnectionChanged && hintNames(h.Object, name) }))
+			enrich(&a, pl.latestHint(func(h Hint) bool { return h.Kind == event.ConnectionChanged && hintNames(h.Object, name) }))
 		}
 		pl.raise(a)
 	}
@@ -397,7 +413,8 @@ func hintNames(object, name string) bool {
 	if i < 0 || object[i+1:] != name {
 		return false
 	}
-	return strings.HasSuffix(strings.ToLower(object[:i]), "/privateendpointconnections")
+	const seg = "/privateEndpointConnections"
+	return len(object[:i]) >= len(seg) && resource.EqualFold(object[i-len(seg):i], seg)
 }
 
 // accessChanged is the event-only alert: opened by an access hint, kept open
@@ -407,7 +424,7 @@ func (pl *planner) accessChanged() {
 	fp := Fingerprint(alert.AccessChanged, pl.s.ProjectID, "")
 	old, open := pl.prev.Open[fp]
 	h := pl.latestHint(func(h Hint) bool {
-		return h.Kind == HintAccessPolicyChanged || h.Kind == HintRoleAssignmentDeleted
+		return h.Kind == event.AccessPolicyChanged || h.Kind == event.RoleAssignmentDeleted
 	})
 	if h == nil && !open {
 		return
@@ -447,7 +464,7 @@ func (pl *planner) accessChanged() {
 	}
 	if h != nil {
 		enrich(&a, h)
-		a.Details["eventKind"] = h.Kind
+		a.Details["eventKind"] = string(h.Kind)
 	} else if k, ok := old.Details["eventKind"]; ok {
 		a.Details["eventKind"] = k
 	}

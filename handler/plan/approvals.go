@@ -21,8 +21,10 @@ import (
 //     endpoint list was read in this reconcile);
 //  4. the mode is enforce and the vault was read, exists and has no hold tag.
 //
-// Pending connections that fail rule 3 raise foreign-connection; those that
-// fail rule 4 raise would-approve (observe) or approval-held (hold).
+// Pending connections that fail rule 3 raise foreign-connection, unless
+// another guarded project on the same vault asked for them (OtherRequests):
+// those are neither foreign nor approved here. Those that fail rule 4 raise
+// would-approve (observe) or approval-held (hold).
 func (pl *planner) connections() {
 	s := pl.s
 	decisionsKnown := pl.endpointsOK && ((pl.connsOK && pl.vaultOK) || pl.noVault)
@@ -96,6 +98,9 @@ func (pl *planner) decideConnection(c vault.Connection, e atlas.PrivateEndpoint,
 		return
 	case !pl.endpointsOK:
 		add(VerdictEndpointsUnreadable, "Atlas's endpoint list could not be read in this reconcile; nothing is approved without it")
+		return
+	case !(has && e.Requesting()) && pl.s.OtherRequests[c.Name] != "":
+		add(VerdictOtherProject, fmt.Sprintf("requested by guarded project %s, which shares this vault; only that project approves it", pl.s.OtherRequests[c.Name]))
 		return
 	case has && !e.Requesting():
 		reason := fmt.Sprintf("Atlas endpoint %s with this connection name is %s, not INITIATING or PENDING_ACCEPTANCE; left pending", e.ID, e.Status)
@@ -199,7 +204,9 @@ func (pl *planner) raiseForeign(c vault.Connection, reason string, details map[s
 }
 
 // similarName returns an Atlas connection name that c differs from only by
-// case, a prefix or a suffix, to explain a foreign verdict. It never approves.
+// case, a prefix or a suffix, to explain a foreign verdict. It is a look-alike
+// detector, not a name comparison: it folds case widely (Unicode included) so
+// that more look-alikes are reported at once; it never approves anything.
 func similarName(c string, eps []atlas.PrivateEndpoint) string {
 	for _, e := range eps {
 		n := e.PrivateEndpointConnectionName

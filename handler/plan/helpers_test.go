@@ -15,6 +15,8 @@ import (
 
 var now = time.Date(2026, time.March, 10, 12, 0, 0, 0, time.UTC)
 
+const day = 24 * time.Hour
+
 const (
 	project = "65f0a1b2c3d4e5f601234567"
 	connA   = "atlas-pe-eastus-1"
@@ -39,37 +41,27 @@ func healthy() Snapshot {
 	return Snapshot{
 		ProjectID: project,
 		Config: &atlas.AzureKeyVault{
-			AzureEnvironment:         "AZURE",
-			Enabled:                  true,
-			KeyIdentifier:            "https://kv-atlas-a.vault.azure.net/keys/ear-key/v1",
-			KeyVaultName:             vaultA.Name,
-			RequirePrivateNetworking: true,
-			ResourceGroupName:        vaultA.ResourceGroup,
-			SubscriptionID:           vaultA.SubscriptionID,
-			Valid:                    bp(true),
+			AzureEnvironment: "AZURE", Enabled: true, KeyIdentifier: "https://kv-atlas-a.vault.azure.net/keys/ear-key/v1",
+			KeyVaultName: vaultA.Name, RequirePrivateNetworking: true, ResourceGroupName: vaultA.ResourceGroup,
+			SubscriptionID: vaultA.SubscriptionID, Valid: bp(true),
 		},
 		Vault: vaultA,
 		Endpoints: []atlas.PrivateEndpoint{
 			{ID: epA, CloudProvider: "AZURE", RegionName: "US_EAST_2", Status: atlas.StatusPendingAcceptance, PrivateEndpointConnectionName: connA},
 		},
-		Clusters: []atlas.Cluster{
-			{ID: "c1", Name: "prod", EncryptionAtRestProvider: "AZURE", StateName: "IDLE"},
-		},
+		Clusters:   []atlas.Cluster{{ID: "c1", Name: "prod", EncryptionAtRestProvider: "AZURE", StateName: "IDLE"}},
 		VaultState: &vault.Vault{Found: true, Tags: map[string]string{"env": "prod"}},
 		Connections: []vault.Connection{
 			{Name: connA, ID: vaultA.String() + "/privateEndpointConnections/" + connA, Status: vault.StatusPending},
 		},
-		Key: &vault.Key{Found: true, Name: "ear-key", Version: "v1", Enabled: true, Expires: tp(now.Add(365 * 24 * time.Hour)), Latest: "v1", LatestEnabled: true},
+		Key: &vault.Key{Found: true, Name: "ear-key", Version: "v1", Enabled: true, Expires: tp(now.Add(365 * day)), Latest: "v1", LatestEnabled: true},
 	}
 }
 
 // settled is healthy() after the approval: endpoint ACTIVE, connection
 // Approved. Nothing is pending, so time passing raises nothing by itself.
 func settled() Snapshot {
-	return with(healthy(), func(s *Snapshot) {
-		s.Endpoints[0].Status = atlas.StatusActive
-		s.Connections[0].Status = vault.StatusApproved
-	})
+	return with(healthy(), setEndpointStatus(atlas.StatusActive), setConn(connA, vault.StatusApproved))
 }
 
 func with(s Snapshot, fns ...func(*Snapshot)) Snapshot {
@@ -78,6 +70,55 @@ func with(s Snapshot, fns ...func(*Snapshot)) Snapshot {
 	}
 	return s
 }
+
+func setConn(name, status string) func(*Snapshot) {
+	return func(s *Snapshot) {
+		s.Connections = []vault.Connection{{Name: name, ID: vaultA.String() + "/privateEndpointConnections/" + name, Status: status}}
+	}
+}
+
+func addConn(name, status string) func(*Snapshot) {
+	return func(s *Snapshot) {
+		s.Connections = append(slices.Clone(s.Connections), vault.Connection{Name: name, Status: status})
+	}
+}
+
+func setEndpointStatus(status string) func(*Snapshot) {
+	return func(s *Snapshot) {
+		s.Endpoints = []atlas.PrivateEndpoint{{ID: epA, RegionName: "US_EAST_2", Status: status, PrivateEndpointConnectionName: connA, ErrorMessage: "boom"}}
+	}
+}
+
+func setKey(f func(k *vault.Key)) func(*Snapshot) {
+	return func(s *Snapshot) {
+		k := *s.Key
+		f(&k)
+		s.Key = &k
+	}
+}
+
+// fail makes src unreadable (its data nil) with an error message.
+func fail(src Source, msg string) func(*Snapshot) {
+	return func(s *Snapshot) {
+		switch src {
+		case SourceEncryptionAtRest:
+			s.Config = nil
+		case SourcePrivateEndpoints:
+			s.Endpoints = nil
+		case SourceClusters:
+			s.Clusters = nil
+		case SourceVault:
+			s.VaultState = nil
+		case SourceConnections:
+			s.Connections = nil
+		case SourceKey:
+			s.Key = nil
+		}
+		s.Errors = append(slices.Clone(s.Errors), SourceError{Source: src, Message: msg})
+	}
+}
+
+func hints(hs ...Hint) func(*Snapshot) { return func(s *Snapshot) { s.Hints = hs } }
 
 // tags renders notices as "kind/action" (sorted) for compact assertions.
 func tags(ns []alert.Notice) []string {
@@ -104,17 +145,6 @@ func hasOpen(m Memory, kind alert.Kind, subject string) (alert.Alert, bool) {
 	return a, ok
 }
 
-func notice(t *testing.T, ns []alert.Notice, kind alert.Kind, action alert.Action) alert.Notice {
-	t.Helper()
-	for _, n := range ns {
-		if n.Alert.Kind == kind && n.Action == action {
-			return n
-		}
-	}
-	t.Fatalf("no %s/%s notice in %v", kind, action, tags(ns))
-	return alert.Notice{}
-}
-
 func verdict(r Result, conn, endpoint string) string {
 	for _, d := range r.Decisions {
 		if d.Connection == conn && (endpoint == "" || d.EndpointID == endpoint) {
@@ -132,4 +162,25 @@ func approvedNames(r Result) []string {
 	return out
 }
 
-func containsTag(ns []alert.Notice, tag string) bool { return slices.Contains(tags(ns), tag) }
+// step is one reconcile of a scenario: the snapshot, when, and exactly the
+// notices it must produce ("kind/action", sorted).
+type step struct {
+	at   time.Duration
+	snap Snapshot
+	want []string
+}
+
+// run plans the steps in order, each on the previous step's memory.
+func run(t *testing.T, p Policy, steps ...step) []Result {
+	t.Helper()
+	var out []Result
+	mem := Memory{}
+	for i, st := range steps {
+		r := Plan(st.snap, mem, p, now.Add(st.at))
+		if got := tags(r.Notices); !slices.Equal(got, st.want) {
+			t.Errorf("step %d (+%s): notices %v, want %v (open %v)", i, st.at, got, st.want, openKinds(r.Memory))
+		}
+		out, mem = append(out, r), r.Memory
+	}
+	return out
+}

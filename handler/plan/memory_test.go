@@ -4,34 +4,31 @@ import (
 	"encoding/json"
 	"reflect"
 	"slices"
-	"sort"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
 // troubled raises many alert kinds at once.
 func troubled() Snapshot {
-	return with(healthy(), func(s *Snapshot) {
+	return with(healthy(), addConn("stranger", vault.StatusPending), addConn("conn-c", vault.StatusRejected), func(s *Snapshot) {
 		s.Config.Valid = bp(false)
-		k := *s.Key
-		k.Enabled, k.Latest = false, "v2"
-		k.Expires = tp(now.Add(3 * day))
-		s.Key = &k
+		s.Key = &vault.Key{Found: true, Name: "ear-key", Version: "v1", Latest: "v2", LatestEnabled: true, Expires: tp(now.Add(3 * day))}
 		s.Clusters = append(s.Clusters, atlas.Cluster{Name: "paused", EncryptionAtRestProvider: "AZURE", Paused: true})
 		s.Endpoints = append(s.Endpoints,
 			atlas.PrivateEndpoint{ID: epB, RegionName: "EUROPE_WEST", Status: atlas.StatusFailed, ErrorMessage: "quota", PrivateEndpointConnectionName: connB},
 			atlas.PrivateEndpoint{ID: "ep-c", RegionName: "US_WEST", Status: atlas.StatusActive, PrivateEndpointConnectionName: "conn-c"})
-		s.Connections = append(s.Connections,
-			vault.Connection{Name: "stranger", Status: vault.StatusPending},
-			vault.Connection{Name: "conn-c", Status: vault.StatusRejected})
-		s.Hints = []Hint{{Kind: HintAccessPolicyChanged, Actor: "ops@contoso.com", EventID: "e1", Time: now}}
+		s.Hints = []Hint{{Kind: event.AccessPolicyChanged, Actor: "ops@contoso.com", EventID: "e1", Time: now}}
 	})
 }
 
+// Running the plan twice does nothing the second time, also a minute later
+// and after the memory went through JSON; Plan never modifies prev.
 func TestIdempotent(t *testing.T) {
 	for _, mode := range []Mode{ModeEnforce, ModeObserve} {
 		t.Run(string(mode), func(t *testing.T) {
@@ -41,161 +38,81 @@ func TestIdempotent(t *testing.T) {
 			if len(r1.Notices) < 8 {
 				t.Fatalf("precondition: expected many raised notices, got %v", tags(r1.Notices))
 			}
+			before, _ := json.Marshal(r1.Memory)
 			r2 := Plan(troubled(), r1.Memory, p, now)
-			if len(r2.Notices) != 0 {
-				t.Errorf("second plan at the same time: %v", tags(r2.Notices))
-			}
-			if !reflect.DeepEqual(r1.Memory, r2.Memory) {
-				t.Errorf("memory changed:\n%+v\n%+v", r1.Memory, r2.Memory)
-			}
-			if !reflect.DeepEqual(r1.Approvals, r2.Approvals) || !reflect.DeepEqual(r1.Decisions, r2.Decisions) {
-				t.Error("approvals or decisions differ")
-			}
-			// A minute later, still no news (and the memory survives JSON).
-			b, err := json.Marshal(r2.Memory)
-			if err != nil {
-				t.Fatal(err)
+			if len(r2.Notices) != 0 || !reflect.DeepEqual(r1.Memory, r2.Memory) ||
+				!reflect.DeepEqual(r1.Approvals, r2.Approvals) || !reflect.DeepEqual(r1.Decisions, r2.Decisions) {
+				t.Errorf("second plan at the same time differs: %v", tags(r2.Notices))
 			}
 			var m Memory
-			if err := json.Unmarshal(b, &m); err != nil {
+			if err := json.Unmarshal(before, &m); err != nil {
 				t.Fatal(err)
 			}
-			r3 := Plan(troubled(), m, p, now.Add(time.Minute))
-			if len(r3.Notices) != 0 {
+			if r3 := Plan(troubled(), m, p, now.Add(time.Minute)); len(r3.Notices) != 0 {
 				t.Errorf("a minute later: %v", tags(r3.Notices))
+			}
+			_ = Plan(healthy(), r1.Memory, p, now.Add(2*time.Hour))
+			if after, _ := json.Marshal(r1.Memory); string(after) != string(before) {
+				t.Error("Plan modified prev")
 			}
 		})
 	}
 }
 
-func TestFirstSeenKeptLastSeenAdvances(t *testing.T) {
-	s := with(healthy(), setKey(func(k *vault.Key) { k.Enabled = false }))
-	r1 := Plan(s, Memory{}, enforce(), now)
-	r2 := Plan(s, r1.Memory, enforce(), now.Add(5*time.Minute))
-	a, _ := hasOpen(r2.Memory, alert.KeyDisabled, "ear-key/v1")
-	if !a.FirstSeen.Equal(now) || !a.LastSeen.Equal(now.Add(5*time.Minute)) || !a.LastNotified.Equal(now) {
-		t.Errorf("times first=%v last=%v notified=%v", a.FirstSeen, a.LastSeen, a.LastNotified)
-	}
-}
-
-func TestRenotify(t *testing.T) {
+func TestRenotifyAndTimes(t *testing.T) {
 	disabled := with(settled(), setKey(func(k *vault.Key) { k.Enabled = false; k.Expires = tp(now.Add(5 * day)) }))
 	p := enforce()
 	p.RenotifyAfter = time.Hour
-	r1 := Plan(disabled, Memory{}, p, now)
-
-	before := Plan(disabled, r1.Memory, p, now.Add(time.Hour-time.Second))
-	if len(before.Notices) != 0 {
-		t.Fatalf("before RenotifyAfter: %v", tags(before.Notices))
+	rs := run(t, p,
+		step{0, disabled, []string{"key-disabled/raised", "key-expires-soon/raised"}},
+		step{time.Hour - time.Second, disabled, nil},
+		step{time.Hour, disabled, []string{"key-disabled/reminder"}}, // warnings are never reminded
+		step{90 * time.Minute, disabled, nil})                        // the interval restarts
+	if a, _ := hasOpen(rs[2].Memory, alert.KeyDisabled, "ear-key/v1"); !a.FirstSeen.Equal(now) || !a.LastSeen.Equal(now.Add(time.Hour)) || !a.LastNotified.Equal(now.Add(time.Hour)) {
+		t.Errorf("times first=%v last=%v notified=%v", a.FirstSeen, a.LastSeen, a.LastNotified)
 	}
-	at := Plan(disabled, before.Memory, p, now.Add(time.Hour))
-	if want := []string{"key-disabled/reminder"}; !slices.Equal(tags(at.Notices), want) {
-		t.Fatalf("at RenotifyAfter: %v, want %v (warnings are never reminded)", tags(at.Notices), want)
-	}
-	if a, _ := hasOpen(at.Memory, alert.KeyDisabled, "ear-key/v1"); !a.LastNotified.Equal(now.Add(time.Hour)) || !a.FirstSeen.Equal(now) {
-		t.Errorf("after reminder %+v", a)
-	}
-	again := Plan(disabled, at.Memory, p, now.Add(90*time.Minute))
-	if len(again.Notices) != 0 {
-		t.Errorf("reminder interval restarts: %v", tags(again.Notices))
-	}
-
 	p.RenotifyAfter = 0
-	never := Plan(disabled, r1.Memory, p, now.Add(100*time.Hour))
-	if len(never.Notices) != 0 {
-		t.Errorf("RenotifyAfter 0 must never remind: %v", tags(never.Notices))
-	}
-}
-
-func TestEscalationResetsReminderClock(t *testing.T) {
-	s1 := with(healthy(), setKey(func(k *vault.Key) { k.Latest = "v2" })) // info
-	p := enforce()
+	run(t, p, step{0, disabled, []string{"key-disabled/raised", "key-expires-soon/raised"}}, step{100 * time.Hour, disabled, nil})
+	// An escalation re-notifies and restarts the reminder clock.
 	p.RenotifyAfter = time.Hour
-	r1 := Plan(s1, Memory{}, p, now)
-	s2 := with(s1, setKey(func(k *vault.Key) { k.Enabled = false })) // critical
-	r2 := Plan(s2, r1.Memory, p, now.Add(2*time.Hour))
-	n := notice(t, r2.Notices, alert.KeyRotated, alert.Escalated)
-	if !n.Alert.LastNotified.Equal(now.Add(2*time.Hour)) || containsTag(r2.Notices, "key-rotated/reminder") {
-		t.Errorf("escalation %+v / %v", n.Alert, tags(r2.Notices))
-	}
-	// De-escalation is silent.
-	r3 := Plan(s1, r2.Memory, p, now.Add(3*time.Hour))
-	if containsTag(r3.Notices, "key-rotated/escalated") || containsTag(r3.Notices, "key-rotated/raised") {
-		t.Errorf("notices %v", tags(r3.Notices))
-	}
-	if a, _ := hasOpen(r3.Memory, alert.KeyRotated, "ear-key/v1"); a.Severity != alert.Info {
-		t.Errorf("severity %s", a.Severity)
+	rotated := with(settled(), setKey(func(k *vault.Key) { k.Latest = "v2" }))
+	rs = run(t, p, step{0, rotated, []string{"key-rotated/raised"}},
+		step{2 * time.Hour, with(rotated, setKey(func(k *vault.Key) { k.Enabled = false })), []string{"key-disabled/raised", "key-rotated/escalated"}})
+	if a, _ := hasOpen(rs[1].Memory, alert.KeyRotated, "ear-key/v1"); !a.LastNotified.Equal(now.Add(2 * time.Hour)) {
+		t.Errorf("escalation %+v", a)
 	}
 }
 
 func TestNoticesSortedUniqueDeterministic(t *testing.T) {
 	r := Plan(troubled(), Memory{}, enforce(), now)
-	if !sort.SliceIsSorted(r.Notices, func(i, j int) bool {
-		a, b := r.Notices[i], r.Notices[j]
-		if a.Alert.Fingerprint != b.Alert.Fingerprint {
-			return a.Alert.Fingerprint < b.Alert.Fingerprint
-		}
-		return a.Action < b.Action
+	if !slices.IsSortedFunc(r.Notices, func(a, b alert.Notice) int {
+		return strings.Compare(a.Alert.Fingerprint+string(a.Action), b.Alert.Fingerprint+string(b.Action))
 	}) {
 		t.Error("notices not sorted")
 	}
 	ids := map[string]bool{}
 	for _, n := range r.Notices {
-		if ids[n.ID] {
-			t.Errorf("duplicate notice id %s", n.ID)
+		if ids[n.ID] || n.Alert.Fingerprint != Fingerprint(n.Alert.Kind, project, n.Alert.Subject) || n.Alert.Summary == "" ||
+			n.Alert.Vault != vaultA.String() || n.Alert.ProjectID != project || !n.At.Equal(now) {
+			t.Errorf("notice %+v", n)
 		}
 		ids[n.ID] = true
-		if n.Alert.Fingerprint != Fingerprint(n.Alert.Kind, project, n.Alert.Subject) {
-			t.Errorf("fingerprint of %s/%s", n.Alert.Kind, n.Alert.Subject)
-		}
-		if n.Alert.Vault != vaultA.String() || n.Alert.ProjectID != project || !n.At.Equal(now) {
-			t.Errorf("alert %s: vault %q project %q", n.Alert.Kind, n.Alert.Vault, n.Alert.ProjectID)
-		}
-		if n.Alert.Summary == "" {
-			t.Errorf("alert %s has no summary", n.Alert.Kind)
-		}
 	}
-	r2 := Plan(troubled(), Memory{}, enforce(), now)
-	if !reflect.DeepEqual(r.Notices, r2.Notices) {
+	if r2 := Plan(troubled(), Memory{}, enforce(), now); !reflect.DeepEqual(r.Notices, r2.Notices) {
 		t.Error("notices not deterministic")
 	}
-	r3 := Plan(troubled(), Memory{}, enforce(), now.Add(time.Second))
-	if r3.Notices[0].ID == r.Notices[0].ID {
+	if r3 := Plan(troubled(), Memory{}, enforce(), now.Add(time.Second)); r3.Notices[0].ID == r.Notices[0].ID {
 		t.Error("notice id does not depend on time")
 	}
-}
-
-func TestPlanDoesNotModifyPrev(t *testing.T) {
-	r1 := Plan(troubled(), Memory{}, enforce(), now)
-	snapshot, _ := json.Marshal(r1.Memory)
-	_ = Plan(healthy(), r1.Memory, enforce(), now.Add(2*time.Hour))
-	after, _ := json.Marshal(r1.Memory)
-	if string(snapshot) != string(after) {
-		t.Error("Plan modified prev")
-	}
-}
-
-func TestResolveDropsFromMemory(t *testing.T) {
-	r1 := Plan(troubled(), Memory{}, enforce(), now)
-	later := now.Add(2 * time.Hour)
-	r2 := Plan(healthy(), r1.Memory, enforce(), later)
-	for _, n := range r2.Notices {
-		if n.Action != alert.Resolved {
-			continue
-		}
-		if n.Alert.ResolvedAt == nil || !n.Alert.ResolvedAt.Equal(later) {
-			t.Errorf("%s resolved at %v", n.Alert.Kind, n.Alert.ResolvedAt)
-		}
-		if _, open := r2.Memory.Open[n.Alert.Fingerprint]; open {
-			t.Errorf("%s still open after resolve", n.Alert.Kind)
+	// Resolving drops from memory; settled() keeps nothing open.
+	r4 := Plan(settled(), r.Memory, enforce(), now.Add(2*time.Hour))
+	for _, n := range r4.Notices {
+		if n.Action != alert.Resolved || n.Alert.ResolvedAt == nil || !n.Alert.ResolvedAt.Equal(now.Add(2*time.Hour)) {
+			t.Errorf("notice %s/%s resolved at %v", n.Alert.Kind, n.Action, n.Alert.ResolvedAt)
 		}
 	}
-	// healthy() keeps only its own conditions open: the endpoint epA is
-	// pending, so nothing but (maybe) endpoint-stuck can remain.
-	for _, a := range r2.Memory.Open {
-		if a.Kind != alert.EndpointStuck {
-			t.Errorf("still open: %s:%s", a.Kind, a.Subject)
-		}
+	if len(r4.Memory.Open) != 0 {
+		t.Errorf("still open: %v", openKinds(r4.Memory))
 	}
 }
 
@@ -217,14 +134,9 @@ func TestFingerprint(t *testing.T) {
 }
 
 func TestPolicyDefaults(t *testing.T) {
-	got := Policy{Mode: ModeEnforce}.withDefaults()
+	got := Policy{Mode: ModeEnforce, RenotifyAfter: -time.Hour}.withDefaults()
 	want := Policy{Mode: ModeEnforce, KeyExpiryWarn: 30 * day, StuckAfter: 30 * time.Minute, AccessChangeSettle: 20 * time.Minute, ForeignGrace: 10 * time.Minute}
 	if got != want {
 		t.Errorf("withDefaults = %+v, want %+v", got, want)
-	}
-	// A zero policy still warns about a key expiring in 29 days.
-	r := Plan(with(healthy(), setKey(func(k *vault.Key) { k.Expires = tp(now.Add(29 * day)) })), Memory{}, Policy{}, now)
-	if _, ok := hasOpen(r.Memory, alert.KeyExpiresSoon, "ear-key/v1"); !ok {
-		t.Error("zero KeyExpiryWarn must mean the default")
 	}
 }

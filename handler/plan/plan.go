@@ -17,6 +17,7 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
@@ -108,44 +109,40 @@ const (
 	SourceKey              Source = "arm:key"
 )
 
-// SourceError says that a source could not be read in this reconcile. Message
-// must not contain secrets (Plan still scrubs obvious tokens and truncates it);
-// Permission names the missing role action on a 403, else "".
+// SourceError says that a source could not be read in this reconcile.
+//
+// Service is the service that failed ("atlas", "arm", "storage" or "graph")
+// and Cause its root cause in a few words without secrets (for example
+// "cannot reach cloud.mongodb.com: DNS lookup failed"). Plan raises ONE
+// guard-blind alert per (Service, Cause), listing the reads it affects, and
+// its fingerprint derives from them: Cause must stay the same while the root
+// cause does (no request ids, times or changing addresses). With an empty
+// Cause Plan raises one alert per source instead. Message is the raw
+// error, for the log and the Status page only: it may be long and must not
+// contain secrets (Plan still scrubs obvious tokens and truncates it where it
+// uses it). Permission names the missing role action on a 401/403, else "".
 type SourceError struct {
 	Source     Source `json:"source"`
+	Service    string `json:"service,omitempty"`
+	Cause      string `json:"cause,omitempty"`
 	Message    string `json:"message"`
 	Permission string `json:"permission,omitempty"`
-	// Service is the service the read went to: "atlas", "arm", "storage" or
-	// "graph".
-	Service string `json:"service,omitempty"`
-	// Cause is a short root cause without secrets, URLs or queries, e.g.
-	// "Atlas answered 401 Unauthorized".
-	Cause string `json:"cause,omitempty"`
 }
 
-// Hint kinds, derived from events. Hints only enrich alerts (who, when) and
-// open the event-only access-changed alert; they never cause an approval.
-const (
-	HintAccessPolicyChanged   = "access-policy-changed"
-	HintRoleAssignmentDeleted = "role-assignment-deleted"
-	HintConnectionChanged     = "connection-changed"
-	HintVaultChanged          = "vault-changed"
-	HintKeyNewVersion         = "key-new-version"
-	HintKeyNearExpiry         = "key-near-expiry"
-	HintKeyExpired            = "key-expired"
-)
-
-// Hint is what an event said, for enrichment only. Object is the object the
-// event names: the connection name for connection-changed (a full resource ID
-// ending in /privateEndpointConnections/{name} also matches), the key name for
-// key hints.
+// Hint is what an event said, for enrichment only: hints enrich alerts (who,
+// when) and open the event-only access-changed alert; they never cause an
+// approval. Kind is the event's kind as package event classifies it (event is
+// the lower package: plan reads its enum, event knows nothing of plan). Object
+// is the object the event names: the connection name for connection-changed
+// (a full resource ID ending in /privateEndpointConnections/{name} also
+// matches), the key name for key hints.
 type Hint struct {
-	Kind      string    `json:"kind"`
-	Actor     string    `json:"actor,omitempty"`
-	Object    string    `json:"object,omitempty"`
-	Operation string    `json:"operation,omitempty"`
-	EventID   string    `json:"eventId,omitempty"`
-	Time      time.Time `json:"time,omitzero"`
+	Kind      event.Kind `json:"kind"`
+	Actor     string     `json:"actor,omitempty"`
+	Object    string     `json:"object,omitempty"`
+	Operation string     `json:"operation,omitempty"`
+	EventID   string     `json:"eventId,omitempty"`
+	Time      time.Time  `json:"time,omitzero"`
 }
 
 // Snapshot is everything one reconcile observed for one project.
@@ -157,8 +154,9 @@ type Snapshot struct {
 	ProjectID string `json:"projectId"`
 	// Config is nil when unreadable (then Errors has atlas:encryptionAtRest).
 	Config *atlas.AzureKeyVault `json:"config,omitempty"`
-	// Vault is the vault Config names (zero if Config is nil). Plan checks it
-	// against Config and trusts no ARM data if they differ.
+	// Vault is the vault the ARM reads below were made on. Plan trusts ARM
+	// data only when it equals the vault Config names: a zero Vault (or
+	// another vault) means no ARM data is trusted and nothing is approved.
 	Vault resource.ID `json:"vault"`
 	// Endpoints is nil when unreadable.
 	Endpoints []atlas.PrivateEndpoint `json:"endpoints"`
@@ -172,8 +170,10 @@ type Snapshot struct {
 	Key    *vault.Key    `json:"key,omitempty"`
 	Errors []SourceError `json:"errors,omitempty"`
 	Hints  []Hint        `json:"hints,omitempty"`
-	// OtherRequests are the connection names other guarded projects on the
-	// same vault asked for (connection name → project id).
+	// OtherRequests names the connections that another guarded project on
+	// the same vault asked for (connection name → that project's id). Such a
+	// Pending connection is not foreign here, and this project never approves
+	// it: only the project that asked for it does. Names compare exactly.
 	OtherRequests map[string]string `json:"otherRequests,omitempty"`
 }
 
@@ -205,13 +205,7 @@ type Approval struct {
 	Description string      `json:"description"`
 }
 
-// Decision verdicts. Connection rows: VerdictApprove, VerdictWouldApprove,
-// VerdictHeld, VerdictVaultUnreadable, VerdictAlreadyApproved,
-// VerdictNotPending, VerdictForeign, VerdictEndpointNotRequesting,
-// VerdictEndpointsUnreadable. Endpoint rows (an Atlas endpoint with no
-// connection of its name on the vault): VerdictAwaitingConnection,
-// VerdictConnectionMissing, VerdictNoConnection, VerdictConnectionsUnreadable,
-// VerdictConfigUnreadable.
+// Verdicts of connection rows (one per connection on the vault).
 const (
 	VerdictApprove               = "approve"
 	VerdictWouldApprove          = "would-approve"
@@ -220,8 +214,14 @@ const (
 	VerdictAlreadyApproved       = "already-approved"
 	VerdictNotPending            = "not-pending"
 	VerdictForeign               = "foreign"
+	VerdictOtherProject          = "other-project"
 	VerdictEndpointNotRequesting = "endpoint-not-requesting"
 	VerdictEndpointsUnreadable   = "endpoints-unreadable"
+)
+
+// Verdicts of endpoint rows (an Atlas endpoint with no connection of its
+// name on the vault).
+const (
 	VerdictAwaitingConnection    = "awaiting-connection"
 	VerdictConnectionMissing     = "connection-missing"
 	VerdictNoConnection          = "no-connection"
@@ -256,7 +256,8 @@ func Plan(s Snapshot, prev Memory, p Policy, now time.Time) Result {
 	pl := newPlanner(s, prev, p.withDefaults(), now.Round(0))
 	pl.guardBlind()
 	pl.configAlerts()
-	pl.vaultAndKeyAlerts()
+	pl.vaultAlerts()
+	pl.keyAlerts()
 	pl.clusterAlerts()
 	pl.endpointAlerts()
 	pl.connections()

@@ -43,7 +43,7 @@ type planner struct {
 	cfgOK       bool        // Config read
 	cfgVault    resource.ID // the vault Config names (zero if none or unread)
 	noVault     bool        // Config read and names no vault: nothing on ARM to guard
-	armTrusted  bool        // Config names a vault and Snapshot.Vault agrees with it
+	armTrusted  bool        // Config names a vault and Snapshot.Vault equals it
 	vaultOK     bool        // VaultState read
 	vaultFound  bool        // VaultState read and the vault exists
 	vaultGone   bool        // VaultState read and ARM answered 404
@@ -87,7 +87,8 @@ func newPlanner(s Snapshot, prev Memory, p Policy, now time.Time) *planner {
 			pl.cfgVault = resource.ID{}
 		}
 		pl.noVault = pl.cfgVault.IsZero()
-		pl.armTrusted = !pl.noVault && (s.Vault.IsZero() || s.Vault.Equal(pl.cfgVault))
+		// A zero Snapshot.Vault never equals a named vault: untrusted.
+		pl.armTrusted = !pl.noVault && s.Vault.Equal(pl.cfgVault)
 		if !pl.noVault {
 			pl.vaultStr = pl.cfgVault.String()
 		}
@@ -212,11 +213,7 @@ func (pl *planner) unrequestedMemory() map[string]time.Time {
 // status change resets Since; unreadable endpoints keep the previous memory.
 func (pl *planner) endpointMemory() map[string]EndpointSeen {
 	if !pl.endpointsOK {
-		out := make(map[string]EndpointSeen, len(pl.prev.Endpoints))
-		for k, v := range pl.prev.Endpoints {
-			out[k] = v
-		}
-		return out
+		return maps.Clone(pl.prev.Endpoints)
 	}
 	out := make(map[string]EndpointSeen, len(pl.s.Endpoints))
 	for _, e := range pl.s.Endpoints {

@@ -165,7 +165,7 @@ func reportLine(rep Report) string {
 }
 
 func hintOf(t event.Trigger) plan.Hint {
-	return plan.Hint{Kind: string(t.Kind), Actor: t.Actor, Object: t.Object, Operation: t.Operation, EventID: t.EventID, Time: t.Time}
+	return plan.Hint{Kind: t.Kind, Actor: t.Actor, Object: t.Object, Operation: t.Operation, EventID: t.EventID, Time: t.Time}
 }
 
 // projectsFor returns the guarded projects whose vault t concerns. The

@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,20 +23,22 @@ var pageHTML string
 var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 	"ts":           formatTime,
 	"ago":          ago,
-	"stateLabel":   stateLabel,
-	"stateIcon":    stateIcon,
+	"stateLabel":   func(s State) string { return stateLabels[s][0] },
+	"stateIcon":    func(s State) string { return stateLabels[s][1] },
 	"verdictClass": verdictClass,
 	"statusClass":  statusClass,
 	"sevClass":     func(s alert.Severity) string { return "sev-" + string(s) },
 	"vaultName":    vaultName,
 	"days":         days,
-	"yesno":        YesNo,
-	"boolp":        YesNoUnknown,
+	"yes":          func(b *bool) bool { return b != nil && *b },
+	"no":           func(b *bool) bool { return b != nil && !*b },
 	"join":         strings.Join,
 	"deref":        func(n *int) int { return *n },
-	"deref2":       func(b *bool) bool { return *b },
+	"unreadTile":   func(title, why string) unreadTile { return unreadTile{title, why} },
 	"projectData":  func(now time.Time, p Project) projectData { return projectData{Now: now, P: p} },
 }).Parse(pageHTML))
+
+var stateLabels = map[State][2]string{Healthy: {"Healthy", "✓"}, Warning: {"Warning", "!"}, Critical: {"Critical", "✕"}, Unknown: {"Unknown", "?"}}
 
 type htmlData struct {
 	Page
@@ -48,6 +51,8 @@ type projectData struct {
 	Now time.Time
 	P   Project
 }
+
+type unreadTile struct{ Title, Why string }
 
 type stateCount struct {
 	State State
@@ -96,74 +101,43 @@ func writeHTMLError(w http.ResponseWriter, status int, msg string) {
 	w.Write(buf.Bytes())
 }
 
-func formatTime(t any) string {
+// timeOf accepts a time.Time or a *time.Time (nil is the zero time).
+func timeOf(t any) time.Time {
 	switch v := t.(type) {
 	case time.Time:
-		if v.IsZero() {
-			return "—"
-		}
-		return v.UTC().Format("2006-01-02 15:04 UTC")
+		return v
 	case *time.Time:
-		if v == nil || v.IsZero() {
-			return "—"
+		if v != nil {
+			return *v
 		}
-		return v.UTC().Format("2006-01-02 15:04 UTC")
+	}
+	return time.Time{}
+}
+
+func formatTime(t any) string {
+	if at := timeOf(t); !at.IsZero() {
+		return at.UTC().Format("2006-01-02 15:04 UTC")
 	}
 	return "—"
 }
 
 // ago says how long before now t was, coarsely ("just now", "5 min ago").
 func ago(now time.Time, t any) string {
-	var at time.Time
-	switch v := t.(type) {
-	case time.Time:
-		at = v
-	case *time.Time:
-		if v == nil {
-			return ""
-		}
-		at = *v
-	}
-	if at.IsZero() {
+	at := timeOf(t)
+	switch d := now.Sub(at); {
+	case at.IsZero():
 		return ""
-	}
-	d := now.Sub(at)
-	switch {
 	case d < 0:
 		return "in the future"
 	case d < time.Minute:
 		return "just now"
 	case d < time.Hour:
-		return itoa(int(d/time.Minute)) + " min ago"
+		return strconv.Itoa(int(d/time.Minute)) + " min ago"
 	case d < 48*time.Hour:
-		return itoa(int(d/time.Hour)) + " h ago"
+		return strconv.Itoa(int(d/time.Hour)) + " h ago"
 	default:
-		return itoa(int(d/(24*time.Hour))) + " days ago"
+		return strconv.Itoa(int(d/(24*time.Hour))) + " days ago"
 	}
-}
-
-func stateLabel(s State) string {
-	switch s {
-	case Healthy:
-		return "Healthy"
-	case Warning:
-		return "Warning"
-	case Critical:
-		return "Critical"
-	}
-	return "Unknown"
-}
-
-func stateIcon(s State) string {
-	switch s {
-	case Healthy:
-		return "✓"
-	case Warning:
-		return "!"
-	case Critical:
-		return "✕"
-	}
-	return "?"
 }
 
 // verdictClass colours a decision: good (approved or would be), bad (a
@@ -205,27 +179,11 @@ func days(n *int) string {
 	case n == nil:
 		return ""
 	case *n < 0:
-		return "expired " + itoa(-*n) + " days ago"
+		return "expired " + strconv.Itoa(-*n) + " days ago"
 	case *n == 0:
 		return "expires today"
 	case *n == 1:
 		return "1 day left"
 	}
-	return itoa(*n) + " days left"
-}
-
-// YesNo renders a flag for people.
-func YesNo(b bool) string {
-	if b {
-		return "yes"
-	}
-	return "no"
-}
-
-// YesNoUnknown renders an optional flag for people; nil is "unknown".
-func YesNoUnknown(b *bool) string {
-	if b == nil {
-		return "unknown"
-	}
-	return YesNo(*b)
+	return strconv.Itoa(*n) + " days left"
 }

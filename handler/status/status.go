@@ -10,6 +10,7 @@
 package status
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,19 +29,17 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
 )
 
-// Options configure the handler. Store is required.
+// Options configure the handler. Store is required; Projects are the
+// configured project ids, shown in this order; Log receives store failures
+// (nil discards them); Now is the clock (default time.Now); StaleAfter flags
+// an older last reconcile (<= 0 means DefaultStaleAfter); Concurrency bounds
+// the store reads in flight (default 8).
 type Options struct {
-	Store state.Store
-	// Projects are the configured project ids, shown in this order.
-	Projects []string
-	// Log receives store failures (nil discards them).
-	Log *slog.Logger
-	// Now is the clock (default time.Now).
-	Now func() time.Time
-	// StaleAfter flags a project whose last reconcile is older (<= 0 means
-	// DefaultStaleAfter).
-	StaleAfter time.Duration
-	// Concurrency bounds the store reads in flight (default 8).
+	Store       state.Store
+	Projects    []string
+	Log         *slog.Logger
+	Now         func() time.Time
+	StaleAfter  time.Duration
 	Concurrency int
 }
 
@@ -50,27 +49,19 @@ func Handler(store state.Store, projects []string, log *slog.Logger) http.Handle
 	return New(Options{Store: store, Projects: projects, Log: log})
 }
 
-// New returns the Status handler. It answers:
-//   - 200 with the Page (JSON) or the HTML page;
-//   - 503 with {"error": …} (or a small HTML page) when the store can't be
-//     read; the store's error is logged, never shown;
-//   - 405 for methods other than GET and HEAD.
-//
-// A project whose document is missing or undecodable is shown as Unknown
-// with a note; that is not an error.
+// New returns the Status handler. It answers 200 with the Page (JSON) or the
+// HTML page; 503 with {"error": …} (or a small HTML page) when the store
+// can't be read (the store's error is logged, never shown); 405 for methods
+// other than GET and HEAD. A project whose document is missing or
+// undecodable is shown as Unknown with a note; that is not an error.
 func New(o Options) http.Handler {
-	h := &handler{o: o}
-	if h.o.Log == nil {
-		h.o.Log = logging.Discard()
+	o.Log = cmp.Or(o.Log, logging.Discard())
+	if o.Now == nil {
+		o.Now = time.Now
 	}
-	if h.o.Now == nil {
-		h.o.Now = time.Now
-	}
-	if h.o.Concurrency < 1 {
-		h.o.Concurrency = 8
-	}
-	h.o.Projects = slices.Clone(o.Projects)
-	return h
+	o.Concurrency = cmp.Or(max(o.Concurrency, 0), 8)
+	o.Projects = slices.Clone(o.Projects)
+	return &handler{o: o}
 }
 
 type handler struct{ o Options }
@@ -78,35 +69,39 @@ type handler struct{ o Options }
 // errStore is the only thing a client learns about a store failure.
 const errStore = "the guard's state store can't be read right now; try again shortly"
 
+var securityHeaders = map[string]string{
+	"Cache-Control":           "no-store",
+	"X-Content-Type-Options":  "nosniff",
+	"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+	"Referrer-Policy":         "no-referrer",
+	"X-Frame-Options":         "DENY",
+}
+
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	hdr := w.Header()
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("X-Content-Type-Options", "nosniff")
-	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-	hdr.Set("Referrer-Policy", "no-referrer")
-	hdr.Set("X-Frame-Options", "DENY")
-	hdr.Add("Vary", "Accept")
+	for k, v := range securityHeaders {
+		w.Header().Set(k, v)
+	}
+	w.Header().Add("Vary", "Accept")
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		hdr.Set("Allow", "GET, HEAD")
+		w.Header().Set("Allow", "GET, HEAD")
 		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method not allowed"})
 		return
 	}
 	asHTML := wantsHTML(r)
 	page, err := h.load(r.Context())
-	if err != nil {
+	switch {
+	case err != nil:
 		h.o.Log.ErrorContext(r.Context(), "status: reading the state store failed", "error", err.Error())
 		if asHTML {
 			writeHTMLError(w, http.StatusServiceUnavailable, errStore)
-			return
+		} else {
+			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: errStore, GeneratedAt: h.o.Now().UTC()})
 		}
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: errStore, GeneratedAt: h.o.Now().UTC()})
-		return
-	}
-	if asHTML {
+	case asHTML:
 		writeHTML(w, page)
-		return
+	default:
+		writeJSON(w, http.StatusOK, page)
 	}
-	writeJSON(w, http.StatusOK, page)
 }
 
 type errorBody struct {
@@ -119,15 +114,19 @@ type errorBody struct {
 // undecodable document).
 func (h *handler) load(ctx context.Context) (Page, error) {
 	now := h.o.Now()
-	docs := make([]*reconcile.Doc, len(h.o.Projects))
-	notes := make([]string, len(h.o.Projects))
-	errs := make([]error, len(h.o.Projects))
+	n := len(h.o.Projects)
+	docs, notes, errs := make([]*reconcile.Doc, n), make([]string, n), make([]error, n)
 	sem := make(chan struct{}, h.o.Concurrency)
 	var wg sync.WaitGroup
 	for i, id := range h.o.Projects {
 		wg.Go(func() {
 			sem <- struct{}{}
-			defer func() { <-sem }()
+			defer func() {
+				<-sem
+				if v := recover(); v != nil {
+					errs[i] = fmt.Errorf("project %s: panic reading the store: %v", id, v)
+				}
+			}()
 			docs[i], notes[i], errs[i] = ReadDoc(ctx, h.o.Store, id)
 		})
 	}
@@ -135,12 +134,10 @@ func (h *handler) load(ctx context.Context) (Page, error) {
 	if err := errors.Join(errs...); err != nil {
 		return Page{}, err
 	}
-	page := Page{GeneratedAt: now.UTC(), Projects: make([]Project, 0, len(h.o.Projects))}
+	page := Page{GeneratedAt: now.UTC(), Projects: make([]Project, 0, n)}
 	for i, id := range h.o.Projects {
 		p := FromDoc(id, docs[i], now, h.o.StaleAfter)
-		if notes[i] != "" {
-			p.Note = notes[i]
-		}
+		p.Note = cmp.Or(notes[i], p.Note)
 		page.Projects = append(page.Projects, p)
 	}
 	return page, nil

@@ -21,7 +21,9 @@ import (
 
 var allProjects = []string{pHealthy, pWarning, pCritical, pUnknown}
 
-func serve(t *testing.T, st state.Store, projects []string, target string, accept string) *http.Response {
+// serve answers one GET and returns the response and its body; it checks the
+// security headers every answer carries.
+func serve(t *testing.T, st state.Store, projects []string, target, accept string) (*http.Response, string) {
 	t.Helper()
 	h := New(Options{Store: st, Projects: projects, Now: func() time.Time { return fixtureNow }})
 	req := httptest.NewRequestWithContext(t.Context(), http.MethodGet, target, nil)
@@ -30,230 +32,180 @@ func serve(t *testing.T, st state.Store, projects []string, target string, accep
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
-	return rec.Result()
-}
-
-func body(t *testing.T, resp *http.Response) string {
-	t.Helper()
+	resp := rec.Result()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(b)
-}
-
-func checkSecurityHeaders(t *testing.T, resp *http.Response) {
-	t.Helper()
-	for k, want := range map[string]string{
-		"Cache-Control":          "no-store",
-		"X-Content-Type-Options": "nosniff",
-	} {
-		if got := resp.Header.Get(k); got != want {
-			t.Errorf("%s = %q, want %q", k, got, want)
-		}
+	if resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("headers %v", resp.Header)
 	}
-	csp := resp.Header.Get("Content-Security-Policy")
-	if !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "style-src 'unsafe-inline'") {
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || strings.Contains(csp, "script-src") {
 		t.Errorf("Content-Security-Policy = %q", csp)
 	}
-	if strings.Contains(csp, "script-src") {
-		t.Errorf("CSP allows scripts: %q", csp)
-	}
+	return resp, string(b)
 }
 
 func getJSON(t *testing.T, st state.Store) (Page, map[string]any) {
 	t.Helper()
-	resp := serve(t, st, allProjects, "/api/Status", "")
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("status %d", resp.StatusCode)
+	resp, raw := serve(t, st, allProjects, "/api/Status", "")
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		t.Fatalf("status %d, Content-Type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		t.Fatalf("Content-Type %q", ct)
-	}
-	checkSecurityHeaders(t, resp)
-	raw := body(t, resp)
 	var page Page
-	if err := json.Unmarshal([]byte(raw), &page); err != nil {
-		t.Fatal(err)
-	}
 	var generic map[string]any
-	if err := json.Unmarshal([]byte(raw), &generic); err != nil {
+	if err := errors.Join(json.Unmarshal([]byte(raw), &page), json.Unmarshal([]byte(raw), &generic)); err != nil {
 		t.Fatal(err)
 	}
 	return page, generic
 }
 
-func TestJSONStates(t *testing.T) {
-	page, _ := getJSON(t, fixtureStore(t))
-	if !page.GeneratedAt.Equal(fixtureNow) {
-		t.Errorf("generatedAt = %v", page.GeneratedAt)
+func kinds(as []alert.Alert) map[alert.Kind]alert.Severity {
+	out := map[alert.Kind]alert.Severity{}
+	for _, a := range as {
+		out[a.Kind] = a.Severity
 	}
-	want := map[string]State{pHealthy: Healthy, pWarning: Warning, pCritical: Critical, pUnknown: Unknown}
-	if len(page.Projects) != len(want) {
-		t.Fatalf("%d projects", len(page.Projects))
-	}
-	for i, p := range page.Projects {
-		if p.ProjectID != allProjects[i] {
-			t.Errorf("project %d is %s, want configured order", i, p.ProjectID)
-		}
-		if p.State != want[p.ProjectID] {
-			t.Errorf("%s: state %s, want %s (alerts %+v)", p.ProjectID, p.State, want[p.ProjectID], p.OpenAlerts)
-		}
-	}
+	return out
 }
 
-func TestJSONHealthy(t *testing.T) {
-	page, _ := getJSON(t, fixtureStore(t))
-	p := page.Projects[0]
-	if p.Mode != plan.ModeObserve || p.LastReconcile == nil || p.Stale || p.Note != "" {
-		t.Errorf("mode %q lastReconcile %v stale %v note %q", p.Mode, p.LastReconcile, p.Stale, p.Note)
+func TestJSON(t *testing.T) {
+	page, generic := getJSON(t, fixtureStore(t))
+	if !page.GeneratedAt.Equal(fixtureNow) || len(page.Projects) != 4 {
+		t.Fatalf("generatedAt %v, %d projects", page.GeneratedAt, len(page.Projects))
 	}
-	if !strings.HasSuffix(p.Vault, "/vaults/kv-atlas-prod") || p.Valid == nil || !*p.Valid || !p.RequirePrivateNetworking {
-		t.Errorf("vault %q valid %v rpn %v", p.Vault, p.Valid, p.RequirePrivateNetworking)
+	for i, want := range []State{Healthy, Warning, Critical, Unknown} {
+		if p := page.Projects[i]; p.ProjectID != allProjects[i] || p.State != want {
+			t.Errorf("project %d: %s %s, want %s %s (alerts %+v)", i, p.ProjectID, p.State, allProjects[i], want, p.OpenAlerts)
+		}
 	}
-	if p.Key == nil || !p.Key.Enabled || p.Key.ExpiresInDays == nil || *p.Key.ExpiresInDays != 200 || p.Key.RotationPending {
-		t.Errorf("key %+v", p.Key)
+
+	h := page.Projects[0]
+	if h.Mode != plan.ModeObserve || h.LastReconcile == nil || h.Stale || h.Note != "" || h.Unread != nil {
+		t.Errorf("healthy %+v", h)
 	}
-	if len(p.Endpoints) != 2 {
-		t.Fatalf("endpoints %+v", p.Endpoints)
+	if !strings.HasSuffix(h.Vault, "/vaults/kv-atlas-prod") || !*h.Valid || !*h.RequirePrivateNetworking || *h.Hold {
+		t.Errorf("vault %q valid %v rpn %v hold %v", h.Vault, h.Valid, h.RequirePrivateNetworking, h.Hold)
 	}
-	e0, e1 := p.Endpoints[0], p.Endpoints[1]
-	if e0.Region != "EUROPE_WEST" || e0.AtlasStatus != "ACTIVE" || e0.ConnectionStatus != "Approved" || e0.Verdict != plan.VerdictAlreadyApproved {
-		t.Errorf("endpoint 0 %+v", e0)
+	if h.Key == nil || !h.Key.Enabled || *h.KeyExpiresInDays != 200 {
+		t.Errorf("key %+v, %v days", h.Key, h.KeyExpiresInDays)
 	}
-	if e1.ConnectionName != "atlas-pe-eastus2-3c4d" || e1.ConnectionStatus != "Pending" || e1.Verdict != plan.VerdictWouldApprove || !strings.Contains(e1.Reason, "observe mode") {
-		t.Errorf("endpoint 1 %+v", e1)
+	if len(h.Endpoints) != 2 || len(h.ForeignConnections) != 0 {
+		t.Fatalf("endpoints %+v, foreign %+v", h.Endpoints, h.ForeignConnections)
 	}
-	if e1.AtlasStatusSince == nil {
-		t.Errorf("endpoint 1 has no since")
+	if e := h.Endpoints[0]; e.Region != "EUROPE_WEST" || e.AtlasStatus != "ACTIVE" || e.ConnectionStatus != "Approved" || e.Verdict != plan.VerdictAlreadyApproved {
+		t.Errorf("endpoint 0 %+v", e)
 	}
-	if len(p.ForeignConnections) != 0 {
-		t.Errorf("foreign %+v", p.ForeignConnections)
+	if e := h.Endpoints[1]; e.ConnectionStatus != "Pending" || e.Verdict != plan.VerdictWouldApprove || !strings.Contains(e.Reason, "observe mode") || e.AtlasStatusSince == nil {
+		t.Errorf("endpoint 1 %+v", e)
 	}
-	if p.Clusters.Total != 2 || p.Clusters.EAR != 2 || len(p.Clusters.Paused) != 0 {
-		t.Errorf("clusters %+v", p.Clusters)
+	if h.Clusters.Total != 2 || h.Clusters.EAR != 2 || len(h.Clusters.Paused) != 0 {
+		t.Errorf("clusters %+v", h.Clusters)
 	}
 	// Observe mode's would-approve is an info alert: it doesn't degrade.
-	if len(p.OpenAlerts) != 1 || p.OpenAlerts[0].Kind != alert.WouldApprove || p.OpenAlerts[0].Severity != alert.Info {
-		t.Errorf("alerts %+v", p.OpenAlerts)
+	if k := kinds(h.OpenAlerts); len(k) != 1 || k[alert.WouldApprove] != alert.Info {
+		t.Errorf("alerts %v", k)
 	}
-	if p.APICalls != (APICalls{Atlas: 3, ARM: 4}) || len(p.Errors) != 0 {
-		t.Errorf("apiCalls %+v errors %+v", p.APICalls, p.Errors)
+	if h.APICalls != (APICalls{Atlas: 3, ARM: 4}) || len(h.Errors) != 0 {
+		t.Errorf("apiCalls %+v errors %+v", h.APICalls, h.Errors)
 	}
-}
 
-func TestJSONWarningAndCritical(t *testing.T) {
-	page, _ := getJSON(t, fixtureStore(t))
 	w := page.Projects[1]
-	if w.Key.ExpiresInDays == nil || *w.Key.ExpiresInDays != 10 {
-		t.Errorf("warning key %+v", w.Key)
+	if *w.KeyExpiresInDays != 10 || len(w.ForeignConnections) != 1 || w.ForeignConnections[0].Verdict != plan.VerdictForeign {
+		t.Errorf("warning: %v days, foreign %+v", w.KeyExpiresInDays, w.ForeignConnections)
 	}
-	if len(w.ForeignConnections) != 1 || w.ForeignConnections[0].Name != "somebody-elses-endpoint" || w.ForeignConnections[0].Verdict != plan.VerdictForeign {
-		t.Errorf("foreign %+v", w.ForeignConnections)
-	}
-	kinds := map[alert.Kind]alert.Severity{}
-	for _, a := range w.OpenAlerts {
-		kinds[a.Kind] = a.Severity
-	}
-	if kinds[alert.KeyExpiresSoon] != alert.Warning || kinds[alert.ForeignConnection] != alert.Warning {
-		t.Errorf("warning alerts %v", kinds)
+	if k := kinds(w.OpenAlerts); k[alert.KeyExpiresSoon] != alert.Warning || k[alert.ForeignConnection] != alert.Warning {
+		t.Errorf("warning alerts %v", k)
 	}
 
 	c := page.Projects[2]
-	if c.Key.Enabled || !c.Key.RotationPending || c.Key.Latest != "99cc00dd" {
-		t.Errorf("critical key %+v", c.Key)
+	if c.Key.Enabled || c.Key.Latest != "99cc00dd" || c.Clusters.EAR != 1 || strings.Join(c.Clusters.Paused, ",") != "payments" {
+		t.Errorf("critical key %+v clusters %+v", c.Key, c.Clusters)
 	}
-	if c.Clusters.Total != 2 || c.Clusters.EAR != 1 || len(c.Clusters.Paused) != 1 || c.Clusters.Paused[0] != "payments" {
-		t.Errorf("clusters %+v", c.Clusters)
+	if k := kinds(c.OpenAlerts); c.OpenAlerts[0].Severity != alert.Critical || k[alert.KeyDisabled] != alert.Critical ||
+		k[alert.ClustersPaused] != alert.Critical || k[alert.GuardBlind] != alert.Critical {
+		t.Errorf("critical alerts %v (most severe first)", k)
 	}
-	if c.OpenAlerts[0].Severity != alert.Critical {
-		t.Errorf("alerts not most severe first: %+v", c.OpenAlerts)
+	if len(c.Errors) != 1 || c.Errors[0].Permission != vault.ActionConnectionsRead || c.PendingDeliveries != 1 {
+		t.Errorf("errors %+v, pending %d", c.Errors, c.PendingDeliveries)
 	}
-	kinds = map[alert.Kind]alert.Severity{}
-	for _, a := range c.OpenAlerts {
-		kinds[a.Kind] = a.Severity
+	// Connections unreadable: no connection status is claimed, none foreign.
+	if len(c.Endpoints) != 1 || c.Endpoints[0].Verdict != plan.VerdictConnectionsUnreadable || c.Endpoints[0].ConnectionStatus != "" ||
+		c.ForeignConnections != nil || c.NotRead(plan.SourceConnections) == "" {
+		t.Errorf("endpoints %+v foreign %+v", c.Endpoints, c.ForeignConnections)
 	}
-	for _, k := range []alert.Kind{alert.KeyDisabled, alert.ClustersPaused, alert.GuardBlind} {
-		if kinds[k] != alert.Critical {
-			t.Errorf("critical project lacks critical %s: %v", k, kinds)
-		}
-	}
-	if len(c.Errors) != 1 || c.Errors[0].Permission != "Microsoft.KeyVault/vaults/privateEndpointConnections/read" {
-		t.Errorf("errors %+v", c.Errors)
-	}
-	if c.PendingDeliveries != 1 {
-		t.Errorf("pendingDeliveries %d", c.PendingDeliveries)
-	}
-	// Connections unreadable: the endpoint row says so.
-	if len(c.Endpoints) != 1 || c.Endpoints[0].Verdict != plan.VerdictConnectionsUnreadable || c.Endpoints[0].ConnectionStatus != "" {
-		t.Errorf("endpoints %+v", c.Endpoints)
-	}
-}
 
-func TestJSONUnknownAndShape(t *testing.T) {
-	page, generic := getJSON(t, fixtureStore(t))
 	u := page.Projects[3]
-	if u.State != Unknown || !strings.Contains(u.Note, "not reconciled yet") || u.LastReconcile != nil || u.Key != nil {
+	if !strings.Contains(u.Note, "not reconciled yet") || u.LastReconcile != nil || u.Key != nil {
 		t.Errorf("unknown project %+v", u)
 	}
-	// The documented field names, for dashboards that read the JSON.
+	// The documented field names, for dashboards that read the JSON; empty
+	// lists are [] rather than null, also for an unknown project.
 	projects := generic["projects"].([]any)
-	for _, raw := range projects[:3] {
+	for _, raw := range projects[:2] {
 		p := raw.(map[string]any)
 		for _, k := range []string{"projectId", "state", "lastReconcile", "mode", "vault", "keyIdentifier", "key", "valid",
-			"hold", "endpoints", "foreignConnections", "clusters", "openAlerts", "pendingDeliveries", "apiCalls", "errors"} {
+			"requirePrivateNetworking", "hold", "endpoints", "foreignConnections", "clusters", "openAlerts", "pendingDeliveries", "apiCalls", "errors"} {
 			if _, ok := p[k]; !ok {
 				t.Errorf("project %v lacks %q", p["projectId"], k)
 			}
 		}
-		key := p["key"].(map[string]any)
-		for _, k := range []string{"enabled", "latest", "version", "found"} {
-			if _, ok := key[k]; !ok {
-				t.Errorf("key lacks %q", k)
-			}
-		}
-		cl := p["clusters"].(map[string]any)
-		for _, k := range []string{"total", "ear", "paused"} {
-			if _, ok := cl[k]; !ok {
-				t.Errorf("clusters lacks %q", k)
-			}
-		}
-		calls := p["apiCalls"].(map[string]any)
-		if _, ok := calls["atlas"]; !ok {
-			t.Errorf("apiCalls lacks atlas")
-		}
 	}
-	// Empty lists are [] rather than null, also for an unknown project.
-	un := projects[3].(map[string]any)
 	for _, k := range []string{"endpoints", "foreignConnections", "openAlerts", "errors"} {
-		if _, ok := un[k].([]any); !ok {
-			t.Errorf("unknown project: %q is %v, want []", k, un[k])
+		if _, ok := projects[3].(map[string]any)[k].([]any); !ok {
+			t.Errorf("unknown project: %q is not []", k)
 		}
 	}
 }
 
-func TestStale(t *testing.T) {
+// A value whose source was not read is never stated: not in JSON, not on
+// the page, where the tile says "not read" and why.
+func TestNotRead(t *testing.T) {
+	const why = "cannot reach cloud.mongodb.com: DNS lookup failed"
+	s := snapshot(pHealthy, vaultOf("kv"), vault.Key{Found: true, Name: "k", Version: "v1", Enabled: true}, nil, nil, nil)
+	s.Config, s.Endpoints, s.Clusters, s.VaultState, s.Connections, s.Key = nil, nil, nil, nil, nil, nil
+	for _, src := range []plan.Source{plan.SourceEncryptionAtRest, plan.SourcePrivateEndpoints, plan.SourceClusters} {
+		s.Errors = append(s.Errors, plan.SourceError{Source: src, Service: "atlas", Cause: why, Message: "Get https://cloud.mongodb.com/x: no such host"})
+	}
 	st := state.NewMemory()
-	d := docFor(t, snapshot(pHealthy, vaultOf("kv"), fixtureKey(), nil, nil, nil), fixtureNow.Add(-3*time.Hour))
-	put(t, st, d)
-	page, _ := getJSON(t, st)
+	put(t, st, docFor(t, s, fixtureNow.Add(-time.Minute)))
+
+	page, generic := getJSON(t, st)
 	p := page.Projects[0]
-	if !p.Stale || !strings.Contains(p.Note, "3 hours") || !strings.Contains(p.Note, "Reconcile timer") {
-		t.Errorf("stale %v note %q", p.Stale, p.Note)
+	if p.RequirePrivateNetworking != nil || p.Hold != nil || p.Clusters != nil || p.Endpoints != nil || p.Key != nil {
+		t.Errorf("states values it did not read: %+v", p)
+	}
+	raw := generic["projects"].([]any)[0].(map[string]any)
+	for _, k := range []string{"requirePrivateNetworking", "hold", "clusters"} {
+		if _, ok := raw[k]; ok {
+			t.Errorf("JSON states %q: %v", k, raw[k])
+		}
+	}
+	if p.NotRead(plan.SourceClusters) != why || !strings.Contains(p.NotRead(plan.SourceKey), "EAR config was not read") {
+		t.Errorf("unread %v", p.Unread)
+	}
+
+	_, html := serve(t, st, allProjects[:1], "/api/Status?format=html", "")
+	for _, bad := range []string{"require private networking", "none paused", "0 total", "hold tag set"} {
+		if strings.Contains(html, bad) {
+			t.Errorf("page states %q without having read it", bad)
+		}
+	}
+	if strings.Count(html, ">not read<") != 3 || !strings.Contains(html, why) {
+		t.Errorf("tiles do not say not read and why:\n%s", html)
 	}
 }
 
-func fixtureKey() vault.Key {
-	return vault.Key{Found: true, Name: "k", Version: "v1", Enabled: true}
-}
-
-func TestUndecodableDocIsUnknown(t *testing.T) {
+func TestStaleAndUndecodable(t *testing.T) {
 	st := state.NewMemory()
-	if _, err := st.Put(t.Context(), reconcile.ProjectKey(pHealthy), []byte("{not json"), "", nil); err != nil {
+	put(t, st, docFor(t, snapshot(pHealthy, vaultOf("kv"), vault.Key{Found: true, Name: "k", Version: "v1", Enabled: true}, nil, nil, nil), fixtureNow.Add(-3*time.Hour)))
+	if _, err := st.Put(t.Context(), reconcile.ProjectKey(pWarning), []byte("{not json"), "", nil); err != nil {
 		t.Fatal(err)
 	}
 	page, _ := getJSON(t, st)
-	if p := page.Projects[0]; p.State != Unknown || !strings.Contains(p.Note, "unreadable") {
+	if p := page.Projects[0]; !p.Stale || !strings.Contains(p.Note, "3 hours") || !strings.Contains(p.Note, "Reconcile timer") {
+		t.Errorf("stale %v note %q", p.Stale, p.Note)
+	}
+	if p := page.Projects[1]; p.State != Unknown || !strings.Contains(p.Note, "unreadable") {
 		t.Errorf("%+v", p)
 	}
 }
@@ -264,42 +216,27 @@ func TestHTML(t *testing.T) {
 		{"format param", "/api/Status?format=html&code=ignored", "application/json"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			resp := serve(t, fixtureStore(t), allProjects, tc.target, tc.accept)
-			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("status %d", resp.StatusCode)
+			resp, page := serve(t, fixtureStore(t), allProjects, tc.target, tc.accept)
+			if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/html; charset=utf-8" {
+				t.Fatalf("status %d, Content-Type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 			}
-			if ct := resp.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
-				t.Fatalf("Content-Type %q", ct)
-			}
-			checkSecurityHeaders(t, resp)
-			page := body(t, resp)
 			for _, want := range []string{
-				`class="badge healthy"`, ">Healthy</span>",
-				`class="badge warning"`, ">Warning</span>",
-				`class="badge critical"`, ">Critical</span>",
-				`class="badge unknown"`, ">Unknown</span>",
+				`class="badge healthy"`, ">Healthy</span>", `class="badge warning"`, ">Warning</span>",
+				`class="badge critical"`, ">Critical</span>", `class="badge unknown"`, ">Unknown</span>",
 				"atlas-pe-eastus2-3c4d", "would-approve", "already-approved", "PENDING_ACCEPTANCE",
-				"200 days left", "10 days left", "DISABLED", "paused: payments",
+				"200 days left", "10 days left", "DISABLED", "paused: payments", "newer version 99cc00dd",
 				"somebody-elses-endpoint", "Microsoft.KeyVault/vaults/privateEndpointConnections/read",
-				"not reconciled yet",
+				"not reconciled yet", "&lt;script&gt;", "require private networking: yes",
 			} {
 				if !strings.Contains(page, want) {
 					t.Errorf("page lacks %q", want)
 				}
 			}
-			// The hostile summary is escaped, never markup.
-			if strings.Contains(page, "<script") || strings.Contains(page, "<img") {
-				t.Errorf("hostile markup reached the page unescaped")
-			}
-			if !strings.Contains(page, "&lt;script&gt;") {
-				t.Errorf("escaped hostile summary missing")
-			}
-			// No external asset, no script.
-			if regexp.MustCompile(`(?i)<(script|link|iframe|object|embed|img)\b|\ssrc=["']|url\(|@import|\s(href|action)=`).MatchString(page) {
-				t.Errorf("page references something external or scripted")
-			}
-			if strings.Contains(page, "ignored") {
-				t.Errorf("the request's query string (function key) is echoed")
+			// Hostile text is escaped; no external asset, no script; the
+			// query string (function key) is never echoed.
+			if regexp.MustCompile(`(?i)<(script|link|iframe|object|embed|img)\b|\ssrc=["']|url\(|@import|\s(href|action)=`).MatchString(page) ||
+				strings.Contains(page, "ignored") {
+				t.Errorf("page carries markup, a reference or the query string")
 			}
 		})
 	}
@@ -318,44 +255,22 @@ func TestNegotiation(t *testing.T) {
 		{"/api/Status?format=json", "text/html", false},
 		{"/api/Status?format=HTML", "", true},
 	} {
-		resp := serve(t, state.NewMemory(), nil, tc.target, tc.accept)
-		got := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html")
-		if got != tc.html {
+		resp, _ := serve(t, state.NewMemory(), nil, tc.target, tc.accept)
+		if got := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html"); got != tc.html {
 			t.Errorf("%s Accept %q: html=%v, want %v", tc.target, tc.accept, got, tc.html)
 		}
 	}
-}
-
-func TestStoreDown(t *testing.T) {
-	for _, accept := range []string{"", "text/html"} {
-		st := downStore{fixtureStore(t), errors.New("dial tcp 10.0.0.4:443: connection refused; AccountKey=c2VjcmV0a2V5")}
-		resp := serve(t, st, allProjects, "/api/Status", accept)
-		if resp.StatusCode != http.StatusServiceUnavailable {
-			t.Fatalf("Accept %q: status %d", accept, resp.StatusCode)
-		}
-		checkSecurityHeaders(t, resp)
-		b := body(t, resp)
-		if strings.Contains(b, "AccountKey") || strings.Contains(b, "c2VjcmV0a2V5") || strings.Contains(b, "10.0.0.4") {
-			t.Errorf("store error leaked: %s", b)
-		}
-		if accept == "" {
-			var e struct {
-				Error string `json:"error"`
-			}
-			if err := json.Unmarshal([]byte(b), &e); err != nil || e.Error == "" {
-				t.Errorf("503 body %q: %v", b, err)
-			}
-		} else if !strings.Contains(b, "Unavailable") {
-			t.Errorf("503 html %q", b)
-		}
+	rec := httptest.NewRecorder()
+	New(Options{Store: state.NewMemory()}).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/Status", nil))
+	if rec.Code != http.StatusMethodNotAllowed {
+		t.Errorf("POST: %d", rec.Code)
 	}
 }
 
 func TestNoSecrets(t *testing.T) {
-	st := fixtureStore(t)
 	for _, accept := range []string{"application/json", "text/html"} {
-		b := body(t, serve(t, st, allProjects, "/api/Status", accept))
-		for _, secret := range []string{secretToken, secretWebhook, "XXXXsecretXXXX", "hooks.example.test", "host-1"} {
+		_, b := serve(t, fixtureStore(t), allProjects, "/api/Status", accept)
+		for _, secret := range []string{secretToken, secretWebhook, "hooks.example.test", "host-1"} {
 			if strings.Contains(b, secret) {
 				t.Errorf("%s output contains %q", accept, secret)
 			}
@@ -363,34 +278,14 @@ func TestNoSecrets(t *testing.T) {
 		if !strings.Contains(b, "[redacted]") {
 			t.Errorf("%s output: the error message was dropped instead of redacted", accept)
 		}
-	}
-}
 
-func TestMethod(t *testing.T) {
-	h := New(Options{Store: state.NewMemory()})
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/Status", nil))
-	if rec.Code != http.StatusMethodNotAllowed {
-		t.Errorf("POST: %d", rec.Code)
-	}
-}
-
-func TestStateOf(t *testing.T) {
-	for _, tc := range []struct {
-		sev  []alert.Severity
-		want State
-	}{
-		{nil, Healthy},
-		{[]alert.Severity{alert.Info}, Healthy},
-		{[]alert.Severity{alert.Info, alert.Warning}, Warning},
-		{[]alert.Severity{alert.Warning, alert.Critical, alert.Info}, Critical},
-	} {
-		var as []alert.Alert
-		for _, s := range tc.sev {
-			as = append(as, alert.Alert{Severity: s})
+		st := downStore{fixtureStore(t), errors.New("dial tcp 10.0.0.4:443: connection refused; AccountKey=c2VjcmV0a2V5")}
+		resp, b := serve(t, st, allProjects, "/api/Status", accept)
+		if resp.StatusCode != http.StatusServiceUnavailable || strings.Contains(b, "c2VjcmV0a2V5") || strings.Contains(b, "10.0.0.4") {
+			t.Errorf("store down, %s: %d %s", accept, resp.StatusCode, b)
 		}
-		if got := StateOf(as); got != tc.want {
-			t.Errorf("%v: %s, want %s", tc.sev, got, tc.want)
+		if want := map[bool]string{true: "Unavailable", false: `"error"`}[accept == "text/html"]; !strings.Contains(b, want) {
+			t.Errorf("503 body %q lacks %q", b, want)
 		}
 	}
 }

@@ -1,10 +1,10 @@
 package status
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
@@ -18,15 +18,14 @@ import (
 type State string
 
 const (
-	// Healthy: the project was reconciled and has no open warning or
-	// critical alert (info alerts, such as would-approve, don't degrade it).
+	// Healthy: reconciled, no open warning or critical alert (info alerts,
+	// such as would-approve, don't degrade it).
 	Healthy State = "healthy"
 	// Warning: at least one open warning alert and no critical one.
 	Warning State = "warning"
 	// Critical: at least one open critical alert (guard-blind included).
 	Critical State = "critical"
-	// Unknown: the project was never reconciled, or its stored state can't
-	// be read.
+	// Unknown: never reconciled, or its stored state can't be read.
 	Unknown State = "unknown"
 )
 
@@ -44,9 +43,9 @@ type Page struct {
 // Project is what the guard knows of one project, from its stored document
 // (the last reconcile and the open alerts); no field holds a secret.
 //
-// Fields that come from the last reconcile are zero when State is Unknown.
-// Pointers are nil when the value was not read (Valid: Atlas didn't say or
-// its config was unreadable; Key: the key version was not read).
+// It never states a value that was not read: a value whose source the last
+// reconcile could not read is nil (null in JSON), and Unread says why. Fields
+// that come from the last reconcile are zero when State is Unknown.
 type Project struct {
 	ProjectID string `json:"projectId"`
 	State     State  `json:"state"`
@@ -60,65 +59,48 @@ type Project struct {
 	Mode  plan.Mode `json:"mode,omitempty"`
 	// Vault is the resource ID of the vault Atlas's EAR config names.
 	Vault string `json:"vault,omitempty"`
-	// VaultFound is false when ARM answered 404 for the vault, nil when not read.
-	VaultFound               *bool              `json:"vaultFound,omitempty"`
-	KeyIdentifier            string             `json:"keyIdentifier,omitempty"`
-	Key                      *Key               `json:"key,omitempty"`
-	Valid                    *bool              `json:"valid,omitempty"`
-	RequirePrivateNetworking bool               `json:"requirePrivateNetworking"`
-	Hold                     bool               `json:"hold"`
-	Endpoints                []Endpoint         `json:"endpoints"`
-	ForeignConnections       []Connection       `json:"foreignConnections"`
-	Clusters                 Clusters           `json:"clusters"`
-	OpenAlerts               []alert.Alert      `json:"openAlerts"`
-	PendingDeliveries        int                `json:"pendingDeliveries"`
-	APICalls                 APICalls           `json:"apiCalls"`
-	Errors                   []plan.SourceError `json:"errors"`
+	// VaultFound is false when ARM answered 404 for the vault.
+	VaultFound    *bool      `json:"vaultFound,omitempty"`
+	KeyIdentifier string     `json:"keyIdentifier,omitempty"`
+	Key           *vault.Key `json:"key,omitempty"`
+	// KeyExpiresInDays is the number of whole days until Key.Expires
+	// (negative once expired), from the page's generation time.
+	KeyExpiresInDays         *int         `json:"keyExpiresInDays,omitempty"`
+	Valid                    *bool        `json:"valid,omitempty"`
+	RequirePrivateNetworking *bool        `json:"requirePrivateNetworking,omitempty"`
+	Hold                     *bool        `json:"hold,omitempty"`
+	Endpoints                []Endpoint   `json:"endpoints"`
+	ForeignConnections       []Connection `json:"foreignConnections"`
+	Clusters                 *Clusters    `json:"clusters,omitempty"`
+	// Unread says, per source the last reconcile has no value from, why.
+	Unread            map[plan.Source]string `json:"unread,omitempty"`
+	OpenAlerts        []alert.Alert          `json:"openAlerts"`
+	PendingDeliveries int                    `json:"pendingDeliveries"`
+	APICalls          APICalls               `json:"apiCalls"`
+	// Errors are the failed reads, messages scrubbed.
+	Errors []plan.SourceError `json:"errors"`
 	// Approved names the connections the last reconcile approved.
 	Approved []string `json:"approved,omitempty"`
 }
 
-// Key is the state of the key version Atlas's keyIdentifier pins.
-type Key struct {
-	Name      string     `json:"name"`
-	Version   string     `json:"version"`
-	Found     bool       `json:"found"`
-	Enabled   bool       `json:"enabled"`
-	Expires   *time.Time `json:"expires,omitempty"`
-	NotBefore *time.Time `json:"notBefore,omitempty"`
-	// ExpiresInDays is the number of whole days until Expires (negative once
-	// expired), counted from the page's generation time; nil without expiry.
-	ExpiresInDays *int `json:"expiresInDays,omitempty"`
-	// Latest is the key's current version, LatestEnabled whether it is
-	// enabled; RotationPending says Latest differs from the pinned Version
-	// (rotate keyIdentifier in Atlas).
-	Latest          string `json:"latest,omitempty"`
-	LatestEnabled   bool   `json:"latestEnabled,omitempty"`
-	RotationPending bool   `json:"rotationPending,omitempty"`
-}
-
 // Endpoint is one Atlas EAR private endpoint beside the vault connection of
-// its name and what the guard decided about them.
+// its name and what the guard decided about them. ConnectionStatus is ""
+// when the vault has no connection of that name or they were not read.
 type Endpoint struct {
-	ID           string `json:"id"`
-	Region       string `json:"region,omitempty"`
-	AtlasStatus  string `json:"atlasStatus"`
-	ErrorMessage string `json:"errorMessage,omitempty"`
-	// AtlasStatusSince is since when the guard has seen AtlasStatus.
-	AtlasStatusSince *time.Time `json:"atlasStatusSince,omitempty"`
-	ConnectionName   string     `json:"connectionName,omitempty"`
-	// ConnectionStatus is the vault connection's status (Pending, Approved,
-	// Rejected, Disconnected), "" when the vault has no connection of that
-	// name or the connections were not read.
-	ConnectionStatus  string `json:"connectionStatus,omitempty"`
-	ProvisioningState string `json:"provisioningState,omitempty"`
-	Verdict           string `json:"verdict,omitempty"`
-	Reason            string `json:"reason,omitempty"`
+	ID                string     `json:"id"`
+	Region            string     `json:"region,omitempty"`
+	AtlasStatus       string     `json:"atlasStatus"`
+	ErrorMessage      string     `json:"errorMessage,omitempty"`
+	AtlasStatusSince  *time.Time `json:"atlasStatusSince,omitempty"`
+	ConnectionName    string     `json:"connectionName,omitempty"`
+	ConnectionStatus  string     `json:"connectionStatus,omitempty"`
+	ProvisioningState string     `json:"provisioningState,omitempty"`
+	Verdict           string     `json:"verdict,omitempty"`
+	Reason            string     `json:"reason,omitempty"`
 }
 
 // Connection is a connection on the vault that no Atlas endpoint of the
-// project names (someone else's, approved or pending), with the guard's
-// decision about it.
+// project names, with the guard's decision about it.
 type Connection struct {
 	Name              string `json:"name"`
 	Status            string `json:"status"`
@@ -127,8 +109,8 @@ type Connection struct {
 	Reason            string `json:"reason,omitempty"`
 }
 
-// Clusters summarises the project's clusters. Paused names every paused
-// cluster; EAR counts those encrypted with the Azure key.
+// Clusters summarises the project's clusters: Paused names every paused
+// cluster, EAR counts those encrypted with the Azure key.
 type Clusters struct {
 	Total  int       `json:"total"`
 	EAR    int       `json:"ear"`
@@ -150,68 +132,104 @@ type APICalls struct {
 	ARM   int64 `json:"arm"`
 }
 
+// sourceOrder is the order errors and reasons are shown in.
+var sourceOrder = []plan.Source{plan.SourceEncryptionAtRest, plan.SourcePrivateEndpoints, plan.SourceClusters,
+	plan.SourceVault, plan.SourceConnections, plan.SourceKey}
+
 // FromDoc builds the view of projectID from its stored document; doc nil
-// means none is stored (the project was never reconciled). now dates the
-// key's expiry and the staleness check; staleAfter <= 0 means
-// DefaultStaleAfter.
+// means none is stored (never reconciled). now dates the key's expiry and the
+// staleness check; staleAfter <= 0 means DefaultStaleAfter.
 func FromDoc(projectID string, doc *reconcile.Doc, now time.Time, staleAfter time.Duration) Project {
-	if staleAfter <= 0 {
-		staleAfter = DefaultStaleAfter
-	}
-	p := Project{
-		ProjectID: projectID, State: Unknown,
-		Endpoints: []Endpoint{}, ForeignConnections: []Connection{}, OpenAlerts: []alert.Alert{},
-		Errors: []plan.SourceError{}, Clusters: Clusters{Paused: []string{}, Items: []Cluster{}},
-	}
+	p := Project{ProjectID: projectID, State: Unknown, Endpoints: []Endpoint{}, ForeignConnections: []Connection{},
+		OpenAlerts: []alert.Alert{}, Errors: []plan.SourceError{}}
 	if doc == nil {
 		p.Note = "not reconciled yet: the guard has no record of this project (wait for the Reconcile timer, or check its logs)"
 		return p
 	}
-	p.OpenAlerts = doc.OpenAlerts()
-	p.PendingDeliveries = len(doc.Pending)
-	p.Vault = doc.Vault
+	p.OpenAlerts, p.PendingDeliveries, p.Vault = doc.OpenAlerts(), len(doc.Pending), doc.Vault
 	s := doc.Summary
 	if s == nil {
 		p.Note = "not reconciled yet: the stored state holds no reconcile summary"
 		return p
 	}
 	p.State = StateOf(p.OpenAlerts)
-	at := s.At
-	p.LastReconcile = &at
-	if age := now.Sub(s.At); age > staleAfter {
-		p.Stale = true
-		p.Note = "the last reconcile is " + roundAge(age) + " old: is the Reconcile timer running?"
+	p.LastReconcile = &s.At
+	if age := now.Sub(s.At); age > cmp.Or(max(staleAfter, 0), DefaultStaleAfter) {
+		p.Stale, p.Note = true, "the last reconcile is "+roundAge(age)+" old: is the Reconcile timer running?"
 	}
-	p.Mode = s.Mode
-	if s.Vault != "" {
-		p.Vault = s.Vault
-	}
-	p.VaultFound = s.VaultFound
-	p.KeyIdentifier = s.KeyIdentifier
-	p.Valid = s.Valid
-	p.RequirePrivateNetworking = s.RequirePrivateNetworking
-	p.Hold = s.Hold
-	p.APICalls = APICalls{Atlas: s.AtlasCalls, ARM: s.ARMCalls}
-	p.Approved = s.Approved
-	if s.Key != nil {
-		p.Key = keyView(*s.Key, now)
-	}
+	p.Mode, p.Vault, p.APICalls, p.Approved = s.Mode, cmp.Or(s.Vault, p.Vault), APICalls{s.AtlasCalls, s.ARMCalls}, s.Approved
 	for _, e := range s.Errors {
-		p.Errors = append(p.Errors, plan.SourceError{Source: e.Source, Message: alert.Scrub(e.Message), Permission: e.Permission})
-	}
-	order := []plan.Source{plan.SourceEncryptionAtRest, plan.SourcePrivateEndpoints, plan.SourceClusters,
-		plan.SourceVault, plan.SourceConnections, plan.SourceKey}
-	rank := func(s plan.Source) int {
-		if i := slices.Index(order, s); i >= 0 {
-			return i
-		}
-		return len(order)
+		p.Errors = append(p.Errors, plan.SourceError{Source: e.Source, Service: e.Service, Cause: alert.Scrub(e.Cause),
+			Message: alert.Scrub(e.Message), Permission: e.Permission})
 	}
 	slices.SortStableFunc(p.Errors, func(a, b plan.SourceError) int { return rank(a.Source) - rank(b.Source) })
-	p.Endpoints, p.ForeignConnections = pair(s.Endpoints, s.Connections, s.Decisions, doc.Memory.Endpoints)
-	p.Clusters = clusters(s.Clusters)
+	p.Unread = unread(s, p.Errors)
+	read := func(src plan.Source) bool { return p.Unread[src] == "" }
+	if read(plan.SourceEncryptionAtRest) {
+		p.KeyIdentifier, p.Valid, p.RequirePrivateNetworking = s.KeyIdentifier, s.Valid, &s.RequirePrivateNetworking
+	}
+	if read(plan.SourceVault) {
+		p.VaultFound, p.Hold = s.VaultFound, &s.Hold
+	}
+	if read(plan.SourceKey) {
+		p.Key = s.Key
+		if s.Key.Expires != nil {
+			d := int(math.Floor(s.Key.Expires.Sub(now).Hours() / 24))
+			p.KeyExpiresInDays = &d
+		}
+	}
+	p.Endpoints, p.ForeignConnections = pair(s, doc.Memory.Endpoints, read(plan.SourcePrivateEndpoints), read(plan.SourceConnections))
+	if read(plan.SourceClusters) {
+		p.Clusters = clusters(s.Clusters)
+	}
 	return p
 }
+
+func rank(s plan.Source) int {
+	if i := slices.Index(sourceOrder, s); i >= 0 {
+		return i
+	}
+	return len(sourceOrder)
+}
+
+// unread says, per source the summary holds no value from, why: the cause
+// (or message) of its failed read, or why it was not attempted.
+func unread(s *reconcile.Summary, errs []plan.SourceError) map[plan.Source]string {
+	out := map[plan.Source]string{}
+	for _, e := range errs {
+		if out[e.Source] == "" {
+			out[e.Source] = cmp.Or(e.Cause, e.Message, "the read failed")
+		}
+	}
+	absent := map[plan.Source]bool{
+		plan.SourcePrivateEndpoints: s.Endpoints == nil, plan.SourceClusters: s.Clusters == nil,
+		plan.SourceVault: s.VaultFound == nil, plan.SourceConnections: s.Connections == nil, plan.SourceKey: s.Key == nil,
+	}
+	for src, missing := range absent {
+		if !missing || out[src] != "" {
+			continue
+		}
+		switch {
+		case src == plan.SourcePrivateEndpoints || src == plan.SourceClusters:
+			out[src] = "not read in the last reconcile"
+		case out[plan.SourceEncryptionAtRest] != "":
+			out[src] = "Atlas's EAR config was not read, so the vault is unknown"
+		case s.Vault == "":
+			out[src] = "Atlas's EAR config names no Azure Key Vault"
+		case s.VaultFound != nil && !*s.VaultFound:
+			out[src] = "the vault was not found"
+		default:
+			out[src] = "not read in the last reconcile"
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// NotRead says why the last reconcile has no value from src; "" when it has.
+func (p Project) NotRead(src plan.Source) string { return p.Unread[src] }
 
 // StateOf is the state a set of open alerts gives a reconciled project:
 // Critical if any is critical, Warning if any is a warning, else Healthy.
@@ -228,89 +246,66 @@ func StateOf(open []alert.Alert) State {
 	return st
 }
 
-func keyView(k vault.Key, now time.Time) *Key {
-	v := &Key{
-		Name: k.Name, Version: k.Version, Found: k.Found, Enabled: k.Enabled,
-		Expires: k.Expires, NotBefore: k.NotBefore, Latest: k.Latest, LatestEnabled: k.LatestEnabled,
-		RotationPending: k.Latest != "" && k.Version != "" && !strings.EqualFold(k.Latest, k.Version),
-	}
-	if k.Expires != nil {
-		d := int(math.Floor(k.Expires.Sub(now).Hours() / 24))
-		v.ExpiresInDays = &d
-	}
-	return v
-}
-
 // pair puts each Atlas endpoint beside the vault connection of its name and
-// the plan's decision; connections no endpoint names are returned apart.
-func pair(eps []atlas.PrivateEndpoint, conns []vault.Connection, decisions []plan.Decision, seen map[string]plan.EndpointSeen) ([]Endpoint, []Connection) {
-	byName := make(map[string]vault.Connection, len(conns))
-	for _, c := range conns {
-		if _, dup := byName[c.Name]; !dup {
-			byName[c.Name] = c
-		}
-	}
+// the plan's decision; connections no endpoint names are returned apart. A
+// list whose source was not read is nil.
+func pair(s *reconcile.Summary, seen map[string]plan.EndpointSeen, epsRead, connsRead bool) ([]Endpoint, []Connection) {
+	var eps []Endpoint
 	shown := map[string]bool{}
-	out := make([]Endpoint, 0, len(eps))
-	for _, e := range eps {
-		row := Endpoint{
-			ID: e.ID, Region: e.RegionName, AtlasStatus: e.Status, ErrorMessage: alert.Scrub(e.ErrorMessage),
-			ConnectionName: e.PrivateEndpointConnectionName,
+	if epsRead {
+		eps = make([]Endpoint, 0, len(s.Endpoints))
+	}
+	for _, e := range s.Endpoints {
+		if !epsRead {
+			break
 		}
-		if s, ok := seen[e.ID]; ok && s.Status == e.Status && !s.Since.IsZero() {
-			since := s.Since
-			row.AtlasStatusSince = &since
+		row := Endpoint{ID: e.ID, Region: e.RegionName, AtlasStatus: e.Status, ErrorMessage: alert.Scrub(e.ErrorMessage),
+			ConnectionName: e.PrivateEndpointConnectionName}
+		if sn, ok := seen[e.ID]; ok && sn.Status == e.Status && !sn.Since.IsZero() {
+			row.AtlasStatusSince = &sn.Since
 		}
-		if c, ok := byName[e.PrivateEndpointConnectionName]; ok && e.PrivateEndpointConnectionName != "" {
-			row.ConnectionStatus, row.ProvisioningState = c.Status, c.ProvisioningState
-			shown[c.Name] = true
+		if i := slices.IndexFunc(s.Connections, func(c vault.Connection) bool { return c.Name == e.PrivateEndpointConnectionName }); i >= 0 && e.PrivateEndpointConnectionName != "" {
+			row.ConnectionStatus, row.ProvisioningState = s.Connections[i].Status, s.Connections[i].ProvisioningState
+			shown[e.PrivateEndpointConnectionName] = true
 		}
-		if d, ok := decisionFor(decisions, e); ok {
-			row.Verdict, row.Reason = d.Verdict, d.Reason
-		}
-		out = append(out, row)
+		row.Verdict, row.Reason = decisionFor(s.Decisions, e)
+		eps = append(eps, row)
+	}
+	if !connsRead {
+		return eps, nil
 	}
 	foreign := []Connection{}
-	for _, c := range conns {
+	for _, c := range s.Connections {
 		if shown[c.Name] {
 			continue
 		}
 		shown[c.Name] = true
 		row := Connection{Name: c.Name, Status: c.Status, PrivateEndpointID: c.PrivateEndpointID}
-		for _, d := range decisions {
-			if d.Connection == c.Name {
-				row.Verdict, row.Reason = d.Verdict, d.Reason
-				break
-			}
+		if i := slices.IndexFunc(s.Decisions, func(d plan.Decision) bool { return d.Connection == c.Name }); i >= 0 {
+			row.Verdict, row.Reason = s.Decisions[i].Verdict, s.Decisions[i].Reason
 		}
 		foreign = append(foreign, row)
 	}
-	return out, foreign
+	return eps, foreign
 }
 
 // decisionFor finds the decision about endpoint e: the connection row that
 // names it, else its endpoint row.
-func decisionFor(decisions []plan.Decision, e atlas.PrivateEndpoint) (plan.Decision, bool) {
-	var fallback *plan.Decision
-	for i, d := range decisions {
-		if d.EndpointID != e.ID {
-			continue
-		}
-		if d.Connection != "" {
-			return d, true
-		}
-		if fallback == nil {
-			fallback = &decisions[i]
+func decisionFor(decisions []plan.Decision, e atlas.PrivateEndpoint) (verdict, reason string) {
+	found := false
+	for _, d := range decisions {
+		if d.EndpointID == e.ID && (d.Connection != "" || !found) {
+			verdict, reason, found = d.Verdict, d.Reason, true
+			if d.Connection != "" {
+				break
+			}
 		}
 	}
-	if fallback != nil {
-		return *fallback, true
-	}
-	return plan.Decision{}, false
+	return verdict, reason
 }
 
-func clusters(cs []atlas.Cluster) Clusters {
-	out := Clusters{Total: len(cs), Paused: []string{}, Items: make([]Cluster, 0, len(cs))}
+func clusters(cs []atlas.Cluster) *Clusters {
+	out := &Clusters{Total: len(cs), Paused: []string{}, Items: make([]Cluster, 0, len(cs))}
 	for _, c := range cs {
 		if c.UsesAzureKeys() {
 			out.EAR++
@@ -324,27 +319,12 @@ func clusters(cs []atlas.Cluster) Clusters {
 	return out
 }
 
-func itoa(n int) string { return strconv.Itoa(n) }
-
 func roundAge(d time.Duration) string {
 	switch {
 	case d >= 48*time.Hour:
 		return strconv.Itoa(int(d/(24*time.Hour))) + " days"
 	case d >= 2*time.Hour:
 		return strconv.Itoa(int(d/time.Hour)) + " hours"
-	default:
-		return strconv.Itoa(int(d/time.Minute)) + " minutes"
 	}
-}
-
-// Unread reports whether the last reconcile could not read src; then the
-// fields that come from src are empty because they are unknown, not because
-// there is nothing.
-func (p Project) Unread(src plan.Source) bool {
-	for _, e := range p.Errors {
-		if e.Source == src {
-			return true
-		}
-	}
-	return false
+	return strconv.Itoa(int(d/time.Minute)) + " minutes"
 }
