@@ -141,7 +141,9 @@ func serve(ctx context.Context, args []string, env Env, stdout, stderr io.Writer
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "mode", string(cfg.Mode), "projects", len(cfg.ProjectIDs),
 		"storage", cfg.Storage.String())
-	h := server.New(server.Options{Dispatcher: dispatcher{w.Reconciler}, Status: status.Handler(store, cfg.ProjectIDs, log), Logger: log})
+	h := server.New(server.Options{
+		Dispatcher: dispatcher{w.Reconciler}, Status: status.Handler(store, cfg.ProjectIDs, log), Quarantine: store, Logger: log,
+	})
 	if err := server.Serve(ctx, ln, h, 20*time.Second, log); err != nil {
 		log.Error("server stopped", "error", err.Error())
 		return ExitError
