@@ -88,7 +88,9 @@ var fixtureCases = []struct {
 }
 
 func sameTrigger(got, want Trigger) bool {
-	eqTime := func(g, w *time.Time) bool { return (g == nil) == (w == nil) && (g == nil || g.Equal(*w) && g.Location() == time.UTC) }
+	eqTime := func(g, w *time.Time) bool {
+		return (g == nil) == (w == nil) && (g == nil || g.Equal(*w) && g.Location() == time.UTC)
+	}
 	if !eqTime(got.NotBefore, want.NotBefore) || !eqTime(got.Expires, want.Expires) {
 		return false
 	}
