@@ -155,7 +155,6 @@ func serve(ctx context.Context, args []string, env Env, stdout, stderr io.Writer
 // Wired is the guard's object graph.
 type Wired struct {
 	Reconciler *reconcile.Reconciler
-	Atlas      *atlas.Client
 	Credential azcore.TokenCredential
 }
 
@@ -193,7 +192,7 @@ func Wire(cfg config.Config, env Env, store state.Store, log *slog.Logger) (Wire
 		Log:      notify.NewLog(log),
 		Sinks:    sinks,
 		Policy: plan.Policy{
-			Mode:          plan.Mode(cfg.Mode),
+			Mode:          cfg.Mode,
 			KeyExpiryWarn: cfg.KeyExpiryWarn,
 			StuckAfter:    cfg.StuckAfter,
 			RenotifyAfter: cfg.RenotifyAfter,
@@ -205,7 +204,7 @@ func Wire(cfg config.Config, env Env, store state.Store, log *slog.Logger) (Wire
 	if err != nil {
 		return Wired{}, err
 	}
-	return Wired{Reconciler: r, Atlas: ac, Credential: cred}, nil
+	return Wired{Reconciler: r, Credential: cred}, nil
 }
 
 // Sinks builds the optional external alert sinks.
@@ -321,7 +320,7 @@ func check(ctx context.Context, args []string, env Env, stdout, stderr io.Writer
 		return ExitError
 	}
 	// A check never writes to Azure and keeps no state.
-	cfg.Mode = config.Observe
+	cfg.Mode = plan.ModeObserve
 	cfg.WebhookURL, cfg.TopicEndpoint, cfg.TopicKey = "", "", ""
 	log := logging.New(stderr, slog.LevelError)
 	store := state.NewMemory()

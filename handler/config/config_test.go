@@ -12,6 +12,7 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/config"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
 )
 
 const (
@@ -47,7 +48,7 @@ func TestDefaults(t *testing.T) {
 	want := config.Config{
 		ProjectIDs:       []string{project},
 		Atlas:            config.Atlas{BaseURL: "https://cloud.mongodb.com", ClientID: "mdb_sa_id_1", ClientSecret: secret},
-		Mode:             config.Enforce,
+		Mode:             plan.ModeEnforce,
 		KeyExpiryWarn:    30 * 24 * time.Hour,
 		StuckAfter:       30 * time.Minute,
 		RenotifyAfter:    time.Hour,
@@ -100,7 +101,7 @@ func TestValues(t *testing.T) {
 		got, want any
 	}{
 		{"base url", c.Atlas.BaseURL, "https://atlas.example.test"},
-		{"mode", c.Mode, config.Observe},
+		{"mode", c.Mode, plan.ModeObserve},
 		{"warn", c.KeyExpiryWarn, 7 * 24 * time.Hour},
 		{"stuck", c.StuckAfter, 45 * time.Minute},
 		{"renotify", c.RenotifyAfter, time.Duration(0)},
@@ -153,6 +154,12 @@ func TestBadSettingsNameTheSetting(t *testing.T) {
 		{"storage credential", with("AzureWebJobsStorage__blobServiceUri", "https://a.blob.core.windows.net", "AzureWebJobsStorage__credential", "password"), "AzureWebJobsStorage__credential"},
 		{"arm endpoint", with("GUARD_ARM_ENDPOINT", "http://management.azure.com"), "GUARD_ARM_ENDPOINT"},
 		{"port", with("FUNCTIONS_CUSTOMHANDLER_PORT", "70000"), "FUNCTIONS_CUSTOMHANDLER_PORT"},
+		// URL settings never echo user-info, path or query.
+		{"base url with user-info", with("ATLAS_BASE_URL", "http://admin:"+secret+"@cloud.mongodb.com/?key="+secret), "ATLAS_BASE_URL"},
+		{"arm endpoint unparsable", with("GUARD_ARM_ENDPOINT", "https://u:"+secret+"@arm.example/%zz"), "GUARD_ARM_ENDPOINT"},
+		{"topic with query", with("GUARD_ALERT_TOPIC_ENDPOINT", "http://u:"+secret+"@t.example/api/events?code="+secret), "GUARD_ALERT_TOPIC_ENDPOINT"},
+		{"webhook unparsable", with("GUARD_ALERT_WEBHOOK_URL", "https://hooks.example.com/"+secret+"/%zz"), "GUARD_ALERT_WEBHOOK_URL"},
+		{"storage uri with sas", with("AzureWebJobsStorage__blobServiceUri", "http://a.blob.core.windows.net/?sig="+secret), "AzureWebJobsStorage__blobServiceUri"},
 		{"log level", with("GUARD_LOG_LEVEL", "loud"), "GUARD_LOG_LEVEL"},
 	}
 	for _, tc := range cases {
@@ -173,6 +180,20 @@ func TestBadSettingsNameTheSetting(t *testing.T) {
 				t.Errorf("error leaks a secret: %q", msg)
 			}
 		})
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://cloud.mongodb.com":                 `"https://cloud.mongodb.com"`,
+		"https://u:p@h.example:8443/x?sig=s#f":      `"https://…@h.example:8443/…"`,
+		"https://hooks.slack.com/services/T/B/XXXX": `"https://hooks.slack.com/…"`,
+		"https://h/%zz":                             `(an unparsable URL, not shown)`,
+		"mailto:someone@example.com":                `(an unparsable URL, not shown)`,
+	} {
+		if got := config.RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %s, want %s", in, got, want)
+		}
 	}
 }
 
@@ -239,7 +260,7 @@ func TestSettingsCoverEveryNameLoadReads(t *testing.T) {
 		}
 	}
 	for name := range listed {
-		if !read[name] && name != "GUARD_SCHEDULE" {
+		if !read[name] && name != "GUARD_SCHEDULE" && name != "AZURE_CLIENT_ID" { // the host's; azidentity's
 			t.Errorf("Settings lists %s, which Load never reads", name)
 		}
 	}
@@ -254,7 +275,7 @@ func TestLocalSettingsExampleLoads(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the example settings do not load: %v", err)
 	}
-	if c.Mode != config.Observe || len(c.ProjectIDs) != 2 || !c.StorageConfigured() {
+	if c.Mode != plan.ModeObserve || len(c.ProjectIDs) != 2 || !c.StorageConfigured() {
 		t.Errorf("example read wrongly: %+v", c)
 	}
 	keys := exampleKeys(t)
@@ -265,7 +286,7 @@ func TestLocalSettingsExampleLoads(t *testing.T) {
 	}
 	// the process environment wins over the file
 	over, _ := config.WithLocalSettings(filepath.Join("..", "..", "local.settings.json.example"), env(map[string]string{"GUARD_MODE": "enforce"}))
-	if c2, _ := config.Load(over); c2.Mode != config.Enforce {
+	if c2, _ := config.Load(over); c2.Mode != plan.ModeEnforce {
 		t.Error("environment does not override local.settings.json")
 	}
 	bad := filepath.Join(t.TempDir(), "bad.json")
