@@ -1,10 +1,12 @@
 package perf
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -167,4 +169,16 @@ func Quantile(d []time.Duration, q float64) time.Duration {
 	slices.Sort(s)
 	i := int(q*float64(len(s))+0.5) - 1
 	return s[min(max(i, 0), len(s)-1)]
+}
+
+// ScaleTable renders results as the "Scale" section of the report.
+func ScaleTable(rs []ScaleResult) string {
+	var b strings.Builder
+	b.WriteString("### Scale\n\n| projects | concurrency | latency | auth | wall | ideal | wall / ideal | Atlas 429s | peak heap added |\n|---:|---:|---:|---|---:|---:|---:|---:|---:|\n")
+	for _, r := range rs {
+		fmt.Fprintf(&b, "| %d | %d | %s | %s | %s | %s | %.2f | %d | %.1f MiB |\n", r.Projects, r.Concurrency, r.Latency,
+			cmp.Or(r.Auth, AuthServiceAccount), r.Wall.Round(time.Millisecond), r.Ideal.Round(time.Millisecond), r.Ratio(), r.Atlas429,
+			float64(r.PeakHeap-min(r.BaseHeap, r.PeakHeap))/(1<<20))
+	}
+	return b.String()
 }

@@ -1,12 +1,9 @@
-// Package perf measures how fast and how cheap the guard is and how its cost
-// grows: handler overhead beside a bare net/http floor, API round trips per
-// project, reconcile wall time and memory against the in-repo simulators, and
-// a bounded load burst. Everything runs on loopback, bounded in count and
-// time. Benchmarks and the harness live in the tests; `go run
-// ./handler/perf/cmd/perfreport` writes the scale table and chart.
-//
-// Figures are only meaningful beside their floor measured in the same run:
-// every harness here reports the floor and the ratio, never a lone number.
+// Package perf produces the README's performance figures: time to react (the
+// real handler against the world simulator), API calls per project, start-up
+// and memory of the built binary, and reconcile wall time and memory as the
+// projects grow. Everything runs on loopback, bounded in count and time. The
+// tests run each measurement briefly; `make perf` (-full) runs them at full
+// size and writes out/*.md. Nothing in the product imports this package.
 package perf
 
 import (

@@ -25,6 +25,7 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/logging"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/reconcile"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/server"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
 )
 
@@ -135,7 +136,11 @@ func (h *handler) load(ctx context.Context) (Page, error) {
 	if err := errors.Join(errs...); err != nil {
 		return Page{}, err
 	}
-	page := Page{GeneratedAt: now.UTC(), Projects: make([]Project, 0, len(h.o.Projects))}
+	bad, err := h.o.Store.List(ctx, server.QuarantinePrefix)
+	if err != nil {
+		return Page{}, err
+	}
+	page := Page{GeneratedAt: now.UTC(), Projects: make([]Project, 0, len(h.o.Projects)), Quarantined: len(bad)}
 	for i, id := range h.o.Projects {
 		p := FromDoc(id, docs[i], now, h.o.StaleAfter)
 		if notes[i] != "" {
