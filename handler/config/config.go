@@ -86,12 +86,6 @@ type Config struct {
 	LogLevel slog.Level `json:"logLevel"`
 }
 
-// LogValue lets slog print the configuration without any secret.
-func (c Config) LogValue() slog.Value {
-	b, _ := json.Marshal(c)
-	return slog.GroupValue(slog.String("settings", string(b)), slog.String("storage", c.Storage.String()))
-}
-
 // StorageConfigured reports whether a state store is configured.
 func (c Config) StorageConfigured() bool {
 	return c.Storage.ConnectionString != "" || c.Storage.ServiceURL != ""
@@ -110,7 +104,7 @@ type Setting struct {
 	Help     string
 }
 
-// Settings lists every app setting, in the order of DESIGN.md's table. The
+// Settings lists every app setting, in the order of the README's table. The
 // infra drift test compares it with the Bicep.
 func Settings() []Setting {
 	return []Setting{

@@ -40,66 +40,37 @@ func with(kv ...string) map[string]string {
 	return m
 }
 
-func TestDefaults(t *testing.T) {
+func TestDefaultsAndValues(t *testing.T) {
 	c, err := config.Load(env(base()))
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := config.Config{
-		ProjectIDs:       []string{project},
-		Atlas:            config.Atlas{BaseURL: "https://cloud.mongodb.com", ClientID: "mdb_sa_id_1", ClientSecret: secret},
-		Mode:             plan.ModeEnforce,
-		KeyExpiryWarn:    30 * 24 * time.Hour,
-		StuckAfter:       30 * time.Minute,
-		RenotifyAfter:    time.Hour,
-		ReconcileTimeout: 4 * time.Minute,
-		Concurrency:      8,
-		WebhookFormat:    notify.FormatAuto,
-		LogLevel:         slog.LevelInfo,
+		ProjectIDs:    []string{project},
+		Atlas:         config.Atlas{BaseURL: "https://cloud.mongodb.com", ClientID: "mdb_sa_id_1", ClientSecret: secret},
+		Mode:          plan.ModeEnforce,
+		KeyExpiryWarn: 30 * 24 * time.Hour, StuckAfter: 30 * time.Minute, RenotifyAfter: time.Hour, ReconcileTimeout: 4 * time.Minute,
+		Concurrency: 8, WebhookFormat: notify.FormatAuto, LogLevel: slog.LevelInfo,
 	}
-	if c.StorageConfigured() {
-		t.Errorf("storage configured without settings: %v", c.Storage)
+	if err != nil || c.StorageConfigured() || !c.Atlas.ServiceAccount() || fmt.Sprintf("%#v", c) != fmt.Sprintf("%#v", want) {
+		t.Fatalf("defaults (%v):\n got %#v\nwant %#v", err, c, want)
 	}
-	c.Storage = want.Storage
-	if fmt.Sprintf("%#v", c) != fmt.Sprintf("%#v", want) {
-		t.Fatalf("defaults:\n got %#v\nwant %#v", c, want)
-	}
-	if !c.Atlas.ServiceAccount() {
-		t.Error("service account not detected")
-	}
-}
-
-func TestValues(t *testing.T) {
-	c, err := config.Load(env(with(
+	c, err = config.Load(env(with(
 		"ATLAS_PROJECT_IDS", " "+project+", 6a7b8c9d0e1f203142536475 ,"+project,
-		"ATLAS_CLIENT_ID", "", "ATLAS_CLIENT_SECRET", "",
-		"ATLAS_PUBLIC_KEY", "abcdefgh", "ATLAS_PRIVATE_KEY", secret,
-		"ATLAS_BASE_URL", "https://atlas.example.test/",
-		"GUARD_MODE", "OBSERVE",
-		"GUARD_KEY_EXPIRY_WARN_DAYS", "7",
-		"GUARD_STUCK_AFTER", "45m",
-		"GUARD_RENOTIFY_AFTER", "0",
-		"GUARD_CONCURRENCY", "3",
-		"GUARD_ALERT_WEBHOOK_URL", "http://127.0.0.1:9999/hook",
-		"GUARD_ALERT_TOPIC_ENDPOINT", "https://topic.westeurope-1.eventgrid.azure.net/api/events",
-		"AzureWebJobsStorage__blobServiceUri", "https://acct.blob.core.windows.net",
-		"GUARD_ARM_ENDPOINT", "https://127.0.0.1:8443/",
-		"FUNCTIONS_CUSTOMHANDLER_PORT", "7071",
-		"GUARD_LOG_LEVEL", "debug",
+		"ATLAS_CLIENT_ID", "", "ATLAS_CLIENT_SECRET", "", "ATLAS_PUBLIC_KEY", "abcdefgh", "ATLAS_PRIVATE_KEY", secret,
+		"ATLAS_BASE_URL", "https://atlas.example.test/", "GUARD_MODE", "OBSERVE", "GUARD_KEY_EXPIRY_WARN_DAYS", "7",
+		"GUARD_STUCK_AFTER", "45m", "GUARD_RENOTIFY_AFTER", "0", "GUARD_CONCURRENCY", "3",
+		"GUARD_ALERT_WEBHOOK_URL", "http://127.0.0.1:9999/hook", "GUARD_ALERT_TOPIC_ENDPOINT", "https://topic.westeurope-1.eventgrid.azure.net/api/events",
+		"AzureWebJobsStorage__blobServiceUri", "https://acct.blob.core.windows.net", "GUARD_ARM_ENDPOINT", "https://127.0.0.1:8443/",
+		"FUNCTIONS_CUSTOMHANDLER_PORT", "7071", "GUARD_LOG_LEVEL", "debug",
 	)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(c.ProjectIDs, ","); got != project+",6a7b8c9d0e1f203142536475" {
-		t.Errorf("project ids = %q (want trimmed, de-duplicated, in order)", got)
-	}
-	if c.Atlas.ServiceAccount() || c.Atlas.PublicKey != "abcdefgh" || c.Atlas.PrivateKey.Reveal() != secret {
-		t.Errorf("API key not read: %+v", c.Atlas)
-	}
-	checks := []struct {
+	for _, ch := range []struct {
 		name      string
 		got, want any
 	}{
+		{"project ids (trimmed, de-duplicated, in order)", strings.Join(c.ProjectIDs, ","), project + ",6a7b8c9d0e1f203142536475"},
+		{"API key", c.Atlas.PublicKey + " " + c.Atlas.PrivateKey.Reveal(), "abcdefgh " + secret},
+		{"service account", c.Atlas.ServiceAccount(), false},
 		{"base url", c.Atlas.BaseURL, "https://atlas.example.test"},
 		{"mode", c.Mode, plan.ModeObserve},
 		{"warn", c.KeyExpiryWarn, 7 * 24 * time.Hour},
@@ -109,10 +80,8 @@ func TestValues(t *testing.T) {
 		{"arm", c.ARMEndpoint, "https://127.0.0.1:8443"},
 		{"port", c.Port, 7071},
 		{"log level", c.LogLevel, slog.LevelDebug},
-		{"storage configured", c.StorageConfigured(), true},
 		{"storage uri", c.Storage.ServiceURL, "https://acct.blob.core.windows.net"},
-	}
-	for _, ch := range checks {
+	} {
 		if ch.got != ch.want {
 			t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
 		}

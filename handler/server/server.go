@@ -183,13 +183,14 @@ func (s *router) quarantine(r *http.Request, function string, body []byte, msg s
 	if s.Quarantine == nil {
 		return "", nil
 	}
+	now := s.Now().UTC()
 	id := alert.ScrubN(r.Header.Get("X-Azure-Functions-InvocationId"), 64)
 	if id == "" {
-		id = fmt.Sprintf("%x", s.Now().UnixNano())
+		id = fmt.Sprintf("%x", now.UnixNano())
 	}
-	key := QuarantinePrefix + s.Now().UTC().Format("20060102T150405.000Z") + "-" + strings.ReplaceAll(id, "/", "_")
+	key := QuarantinePrefix + now.Format("20060102T150405.000Z") + "-" + strings.ReplaceAll(id, "/", "_")
 	doc, err := json.Marshal(map[string]any{
-		"time": s.Now().UTC(), "function": function, "error": msg, "bytes": len(body),
+		"time": now, "function": function, "error": msg, "bytes": len(body),
 		"payload": alert.ScrubN(string(body), maxQuarantined),
 	})
 	if err != nil {
