@@ -49,28 +49,19 @@ const (
 	OpRoleAssignmentDelete  = "Microsoft.Authorization/roleAssignments/delete"
 )
 
-// Event types Classify recognises, exactly as Event Grid spells them (and as
-// azsystemevents names them; the tests hold them equal).
-const (
-	typeKeyNewVersionCreated     = "Microsoft.KeyVault.KeyNewVersionCreated"
-	typeKeyNearExpiry            = "Microsoft.KeyVault.KeyNearExpiry"
-	typeKeyExpired               = "Microsoft.KeyVault.KeyExpired"
-	typeVaultAccessPolicyChanged = "Microsoft.KeyVault.VaultAccessPolicyChanged"
-	typeResourceWriteSuccess     = "Microsoft.Resources.ResourceWriteSuccess"
-	typeResourceDeleteSuccess    = "Microsoft.Resources.ResourceDeleteSuccess"
-)
-
+// The event types Classify recognises, exactly as Event Grid spells them (the
+// tests hold them equal to azsystemevents' names).
 var keyVaultKinds = [...]struct {
 	typ  string
 	kind Kind
 }{
-	{typeKeyNewVersionCreated, KeyNewVersion},
-	{typeKeyNearExpiry, KeyNearExpiry},
-	{typeKeyExpired, KeyExpired},
-	{typeVaultAccessPolicyChanged, AccessPolicyChanged},
+	{"Microsoft.KeyVault.KeyNewVersionCreated", KeyNewVersion},
+	{"Microsoft.KeyVault.KeyNearExpiry", KeyNearExpiry},
+	{"Microsoft.KeyVault.KeyExpired", KeyExpired},
+	{"Microsoft.KeyVault.VaultAccessPolicyChanged", AccessPolicyChanged},
 }
 
-var armTypes = [...]string{typeResourceWriteSuccess, typeResourceDeleteSuccess}
+var armTypes = [...]string{"Microsoft.Resources.ResourceWriteSuccess", "Microsoft.Resources.ResourceDeleteSuccess"}
 
 var armOps = [...]struct {
 	op   string

@@ -51,14 +51,6 @@ type ScaleResult struct {
 // Ratio is Wall / Ideal.
 func (r ScaleResult) Ratio() float64 { return float64(r.Wall) / float64(r.Ideal) }
 
-// HeapPerProject is the run's added peak heap divided by the projects.
-func (r ScaleResult) HeapPerProject() float64 {
-	if r.PeakHeap < r.BaseHeap {
-		return 0
-	}
-	return float64(r.PeakHeap-r.BaseHeap) / float64(r.Projects)
-}
-
 // Scale runs c: it grows the world to c.Projects, wires a fresh reconciler
 // (fresh state store, as after a cold start), warms it on one project
 // (tokens, connections), measures a lone project's reconcile three times,
