@@ -111,6 +111,9 @@ func ARMOperations() []string {
 // Trigger is what the guard takes from one event: which vault or scope to look
 // at, and who did what when, for alerts. Fields that an event kind does not
 // carry are zero.
+//
+// Every string field came from outside: Classify bounds it (alert.MaxMessage
+// bytes) and scrubs it (alert.Scrub) before anything else sees it.
 type Trigger struct {
 	Kind Kind
 	// Type is the event type as sent; EventID the event's id; Time its time.
@@ -143,7 +146,7 @@ type Trigger struct {
 
 // Covers reports whether t concerns vault v: the trigger names v, or (for
 // RoleAssignmentDeleted above a vault) its scope is an ancestor of v. Unrelated
-// triggers cover nothing. ARM IDs are compared case-insensitively.
+// triggers cover nothing. ARM IDs are compared ASCII case-insensitively.
 func (t Trigger) Covers(v resource.ID) bool {
 	switch {
 	case t.Kind == Unrelated || t.Kind == "" || v.IsZero():
