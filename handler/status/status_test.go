@@ -264,7 +264,7 @@ func TestUndecodableDocIsUnknown(t *testing.T) {
 func TestQuarantineCounted(t *testing.T) {
 	st := state.NewMemory()
 	for _, k := range []string{"a", "b"} {
-		st.Put(t.Context(), server.QuarantinePrefix+k, []byte(`{}`), "")
+		st.Put(t.Context(), server.QuarantinePrefix+k, []byte(`{}`), "", nil)
 	}
 	page, _ := getJSON(t, st)
 	html := body(t, serve(t, st, allProjects, "/api/Status?format=html", ""))
