@@ -119,8 +119,8 @@ func TestStartup(t *testing.T) {
 		port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 		ln.Close()
 		cmd := exec.Command(bin)
-		cmd.Env = []string{"FUNCTIONS_CUSTOMHANDLER_PORT=" + port, "ATLAS_PROJECT_IDS=" + ProjectID(0), "ATLAS_CLIENT_ID=" + SAClientID,
-			"ATLAS_CLIENT_SECRET=" + SASecret, "AzureWebJobsStorage=UseDevelopmentStorage=true", "IDENTITY_ENDPOINT=http://127.0.0.1:9/msi/token", "IDENTITY_HEADER=perf"}
+		cmd.Env = []string{"FUNCTIONS_CUSTOMHANDLER_PORT=" + port, "ATLAS_PROJECT_IDS=" + ProjectID(0), "ATLAS_CLIENT_ID=mdb_sa_id_perf",
+			"ATLAS_CLIENT_SECRET=perf-sa-secret", "AzureWebJobsStorage=UseDevelopmentStorage=true", "IDENTITY_ENDPOINT=http://127.0.0.1:9/msi/token", "IDENTITY_HEADER=perf"}
 		start := time.Now()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
