@@ -87,10 +87,9 @@ test-ui:
 	@command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; }
 	GUARD_BROWSER_TEST=1 $(GO) test -count=1 -run TestBrowser -v ./handler/status/
 
-## perf: figures beside their floors → handler/perf/out (see README "Performance")
+## perf: the README's figures at full size → handler/perf/out (see README "Performance")
 perf: tools
-	AZURITE_BIN=$(AZURITE) $(GO) test -run '^$$' -bench 'RoundTrip|DecodeClassify|Decode$$|ReconcileSteadyState|Plan' -benchmem -count 5 ./handler/server ./handler/event ./handler/perf ./handler/plan
-	AZURITE_BIN=$(AZURITE) $(GO) run ./handler/perf/cmd/perfreport -out handler/perf/out
+	AZURITE_BIN=$(AZURITE) $(GO) test -count=1 -timeout 30m -v -run 'Test(React|Scale|Startup|SteadyStateRequests)$$' ./handler/perf -args -full
 
 ## fuzz: a short run of every fuzz target (the corpus lives in testdata/fuzz)
 fuzz:

@@ -19,7 +19,14 @@ const MaxMessage = 512
 // or connection-string parameters are redacted, control characters become
 // spaces (no terminal escapes), and it is cut to MaxMessage bytes on a rune
 // boundary.
-func Scrub(msg string) string {
+func Scrub(msg string) string { return ScrubN(msg, MaxMessage) }
+
+// ScrubN is Scrub with a bound of max bytes, for larger outside text (a
+// quarantined payload).
+func ScrubN(msg string, max int) string {
+	if len(msg) > 2*max+64 {
+		msg = msg[:2*max+64] // bound the work
+	}
 	msg = bearerRE.ReplaceAllString(msg, "${1}[redacted]")
 	msg = paramRE.ReplaceAllString(msg, "${1}[redacted]")
 	msg = strings.Map(func(r rune) rune {
@@ -28,8 +35,8 @@ func Scrub(msg string) string {
 		}
 		return r
 	}, msg)
-	if len(msg) > MaxMessage {
-		cut := MaxMessage
+	if len(msg) > max {
+		cut := max
 		for cut > 0 && msg[cut]&0xC0 == 0x80 {
 			cut--
 		}

@@ -141,7 +141,9 @@ func serve(ctx context.Context, args []string, env Env, stdout, stderr io.Writer
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "mode", string(cfg.Mode), "projects", len(cfg.ProjectIDs),
 		"storage", cfg.Storage.String())
-	h := server.New(server.Options{Dispatcher: dispatcher{w.Reconciler}, Status: status.Handler(store, cfg.ProjectIDs, log), Logger: log})
+	h := server.New(server.Options{
+		Dispatcher: dispatcher{w.Reconciler}, Status: status.Handler(store, cfg.ProjectIDs, log), Quarantine: store, Logger: log,
+	})
 	if err := server.Serve(ctx, ln, h, 20*time.Second, log); err != nil {
 		log.Error("server stopped", "error", err.Error())
 		return ExitError
@@ -153,7 +155,6 @@ func serve(ctx context.Context, args []string, env Env, stdout, stderr io.Writer
 // Wired is the guard's object graph.
 type Wired struct {
 	Reconciler *reconcile.Reconciler
-	Atlas      *atlas.Client
 	Credential azcore.TokenCredential
 }
 
@@ -191,7 +192,7 @@ func Wire(cfg config.Config, env Env, store state.Store, log *slog.Logger) (Wire
 		Log:      notify.NewLog(log),
 		Sinks:    sinks,
 		Policy: plan.Policy{
-			Mode:          plan.Mode(cfg.Mode),
+			Mode:          cfg.Mode,
 			KeyExpiryWarn: cfg.KeyExpiryWarn,
 			StuckAfter:    cfg.StuckAfter,
 			RenotifyAfter: cfg.RenotifyAfter,
@@ -203,7 +204,7 @@ func Wire(cfg config.Config, env Env, store state.Store, log *slog.Logger) (Wire
 	if err != nil {
 		return Wired{}, err
 	}
-	return Wired{Reconciler: r, Atlas: ac, Credential: cred}, nil
+	return Wired{Reconciler: r, Credential: cred}, nil
 }
 
 // Sinks builds the optional external alert sinks.
@@ -319,7 +320,7 @@ func check(ctx context.Context, args []string, env Env, stdout, stderr io.Writer
 		return ExitError
 	}
 	// A check never writes to Azure and keeps no state.
-	cfg.Mode = config.Observe
+	cfg.Mode = plan.ModeObserve
 	cfg.WebhookURL, cfg.TopicEndpoint, cfg.TopicKey = "", "", ""
 	log := logging.New(stderr, slog.LevelError)
 	store := state.NewMemory()

@@ -12,22 +12,14 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
-)
-
-// Mode says whether the guard may write to Azure.
-type Mode string
-
-const (
-	// Enforce approves the connections Atlas asked for.
-	Enforce Mode = "enforce"
-	// Observe never writes to Azure; it reports what it would do.
-	Observe Mode = "observe"
 )
 
 // Secret is a setting that must never appear in logs, errors, alerts or
@@ -75,7 +67,7 @@ func (a Atlas) ServiceAccount() bool { return a.ClientID != "" && a.ClientSecret
 type Config struct {
 	ProjectIDs       []string      `json:"projectIds"`
 	Atlas            Atlas         `json:"atlas"`
-	Mode             Mode          `json:"mode"`
+	Mode             plan.Mode     `json:"mode"`
 	KeyExpiryWarn    time.Duration `json:"keyExpiryWarn"`
 	StuckAfter       time.Duration `json:"stuckAfter"`
 	RenotifyAfter    time.Duration `json:"renotifyAfter"`
@@ -87,18 +79,11 @@ type Config struct {
 	TopicKey         Secret        `json:"topicKey,omitempty"`
 	// Storage is where the state lives (AzureWebJobsStorage and
 	// GUARD_STATE_CONTAINER); zero when no storage setting is present.
-	Storage       state.BlobOptions `json:"-"`
-	ARMEndpoint   string            `json:"armEndpoint,omitempty"`
-	AzureClientID string            `json:"azureClientID,omitempty"`
+	Storage     state.BlobOptions `json:"-"`
+	ARMEndpoint string            `json:"armEndpoint,omitempty"`
 	// Port is FUNCTIONS_CUSTOMHANDLER_PORT; 0 when unset.
 	Port     int        `json:"port,omitempty"`
 	LogLevel slog.Level `json:"logLevel"`
-}
-
-// LogValue lets slog print the configuration without any secret.
-func (c Config) LogValue() slog.Value {
-	b, _ := json.Marshal(c)
-	return slog.GroupValue(slog.String("settings", string(b)), slog.String("storage", c.Storage.String()))
 }
 
 // StorageConfigured reports whether a state store is configured.
@@ -119,7 +104,7 @@ type Setting struct {
 	Help     string
 }
 
-// Settings lists every app setting, in the order of DESIGN.md's table. The
+// Settings lists every app setting, in the order of the README's table. The
 // infra drift test compares it with the Bicep.
 func Settings() []Setting {
 	return []Setting{
@@ -129,7 +114,7 @@ func Settings() []Setting {
 		{Name: "ATLAS_PUBLIC_KEY", Optional: true, Help: "Atlas API public key (digest), if no service account"},
 		{Name: "ATLAS_PRIVATE_KEY", Optional: true, Secret: true, Help: "Atlas API private key"},
 		{Name: "ATLAS_BASE_URL", Default: "https://cloud.mongodb.com", Optional: true, Help: "Atlas base URL (https)"},
-		{Name: "GUARD_MODE", Default: string(Enforce), Help: "enforce (approve) or observe (never write to Azure)"},
+		{Name: "GUARD_MODE", Default: string(plan.ModeEnforce), Help: "enforce (approve) or observe (never write to Azure)"},
 		{Name: "GUARD_SCHEDULE", Default: "0 */1 * * * *", Required: true, Host: true, Help: "NCRONTAB schedule of the Reconcile timer"},
 		{Name: "GUARD_KEY_EXPIRY_WARN_DAYS", Default: "30", Optional: true, Help: "warn this many days before the key expires"},
 		{Name: "GUARD_STUCK_AFTER", Default: "30m", Optional: true, Help: "an Atlas endpoint waiting longer than this is stuck"},
@@ -143,7 +128,7 @@ func Settings() []Setting {
 		{Name: "GUARD_STATE_CONTAINER", Default: "atlas-akv-guard", Optional: true, Help: "blob container for the guard's state"},
 		{Name: "GUARD_ARM_ENDPOINT", Optional: true, Help: "ARM endpoint override (sovereign clouds, the simulator)"},
 		{Name: "GUARD_LOG_LEVEL", Default: "info", Optional: true, Help: "debug, info, warn or error"},
-		{Name: "AZURE_CLIENT_ID", Optional: true, Help: "client id of the user-assigned managed identity"},
+		{Name: "AZURE_CLIENT_ID", Optional: true, Help: "client id of the user-assigned managed identity (read by azidentity)"},
 		{Name: "AzureWebJobsStorage", Optional: true, Secret: true, Help: "storage connection string (or the identity-based AzureWebJobsStorage__* settings)"},
 		{Name: "AzureWebJobsStorage__blobServiceUri", Optional: true, Help: "identity-based storage: blob service URI"},
 		{Name: "AzureWebJobsStorage__accountName", Optional: true, Help: "identity-based storage: account name"},
@@ -182,149 +167,217 @@ func Load(env func(string) string) (Config, error) {
 		return ""
 	}
 	var c Config
+	for _, read := range []func(get func(string) string, c *Config) error{
+		readProjects, readAtlas, readPolicy, readSinks, readHost,
+	} {
+		if err := read(get, &c); err != nil {
+			return Config{}, err
+		}
+	}
 	var err error
+	if c.Storage, err = readStorage(env); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
 
+// readProjects reads ATLAS_PROJECT_IDS: trimmed, de-duplicated, in order.
+func readProjects(get func(string) string, c *Config) error {
 	ids := get("ATLAS_PROJECT_IDS")
 	if ids == "" {
-		return Config{}, bad("ATLAS_PROJECT_IDS", "missing: set the comma-separated Atlas project ids to guard")
+		return bad("ATLAS_PROJECT_IDS", "missing: set the comma-separated Atlas project ids to guard")
 	}
-	seen := map[string]bool{}
 	for _, id := range strings.Split(ids, ",") {
-		id = strings.TrimSpace(id)
-		if id == "" {
+		if id = strings.TrimSpace(id); id == "" || slices.Contains(c.ProjectIDs, id) {
 			continue
 		}
 		if !projectIDPattern.MatchString(id) {
-			return Config{}, bad("ATLAS_PROJECT_IDS", "%q is not an Atlas project id (24 lower-case hex digits)", id)
+			return bad("ATLAS_PROJECT_IDS", "%q is not an Atlas project id (24 lower-case hex digits)", truncate(id))
 		}
-		if !seen[id] {
-			seen[id] = true
-			c.ProjectIDs = append(c.ProjectIDs, id)
-		}
+		c.ProjectIDs = append(c.ProjectIDs, id)
 	}
 	if len(c.ProjectIDs) == 0 {
-		return Config{}, bad("ATLAS_PROJECT_IDS", "no project id given")
+		return bad("ATLAS_PROJECT_IDS", "no project id given")
 	}
+	return nil
+}
 
-	c.Atlas = Atlas{
+// readAtlas reads the Atlas base URL and exactly one complete credential.
+func readAtlas(get func(string) string, c *Config) error {
+	a := Atlas{
 		BaseURL:      strings.TrimRight(get("ATLAS_BASE_URL"), "/"),
 		ClientID:     get("ATLAS_CLIENT_ID"),
 		ClientSecret: Secret(get("ATLAS_CLIENT_SECRET")),
 		PublicKey:    get("ATLAS_PUBLIC_KEY"),
 		PrivateKey:   Secret(get("ATLAS_PRIVATE_KEY")),
 	}
-	if err := httpsURL("ATLAS_BASE_URL", c.Atlas.BaseURL); err != nil {
-		return Config{}, err
+	c.Atlas = a
+	if err := httpsURL("ATLAS_BASE_URL", a.BaseURL); err != nil {
+		return err
 	}
-	switch {
-	case (c.Atlas.ClientID == "") != (c.Atlas.ClientSecret == ""):
-		if c.Atlas.ClientID == "" {
-			return Config{}, bad("ATLAS_CLIENT_ID", "missing while ATLAS_CLIENT_SECRET is set")
+	for _, pair := range [][2]string{{"ATLAS_CLIENT_ID", "ATLAS_CLIENT_SECRET"}, {"ATLAS_PUBLIC_KEY", "ATLAS_PRIVATE_KEY"}} {
+		if (get(pair[0]) == "") != (get(pair[1]) == "") {
+			missing, set := pair[0], pair[1]
+			if get(missing) != "" {
+				missing, set = set, missing
+			}
+			return bad(missing, "missing while %s is set", set)
 		}
-		return Config{}, bad("ATLAS_CLIENT_SECRET", "missing while ATLAS_CLIENT_ID is set")
-	case (c.Atlas.PublicKey == "") != (c.Atlas.PrivateKey == ""):
-		if c.Atlas.PublicKey == "" {
-			return Config{}, bad("ATLAS_PUBLIC_KEY", "missing while ATLAS_PRIVATE_KEY is set")
-		}
-		return Config{}, bad("ATLAS_PRIVATE_KEY", "missing while ATLAS_PUBLIC_KEY is set")
-	case c.Atlas.ClientID == "" && c.Atlas.PublicKey == "":
-		return Config{}, bad("ATLAS_CLIENT_ID", "no Atlas credentials: set ATLAS_CLIENT_ID and ATLAS_CLIENT_SECRET (service account) or ATLAS_PUBLIC_KEY and ATLAS_PRIVATE_KEY (API key)")
 	}
+	if a.ClientID == "" && a.PublicKey == "" {
+		return bad("ATLAS_CLIENT_ID", "no Atlas credentials: set ATLAS_CLIENT_ID and ATLAS_CLIENT_SECRET (service account) or ATLAS_PUBLIC_KEY and ATLAS_PRIVATE_KEY (API key)")
+	}
+	return nil
+}
 
-	switch m := Mode(strings.ToLower(get("GUARD_MODE"))); m {
-	case Enforce, Observe:
+// readPolicy reads the mode, the thresholds and the concurrency.
+func readPolicy(get func(string) string, c *Config) error {
+	switch m := plan.Mode(strings.ToLower(get("GUARD_MODE"))); m {
+	case plan.ModeEnforce, plan.ModeObserve:
 		c.Mode = m
 	default:
-		return Config{}, bad("GUARD_MODE", "%q is neither enforce nor observe", get("GUARD_MODE"))
+		return bad("GUARD_MODE", "%q is neither enforce nor observe", truncate(get("GUARD_MODE")))
 	}
-
 	days, err := strconv.Atoi(get("GUARD_KEY_EXPIRY_WARN_DAYS"))
 	if err != nil || days < 0 || days > 3650 {
-		return Config{}, bad("GUARD_KEY_EXPIRY_WARN_DAYS", "%q is not a whole number of days from 0 to 3650", get("GUARD_KEY_EXPIRY_WARN_DAYS"))
+		return bad("GUARD_KEY_EXPIRY_WARN_DAYS", "%q is not a whole number of days from 0 to 3650", truncate(get("GUARD_KEY_EXPIRY_WARN_DAYS")))
 	}
 	c.KeyExpiryWarn = time.Duration(days) * 24 * time.Hour
-
-	if c.StuckAfter, err = duration("GUARD_STUCK_AFTER", get("GUARD_STUCK_AFTER"), time.Minute); err != nil {
-		return Config{}, err
-	}
-	if c.RenotifyAfter, err = duration("GUARD_RENOTIFY_AFTER", get("GUARD_RENOTIFY_AFTER"), 0); err != nil {
-		return Config{}, err
-	}
-	if c.ReconcileTimeout, err = duration("GUARD_RECONCILE_TIMEOUT", get("GUARD_RECONCILE_TIMEOUT"), time.Second); err != nil {
-		return Config{}, err
+	for _, d := range []struct {
+		setting string
+		to      *time.Duration
+		min     time.Duration
+	}{{"GUARD_STUCK_AFTER", &c.StuckAfter, time.Minute}, {"GUARD_RENOTIFY_AFTER", &c.RenotifyAfter, 0}, {"GUARD_RECONCILE_TIMEOUT", &c.ReconcileTimeout, time.Second}} {
+		v := get(d.setting)
+		if *d.to, err = time.ParseDuration(v); v == "0" {
+			*d.to, err = 0, nil
+		}
+		if err != nil || *d.to < d.min {
+			return bad(d.setting, "%q is not a Go duration of at least %v (e.g. 30m, 1h)", truncate(v), d.min)
+		}
 	}
 	if c.Concurrency, err = strconv.Atoi(get("GUARD_CONCURRENCY")); err != nil || c.Concurrency < 1 || c.Concurrency > 256 {
-		return Config{}, bad("GUARD_CONCURRENCY", "%q is not a whole number from 1 to 256", get("GUARD_CONCURRENCY"))
+		return bad("GUARD_CONCURRENCY", "%q is not a whole number from 1 to 256", truncate(get("GUARD_CONCURRENCY")))
 	}
+	return nil
+}
 
+// readSinks reads the optional webhook and Event Grid topic.
+func readSinks(get func(string) string, c *Config) error {
 	c.WebhookURL = Secret(get("GUARD_ALERT_WEBHOOK_URL"))
 	if c.WebhookURL != "" {
 		if _, err := notify.CheckWebhookURL(c.WebhookURL.Reveal()); err != nil {
-			return Config{}, bad("GUARD_ALERT_WEBHOOK_URL", "%v", err)
+			return badURL("GUARD_ALERT_WEBHOOK_URL", c.WebhookURL.Reveal(), err)
 		}
 	}
 	format, err := notify.ParseFormat(get("GUARD_ALERT_WEBHOOK_FORMAT"))
 	if err != nil {
-		return Config{}, bad("GUARD_ALERT_WEBHOOK_FORMAT", "%v", err)
+		return bad("GUARD_ALERT_WEBHOOK_FORMAT", "%v", err)
 	}
 	c.WebhookFormat = format
-	c.TopicEndpoint = get("GUARD_ALERT_TOPIC_ENDPOINT")
-	c.TopicKey = Secret(get("GUARD_ALERT_TOPIC_KEY"))
+	c.TopicEndpoint, c.TopicKey = get("GUARD_ALERT_TOPIC_ENDPOINT"), Secret(get("GUARD_ALERT_TOPIC_KEY"))
 	if c.TopicEndpoint != "" {
 		if _, err := notify.CheckTopicEndpoint(c.TopicEndpoint); err != nil {
-			return Config{}, bad("GUARD_ALERT_TOPIC_ENDPOINT", "%v", err)
+			return badURL("GUARD_ALERT_TOPIC_ENDPOINT", c.TopicEndpoint, err)
 		}
 	} else if c.TopicKey != "" {
-		return Config{}, bad("GUARD_ALERT_TOPIC_ENDPOINT", "missing while GUARD_ALERT_TOPIC_KEY is set")
+		return bad("GUARD_ALERT_TOPIC_ENDPOINT", "missing while GUARD_ALERT_TOPIC_KEY is set")
 	}
+	return nil
+}
 
-	if c.Storage, err = state.ParseAzureWebJobsStorage(env); err != nil {
-		setting, problem, _ := strings.Cut(err.Error(), ": ")
-		if strings.Contains(setting, " ") {
-			setting, problem = "AzureWebJobsStorage", err.Error()
-		}
-		if env("AzureWebJobsStorage") != "" || env("AzureWebJobsStorage__blobServiceUri") != "" ||
-			env("AzureWebJobsStorage__accountName") != "" || setting == "GUARD_STATE_CONTAINER" {
-			return Config{}, bad(setting, "%s", problem)
-		}
-		c.Storage = state.BlobOptions{}
-	}
-
+// readHost reads the ARM endpoint override, the port and the log level.
+func readHost(get func(string) string, c *Config) error {
 	if c.ARMEndpoint = strings.TrimRight(get("GUARD_ARM_ENDPOINT"), "/"); c.ARMEndpoint != "" {
 		if err := httpsURL("GUARD_ARM_ENDPOINT", c.ARMEndpoint); err != nil {
-			return Config{}, err
+			return err
 		}
 	}
-	c.AzureClientID = get("AZURE_CLIENT_ID")
-
 	if p := get("FUNCTIONS_CUSTOMHANDLER_PORT"); p != "" {
+		var err error
 		if c.Port, err = strconv.Atoi(p); err != nil || c.Port < 1 || c.Port > 65535 {
-			return Config{}, bad("FUNCTIONS_CUSTOMHANDLER_PORT", "%q is not a TCP port", p)
+			return bad("FUNCTIONS_CUSTOMHANDLER_PORT", "%q is not a TCP port", truncate(p))
 		}
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(get("GUARD_LOG_LEVEL"))); err != nil {
-		return Config{}, bad("GUARD_LOG_LEVEL", "%q is not debug, info, warn or error", get("GUARD_LOG_LEVEL"))
+		return bad("GUARD_LOG_LEVEL", "%q is not debug, info, warn or error", truncate(get("GUARD_LOG_LEVEL")))
 	}
-	return c, nil
+	return nil
 }
 
-func duration(setting, v string, min time.Duration) (time.Duration, error) {
-	d, err := time.ParseDuration(v)
-	if v == "0" {
-		d, err = 0, nil
+// readStorage reads AzureWebJobsStorage (or its identity-based settings) and
+// GUARD_STATE_CONTAINER; zero options when no storage setting is present.
+func readStorage(env func(string) string) (state.BlobOptions, error) {
+	opts, err := state.ParseAzureWebJobsStorage(env)
+	if err == nil {
+		return opts, nil
 	}
-	if err != nil || d < min {
-		return 0, bad(setting, "%q is not a Go duration of at least %v (e.g. 30m, 1h)", v, min)
+	setting, problem, _ := strings.Cut(err.Error(), ": ")
+	if strings.Contains(setting, " ") {
+		setting, problem = "AzureWebJobsStorage", err.Error()
 	}
-	return d, nil
+	if v := env(setting); strings.Contains(setting, "Uri") && v != "" {
+		problem = strings.ReplaceAll(problem, v, RedactURL(v))
+	}
+	if env("AzureWebJobsStorage") != "" || env("AzureWebJobsStorage__blobServiceUri") != "" ||
+		env("AzureWebJobsStorage__accountName") != "" || setting == "GUARD_STATE_CONTAINER" {
+		return state.BlobOptions{}, bad(setting, "%s", problem)
+	}
+	return state.BlobOptions{}, nil
+}
+
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
 }
 
 func httpsURL(setting, v string) error {
 	u, err := url.Parse(v)
-	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return bad(setting, "%q is not an https URL", v)
+	if err == nil && (u.Scheme != "https" || u.Host == "") {
+		err = errors.New("not an https URL")
+	}
+	if err != nil {
+		return badURL(setting, v, err)
 	}
 	return nil
+}
+
+// badURL is the one error about a URL setting: it shows the value as
+// RedactURL does and the cause without the value (url.Parse quotes it).
+func badURL(setting, v string, cause error) error {
+	var ue *url.Error
+	if errors.As(cause, &ue) {
+		cause = ue.Err
+	}
+	msg := cause.Error()
+	if v != "" {
+		msg = strings.ReplaceAll(msg, v, "…")
+	}
+	return bad(setting, "%s: %s", RedactURL(v), msg)
+}
+
+// RedactURL returns v fit for a message: scheme and host only, with "…"
+// where a path, user-info or query was (they may hold secrets: a webhook's
+// path, a password, a SAS signature). A value that does not parse is not
+// shown at all.
+func RedactURL(v string) string {
+	u, err := url.Parse(v)
+	if err != nil || u.Opaque != "" || strings.ContainsAny(u.Host, "@ ") {
+		return "(an unparsable URL, not shown)"
+	}
+	out := u.Host
+	if u.User != nil {
+		out = "…@" + out
+	}
+	if u.Scheme != "" {
+		out = u.Scheme + "://" + out
+	}
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" {
+		out += "/…"
+	}
+	return strconv.Quote(out)
 }
 
 // WithLocalSettings returns an env lookup that prefers the process

@@ -12,6 +12,7 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/config"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
 )
 
 const (
@@ -39,68 +40,39 @@ func with(kv ...string) map[string]string {
 	return m
 }
 
-func TestDefaults(t *testing.T) {
+func TestDefaultsAndValues(t *testing.T) {
 	c, err := config.Load(env(base()))
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := config.Config{
-		ProjectIDs:       []string{project},
-		Atlas:            config.Atlas{BaseURL: "https://cloud.mongodb.com", ClientID: "mdb_sa_id_1", ClientSecret: secret},
-		Mode:             config.Enforce,
-		KeyExpiryWarn:    30 * 24 * time.Hour,
-		StuckAfter:       30 * time.Minute,
-		RenotifyAfter:    time.Hour,
-		ReconcileTimeout: 4 * time.Minute,
-		Concurrency:      8,
-		WebhookFormat:    notify.FormatAuto,
-		LogLevel:         slog.LevelInfo,
+		ProjectIDs:    []string{project},
+		Atlas:         config.Atlas{BaseURL: "https://cloud.mongodb.com", ClientID: "mdb_sa_id_1", ClientSecret: secret},
+		Mode:          plan.ModeEnforce,
+		KeyExpiryWarn: 30 * 24 * time.Hour, StuckAfter: 30 * time.Minute, RenotifyAfter: time.Hour, ReconcileTimeout: 4 * time.Minute,
+		Concurrency: 8, WebhookFormat: notify.FormatAuto, LogLevel: slog.LevelInfo,
 	}
-	if c.StorageConfigured() {
-		t.Errorf("storage configured without settings: %v", c.Storage)
+	if err != nil || c.StorageConfigured() || !c.Atlas.ServiceAccount() || fmt.Sprintf("%#v", c) != fmt.Sprintf("%#v", want) {
+		t.Fatalf("defaults (%v):\n got %#v\nwant %#v", err, c, want)
 	}
-	c.Storage = want.Storage
-	if fmt.Sprintf("%#v", c) != fmt.Sprintf("%#v", want) {
-		t.Fatalf("defaults:\n got %#v\nwant %#v", c, want)
-	}
-	if !c.Atlas.ServiceAccount() {
-		t.Error("service account not detected")
-	}
-}
-
-func TestValues(t *testing.T) {
-	c, err := config.Load(env(with(
+	c, err = config.Load(env(with(
 		"ATLAS_PROJECT_IDS", " "+project+", 6a7b8c9d0e1f203142536475 ,"+project,
-		"ATLAS_CLIENT_ID", "", "ATLAS_CLIENT_SECRET", "",
-		"ATLAS_PUBLIC_KEY", "abcdefgh", "ATLAS_PRIVATE_KEY", secret,
-		"ATLAS_BASE_URL", "https://atlas.example.test/",
-		"GUARD_MODE", "OBSERVE",
-		"GUARD_KEY_EXPIRY_WARN_DAYS", "7",
-		"GUARD_STUCK_AFTER", "45m",
-		"GUARD_RENOTIFY_AFTER", "0",
-		"GUARD_CONCURRENCY", "3",
-		"GUARD_ALERT_WEBHOOK_URL", "http://127.0.0.1:9999/hook",
-		"GUARD_ALERT_TOPIC_ENDPOINT", "https://topic.westeurope-1.eventgrid.azure.net/api/events",
-		"AzureWebJobsStorage__blobServiceUri", "https://acct.blob.core.windows.net",
-		"GUARD_ARM_ENDPOINT", "https://127.0.0.1:8443/",
-		"FUNCTIONS_CUSTOMHANDLER_PORT", "7071",
-		"GUARD_LOG_LEVEL", "debug",
+		"ATLAS_CLIENT_ID", "", "ATLAS_CLIENT_SECRET", "", "ATLAS_PUBLIC_KEY", "abcdefgh", "ATLAS_PRIVATE_KEY", secret,
+		"ATLAS_BASE_URL", "https://atlas.example.test/", "GUARD_MODE", "OBSERVE", "GUARD_KEY_EXPIRY_WARN_DAYS", "7",
+		"GUARD_STUCK_AFTER", "45m", "GUARD_RENOTIFY_AFTER", "0", "GUARD_CONCURRENCY", "3",
+		"GUARD_ALERT_WEBHOOK_URL", "http://127.0.0.1:9999/hook", "GUARD_ALERT_TOPIC_ENDPOINT", "https://topic.westeurope-1.eventgrid.azure.net/api/events",
+		"AzureWebJobsStorage__blobServiceUri", "https://acct.blob.core.windows.net", "GUARD_ARM_ENDPOINT", "https://127.0.0.1:8443/",
+		"FUNCTIONS_CUSTOMHANDLER_PORT", "7071", "GUARD_LOG_LEVEL", "debug",
 	)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(c.ProjectIDs, ","); got != project+",6a7b8c9d0e1f203142536475" {
-		t.Errorf("project ids = %q (want trimmed, de-duplicated, in order)", got)
-	}
-	if c.Atlas.ServiceAccount() || c.Atlas.PublicKey != "abcdefgh" || c.Atlas.PrivateKey.Reveal() != secret {
-		t.Errorf("API key not read: %+v", c.Atlas)
-	}
-	checks := []struct {
+	for _, ch := range []struct {
 		name      string
 		got, want any
 	}{
+		{"project ids (trimmed, de-duplicated, in order)", strings.Join(c.ProjectIDs, ","), project + ",6a7b8c9d0e1f203142536475"},
+		{"API key", c.Atlas.PublicKey + " " + c.Atlas.PrivateKey.Reveal(), "abcdefgh " + secret},
+		{"service account", c.Atlas.ServiceAccount(), false},
 		{"base url", c.Atlas.BaseURL, "https://atlas.example.test"},
-		{"mode", c.Mode, config.Observe},
+		{"mode", c.Mode, plan.ModeObserve},
 		{"warn", c.KeyExpiryWarn, 7 * 24 * time.Hour},
 		{"stuck", c.StuckAfter, 45 * time.Minute},
 		{"renotify", c.RenotifyAfter, time.Duration(0)},
@@ -108,10 +80,8 @@ func TestValues(t *testing.T) {
 		{"arm", c.ARMEndpoint, "https://127.0.0.1:8443"},
 		{"port", c.Port, 7071},
 		{"log level", c.LogLevel, slog.LevelDebug},
-		{"storage configured", c.StorageConfigured(), true},
 		{"storage uri", c.Storage.ServiceURL, "https://acct.blob.core.windows.net"},
-	}
-	for _, ch := range checks {
+	} {
 		if ch.got != ch.want {
 			t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
 		}
@@ -153,6 +123,12 @@ func TestBadSettingsNameTheSetting(t *testing.T) {
 		{"storage credential", with("AzureWebJobsStorage__blobServiceUri", "https://a.blob.core.windows.net", "AzureWebJobsStorage__credential", "password"), "AzureWebJobsStorage__credential"},
 		{"arm endpoint", with("GUARD_ARM_ENDPOINT", "http://management.azure.com"), "GUARD_ARM_ENDPOINT"},
 		{"port", with("FUNCTIONS_CUSTOMHANDLER_PORT", "70000"), "FUNCTIONS_CUSTOMHANDLER_PORT"},
+		// URL settings never echo user-info, path or query.
+		{"base url with user-info", with("ATLAS_BASE_URL", "http://admin:"+secret+"@cloud.mongodb.com/?key="+secret), "ATLAS_BASE_URL"},
+		{"arm endpoint unparsable", with("GUARD_ARM_ENDPOINT", "https://u:"+secret+"@arm.example/%zz"), "GUARD_ARM_ENDPOINT"},
+		{"topic with query", with("GUARD_ALERT_TOPIC_ENDPOINT", "http://u:"+secret+"@t.example/api/events?code="+secret), "GUARD_ALERT_TOPIC_ENDPOINT"},
+		{"webhook unparsable", with("GUARD_ALERT_WEBHOOK_URL", "https://hooks.example.com/"+secret+"/%zz"), "GUARD_ALERT_WEBHOOK_URL"},
+		{"storage uri with sas", with("AzureWebJobsStorage__blobServiceUri", "http://a.blob.core.windows.net/?sig="+secret), "AzureWebJobsStorage__blobServiceUri"},
 		{"log level", with("GUARD_LOG_LEVEL", "loud"), "GUARD_LOG_LEVEL"},
 	}
 	for _, tc := range cases {
@@ -173,6 +149,20 @@ func TestBadSettingsNameTheSetting(t *testing.T) {
 				t.Errorf("error leaks a secret: %q", msg)
 			}
 		})
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://cloud.mongodb.com":                 `"https://cloud.mongodb.com"`,
+		"https://u:p@h.example:8443/x?sig=s#f":      `"https://…@h.example:8443/…"`,
+		"https://hooks.slack.com/services/T/B/XXXX": `"https://hooks.slack.com/…"`,
+		"https://h/%zz":                             `(an unparsable URL, not shown)`,
+		"mailto:someone@example.com":                `(an unparsable URL, not shown)`,
+	} {
+		if got := config.RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %s, want %s", in, got, want)
+		}
 	}
 }
 
@@ -239,7 +229,7 @@ func TestSettingsCoverEveryNameLoadReads(t *testing.T) {
 		}
 	}
 	for name := range listed {
-		if !read[name] && name != "GUARD_SCHEDULE" {
+		if !read[name] && name != "GUARD_SCHEDULE" && name != "AZURE_CLIENT_ID" { // the host's; azidentity's
 			t.Errorf("Settings lists %s, which Load never reads", name)
 		}
 	}
@@ -254,7 +244,7 @@ func TestLocalSettingsExampleLoads(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the example settings do not load: %v", err)
 	}
-	if c.Mode != config.Observe || len(c.ProjectIDs) != 2 || !c.StorageConfigured() {
+	if c.Mode != plan.ModeObserve || len(c.ProjectIDs) != 2 || !c.StorageConfigured() {
 		t.Errorf("example read wrongly: %+v", c)
 	}
 	keys := exampleKeys(t)
@@ -265,7 +255,7 @@ func TestLocalSettingsExampleLoads(t *testing.T) {
 	}
 	// the process environment wins over the file
 	over, _ := config.WithLocalSettings(filepath.Join("..", "..", "local.settings.json.example"), env(map[string]string{"GUARD_MODE": "enforce"}))
-	if c2, _ := config.Load(over); c2.Mode != config.Enforce {
+	if c2, _ := config.Load(over); c2.Mode != plan.ModeEnforce {
 		t.Error("environment does not override local.settings.json")
 	}
 	bad := filepath.Join(t.TempDir(), "bad.json")

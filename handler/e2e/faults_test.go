@@ -288,3 +288,51 @@ func TestSIGTERMMidReconcile(t *testing.T) {
 		t.Errorf("state document does not record the finished reconcile: project %q, summary %+v", doc.ProjectID, doc.Summary)
 	}
 }
+
+// Bad input through the host contract: garbage, an oversized body and an
+// array with one bad item are answered 200 (never retried), the good item is
+// acted on, and each bad invocation is kept aside and counted on the Status
+// page. (Before: 400, 413 and 400, and the good item was dropped.)
+func TestBadInputKeptAside(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, setup{})
+	p := w.Project(0)
+	g := startGuard(t, w, world.GuardOptions{})
+	ctx := deadline(t, 60*time.Second)
+	names := w.EnablePrivateNetworking(p)
+	if err := world.WaitFor(ctx, "the connection on the vault", func() bool { return w.ConnectionStatus(p, names[0]) == vault.StatusPending }); err != nil {
+		t.Fatal(err)
+	}
+	good := w.ConnectionEvent(p, names[0], world.Ada, time.Now()).JSON
+	mixed, _ := json.Marshal(string(`[` + string(good) + `,{"eventType":"x"}]`))
+	post := func(function, body string) int {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, g.URL()+"/"+function, strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for name, body := range map[string]string{
+		"garbage":   "<html>not json",
+		"oversized": `{"Data":{"event":"` + strings.Repeat("a", 5<<20) + `"}}`,
+		"bad item":  `{"Data":{"event":` + string(mixed) + `}}`,
+	} {
+		if code := post("PrivateLinkEvents", body); code != http.StatusOK {
+			t.Errorf("%s: %d, want 200", name, code)
+		}
+	}
+	if !allStatus(w, p, names[:1], vault.StatusApproved) {
+		t.Error("the good item of the array was not acted on")
+	}
+	resp, err := http.Get(g.URL() + "/api/Status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var page struct{ Quarantined int }
+	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil || page.Quarantined != 3 {
+		t.Errorf("Status page counts %d quarantined (%v), want 3", page.Quarantined, err)
+	}
+}

@@ -1,7 +1,6 @@
 package event
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -9,10 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
-	"unsafe"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/messaging/eventgrid/azsystemevents"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 )
 
@@ -52,17 +49,19 @@ const (
 	OpRoleAssignmentDelete  = "Microsoft.Authorization/roleAssignments/delete"
 )
 
+// The event types Classify recognises, exactly as Event Grid spells them (the
+// tests hold them equal to azsystemevents' names).
 var keyVaultKinds = [...]struct {
 	typ  string
 	kind Kind
 }{
-	{azsystemevents.TypeKeyVaultKeyNewVersionCreated, KeyNewVersion},
-	{azsystemevents.TypeKeyVaultKeyNearExpiry, KeyNearExpiry},
-	{azsystemevents.TypeKeyVaultKeyExpired, KeyExpired},
-	{azsystemevents.TypeKeyVaultAccessPolicyChanged, AccessPolicyChanged},
+	{"Microsoft.KeyVault.KeyNewVersionCreated", KeyNewVersion},
+	{"Microsoft.KeyVault.KeyNearExpiry", KeyNearExpiry},
+	{"Microsoft.KeyVault.KeyExpired", KeyExpired},
+	{"Microsoft.KeyVault.VaultAccessPolicyChanged", AccessPolicyChanged},
 }
 
-var armTypes = [...]string{azsystemevents.TypeResourceWriteSuccess, azsystemevents.TypeResourceDeleteSuccess}
+var armTypes = [...]string{"Microsoft.Resources.ResourceWriteSuccess", "Microsoft.Resources.ResourceDeleteSuccess"}
 
 var armOps = [...]struct {
 	op   string
@@ -112,6 +111,9 @@ func ARMOperations() []string {
 // Trigger is what the guard takes from one event: which vault or scope to look
 // at, and who did what when, for alerts. Fields that an event kind does not
 // carry are zero.
+//
+// Every string field came from outside: Classify bounds it (alert.MaxMessage
+// bytes) and scrubs it (alert.Scrub) before anything else sees it.
 type Trigger struct {
 	Kind Kind
 	// Type is the event type as sent; EventID the event's id; Time its time.
@@ -144,7 +146,7 @@ type Trigger struct {
 
 // Covers reports whether t concerns vault v: the trigger names v, or (for
 // RoleAssignmentDeleted above a vault) its scope is an ancestor of v. Unrelated
-// triggers cover nothing. ARM IDs are compared case-insensitively.
+// triggers cover nothing. ARM IDs are compared ASCII case-insensitively.
 func (t Trigger) Covers(v resource.ID) bool {
 	switch {
 	case t.Kind == Unrelated || t.Kind == "" || v.IsZero():
@@ -153,13 +155,14 @@ func (t Trigger) Covers(v resource.ID) bool {
 		return t.Vault.Equal(v)
 	case t.Kind == RoleAssignmentDeleted && t.Scope != "":
 		scope := strings.TrimRight(t.Scope, "/")
-		if strings.HasPrefix(strings.ToLower(scope), "/providers/microsoft.management/managementgroups/") {
+		const mg = "/providers/microsoft.management/managementgroups/"
+		if len(scope) > len(mg) && resource.EqualFold(scope[:len(mg)], mg) {
 			// Which subscriptions a management group holds is not in the
 			// event: treat it as covering every vault.
 			return true
 		}
 		id := v.String()
-		return len(id) > len(scope) && id[len(scope)] == '/' && strings.EqualFold(id[:len(scope)], scope)
+		return len(id) > len(scope) && id[len(scope)] == '/' && resource.EqualFold(id[:len(scope)], scope)
 	}
 	return false
 }
@@ -171,24 +174,31 @@ func (t Trigger) Covers(v resource.ID) bool {
 // ErrMalformed, is only for a related type whose data is missing or malformed
 // or that does not name a vault; the returned Trigger then has Kind, Type,
 // EventID and Time set.
-func Classify(e Event) (Trigger, error) { return classify(e, true) }
+func Classify(e Event) (Trigger, error) {
+	t, err := classify(e)
+	// Everything below came from outside and may reach an alert, the state
+	// store, the Status page and the logs: bound and scrub it once, here.
+	for _, s := range []*string{&t.Type, &t.EventID, &t.Scope, &t.Object, &t.Version, &t.Actor} {
+		*s = alert.Scrub(*s)
+	}
+	return t, err
+}
 
-// classify is Classify; fast enables the fast path (see decode).
-func classify(e Event, fast bool) (Trigger, error) {
+func classify(e Event) (Trigger, error) {
 	t := Trigger{Kind: Unrelated, Type: e.Type, EventID: e.ID, Time: e.Time}
 	for _, k := range keyVaultKinds {
-		if strings.EqualFold(e.Type, k.typ) {
+		if resource.EqualFold(e.Type, k.typ) {
 			t.Kind = k.kind
-			if err := classifyKeyVault(e, &t, fast); err != nil {
-				return t, fmt.Errorf("%s event %s: %w", e.Type, e.ID, err)
+			if err := classifyKeyVault(e, &t); err != nil {
+				return t, fmt.Errorf("%s event %s: %w", truncate(e.Type, 128), truncate(e.ID, 128), err)
 			}
 			return t, nil
 		}
 	}
 	for _, typ := range armTypes {
-		if strings.EqualFold(e.Type, typ) {
-			if err := classifyARM(e, &t, fast); err != nil {
-				return t, fmt.Errorf("%s event %s: %w", e.Type, e.ID, err)
+		if resource.EqualFold(e.Type, typ) {
+			if err := classifyARM(e, &t); err != nil {
+				return t, fmt.Errorf("%s event %s: %w", truncate(e.Type, 128), truncate(e.ID, 128), err)
 			}
 			return t, nil
 		}
@@ -209,31 +219,25 @@ type keyVaultData struct {
 	EXP        epochSeconds `json:"EXP"`
 }
 
-// eventData returns the event's data fields: those the fast path already
-// read, else decoded now with encoding/json into the part pick selects.
-func eventData(e Event, fast bool, pick func(*fastData) any) (*fastData, error) {
+// eventData decodes the event's data, which must be an object, into v.
+func eventData(e Event, v any) error {
 	if e.Data == nil {
-		return nil, malformed("missing data")
+		return malformed("missing data")
 	}
 	if e.Data[0] != '{' {
-		return nil, malformed("data: want an object, got %s", kindOf(e.Data))
+		return malformed("data: want an object, got %s", kindOf(e.Data))
 	}
-	if fd := e.dataFields(fast); fd != nil {
-		return fd, nil
+	if err := json.Unmarshal(e.Data, v); err != nil {
+		return malformed("data: %v", jsonError(err))
 	}
-	fd := &fastData{fromJSON: true}
-	if err := json.Unmarshal(e.Data, pick(fd)); err != nil {
-		return nil, malformed("data: %v", jsonError(err))
-	}
-	return fd, nil
+	return nil
 }
 
-func classifyKeyVault(e Event, t *Trigger, fast bool) error {
-	fd, err := eventData(e, fast, func(fd *fastData) any { return &fd.kv })
-	if err != nil {
+func classifyKeyVault(e Event, t *Trigger) error {
+	var d keyVaultData
+	if err := eventData(e, &d); err != nil {
 		return err
 	}
-	d := &fd.kv
 	v, err := resource.ParseID(e.Source)
 	if err != nil {
 		return malformed("source/topic: %v", err)
@@ -257,26 +261,6 @@ func classifyKeyVault(e Event, t *Trigger, fast bool) error {
 		return malformed("data names no key (ObjectName, Id and subject are empty)")
 	}
 	t.NotBefore, t.Expires = d.NBF.time(), d.EXP.time()
-	return nil
-}
-
-// dataFields returns the fields of e.Data (an object) that the fast path
-// read, or nil when the caller must decode e.Data with encoding/json. It
-// reuses what Decode read while e.Data is still the slice Decode set, and
-// otherwise reads e.Data itself. Without fast it returns nil.
-func (e *Event) dataFields(fast bool) *fastData {
-	if !fast {
-		return nil
-	}
-	if fd := e.fast; fd != nil && len(fd.raw) == len(e.Data) && unsafe.SliceData(fd.raw) == unsafe.SliceData(e.Data) {
-		return fd
-	}
-	fd := new(fastData)
-	var sb stringBatch
-	if end, ok, read := scanData(e.Data, 0, fd, &sb); ok && read && end == len(e.Data) {
-		sb.set()
-		return fd
-	}
 	return nil
 }
 
@@ -370,32 +354,22 @@ func (c *claims) actor() string {
 type claim string
 
 func (c *claim) UnmarshalJSON(b []byte) error {
-	if len(b) < 2 || b[0] != '"' {
-		return nil
-	}
-	if inner := b[1 : len(b)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
-		// No escapes (encoding/json has validated b): the content is the value.
-		*c = claim(inner)
-		return nil
-	}
 	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
+	if json.Unmarshal(b, &s) == nil {
+		*c = claim(s)
 	}
-	*c = claim(s)
 	return nil
 }
 
 const roleAssignmentsSeg = "/providers/microsoft.authorization/roleassignments/"
 
-func classifyARM(e Event, t *Trigger, fast bool) error {
-	fd, err := eventData(e, fast, func(fd *fastData) any { return &fd.arm })
-	if err != nil {
+func classifyARM(e Event, t *Trigger) error {
+	var d armData
+	if err := eventData(e, &d); err != nil {
 		return err
 	}
-	d := &fd.arm
 	for _, o := range armOps {
-		if strings.EqualFold(d.OperationName, o.op) {
+		if resource.EqualFold(d.OperationName, o.op) {
 			t.Kind = o.kind
 			break
 		}
@@ -404,11 +378,7 @@ func classifyARM(e Event, t *Trigger, fast bool) error {
 		return nil
 	}
 	t.Operation = d.OperationName
-	if fd.fromJSON {
-		t.Actor = d.Claims.actor()
-	} else {
-		t.Actor = fd.actor()
-	}
+	t.Actor = d.Claims.actor()
 	uri := orElse(d.ResourceURI, e.Subject)
 	if uri == "" {
 		return malformed("data has no resourceUri and the event no subject")
@@ -433,7 +403,9 @@ func classifyARM(e Event, t *Trigger, fast bool) error {
 // classifyRoleAssignment reads the scope from the role assignment's ID
 // ({scope}/providers/Microsoft.Authorization/roleAssignments/{name}).
 func classifyRoleAssignment(uri string, t *Trigger) error {
-	i := strings.LastIndex(strings.ToLower(uri), roleAssignmentsSeg)
+	i := len(uri) - len(roleAssignmentsSeg)
+	for ; i >= 0 && !resource.EqualFold(uri[i:i+len(roleAssignmentsSeg)], roleAssignmentsSeg); i-- {
+	}
 	if i < 0 {
 		return malformed("resourceUri %q is not a role assignment", truncate(uri, 256))
 	}
@@ -461,12 +433,12 @@ func aboveVault(scope string) bool {
 	switch {
 	case len(parts) == 1 && parts[0] == "":
 		return true
-	case len(parts) == 4 && strings.EqualFold(parts[0], "providers") &&
-		strings.EqualFold(parts[1], "Microsoft.Management") && strings.EqualFold(parts[2], "managementGroups"):
+	case len(parts) == 4 && resource.EqualFold(parts[0], "providers") &&
+		resource.EqualFold(parts[1], "Microsoft.Management") && resource.EqualFold(parts[2], "managementGroups"):
 		return true
-	case len(parts) == 2 && strings.EqualFold(parts[0], "subscriptions"):
+	case len(parts) == 2 && resource.EqualFold(parts[0], "subscriptions"):
 		return parts[1] != ""
-	case len(parts) == 4 && strings.EqualFold(parts[0], "subscriptions") && strings.EqualFold(parts[2], "resourceGroups"):
+	case len(parts) == 4 && resource.EqualFold(parts[0], "subscriptions") && resource.EqualFold(parts[2], "resourceGroups"):
 		return parts[1] != "" && parts[3] != ""
 	}
 	return false
@@ -481,8 +453,8 @@ func connectionName(uri string) string {
 		if !more {
 			return ""
 		}
-		if strings.EqualFold(seg, "privateEndpointConnections") ||
-			strings.EqualFold(seg, "privateEndpointConnectionProxies") {
+		if resource.EqualFold(seg, "privateEndpointConnections") ||
+			resource.EqualFold(seg, "privateEndpointConnectionProxies") {
 			name, _, _ := strings.Cut(tail, "/")
 			return name
 		}

@@ -3,13 +3,13 @@
 // payloads) and classifies every Event Grid event the guard consumes.
 //
 // Envelopes are thin: an Event keeps its data raw, and Classify decodes the
-// typed data only after it has dispatched on the event type. Events are hints
-// (see DESIGN.md): a Trigger says which vault or scope to look at and, for
-// alerts, who did what and when; it never carries a decision.
+// typed data only after it has dispatched on the event type. Events are hints:
+// a Trigger says which vault or scope to look at and, for alerts, who did what
+// and when; it never carries a decision.
 //
 // Every error this package returns for bad input wraps ErrMalformed: retrying
-// the same input cannot succeed, so the caller should log it and answer 2xx
-// rather than make Event Grid redeliver it.
+// the same input cannot succeed, so the caller should keep it aside and
+// answer 2xx rather than make Event Grid redeliver it.
 package event
 
 import (
@@ -31,10 +31,17 @@ const (
 	SchemaCloudEvents = "cloudevents"
 )
 
-// MaxEventSize bounds one event after string-unwrapping. Event Grid rejects
-// events larger than 1 MB in either schema, so anything larger did not come
-// from Event Grid.
-const MaxEventSize = 1 << 20
+// Size limits, one derived from the other. Event Grid refuses events (and
+// push batches) larger than 1 MB in either schema, so MaxEventSize (1 MiB)
+// bounds the unwrapped event or array. The host hands the event over as a
+// JSON string inside a JSON string: each layer escapes '"' and '\' with a
+// backslash, so two layers at most quadruple the event. MaxInvocationSize
+// adds room for the envelope and Metadata; the server reads no more than that
+// and DecodeInvocation refuses anything larger.
+const (
+	MaxEventSize      = 1 << 20
+	MaxInvocationSize = 4*MaxEventSize + 64<<10
+)
 
 // maxWrap bounds how many times Decode unquotes a JSON string before it wants
 // an object or an array. The host wraps once or twice; 4 leaves room without
@@ -60,11 +67,6 @@ type Event struct {
 	// Data is the event's data exactly as sent (a JSON value); nil when the
 	// event has no data or data is null.
 	Data json.RawMessage
-
-	// fast is what Decode's fast path read of Data for Classify; nil when
-	// it read nothing. Classify uses it only while Data is the slice it
-	// describes.
-	fast *fastData
 }
 
 // envelope holds the attributes of both schemas; which ones are set decides
@@ -86,25 +88,20 @@ type envelope struct {
 }
 
 // Decode decodes the Event Grid trigger data the host passes for one
-// invocation. The value is unwrapped layer by layer: while it is a JSON string
-// it is unquoted (the host serialises the event to a string and JSON-encodes
-// that string again, possibly twice; at most 4 layers are accepted); the result
-// must then be one event object or a non-empty array of event objects
-// (webhook-style delivery). Each event is read as CloudEvents 1.0 when it has
-// specversion, as the Event Grid schema when it has eventType.
+// invocation. While the value is a JSON string it is unquoted (at most 4
+// layers); the result must then be one event object or a non-empty array of
+// event objects (webhook-style delivery). Each event is read as CloudEvents
+// 1.0 when it has specversion, as the Event Grid schema when it has eventType.
 //
 // Required: id and the type in both schemas; eventTime for Event Grid; source
 // and specversion "1.0" for CloudEvents. Times must be RFC 3339. Data is not
-// inspected here (Classify checks it for the types that need it). Decode
-// returns at least one event or an error wrapping ErrMalformed; on error it
-// returns no events.
-func Decode(raw json.RawMessage) ([]Event, error) { return decode(raw, 0, true) }
-
-// decode is Decode for v, which is already unquoted depth times. fast
-// enables the fast path; without it everything is read with encoding/json
-// (the reference the fuzz tests compare the fast path with).
-func decode(v []byte, depth int, fast bool) ([]Event, error) {
-	v, err := unwrap(v, depth, fast)
+// inspected here (Classify checks it for the types that need it).
+//
+// Decode returns the events that decode and an error (wrapping ErrMalformed)
+// naming each array item that does not: a bad item never hides the good ones.
+// When the whole value is unusable it returns no event and an error.
+func Decode(raw json.RawMessage) ([]Event, error) {
+	v, err := unwrap(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -113,63 +110,42 @@ func decode(v []byte, depth int, fast bool) ([]Event, error) {
 	}
 	switch v[0] {
 	case '{':
-		e, err := decodeOne(v, fast)
+		e, err := decodeOne(v)
 		if err != nil {
 			return nil, err
 		}
 		return []Event{e}, nil
 	case '[':
 		var items []json.RawMessage
-		ok := false
-		if fast {
-			items, ok = fastArray(v)
-		}
-		if !ok {
-			if err := json.Unmarshal(v, &items); err != nil {
-				return nil, malformed("event array: %v", err)
-			}
+		if err := json.Unmarshal(v, &items); err != nil {
+			return nil, malformed("event array: %v", err)
 		}
 		if len(items) == 0 {
 			return nil, malformed("event array is empty")
 		}
-		events := make([]Event, 0, len(items))
+		var events []Event
+		var errs []error
 		for i, item := range items {
-			item = bytes.TrimSpace(item)
-			if len(item) == 0 || item[0] != '{' {
-				return nil, malformed("event array item %d: want an object, got %s", i, kindOf(item))
-			}
-			e, err := decodeOne(item, fast)
+			e, err := decodeOne(bytes.TrimSpace(item))
 			if err != nil {
-				return nil, fmt.Errorf("event array item %d: %w", i, err)
+				errs = append(errs, fmt.Errorf("event array item %d: %w", i, err))
+				continue
 			}
 			events = append(events, e)
 		}
-		return events, nil
+		return events, errors.Join(errs...)
 	default:
 		return nil, malformed("event: want an object or an array, got %s", kindOf(v))
 	}
 }
 
 // unwrap trims v and unquotes it while it is a JSON string, at most maxWrap
-// times in all (v has been unquoted depth times already). The result is
-// non-empty.
-func unwrap(v []byte, depth int, fast bool) ([]byte, error) {
+// times. The result is non-empty.
+func unwrap(v []byte) ([]byte, error) {
 	v = bytes.TrimSpace(v)
-	for ; len(v) > 0 && v[0] == '"'; depth++ {
+	for depth := 0; len(v) > 0 && v[0] == '"'; depth++ {
 		if depth == maxWrap {
 			return nil, malformed("event is wrapped in more than %d JSON strings", maxWrap)
-		}
-		if len(v) > 4*MaxEventSize {
-			// Escaping at most doubles the size per layer for realistic
-			// events; don't unquote something that can't shrink to a valid
-			// event.
-			return nil, malformed("event string is %d bytes, too large to be an event", len(v))
-		}
-		if fast {
-			if u, ok := fastUnquote(v); ok {
-				v = bytes.TrimSpace(u)
-				continue
-			}
 		}
 		var s string
 		if err := json.Unmarshal(v, &s); err != nil {
@@ -183,72 +159,48 @@ func unwrap(v []byte, depth int, fast bool) ([]byte, error) {
 	return v, nil
 }
 
-func decodeOne(obj []byte, fast bool) (Event, error) {
+// decodeOne decodes one event object and checks its attributes.
+func decodeOne(obj []byte) (Event, error) {
+	if len(obj) == 0 || obj[0] != '{' {
+		return Event{}, malformed("want an event object, got %s", kindOf(obj))
+	}
 	var env envelope
-	var fd *fastData
-	ok := false
-	if fast {
-		env, fd, ok = fastEnvelope(obj)
+	if err := json.Unmarshal(obj, &env); err != nil {
+		return Event{}, malformed("event: %v", jsonError(err))
 	}
-	if !ok {
-		if err := json.Unmarshal(obj, &env); err != nil {
-			return Event{}, malformed("event: %v", jsonError(err))
-		}
-	}
-	e, err := eventFrom(&env)
-	if err != nil {
-		return Event{}, err
-	}
-	e.fast = fd
-	return e, nil
-}
-
-// eventFrom checks the attributes of one decoded event and builds the Event.
-func eventFrom(env *envelope) (Event, error) {
-	var e Event
+	e := Event{ID: env.ID, Subject: env.Subject}
+	var err error
 	switch {
 	case env.SpecVersion != "" && env.EventType != "":
 		return Event{}, malformed("event has both specversion (CloudEvents) and eventType (Event Grid schema)")
 	case env.SpecVersion != "":
-		if env.SpecVersion != "1.0" {
+		e.Schema, e.Type, e.Source = SchemaCloudEvents, env.Type, env.Source
+		switch {
+		case env.SpecVersion != "1.0":
 			return Event{}, malformed("event: unsupported CloudEvents specversion %q, want \"1.0\"", truncate(env.SpecVersion, 16))
-		}
-		e.Schema = SchemaCloudEvents
-		if env.Type == "" {
+		case e.Type == "":
 			return Event{}, malformed("cloudevent: missing type")
-		}
-		e.Type = env.Type
-		if env.Source == "" {
-			return Event{}, malformed("cloudevent %s: missing source", e.Type)
-		}
-		e.Source = env.Source
-		if env.Time != "" {
-			t, err := parseTime(env.Time)
-			if err != nil {
-				return Event{}, malformed("cloudevent %s: time: %v", e.Type, err)
+		case e.Source == "":
+			return Event{}, malformed("cloudevent %s: missing source", truncate(e.Type, 128))
+		case env.Time != "":
+			if e.Time, err = parseTime(env.Time); err != nil {
+				return Event{}, malformed("cloudevent %s: time: %v", truncate(e.Type, 128), err)
 			}
-			e.Time = t
 		}
 	case env.EventType != "":
-		e.Schema = SchemaEventGrid
-		e.Type = env.EventType
-		e.Source = env.Topic
+		e.Schema, e.Type, e.Source = SchemaEventGrid, env.EventType, env.Topic
 		if env.EventTime == "" {
-			return Event{}, malformed("event %s: missing eventTime", e.Type)
+			return Event{}, malformed("event %s: missing eventTime", truncate(e.Type, 128))
 		}
-		t, err := parseTime(env.EventTime)
-		if err != nil {
-			return Event{}, malformed("event %s: eventTime: %v", e.Type, err)
+		if e.Time, err = parseTime(env.EventTime); err != nil {
+			return Event{}, malformed("event %s: eventTime: %v", truncate(e.Type, 128), err)
 		}
-		e.Time = t
 	default:
 		return Event{}, malformed("event has neither eventType (Event Grid schema) nor specversion (CloudEvents 1.0): missing type")
 	}
-	if env.ID == "" {
-		return Event{}, malformed("event %s: missing id", e.Type)
+	if e.ID == "" {
+		return Event{}, malformed("event %s: missing id", truncate(e.Type, 128))
 	}
-	e.ID = env.ID
-	e.Subject = env.Subject
 	if d := bytes.TrimSpace(env.Data); len(d) > 0 && !bytes.Equal(d, []byte("null")) {
 		e.Data = d
 	}
@@ -274,22 +226,16 @@ func parseTime(s string) (time.Time, error) {
 type hostTime struct{ time.Time }
 
 func (t *hostTime) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		return nil
-	}
-	var s string
+	var s *string
 	if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("want a time string, got %s", kindOf(b))
 	}
-	if s == "" {
+	if s == nil || *s == "" {
 		return nil
 	}
-	v, err := parseTime(s)
-	if err != nil {
-		return err
-	}
+	v, err := parseTime(*s)
 	t.Time = v
-	return nil
+	return err
 }
 
 func malformed(format string, args ...any) error {

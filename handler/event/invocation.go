@@ -3,15 +3,7 @@ package event
 import (
 	"bytes"
 	"encoding/json"
-	"unsafe"
 )
-
-// MaxInvocationSize bounds the body of one host invocation request. One event
-// is at most MaxEventSize; the host's double string-wrapping can roughly
-// quadruple it. Callers reading the body should stop after this many bytes
-// (plus one, to detect a larger body) and pass what they read to
-// DecodeInvocation.
-const MaxInvocationSize = 4*MaxEventSize + 64<<10
 
 // Invocation is the request the Functions host POSTs to the custom handler
 // for a non-HTTP trigger: {"Data": {"<bindingName>": …}, "Metadata": {…}}.
@@ -24,22 +16,12 @@ type Invocation struct {
 	// Metadata holds trigger metadata (e.g. "sys"); nil when the host sent
 	// none.
 	Metadata map[string]json.RawMessage
-
-	// unquoted is a string-wrapped Data value that DecodeInvocation has
-	// already unquoted, for Events; raw is nil when there is none.
-	unquoted unquotedBinding
-}
-
-// unquotedBinding is the content of the JSON string raw, Data[name].
-type unquotedBinding struct {
-	name         string
-	raw, content []byte
 }
 
 // DecodeInvocation decodes a host invocation body. It fails, wrapping
 // ErrMalformed, when the body is larger than MaxInvocationSize, is not a JSON
 // object, or has no Data object. An empty Data object is accepted; Binding
-// reports the missing binding. The raw values may share memory with body.
+// reports the missing binding.
 func DecodeInvocation(body []byte) (Invocation, error) {
 	if len(body) > MaxInvocationSize {
 		return Invocation{}, malformed("invocation body is %d bytes, more than %d", len(body), MaxInvocationSize)
@@ -51,15 +33,6 @@ func DecodeInvocation(body []byte) (Invocation, error) {
 	if b[0] != '{' {
 		return Invocation{}, malformed("invocation body: want a JSON object, got %s", kindOf(b))
 	}
-	if inv, ok := fastInvocation(b); ok {
-		return inv, nil
-	}
-	return decodeInvocationSlow(b)
-}
-
-// decodeInvocationSlow is DecodeInvocation with encoding/json: the reference
-// for fastInvocation, and the path that reports every error.
-func decodeInvocationSlow(b []byte) (Invocation, error) {
 	// The host spells the keys "Data" and "Metadata"; match them exactly, so
 	// that an Event Grid event (which has "data") posted directly is not
 	// mistaken for an invocation.
@@ -89,25 +62,13 @@ func decodeInvocationSlow(b []byte) (Invocation, error) {
 	return inv, nil
 }
 
-// Events decodes the Event Grid binding name like Decode(inv.Data[name]),
-// with the same result and errors, but without unquoting again a string
-// that DecodeInvocation has already unquoted.
-func (inv Invocation) Events(name string) ([]Event, error) {
-	raw := inv.Data[name]
-	if u := &inv.unquoted; u.raw != nil && u.name == name && len(u.raw) == len(raw) && unsafe.SliceData(u.raw) == unsafe.SliceData(raw) {
-		return decode(u.content, 1, true)
-	}
-	return Decode(raw)
-}
-
 // Binding returns the raw value of the input binding name. It fails, wrapping
 // ErrMalformed, when the binding is absent or null.
 func (inv Invocation) Binding(name string) (json.RawMessage, error) {
-	v, ok := inv.Data[name]
-	if !ok {
+	v := bytes.TrimSpace(inv.Data[name])
+	if _, ok := inv.Data[name]; !ok {
 		return nil, malformed("invocation has no Data.%s", name)
 	}
-	v = bytes.TrimSpace(v)
 	if len(v) == 0 || bytes.Equal(v, []byte("null")) {
 		return nil, malformed("invocation Data.%s is null", name)
 	}

@@ -30,7 +30,7 @@ type ScheduleStatus struct {
 // value is not an object, has neither Schedule nor IsPastDue, or holds a
 // time that is not RFC 3339 (with or without zone).
 func DecodeTimer(raw json.RawMessage) (Timer, error) {
-	v, err := unwrap(raw, 0, true)
+	v, err := unwrap(raw)
 	if err != nil {
 		return Timer{}, err
 	}

@@ -11,56 +11,11 @@ import (
 
 type ctxKey struct{}
 
-// maxInline is how many attributes one With keeps without a further
-// allocation; the server attaches one (invocation id) or two (event id and
-// type) at a time.
-const maxInline = 2
-
-// attrContext is a context carrying the attributes of one With call and a
-// link to those of the enclosing With calls: one allocation per call, where
-// a context.WithValue holding a copied []slog.Attr takes three.
-type attrContext struct {
-	context.Context
-	prev   *attrContext // the attributes of the enclosing With, or nil
-	inline [maxInline]slog.Attr
-	more   []slog.Attr // attributes beyond maxInline
-	n      int         // attributes in inline
-}
-
-func (c *attrContext) Value(key any) any {
-	if key == (ctxKey{}) {
-		return c
-	}
-	return c.Context.Value(key)
-}
-
-// addTo adds the attributes of c's chain to r, outermost first.
-func (c *attrContext) addTo(r *slog.Record) {
-	var chain [8]*attrContext
-	n := 0
-	for p := c; p != nil && n < len(chain); p = p.prev {
-		chain[n] = p
-		n++
-	}
-	if n == len(chain) && chain[n-1].prev != nil {
-		chain[n-1].prev.addTo(r) // a deep chain: the outer part first
-	}
-	for i := n - 1; i >= 0; i-- {
-		r.AddAttrs(chain[i].inline[:chain[i].n]...)
-		r.AddAttrs(chain[i].more...)
-	}
-}
-
 // With returns a context whose log records carry attrs (for example the
 // invocation id). Attributes accumulate across calls, in call order.
 func With(ctx context.Context, attrs ...slog.Attr) context.Context {
-	c := &attrContext{Context: ctx}
-	c.prev, _ = ctx.Value(ctxKey{}).(*attrContext)
-	c.n = copy(c.inline[:], attrs)
-	if len(attrs) > maxInline {
-		c.more = append([]slog.Attr(nil), attrs[maxInline:]...)
-	}
-	return c
+	prev, _ := ctx.Value(ctxKey{}).([]slog.Attr)
+	return context.WithValue(ctx, ctxKey{}, append(prev[:len(prev):len(prev)], attrs...))
 }
 
 // New returns a JSON logger writing to w at the given level that adds the
@@ -75,8 +30,8 @@ func Discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 type contextHandler struct{ slog.Handler }
 
 func (h contextHandler) Handle(ctx context.Context, r slog.Record) error {
-	if c, ok := ctx.Value(ctxKey{}).(*attrContext); ok {
-		c.addTo(&r)
+	if attrs, ok := ctx.Value(ctxKey{}).([]slog.Attr); ok {
+		r.AddAttrs(attrs...)
 	}
 	return h.Handler.Handle(ctx, r)
 }

@@ -21,12 +21,6 @@ func sharedWorld(tb testing.TB) *World {
 	tb.Helper()
 	worldOnce.Do(func() {
 		world, worldErr = NewWorld(worldProjects)
-		if worldErr != nil {
-			return
-		}
-		for _, k := range []string{"IDENTITY_ENDPOINT", "IDENTITY_HEADER"} {
-			os.Setenv(k, world.Env[k])
-		}
 	})
 	if worldErr != nil {
 		tb.Fatal(worldErr)

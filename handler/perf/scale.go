@@ -1,10 +1,12 @@
 package perf
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -48,14 +50,6 @@ type ScaleResult struct {
 
 // Ratio is Wall / Ideal.
 func (r ScaleResult) Ratio() float64 { return float64(r.Wall) / float64(r.Ideal) }
-
-// HeapPerProject is the run's added peak heap divided by the projects.
-func (r ScaleResult) HeapPerProject() float64 {
-	if r.PeakHeap < r.BaseHeap {
-		return 0
-	}
-	return float64(r.PeakHeap-r.BaseHeap) / float64(r.Projects)
-}
 
 // Scale runs c: it grows the world to c.Projects, wires a fresh reconciler
 // (fresh state store, as after a cold start), warms it on one project
@@ -167,4 +161,16 @@ func Quantile(d []time.Duration, q float64) time.Duration {
 	slices.Sort(s)
 	i := int(q*float64(len(s))+0.5) - 1
 	return s[min(max(i, 0), len(s)-1)]
+}
+
+// ScaleTable renders results as the "Scale" section of the report.
+func ScaleTable(rs []ScaleResult) string {
+	var b strings.Builder
+	b.WriteString("### Scale\n\n| projects | concurrency | latency | auth | wall | ideal | wall / ideal | Atlas 429s | peak heap added |\n|---:|---:|---:|---|---:|---:|---:|---:|---:|\n")
+	for _, r := range rs {
+		fmt.Fprintf(&b, "| %d | %d | %s | %s | %s | %s | %.2f | %d | %.1f MiB |\n", r.Projects, r.Concurrency, r.Latency,
+			cmp.Or(r.Auth, AuthServiceAccount), r.Wall.Round(time.Millisecond), r.Ideal.Round(time.Millisecond), r.Ratio(), r.Atlas429,
+			float64(r.PeakHeap-min(r.BaseHeap, r.PeakHeap))/(1<<20))
+	}
+	return b.String()
 }

@@ -4,6 +4,12 @@
 // {"Outputs":{},"Logs":[…],"ReturnValue":…}; HTTP functions are forwarded at
 // their own path (/api/Status). The server decodes and classifies events and
 // hands them to a Dispatcher; it never decides anything itself.
+//
+// The server is the boundary: it logs each failure once. Bad input
+// (undecodable, oversized or unknown-shaped) is answered 200, because a retry
+// cannot make it decodable and events are only hints; it is logged with one
+// warning line and kept in a quarantine document. Only a transient failure
+// (transient.Is) is answered 500, so that the platform retries.
 package server
 
 import (
@@ -16,11 +22,13 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
-	"sync"
+	"strings"
 	"time"
 
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/logging"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
@@ -35,8 +43,13 @@ const (
 	timerBinding = "timer"
 )
 
-// MaxBody is the largest invocation body accepted; larger ones get 413.
-const MaxBody = 1 << 20
+// QuarantinePrefix starts the key of every document in which the server
+// keeps bad input aside (quarantine/invocations/<time>-<invocationId>); the
+// Status page counts them.
+const QuarantinePrefix = "quarantine/invocations/"
+
+// maxQuarantined bounds the payload kept in one quarantine document.
+const maxQuarantined = 64 << 10
 
 // Outcome is what a dispatch reports back to the host: log lines (which the
 // host shows with the invocation) and an optional return value.
@@ -45,10 +58,9 @@ type Outcome struct {
 	ReturnValue any
 }
 
-// Dispatcher acts on classified invocations. An error whose class is
-// transient (see Transient) fails the invocation so the platform retries it;
-// any other error is logged and answered with 200, because retrying cannot
-// help.
+// Dispatcher acts on classified invocations. An error marked transient
+// (transient.Is) fails the invocation so the platform retries it; any other
+// error is logged and answered with 200, because retrying cannot help.
 type Dispatcher interface {
 	// Events handles the related triggers of one Event Grid invocation.
 	Events(ctx context.Context, function string, triggers []event.Trigger) (Outcome, error)
@@ -56,22 +68,26 @@ type Dispatcher interface {
 	Timer(ctx context.Context, t event.Timer) (Outcome, error)
 }
 
-// Transient reports whether err asks for a retry (see package transient).
-func Transient(err error) bool { return transient.Is(err) }
-
 // Options configure the router.
 type Options struct {
 	Dispatcher Dispatcher
 	// Status serves GET /api/Status; nil answers 503.
 	Status http.Handler
-	Logger *slog.Logger
+	// Quarantine keeps bad input under QuarantinePrefix; nil only logs it.
+	Quarantine state.Store
+	Logger     *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
 }
 
 // New returns the handler's router.
 func New(o Options) http.Handler {
-	s := &router{d: o.Dispatcher, status: o.Status, log: o.Logger}
-	if s.log == nil {
-		s.log = logging.Discard()
+	s := &router{Options: o}
+	if s.Logger == nil {
+		s.Logger = logging.Discard()
+	}
+	if s.Now == nil {
+		s.Now = time.Now
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", ready)
@@ -83,11 +99,7 @@ func New(o Options) http.Handler {
 	return s.guard(mux)
 }
 
-type router struct {
-	d      Dispatcher
-	status http.Handler
-	log    *slog.Logger
-}
+type router struct{ Options }
 
 func ready(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -95,13 +107,12 @@ func ready(w http.ResponseWriter, _ *http.Request) {
 }
 
 // guard attaches the invocation id to the context and turns a panic into a
-// 500 so that none reaches the host. Invocation bodies are limited where they
-// are read (readBody).
+// 500 so that none reaches the host.
 func (s *router) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		if id := r.Header.Get("X-Azure-Functions-InvocationId"); id != "" {
-			ctx = logging.With(ctx, slog.String("invocationId", id))
+			ctx = logging.With(ctx, slog.String("invocationId", alert.Scrub(id)))
 			r = r.WithContext(ctx)
 		}
 		defer func() {
@@ -109,7 +120,7 @@ func (s *router) guard(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				s.log.ErrorContext(ctx, "panic in handler", "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				s.Logger.ErrorContext(ctx, "panic in handler", "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 				reply(w, http.StatusInternalServerError, []string{"internal error"}, nil)
 			}
 		}()
@@ -117,168 +128,132 @@ func (s *router) guard(next http.Handler) http.Handler {
 	})
 }
 
-// invocation reads (into buf's capacity) and decodes the invocation body, or
-// answers the host and returns !ok. The invocation aliases the body returned.
-func (s *router) invocation(w http.ResponseWriter, r *http.Request, buf []byte) (event.Invocation, []byte, bool) {
-	body, err := readBody(r, buf)
+// binding reads the invocation body and returns the raw value of binding
+// name. On failure it has answered the host and returns !ok.
+func (s *router) binding(w http.ResponseWriter, r *http.Request, function, name string) (body, raw []byte, ok bool) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, event.MaxInvocationSize+1))
 	if err != nil {
-		if errors.Is(err, errTooLarge) {
-			s.log.WarnContext(r.Context(), "invocation body too large", "path", r.URL.Path, "limit", MaxBody)
-			reply(w, http.StatusRequestEntityTooLarge, []string{fmt.Sprintf("body larger than %d bytes", MaxBody)}, nil)
-			return event.Invocation{}, nil, false
-		}
-		s.log.WarnContext(r.Context(), "reading invocation body failed", "path", r.URL.Path, "error", err.Error())
-		reply(w, http.StatusBadRequest, []string{"cannot read body"}, nil)
-		return event.Invocation{}, nil, false
+		// The host hung up or the read timed out: a retry may succeed.
+		s.Logger.WarnContext(r.Context(), "reading invocation body failed", "function", function, "error", err.Error())
+		reply(w, http.StatusInternalServerError, []string{"cannot read body"}, nil)
+		return nil, nil, false
 	}
 	inv, err := event.DecodeInvocation(body)
+	if err == nil {
+		raw, err = inv.Binding(name)
+	}
 	if err != nil {
-		s.log.WarnContext(r.Context(), "undecodable invocation", "path", r.URL.Path, "error", err.Error())
-		reply(w, http.StatusBadRequest, []string{err.Error()}, nil)
-		return event.Invocation{}, nil, false
+		s.rejectBad(w, r, function, body, err)
+		return nil, nil, false
 	}
-	return inv, body, true
+	return body, raw, true
 }
 
-var errTooLarge = errors.New("body too large")
-
-// readBody reads the body into buf (reusing its capacity) and fails with
-// errTooLarge, without reading further, once it exceeds MaxBody. When the
-// request declares its length, one read fills a buffer of exactly that size.
-func readBody(r *http.Request, buf []byte) ([]byte, error) {
-	n := r.ContentLength
-	if n > MaxBody {
-		return nil, errTooLarge
+// badInput logs bad input once, keeps it in quarantine and returns the line
+// for the host's Logs. retry is true when the quarantine could not be written
+// for a transient reason: nothing may be lost, so the caller answers 500 and
+// the platform retries.
+func (s *router) badInput(r *http.Request, function string, body []byte, cause error) (line string, retry bool) {
+	msg := alert.Scrub(cause.Error())
+	key, err := s.quarantine(r, function, body, msg)
+	attrs := []any{"function", function, "bytes", len(body), "error", msg, "quarantine", key}
+	if err != nil {
+		attrs = append(attrs, "quarantineError", alert.Scrub(err.Error()))
 	}
-	if n < 0 {
-		n = 4 << 10 // unknown: grow as needed
-	}
-	if int64(cap(buf)) < n+1 {
-		buf = make([]byte, 0, n+1) // +1: room to see EOF without growing
-	}
-	buf = buf[:0]
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		m, err := r.Body.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+m]
-		if len(buf) > MaxBody {
-			return nil, errTooLarge
-		}
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
+	s.Logger.WarnContext(r.Context(), "bad input kept aside", attrs...)
+	return "bad input kept aside: " + msg, transient.Is(err)
 }
 
-// bodyPool recycles invocation body buffers. Nothing that outlives a request
-// aliases its body: triggers hold strings, which are copies.
-var bodyPool = sync.Pool{New: func() any { return new([]byte) }}
+// rejectBad answers an invocation that was bad input as a whole.
+func (s *router) rejectBad(w http.ResponseWriter, r *http.Request, function string, body []byte, cause error) {
+	line, retry := s.badInput(r, function, body, cause)
+	reply(w, statusFor(retry), []string{line}, nil)
+}
 
-// maxPooledBody is the largest buffer kept for reuse.
-const maxPooledBody = 64 << 10
-
-func getBody() *[]byte { return bodyPool.Get().(*[]byte) }
-
-func putBody(p *[]byte, b []byte) {
-	if cap(b) <= maxPooledBody {
-		*p = b[:0]
-		bodyPool.Put(p)
+func statusFor(retry bool) int {
+	if retry {
+		return http.StatusInternalServerError
 	}
+	return http.StatusOK
+}
+
+// quarantine writes the bounded, scrubbed payload to a new document and
+// returns its key ("" without a store).
+func (s *router) quarantine(r *http.Request, function string, body []byte, msg string) (string, error) {
+	if s.Quarantine == nil {
+		return "", nil
+	}
+	now := s.Now().UTC()
+	id := alert.ScrubN(r.Header.Get("X-Azure-Functions-InvocationId"), 64)
+	if id == "" {
+		id = fmt.Sprintf("%x", now.UnixNano())
+	}
+	key := QuarantinePrefix + now.Format("20060102T150405.000Z") + "-" + strings.ReplaceAll(id, "/", "_")
+	doc, err := json.Marshal(map[string]any{
+		"time": now, "function": function, "error": msg, "bytes": len(body),
+		"payload": alert.ScrubN(string(body), maxQuarantined),
+	})
+	if err != nil {
+		return key, err
+	}
+	if _, err := s.Quarantine.Put(r.Context(), key, doc, "", nil); err != nil && !errors.Is(err, state.ErrConflict) {
+		return key, err
+	}
+	return key, nil
 }
 
 func (s *router) events(function string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
-		buf := getBody()
-		inv, body, ok := s.invocation(w, r, *buf)
+		body, raw, ok := s.binding(w, r, function, eventBinding)
 		if !ok {
 			return
 		}
-		defer putBody(buf, body)
-		if _, ok := inv.Data[eventBinding]; !ok {
-			s.log.WarnContext(ctx, "invocation without event binding", "function", function)
-			reply(w, http.StatusBadRequest, []string{`Data has no "event" binding`}, nil)
-			return
-		}
-		events, err := inv.Events(eventBinding)
-		if err != nil {
-			s.log.WarnContext(ctx, "undecodable event", "function", function, "error", err.Error())
-			reply(w, http.StatusBadRequest, []string{"undecodable event: " + err.Error()}, nil)
-			return
-		}
-		var triggers []event.Trigger
 		var logs []string
+		events, err := event.Decode(raw)
+		var triggers []event.Trigger
 		for _, e := range events {
-			t, err := event.Classify(e)
-			if err != nil {
-				s.log.LogAttrs(eventContext(ctx, e), slog.LevelWarn, "malformed event data",
-					slog.String("function", function), slog.String("error", err.Error()))
-				reply(w, http.StatusBadRequest, []string{"malformed event " + e.ID + ": " + err.Error()}, nil)
+			t, cerr := event.Classify(e)
+			ectx := logging.With(ctx, slog.String("eventId", t.EventID), slog.String("eventType", t.Type))
+			switch {
+			case cerr != nil:
+				err = errors.Join(err, cerr)
+			case t.Kind == event.Unrelated:
+				s.Logger.DebugContext(ectx, "unrelated event ignored", "function", function)
+				logs = append(logs, "unrelated event "+t.EventID+" ("+t.Type+") ignored")
+			default:
+				s.Logger.InfoContext(ectx, "event classified", "function", function, "kind", string(t.Kind),
+					"scope", t.Scope, "object", t.Object, "actor", t.Actor)
+				triggers = append(triggers, t)
+			}
+		}
+		if err != nil {
+			line, retry := s.badInput(r, function, body, err)
+			if logs = append(logs, line); retry {
+				reply(w, http.StatusInternalServerError, logs, nil)
 				return
 			}
-			if t.Kind == event.Unrelated {
-				if s.log.Enabled(ctx, slog.LevelDebug) {
-					s.log.LogAttrs(eventContext(ctx, e), slog.LevelDebug, "unrelated event ignored",
-						slog.String("function", function), slog.String("subject", e.Subject))
-				}
-				logs = append(logs, "unrelated event "+e.ID+" ("+e.Type+") ignored")
-				continue
-			}
-			if s.log.Enabled(ctx, slog.LevelInfo) {
-				// Scope is the vault's ID for every kind but a role
-				// assignment's (see event.Trigger): no need to build it again.
-				vaultID := t.Scope
-				if t.Kind == event.RoleAssignmentDeleted {
-					vaultID = t.Vault.String()
-				}
-				s.log.LogAttrs(eventContext(ctx, e), slog.LevelInfo, "event classified",
-					slog.String("function", function), slog.String("kind", string(t.Kind)),
-					slog.String("vault", vaultID), slog.String("scope", t.Scope),
-					slog.String("object", t.Object), slog.String("actor", t.Actor))
-			}
-			if triggers == nil {
-				triggers = make([]event.Trigger, 0, len(events))
-			}
-			triggers = append(triggers, t)
 		}
 		if len(triggers) == 0 {
 			reply(w, http.StatusOK, logs, nil)
 			return
 		}
-		out, err := s.d.Events(ctx, function, triggers)
+		out, err := s.Dispatcher.Events(ctx, function, triggers)
 		s.finish(w, r, function, append(logs, out.Logs...), out.ReturnValue, err)
 	}
 }
 
-// eventContext attaches the event's id and type to the log records of ctx.
-func eventContext(ctx context.Context, e event.Event) context.Context {
-	return logging.With(ctx, slog.String("eventId", e.ID), slog.String("eventType", e.Type))
-}
-
 func (s *router) timer(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	inv, _, ok := s.invocation(w, r, nil)
+	body, raw, ok := s.binding(w, r, Reconcile, timerBinding)
 	if !ok {
-		return
-	}
-	raw, ok := inv.Data[timerBinding]
-	if !ok {
-		s.log.WarnContext(ctx, "invocation without timer binding")
-		reply(w, http.StatusBadRequest, []string{`Data has no "timer" binding`}, nil)
 		return
 	}
 	t, err := event.DecodeTimer(raw)
 	if err != nil {
-		s.log.WarnContext(ctx, "undecodable timer", "error", err.Error())
-		reply(w, http.StatusBadRequest, []string{"undecodable timer: " + err.Error()}, nil)
+		s.rejectBad(w, r, Reconcile, body, err)
 		return
 	}
-	out, err := s.d.Timer(ctx, t)
+	out, err := s.Dispatcher.Timer(r.Context(), t)
 	s.finish(w, r, Reconcile, out.Logs, out.ReturnValue, err)
 }
 
@@ -288,82 +263,37 @@ func (s *router) finish(w http.ResponseWriter, r *http.Request, function string,
 	switch {
 	case err == nil:
 		reply(w, http.StatusOK, logs, ret)
-	case Transient(err):
-		s.log.WarnContext(r.Context(), "invocation failed; the platform will retry", "function", function, "error", err.Error())
+	case transient.Is(err):
+		s.Logger.WarnContext(r.Context(), "invocation failed; the platform will retry", "function", function, "error", err.Error())
 		reply(w, http.StatusInternalServerError, append(logs, "transient failure: "+err.Error()), ret)
 	default:
-		s.log.ErrorContext(r.Context(), "invocation failed", "function", function, "error", err.Error())
+		s.Logger.ErrorContext(r.Context(), "invocation failed", "function", function, "error", err.Error())
 		reply(w, http.StatusOK, append(logs, "failed: "+err.Error()), ret)
 	}
 }
 
 func (s *router) statusPage(w http.ResponseWriter, r *http.Request) {
-	if s.status == nil {
+	if s.Status == nil {
 		http.Error(w, "status is not available", http.StatusServiceUnavailable)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
-	s.status.ServeHTTP(w, r)
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	s.Status.ServeHTTP(w, r)
 }
 
-// encodeReply encodes the custom handler's answer to a non-HTTP invocation,
-// {"Outputs":{},"Logs":[…],"ReturnValue":…}, exactly as json.Marshal encodes
-// the equivalent struct, without reflection for the logs.
-func encodeReply(logs []string, ret any) ([]byte, error) {
-	n := len(`{"Outputs":{},"Logs":[],"ReturnValue":null}`)
-	for _, l := range logs {
-		n += len(l) + 3
-	}
-	b := make([]byte, 0, n)
-	b = append(b, `{"Outputs":{},"Logs":[`...)
-	for i, l := range logs {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendString(b, l)
-	}
-	b = append(b, `],"ReturnValue":`...)
-	if ret == nil {
-		b = append(b, "null"...)
-	} else {
-		v, err := json.Marshal(ret)
-		if err != nil {
-			return nil, err
-		}
-		b = append(b, v...)
-	}
-	return append(b, '}'), nil
-}
-
-// appendString appends s as a JSON string, as json.Marshal writes it.
-func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			// Escapes, HTML-safe escapes, UTF-8 checks: leave them to
-			// encoding/json.
-			q, _ := json.Marshal(s) // a string always encodes
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
-}
-
-// emptyReply is the answer with no logs and no return value.
-var emptyReply = []byte(`{"Outputs":{},"Logs":[],"ReturnValue":null}`)
-
+// reply answers a non-HTTP invocation with
+// {"Outputs":{},"Logs":[…],"ReturnValue":…}.
 func reply(w http.ResponseWriter, status int, logs []string, ret any) {
-	if len(logs) == 0 && ret == nil {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		w.Write(emptyReply)
-		return
+	if logs == nil {
+		logs = []string{}
 	}
-	b, err := encodeReply(logs, ret)
+	b, err := json.Marshal(struct {
+		Outputs     struct{}
+		Logs        []string
+		ReturnValue any
+	}{Logs: logs, ReturnValue: ret})
 	if err != nil {
-		status = http.StatusInternalServerError
-		b = []byte(`{"Outputs":{},"Logs":["cannot encode the response"],"ReturnValue":null}`)
+		status, b = http.StatusInternalServerError, []byte(`{"Outputs":{},"Logs":["cannot encode the response"],"ReturnValue":null}`)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

@@ -19,6 +19,7 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/logging"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/server"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
@@ -49,6 +50,13 @@ func (r *recorder) Timer(ctx context.Context, t event.Timer) (server.Outcome, er
 	defer r.mu.Unlock()
 	r.timers = append(r.timers, t)
 	return server.Outcome{Logs: []string{"timer done"}}, r.err
+}
+
+// downStore is a quarantine whose writes fail transiently.
+type downStore struct{ *state.Memory }
+
+func (downStore) Put(context.Context, string, []byte, string, map[string]string) (string, error) {
+	return "", transient.Mark(errors.New("storage: 503"))
 }
 
 func fixture(t testing.TB, name string) []byte {
@@ -95,13 +103,14 @@ func post(t *testing.T, h http.Handler, path string, body []byte) (int, hostRepl
 	return rec.Code, rep, rec.Body.String()
 }
 
-func newRouter(d server.Dispatcher) (http.Handler, *bytes.Buffer) {
+func newRouter(d server.Dispatcher) (http.Handler, *bytes.Buffer, *state.Memory) {
 	var logs bytes.Buffer
-	return server.New(server.Options{Dispatcher: d, Logger: logging.New(&logs, slog.LevelDebug)}), &logs
+	q := state.NewMemory()
+	return server.New(server.Options{Dispatcher: d, Quarantine: q, Logger: logging.New(&logs, slog.LevelDebug)}), &logs, q
 }
 
 func TestReadinessProbe(t *testing.T) {
-	h, _ := newRouter(&recorder{})
+	h, _, _ := newRouter(&recorder{})
 	for _, m := range []string{http.MethodGet, http.MethodHead} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(m, "/", nil))
@@ -117,62 +126,105 @@ func TestReadinessProbe(t *testing.T) {
 }
 
 func TestEventInvocations(t *testing.T) {
+	host := func(name string) func(t *testing.T) []byte {
+		return func(t *testing.T) []byte { return fixture(t, name) }
+	}
+	wrapped := func(name string) func(t *testing.T) []byte {
+		return func(t *testing.T) []byte { return hostBody(t, fixture(t, name)) }
+	}
+	raw := func(b string) func(t *testing.T) []byte { return func(*testing.T) []byte { return []byte(b) } }
+	good := func(t *testing.T) []byte {
+		var c bytes.Buffer
+		json.Compact(&c, fixture(t, "arm-pec-delete.json"))
+		return c.Bytes()
+	}
 	cases := []struct {
-		name     string
-		function string
-		body     func(t *testing.T) []byte
-		status   int
-		kinds    []event.Kind // nil: the dispatcher must not be called
+		name        string
+		function    string
+		body        func(t *testing.T) []byte
+		kinds       []event.Kind // nil: the dispatcher must not be called
+		quarantined bool
 	}{
-		{"host fixture string-wrapped", server.PrivateLinkEvents, func(t *testing.T) []byte { return fixture(t, "host-eventgrid-string-wrapped.json") }, 200, []event.Kind{event.ConnectionChanged}},
-		{"host fixture double-wrapped", server.PrivateLinkEvents, func(t *testing.T) []byte { return fixture(t, "host-eventgrid-double-wrapped.json") }, 200, []event.Kind{event.KeyNearExpiry}},
-		{"host fixture object", server.PrivateLinkEvents, func(t *testing.T) []byte { return fixture(t, "host-eventgrid-object.json") }, 200, []event.Kind{event.VaultChanged}},
-		{"host fixture array", server.PrivateLinkEvents, func(t *testing.T) []byte { return fixture(t, "host-eventgrid-array.json") }, 200, []event.Kind{event.ConnectionChanged}},
-		{"host fixture cloudevents", server.KeyVaultEvents, func(t *testing.T) []byte { return fixture(t, "host-cloudevents-string-wrapped.json") }, 200, []event.Kind{event.KeyNewVersion}},
-		{"key disabled hint: new version", server.KeyVaultEvents, func(t *testing.T) []byte { return hostBody(t, fixture(t, "keyvault-key-new-version-created.json")) }, 200, []event.Kind{event.KeyNewVersion}},
-		{"access policy changed", server.KeyVaultEvents, func(t *testing.T) []byte { return hostBody(t, fixture(t, "keyvault-vault-access-policy-changed.json")) }, 200, []event.Kind{event.AccessPolicyChanged}},
-		{"role assignment deleted", server.PrivateLinkEvents, func(t *testing.T) []byte { return hostBody(t, fixture(t, "arm-role-assignment-delete-rg-scope.json")) }, 200, []event.Kind{event.RoleAssignmentDeleted}},
-		{"cloudevents vault delete", server.PrivateLinkEvents, func(t *testing.T) []byte { return hostBody(t, fixture(t, "arm-vault-delete.cloudevents.json")) }, 200, []event.Kind{event.VaultChanged}},
-		{"unrelated secret event", server.KeyVaultEvents, func(t *testing.T) []byte { return hostBody(t, fixture(t, "keyvault-secret-new-version-created.json")) }, 200, nil},
-		{"unrelated storage write", server.PrivateLinkEvents, func(t *testing.T) []byte { return hostBody(t, fixture(t, "arm-storage-write-unrelated.json")) }, 200, nil},
-		{"not json", server.PrivateLinkEvents, func(t *testing.T) []byte { return []byte("{not json") }, 400, nil},
-		{"no event binding", server.PrivateLinkEvents, func(t *testing.T) []byte { return []byte(`{"Data":{"other":{}},"Metadata":{}}`) }, 400, nil},
-		{"truncated event", server.PrivateLinkEvents, func(t *testing.T) []byte { return hostBody(t, []byte(`{"id":"x"}`))[:40] }, 400, nil},
-		{"event without type", server.PrivateLinkEvents, func(t *testing.T) []byte { return hostBody(t, fixture(t, "malformed-missing-type.json")) }, 400, nil},
-		{"malformed related data", server.PrivateLinkEvents, func(t *testing.T) []byte { return hostBody(t, fixture(t, "malformed-arm-pec-write-not-a-vault.json")) }, 400, nil},
-		{"empty array", server.PrivateLinkEvents, func(t *testing.T) []byte { return []byte(`{"Data":{"event":[]},"Metadata":{}}`) }, 400, nil},
+		{"host fixture string-wrapped", server.PrivateLinkEvents, host("host-eventgrid-string-wrapped.json"), []event.Kind{event.ConnectionChanged}, false},
+		{"host fixture double-wrapped", server.PrivateLinkEvents, host("host-eventgrid-double-wrapped.json"), []event.Kind{event.KeyNearExpiry}, false},
+		{"host fixture object", server.PrivateLinkEvents, host("host-eventgrid-object.json"), []event.Kind{event.VaultChanged}, false},
+		{"host fixture array", server.PrivateLinkEvents, host("host-eventgrid-array.json"), []event.Kind{event.ConnectionChanged}, false},
+		{"host fixture cloudevents", server.KeyVaultEvents, host("host-cloudevents-string-wrapped.json"), []event.Kind{event.KeyNewVersion}, false},
+		{"new key version", server.KeyVaultEvents, wrapped("keyvault-key-new-version-created.json"), []event.Kind{event.KeyNewVersion}, false},
+		{"access policy changed", server.KeyVaultEvents, wrapped("keyvault-vault-access-policy-changed.json"), []event.Kind{event.AccessPolicyChanged}, false},
+		{"role assignment deleted", server.PrivateLinkEvents, wrapped("arm-role-assignment-delete-rg-scope.json"), []event.Kind{event.RoleAssignmentDeleted}, false},
+		{"cloudevents vault delete", server.PrivateLinkEvents, wrapped("arm-vault-delete.cloudevents.json"), []event.Kind{event.VaultChanged}, false},
+		{"unrelated secret event", server.KeyVaultEvents, wrapped("keyvault-secret-new-version-created.json"), nil, false},
+		{"unrelated storage write", server.PrivateLinkEvents, wrapped("arm-storage-write-unrelated.json"), nil, false},
+		// Bad input: 200, kept aside, never retried (each was 400 or 413 before).
+		{"not json", server.PrivateLinkEvents, raw("{not json"), nil, true},
+		{"no event binding", server.PrivateLinkEvents, raw(`{"Data":{"other":{}},"Metadata":{}}`), nil, true},
+		{"truncated event", server.PrivateLinkEvents, func(t *testing.T) []byte { return hostBody(t, []byte(`{"id":"x"}`))[:40] }, nil, true},
+		{"event without type", server.PrivateLinkEvents, wrapped("malformed-missing-type.json"), nil, true},
+		{"malformed related data", server.PrivateLinkEvents, wrapped("malformed-arm-pec-write-not-a-vault.json"), nil, true},
+		{"empty array", server.PrivateLinkEvents, raw(`{"Data":{"event":[]},"Metadata":{}}`), nil, true},
+		{"bad items among good ones", server.PrivateLinkEvents, func(t *testing.T) []byte {
+			return hostBody(t, []byte(`[`+string(good(t))+`,{"eventType":"x"},`+string(fixture(t, "malformed-arm-pec-write-not-a-vault.json"))+`]`))
+		}, []event.Kind{event.ConnectionChanged}, true},
+		{"oversized body", server.KeyVaultEvents, func(*testing.T) []byte {
+			return []byte(`{"Data":{"event":"` + strings.Repeat("a", event.MaxInvocationSize) + `"}}`)
+		}, nil, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			d := &recorder{}
-			h, logs := newRouter(d)
+			h, logs, q := newRouter(d)
 			code, rep, raw := post(t, h, "/"+tc.function, tc.body(t))
-			if code != tc.status {
-				t.Fatalf("status = %d, want %d; body %s; logs %s", code, tc.status, raw, logs)
+			if code != http.StatusOK {
+				t.Fatalf("status = %d, want 200; body %.300s; logs %.300s", code, raw, logs)
 			}
-			if tc.kinds == nil {
-				if len(d.events) != 0 {
-					t.Fatalf("dispatcher called for %v", d.events)
-				}
-				if tc.status != 200 && len(rep.Logs) == 0 {
-					t.Error("a refused invocation says nothing in Logs")
-				}
-				return
+			keys, _ := q.List(t.Context(), server.QuarantinePrefix)
+			warnings := strings.Count(logs.String(), `"level":"WARN"`)
+			if tc.quarantined != (len(keys) == 1) || tc.quarantined != (warnings == 1) || len(keys) > 1 || warnings > 1 {
+				t.Fatalf("quarantined %v, warnings %d; want %v", keys, warnings, tc.quarantined)
 			}
-			if len(d.events) != 1 || d.function[0] != tc.function {
-				t.Fatalf("dispatcher calls = %v (%v), want one for %s", d.events, d.function, tc.function)
+			if tc.quarantined {
+				checkQuarantine(t, q, keys[0].Key, logs.String(), rep)
 			}
 			var got []event.Kind
-			for _, tr := range d.events[0] {
-				got = append(got, tr.Kind)
+			for _, ts := range d.events {
+				for _, tr := range ts {
+					got = append(got, tr.Kind)
+				}
 			}
-			if strings.Join(kinds(got), ",") != strings.Join(kinds(tc.kinds), ",") {
-				t.Errorf("kinds = %v, want %v", got, tc.kinds)
+			if (tc.kinds == nil) != (len(d.events) == 0) || strings.Join(kinds(got), ",") != strings.Join(kinds(tc.kinds), ",") {
+				t.Fatalf("dispatched %v, want %v", got, tc.kinds)
 			}
-			if !strings.Contains(logs.String(), `"invocationId":"inv-42"`) {
-				t.Errorf("log lacks the invocation id: %s", logs)
+			if tc.kinds != nil && (d.function[0] != tc.function || !strings.Contains(logs.String(), `"invocationId":"inv-42"`)) {
+				t.Errorf("function %v; log lacks the invocation id: %s", d.function, logs)
 			}
 		})
+	}
+}
+
+// checkQuarantine: the document names the invocation, is bounded, and the
+// warning line and the host's Logs say why.
+func checkQuarantine(t *testing.T, q *state.Memory, key, logs string, rep hostReply) {
+	t.Helper()
+	b, _, err := q.Get(t.Context(), key)
+	var doc struct {
+		Function, Error, Payload string
+		Bytes                    int
+	}
+	if err != nil || json.Unmarshal(b, &doc) != nil || !strings.Contains(key, "inv-42") || doc.Error == "" || doc.Bytes == 0 || doc.Function == "" {
+		t.Fatalf("quarantine %s: %s, %v", key, b, err)
+	}
+	if len(b) > 70<<10 || len(logs) > 4<<10 || !strings.Contains(strings.Join(rep.Logs, "\n"), "bad input kept aside") {
+		t.Errorf("quarantine %d bytes, log %d bytes, host logs %q", len(b), len(logs), rep.Logs)
+	}
+}
+
+// TestQuarantineDownIsRetried: bad input that cannot be kept aside because
+// the store is down is answered 500, so that nothing is lost.
+func TestQuarantineDownIsRetried(t *testing.T) {
+	h := server.New(server.Options{Dispatcher: &recorder{}, Quarantine: downStore{state.NewMemory()}})
+	if code, _, _ := post(t, h, "/KeyVaultEvents", []byte("{not json")); code != http.StatusInternalServerError {
+		t.Fatalf("status %d, want 500", code)
 	}
 }
 
@@ -188,7 +240,7 @@ func TestTimerInvocation(t *testing.T) {
 	for _, name := range []string{"host-timer.json", "host-timer-null-status.json", "host-timer-past-due.json"} {
 		t.Run(name, func(t *testing.T) {
 			d := &recorder{}
-			h, _ := newRouter(d)
+			h, _, _ := newRouter(d)
 			code, rep, _ := post(t, h, "/Reconcile", fixture(t, name))
 			if code != 200 || len(d.timers) != 1 || rep.Logs[0] != "timer done" {
 				t.Fatalf("code %d, timers %d, logs %v", code, len(d.timers), rep.Logs)
@@ -199,9 +251,10 @@ func TestTimerInvocation(t *testing.T) {
 		})
 	}
 	d := &recorder{}
-	h, _ := newRouter(d)
-	if code, _, _ := post(t, h, "/Reconcile", []byte(`{"Data":{"timer":"yesterday"}}`)); code != 400 || len(d.timers) != 0 {
-		t.Errorf("malformed timer: code %d, timers %d", code, len(d.timers))
+	h, _, q := newRouter(d)
+	code, _, _ := post(t, h, "/Reconcile", []byte(`{"Data":{"timer":"yesterday"}}`))
+	if keys, _ := q.List(t.Context(), ""); code != 200 || len(d.timers) != 0 || len(keys) != 1 {
+		t.Errorf("malformed timer: code %d, timers %d, quarantined %v", code, len(d.timers), keys)
 	}
 }
 
@@ -216,7 +269,7 @@ func TestDispatchErrorsMapToRetryOrNot(t *testing.T) {
 		{errors.New("permanent: no such project"), 200},
 	}
 	for _, tc := range cases {
-		h, _ := newRouter(&recorder{err: tc.err})
+		h, _, _ := newRouter(&recorder{err: tc.err})
 		code, rep, _ := post(t, h, "/PrivateLinkEvents", body)
 		if code != tc.status {
 			t.Errorf("err %v: status %d, want %d", tc.err, code, tc.status)
@@ -230,19 +283,8 @@ func TestDispatchErrorsMapToRetryOrNot(t *testing.T) {
 	}
 }
 
-func TestOversizedBodyIs413(t *testing.T) {
-	d := &recorder{}
-	h, _ := newRouter(d)
-	big := append([]byte(`{"Data":{"event":"`), bytes.Repeat([]byte("a"), 2<<20)...)
-	big = append(big, `"}}`...)
-	code, rep, _ := post(t, h, "/KeyVaultEvents", big)
-	if code != http.StatusRequestEntityTooLarge || len(d.events) != 0 || len(rep.Logs) == 0 {
-		t.Fatalf("2 MiB body: status %d, dispatched %d, logs %v", code, len(d.events), rep.Logs)
-	}
-}
-
 func TestPanicBecomes500(t *testing.T) {
-	h, logs := newRouter(&recorder{panic: true})
+	h, logs, _ := newRouter(&recorder{panic: true})
 	code, _, _ := post(t, h, "/PrivateLinkEvents", hostBody(t, fixture(t, "arm-pec-write-rejected.json")))
 	if code != 500 || !strings.Contains(logs.String(), "panic in handler") {
 		t.Fatalf("status %d, logs %s", code, logs)
@@ -258,7 +300,7 @@ func TestStatusForwarding(t *testing.T) {
 	if rec.Code != 200 || rec.Body.String() != "status page" {
 		t.Fatalf("status = %d %q", rec.Code, rec.Body)
 	}
-	noStatus, _ := newRouter(&recorder{})
+	noStatus, _, _ := newRouter(&recorder{})
 	rec = httptest.NewRecorder()
 	noStatus.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/Status", nil))
 	if rec.Code != http.StatusServiceUnavailable {
@@ -273,7 +315,7 @@ func TestServeStopsGracefully(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	h, _ := newRouter(&recorder{})
+	h, _, _ := newRouter(&recorder{})
 	go func() { done <- server.Serve(ctx, ln, h, 5e9, logging.Discard()) }()
 	resp, err := http.Get("http://" + ln.Addr().String() + "/")
 	if err != nil || resp.StatusCode != 200 {

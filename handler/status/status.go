@@ -26,6 +26,7 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/logging"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/reconcile"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/server"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
 )
 
@@ -134,7 +135,11 @@ func (h *handler) load(ctx context.Context) (Page, error) {
 	if err := errors.Join(errs...); err != nil {
 		return Page{}, err
 	}
-	page := Page{GeneratedAt: now.UTC(), Projects: make([]Project, 0, n)}
+	bad, err := h.o.Store.List(ctx, server.QuarantinePrefix)
+	if err != nil {
+		return Page{}, err
+	}
+	page := Page{GeneratedAt: now.UTC(), Projects: make([]Project, 0, n), Quarantined: len(bad)}
 	for i, id := range h.o.Projects {
 		p := FromDoc(id, docs[i], now, h.o.StaleAfter)
 		p.Note = cmp.Or(notes[i], p.Note)

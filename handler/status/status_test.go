@@ -15,6 +15,7 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/reconcile"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/server"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
@@ -207,6 +208,20 @@ func TestStaleAndUndecodable(t *testing.T) {
 	}
 	if p := page.Projects[1]; p.State != Unknown || !strings.Contains(p.Note, "unreadable") {
 		t.Errorf("%+v", p)
+	}
+}
+
+// TestQuarantineCounted: bad invocations the server kept aside are counted
+// on the page.
+func TestQuarantineCounted(t *testing.T) {
+	st := state.NewMemory()
+	for _, k := range []string{"a", "b"} {
+		st.Put(t.Context(), server.QuarantinePrefix+k, []byte(`{}`), "", nil)
+	}
+	page, _ := getJSON(t, st)
+	_, html := serve(t, st, allProjects, "/api/Status?format=html", "")
+	if page.Quarantined != 2 || !strings.Contains(html, "2 bad invocations kept aside") {
+		t.Errorf("quarantined %d; html %.0s", page.Quarantined, html)
 	}
 }
 

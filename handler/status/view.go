@@ -38,6 +38,9 @@ const DefaultStaleAfter = 15 * time.Minute
 type Page struct {
 	GeneratedAt time.Time `json:"generatedAt"`
 	Projects    []Project `json:"projects"`
+	// Quarantined counts the bad invocations the server kept aside (under
+	// server.QuarantinePrefix in the state store).
+	Quarantined int `json:"quarantined,omitempty"`
 }
 
 // Project is what the guard knows of one project, from its stored document

@@ -1,0 +1,171 @@
+package perf
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/internal/azurite"
+)
+
+// full runs every measurement at the size the README reports and writes the
+// tables to out/ (make perf); without it each test is a quick smoke run that
+// asserts only that every path completes.
+var full = flag.Bool("full", false, "measure at full size and write handler/perf/out/*.md")
+
+// report logs a section and, with -full, writes it to out/name.md.
+func report(t *testing.T, name, text string) {
+	t.Log("\n" + text)
+	if *full {
+		if err := os.WriteFile(filepath.Join("out", name+".md"), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestReact(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the handler and starts Azurite")
+	}
+	az := azurite.Start(t)
+	bin, err := BuildHandler(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := ReactOptions{Binary: bin, Storage: az.ConnectionString, Period: 500 * time.Millisecond, Runs: 2, Logf: t.Logf}
+	limit := time.Minute
+	if *full {
+		o.Period, o.Runs, limit = time.Second, 30, 15*time.Minute
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), limit)
+	defer cancel()
+	res, err := MeasureReact(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.KeyAlert) != o.Runs || len(res.ConnTimer) != o.Runs || len(res.ConnEvent) != o.Runs || len(res.TickFloor) == 0 {
+		t.Fatalf("runs: %d key, %d timer, %d event, %d floor", len(res.KeyAlert), len(res.ConnTimer), len(res.ConnEvent), len(res.TickFloor))
+	}
+	report(t, "react", ReactTable(res))
+}
+
+// TestScale: every project reconciles, and the simulators serve exactly 3
+// Atlas and 3 ARM requests per project (6 Atlas with digest).
+func TestScale(t *testing.T) {
+	w := sharedWorld(t)
+	cases := []ScaleCase{{Projects: 10, Concurrency: 4, Latency: 10 * time.Millisecond}, {Projects: 10, Concurrency: 4, Latency: 10 * time.Millisecond, Auth: AuthDigest}}
+	if *full {
+		const l = 50 * time.Millisecond
+		cases = []ScaleCase{{Projects: 1, Latency: l}, {Projects: 10, Latency: l}, {Projects: 100, Latency: l}, {Projects: 1000, Latency: l},
+			{Projects: 1000, Concurrency: 32, Latency: l}, {Projects: 100, Latency: l, Auth: AuthDigest}, {Projects: 100, Latency: l, RateLimit: 100, Burst: 100}}
+	}
+	var rs []ScaleResult
+	for _, c := range cases {
+		res, err := w.Scale(t.Context(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		perCall := int64(1)
+		if c.Auth == AuthDigest {
+			perCall = 2
+		}
+		if c.RateLimit == 0 && (res.Failed != 0 || res.AtlasRequests != 3*perCall*int64(c.Projects) || res.ARMRequests != 3*int64(c.Projects)) {
+			t.Errorf("%+v: failed %d, Atlas %d requests, ARM %d requests", c, res.Failed, res.AtlasRequests, res.ARMRequests)
+		}
+		rs = append(rs, res)
+	}
+	report(t, "scale", ScaleTable(rs))
+}
+
+// TestStartup measures the built binary (as `make build` builds it): size,
+// exec → first answer to GET / (what the Functions host waits for) and RSS
+// when idle, with a valid configuration whose storage and identity are only
+// used on the first reconcile.
+func TestStartup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the handler")
+	}
+	bin, err := BuildHandler(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := 3
+	if *full {
+		runs = 20
+	}
+	var ready []time.Duration
+	var rss int
+	for i := range runs {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+		ln.Close()
+		cmd := exec.Command(bin)
+		cmd.Env = []string{"FUNCTIONS_CUSTOMHANDLER_PORT=" + port, "ATLAS_PROJECT_IDS=" + ProjectID(0), "ATLAS_CLIENT_ID=mdb_sa_id_perf",
+			"ATLAS_CLIENT_SECRET=perf-sa-secret", "AzureWebJobsStorage=UseDevelopmentStorage=true", "IDENTITY_ENDPOINT=http://127.0.0.1:9/msi/token", "IDENTITY_HEADER=perf"}
+		start := time.Now()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		c := &http.Client{Timeout: 100 * time.Millisecond}
+		for {
+			if resp, err := c.Get("http://127.0.0.1:" + port + "/"); err == nil {
+				resp.Body.Close()
+				break
+			}
+			if time.Since(start) > 10*time.Second {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatal("not ready after 10s")
+			}
+			time.Sleep(200 * time.Microsecond) // polling, as the host does
+		}
+		ready = append(ready, time.Since(start))
+		if i == 0 {
+			if *full {
+				time.Sleep(time.Second) // let it settle: RSS when idle, not while starting
+			}
+			rss = vmRSS(t, cmd.Process.Pid)
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("exit after SIGTERM: %v", err)
+		}
+	}
+	report(t, "startup", fmt.Sprintf("### Start-up, size, memory\n\n| binary | size | ready p50 | ready max | RSS idle |\n|---|---:|---:|---:|---:|\n| guard | %.1f MiB | %s | %s | %.1f MiB |\n",
+		float64(fi.Size())/(1<<20), Median(ready).Round(100*time.Microsecond), Quantile(ready, 1).Round(100*time.Microsecond), float64(rss)/(1<<10)))
+}
+
+// vmRSS reads VmRSS (KiB) from /proc/pid/status.
+func vmRSS(t *testing.T, pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for sc := bufio.NewScanner(bytes.NewReader(b)); sc.Scan(); {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return n
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
