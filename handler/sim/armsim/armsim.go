@@ -138,7 +138,7 @@ type Server struct {
 
 	beforePut             func(vault resource.ID, connection string)
 	noIfMatch, noBodyEtag bool
-	providers map[string]string // SetProvider's registration states, by "sub/namespace"
+	providers             map[string]string // SetProvider's registration states, by "sub/namespace"
 
 	srvMu sync.Mutex
 	srvs  []*http.Server
