@@ -83,8 +83,10 @@ func (pl *planner) guardBlind() {
 // errors: those stay in the log and on the Status page. A per-read alert
 // carries its scrubbed errors.
 func (pl *planner) raiseBlind(subject string, srcs []Source) {
+	reads := make([]string, len(srcs))
 	var msgs, perms []string
-	for _, src := range srcs {
+	for i, src := range srcs {
+		reads[i] = string(src)
 		for _, e := range pl.errs[src] {
 			if e.Message != "" {
 				msgs = append(msgs, alert.Scrub(e.Message))
@@ -94,29 +96,18 @@ func (pl *planner) raiseBlind(subject string, srcs []Source) {
 			}
 		}
 	}
-	reads := make([]string, len(srcs))
-	for i, src := range srcs {
-		reads[i] = string(src)
-	}
-	a := alert.Alert{
-		Kind:     alert.GuardBlind,
-		Severity: alert.Critical,
-		Subject:  subject,
-		Details:  map[string]string{"reads": strings.Join(reads, ",")},
-	}
+	a := alert.Alert{Kind: alert.GuardBlind, Severity: alert.Critical, Subject: subject,
+		Details: map[string]string{"reads": strings.Join(reads, ",")}}
 	what := strings.Join(reads, ", ")
-	if e := pl.errs[srcs[0]]; len(e) > 0 && e[0].Cause != "" {
+	switch e := pl.errs[srcs[0]]; {
+	case len(e) > 0 && e[0].Cause != "":
 		a.Details["service"], a.Details["cause"] = e[0].Service, alert.Scrub(e[0].Cause)
 		what = fmt.Sprintf("%s from %s (%s)", what, cmp.Or(serviceNames[e[0].Service], e[0].Service), a.Details["cause"])
-	} else {
-		switch {
-		case srcs[0] == SourceVault && pl.cfgOK && !pl.noVault && !pl.armTrusted:
-			msgs = append(msgs, fmt.Sprintf("the snapshot's vault %q is not the vault Atlas's EAR config names (%s); ARM data ignored",
-				pl.s.Vault.String(), pl.cfgVault))
-		case len(msgs) == 0:
-			msgs = append(msgs, "not read in this reconcile")
-		}
-		a.Details["source"], a.Details["error"] = string(srcs[0]), strings.Join(msgs, "; ")
+	case srcs[0] == SourceVault && pl.cfgOK && !pl.noVault && !pl.armTrusted:
+		a.Details["source"], a.Details["error"] = string(srcs[0]), strings.Join(append(msgs, fmt.Sprintf("the snapshot's vault %q is not the vault Atlas's EAR config names (%s); ARM data ignored",
+			pl.s.Vault.String(), pl.cfgVault)), "; ")
+	default:
+		a.Details["source"], a.Details["error"] = string(srcs[0]), cmp.Or(strings.Join(msgs, "; "), "not read in this reconcile")
 	}
 	a.Summary = fmt.Sprintf("atlas-akv-guard cannot read %s; monitoring that depends on it is off.", what)
 	if len(perms) > 0 {
