@@ -485,4 +485,3 @@ func TestRetryBoundedByAttemptsAndContext(t *testing.T) {
 		t.Fatalf("err %v after %v", err, time.Since(start))
 	}
 }
-
