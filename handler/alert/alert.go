@@ -17,25 +17,39 @@ const (
 type Kind string
 
 const (
-	KeyDisabled       Kind = "key-disabled"
-	KeyExpired        Kind = "key-expired"
-	KeyNotYetValid    Kind = "key-not-yet-valid"
-	KeyExpiresSoon    Kind = "key-expires-soon"
-	KeyMissing        Kind = "key-missing"
-	VaultMissing      Kind = "vault-missing"
-	ConfigInvalid     Kind = "config-invalid"
-	ClustersPaused    Kind = "clusters-paused"
-	EndpointFailed    Kind = "endpoint-failed"
-	EndpointStuck     Kind = "endpoint-stuck"
-	ConnectionChanged Kind = "connection-rejected"
-	AccessChanged     Kind = "access-changed"
-	ForeignConnection Kind = "foreign-connection"
-	KeyRotated        Kind = "key-rotated"
-	Approved          Kind = "approved"
-	WouldApprove      Kind = "would-approve"
-	ApprovalHeld      Kind = "approval-held"
-	GuardBlind        Kind = "guard-blind"
+	KeyDisabled        Kind = "key-disabled"
+	KeyExpired         Kind = "key-expired"
+	KeyNotYetValid     Kind = "key-not-yet-valid"
+	KeyExpiresSoon     Kind = "key-expires-soon"
+	KeyMissing         Kind = "key-missing"
+	VaultMissing       Kind = "vault-missing"
+	ConfigInvalid      Kind = "config-invalid"
+	ClustersPaused     Kind = "clusters-paused"
+	EndpointFailed     Kind = "endpoint-failed"
+	EndpointStuck      Kind = "endpoint-stuck"
+	ConnectionChanged  Kind = "connection-rejected"
+	AccessChanged      Kind = "access-changed"
+	ForeignConnection  Kind = "foreign-connection"
+	KeyRotated         Kind = "key-rotated"
+	Approved           Kind = "approved"
+	WouldApprove       Kind = "would-approve"
+	ApprovalHeld       Kind = "approval-held"
+	GuardBlind         Kind = "guard-blind"
+	RegionUncovered    Kind = "region-uncovered"
+	UnsupportedCluster Kind = "unsupported-cluster"
+	NoPrivateEndpoint  Kind = "no-private-endpoint"
+	PurgeUnprotected   Kind = "vault-purge-unprotected"
+	AppSecretExpiring  Kind = "app-secret-expiring"
+	AppSecretExpired   Kind = "app-secret-expired"
 )
+
+// Kinds lists every kind of the catalog, in catalog order.
+func Kinds() []Kind {
+	return []Kind{KeyDisabled, KeyExpired, KeyNotYetValid, KeyExpiresSoon, KeyMissing, VaultMissing, ConfigInvalid,
+		ClustersPaused, EndpointFailed, EndpointStuck, ConnectionChanged, AccessChanged, ForeignConnection, KeyRotated,
+		Approved, WouldApprove, ApprovalHeld, GuardBlind, RegionUncovered, UnsupportedCluster, NoPrivateEndpoint,
+		PurgeUnprotected, AppSecretExpiring, AppSecretExpired}
+}
 
 // Alert is one condition the guard reports. Fingerprint is stable for the same
 // condition on the same object across reconciles (kind, project and subject),
@@ -55,7 +69,10 @@ type Alert struct {
 	Summary string            `json:"summary"`
 	Details map[string]string `json:"details,omitempty"`
 	// Actor is who caused the condition, when an event said so.
-	Actor        string     `json:"actor,omitempty"`
+	Actor string `json:"actor,omitempty"`
+	// Runbook is what to do: one to three steps, with the exact command
+	// filled in with the snapshot's identifiers (never a secret).
+	Runbook      []string   `json:"runbook,omitempty"`
 	FirstSeen    time.Time  `json:"firstSeen"`
 	LastSeen     time.Time  `json:"lastSeen"`
 	LastNotified time.Time  `json:"lastNotified,omitzero"`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 )
 
@@ -80,16 +81,14 @@ type clusterWire struct {
 	StateName                string `json:"stateName"`
 	EncryptionAtRestProvider string `json:"encryptionAtRestProvider"`
 	ReplicationSpecs         []struct {
-		RegionConfigs []struct {
-			RegionName string `json:"regionName"`
-		} `json:"regionConfigs"`
+		RegionConfigs []RegionConfig `json:"regionConfigs"`
 	} `json:"replicationSpecs"`
 }
 
 // Clusters returns every cluster of the project (GET …/clusters, version
 // 2024-08-05), all pages, in Atlas's order, without duplicates (by id).
-// Regions lists replicationSpecs[].regionConfigs[].regionName de-duplicated
-// in first-seen order (nil when there are none). No clusters is an empty,
+// RegionConfigs lists replicationSpecs[].regionConfigs[] de-duplicated in
+// first-seen order (nil when there are none). No clusters is an empty,
 // non-nil slice.
 func (c *Client) Clusters(ctx context.Context, groupID string) ([]Cluster, error) {
 	const op = "Clusters"
@@ -120,23 +119,14 @@ func (c *Client) Clusters(ctx context.Context, groupID string) ([]Cluster, error
 		}
 		for _, rs := range w.ReplicationSpecs {
 			for _, rc := range rs.RegionConfigs {
-				if rc.RegionName != "" && !contains(cl.Regions, rc.RegionName) {
-					cl.Regions = append(cl.Regions, rc.RegionName)
+				if rc.RegionName != "" && !slices.Contains(cl.RegionConfigs, rc) {
+					cl.RegionConfigs = append(cl.RegionConfigs, rc)
 				}
 			}
 		}
 		out = append(out, cl)
 	}
 	return out, nil
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // page is Atlas's paginated envelope.

@@ -209,8 +209,8 @@ func TestReadsAProjectWithEitherCredential(t *testing.T) {
 			}
 			simCls := f.sim.Clusters(group)
 			wantCls := []Cluster{
-				{ID: simCls[0].ID, Name: "orders", StateName: "IDLE", EncryptionAtRestProvider: "AZURE", Regions: []string{"US_EAST_2", "US_WEST_2"}},
-				{ID: simCls[1].ID, Name: "reports", Paused: true, StateName: "IDLE", EncryptionAtRestProvider: "NONE", Regions: []string{"EUROPE_WEST"}},
+				{ID: simCls[0].ID, Name: "orders", StateName: "IDLE", EncryptionAtRestProvider: "AZURE", RegionConfigs: []RegionConfig{{ProviderName: "AZURE", RegionName: "US_EAST_2"}, {ProviderName: "AZURE", RegionName: "US_WEST_2"}}},
+				{ID: simCls[1].ID, Name: "reports", Paused: true, StateName: "IDLE", EncryptionAtRestProvider: "NONE", RegionConfigs: []RegionConfig{{ProviderName: "AZURE", RegionName: "EUROPE_WEST"}}},
 			}
 			if !reflect.DeepEqual(cls, wantCls) {
 				t.Errorf("Clusters =\n%+v\nwant\n%+v", cls, wantCls)

@@ -47,15 +47,23 @@ func (e PrivateEndpoint) Requesting() bool {
 	return e.Status == StatusInitiating || e.Status == StatusPendingAcceptance
 }
 
-// Cluster is the part of a cluster description the guard reads. Regions holds
-// replicationSpecs[].regionConfigs[].regionName, de-duplicated, in order.
+// Cluster is the part of a cluster description the guard reads.
+// RegionConfigs holds replicationSpecs[].regionConfigs[] (provider and
+// region), de-duplicated, in first-seen order.
 type Cluster struct {
-	ID                       string   `json:"id"`
-	Name                     string   `json:"name"`
-	Paused                   bool     `json:"paused"`
-	StateName                string   `json:"stateName,omitempty"`
-	EncryptionAtRestProvider string   `json:"encryptionAtRestProvider,omitempty"`
-	Regions                  []string `json:"regions,omitempty"`
+	ID                       string         `json:"id"`
+	Name                     string         `json:"name"`
+	Paused                   bool           `json:"paused"`
+	StateName                string         `json:"stateName,omitempty"`
+	EncryptionAtRestProvider string         `json:"encryptionAtRestProvider,omitempty"`
+	RegionConfigs            []RegionConfig `json:"regionConfigs,omitempty"`
+}
+
+// RegionConfig is where a cluster has nodes: ProviderName is AWS, AZURE, GCP
+// or TENANT; RegionName is Atlas's region name (e.g. US_EAST_2).
+type RegionConfig struct {
+	ProviderName string `json:"providerName"`
+	RegionName   string `json:"regionName"`
 }
 
 // UsesAzureKeys reports whether the cluster is encrypted with the project's

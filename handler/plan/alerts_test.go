@@ -73,7 +73,7 @@ func TestRaiseKeepResolve(t *testing.T) {
 		{"foreign pending connection", with(healthy(), addConn("stranger", vault.StatusPending)), nil, []string{"foreign-connection:stranger:warning"}},
 		{"observe mode", healthy(), &obs, []string{"would-approve:" + connA + ":info"}},
 		{"hold", with(healthy(), func(s *Snapshot) {
-			s.VaultState = &vault.Vault{Found: true, Tags: map[string]string{"atlas-akv-guard": "hold"}}
+			s.VaultState = &vault.Vault{Found: true, EnablePurgeProtection: true, EnableSoftDelete: true, Tags: map[string]string{"atlas-akv-guard": "hold"}}
 		}), nil,
 			[]string{"approval-held:" + connA + ":warning"}},
 		{"access changed", with(healthy(), hints(Hint{Kind: event.AccessPolicyChanged})), nil, []string{"access-changed::warning"}},

@@ -267,5 +267,6 @@ func ApprovedNotice(projectID string, a Approval, actor string, now time.Time) a
 	if !a.Vault.IsZero() {
 		al.Vault = a.Vault.String()
 	}
+	al.Runbook = runbook(al, ids{project: projectID, vault: a.Vault})
 	return alert.Notice{ID: noticeID(al.Fingerprint, alert.AuditEvent, now), Action: alert.AuditEvent, At: now, Alert: al}
 }

@@ -49,7 +49,7 @@ func TestApprovalRules(t *testing.T) {
 		}), ModeEnforce, nil, connA, VerdictEndpointsUnreadable, []string{"guard-blind/raised"}},
 		{"hold tag", with(healthy(), func(s *Snapshot) { s.VaultState.Tags = map[string]string{"Atlas-AKV-Guard": " HOLD "} }), ModeEnforce, nil, connA, VerdictHeld, []string{"approval-held/raised"}},
 		{"hold tag in observe mode", with(healthy(), func(s *Snapshot) {
-			s.VaultState = &vault.Vault{Found: true, Tags: map[string]string{"atlas-akv-guard": "hold"}}
+			s.VaultState = &vault.Vault{Found: true, EnablePurgeProtection: true, EnableSoftDelete: true, Tags: map[string]string{"atlas-akv-guard": "hold"}}
 		}), ModeObserve, nil, connA, VerdictHeld, []string{"approval-held/raised"}},
 		{"vault state unreadable: hold tag unknown", with(healthy(), fail(SourceVault, "403")), ModeEnforce, nil, connA, VerdictVaultUnreadable, []string{"guard-blind/raised"}},
 		{"observe mode", healthy(), ModeObserve, nil, connA, VerdictWouldApprove, []string{"would-approve/raised"}},

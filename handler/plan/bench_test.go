@@ -31,7 +31,7 @@ func benchSnapshot() Snapshot {
 	}
 	s.Clusters = nil
 	for i := range 50 {
-		s.Clusters = append(s.Clusters, atlas.Cluster{ID: fmt.Sprint(i), Name: fmt.Sprintf("cluster-%02d", i), EncryptionAtRestProvider: "AZURE", Paused: i%17 == 0, Regions: []string{"US_EAST_2"}})
+		s.Clusters = append(s.Clusters, atlas.Cluster{ID: fmt.Sprint(i), Name: fmt.Sprintf("cluster-%02d", i), EncryptionAtRestProvider: "AZURE", Paused: i%17 == 0, RegionConfigs: []atlas.RegionConfig{{ProviderName: "AZURE", RegionName: "US_EAST_2"}}})
 	}
 	return s
 }

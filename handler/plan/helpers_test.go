@@ -36,13 +36,15 @@ func bp(b bool) *bool           { return &b }
 func enforce() Policy { return DefaultPolicy(ModeEnforce) }
 
 // healthy is a project whose Atlas endpoint epA (PENDING_ACCEPTANCE) waits for
-// connection connA, Pending on vault A; everything else is fine.
+// connection connA, Pending on vault A; everything else is fine. Private
+// networking is not required here, so the coverage rules stay out of the
+// approval and key tests (rules_test.go turns it on).
 func healthy() Snapshot {
 	return Snapshot{
 		ProjectID: project,
 		Config: &atlas.AzureKeyVault{
 			AzureEnvironment: "AZURE", Enabled: true, KeyIdentifier: "https://kv-atlas-a.vault.azure.net/keys/ear-key/v1",
-			KeyVaultName: vaultA.Name, RequirePrivateNetworking: true, ResourceGroupName: vaultA.ResourceGroup,
+			KeyVaultName: vaultA.Name, ResourceGroupName: vaultA.ResourceGroup,
 			SubscriptionID: vaultA.SubscriptionID, Valid: bp(true),
 		},
 		Vault: vaultA,
@@ -50,7 +52,7 @@ func healthy() Snapshot {
 			{ID: epA, CloudProvider: "AZURE", RegionName: "US_EAST_2", Status: atlas.StatusPendingAcceptance, PrivateEndpointConnectionName: connA},
 		},
 		Clusters:   []atlas.Cluster{{ID: "c1", Name: "prod", EncryptionAtRestProvider: "AZURE", StateName: "IDLE"}},
-		VaultState: &vault.Vault{Found: true, Tags: map[string]string{"env": "prod"}},
+		VaultState: &vault.Vault{Found: true, EnablePurgeProtection: true, EnableSoftDelete: true, Tags: map[string]string{"env": "prod"}},
 		Connections: []vault.Connection{
 			{Name: connA, ID: vaultA.String() + "/privateEndpointConnections/" + connA, Status: vault.StatusPending},
 		},

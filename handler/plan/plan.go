@@ -107,6 +107,9 @@ const (
 	SourceVault            Source = "arm:vault"
 	SourceConnections      Source = "arm:privateEndpointConnections"
 	SourceKey              Source = "arm:key"
+	// SourceGraph is the Microsoft Graph read of the Atlas application's
+	// secrets (only with GUARD_AZURE_APP_SECRET_FROM_GRAPH).
+	SourceGraph Source = "graph:application"
 )
 
 // SourceError says that a source could not be read in this reconcile.
@@ -167,9 +170,12 @@ type Snapshot struct {
 	// Connections are those listed on Vault; nil when unreadable.
 	Connections []vault.Connection `json:"connections"`
 	// Key is the version pinned in Config.KeyIdentifier; nil when unreadable.
-	Key    *vault.Key    `json:"key,omitempty"`
-	Errors []SourceError `json:"errors,omitempty"`
-	Hints  []Hint        `json:"hints,omitempty"`
+	Key *vault.Key `json:"key,omitempty"`
+	// AppSecret is when the secret of the application Atlas uses (Config's
+	// clientID) expires; nil when unknown or not configured.
+	AppSecret *AppSecret    `json:"appSecret,omitempty"`
+	Errors    []SourceError `json:"errors,omitempty"`
+	Hints     []Hint        `json:"hints,omitempty"`
 	// OtherRequests names the connections that another guarded project on
 	// the same vault asked for (connection name → that project's id). Such a
 	// Pending connection is not foreign here, and this project never approves
@@ -263,6 +269,9 @@ func Plan(s Snapshot, prev Memory, p Policy, now time.Time) Result {
 	pl.connections()
 	pl.connectionChanged()
 	pl.accessChanged()
+	pl.coverageAlerts()
+	pl.purgeAlerts()
+	pl.appSecretAlerts()
 
 	res := Result{Approvals: pl.approvals, Decisions: pl.decisions}
 	res.Memory.Open, res.Notices = pl.settle()

@@ -113,6 +113,7 @@ func (pl *planner) raise(a alert.Alert) {
 	if a.Vault == "" {
 		a.Vault = pl.vaultStr
 	}
+	a.Runbook = runbook(a, pl.ids())
 	if prev, ok := pl.computed[a.Fingerprint]; ok && rank(prev.Severity) > rank(a.Severity) {
 		return
 	}

@@ -90,7 +90,7 @@ func (c *Client) Vault(ctx context.Context, v resource.ID) (Vault, error) {
 	if err != nil {
 		return Vault{}, fail(op, ActionVaultRead, err)
 	}
-	out := Vault{Found: true}
+	out := Vault{Found: true, EnableSoftDelete: true}
 	if len(got.Tags) > 0 {
 		out.Tags = make(map[string]string, len(got.Tags))
 		for k, val := range got.Tags {
@@ -100,6 +100,8 @@ func (c *Client) Vault(ctx context.Context, v resource.ID) (Vault, error) {
 	if p := got.Properties; p != nil {
 		out.PublicNetworkAccess = deref(p.PublicNetworkAccess)
 		out.URI = deref(p.VaultURI)
+		out.EnablePurgeProtection = p.EnablePurgeProtection != nil && *p.EnablePurgeProtection
+		out.EnableSoftDelete = p.EnableSoftDelete == nil || *p.EnableSoftDelete
 	}
 	return out, nil
 }

@@ -36,12 +36,17 @@ type Connection struct {
 	Etag              string `json:"etag,omitempty"`
 }
 
-// Vault is what the guard knows of a vault. Found is false when ARM answered 404.
+// Vault is what the guard knows of a vault. Found is false when ARM answered
+// 404. EnablePurgeProtection is true only when ARM says true (absent means
+// off); EnableSoftDelete is false only when ARM says false (absent means
+// Azure's default, on).
 type Vault struct {
-	Found               bool              `json:"found"`
-	Tags                map[string]string `json:"tags,omitempty"`
-	PublicNetworkAccess string            `json:"publicNetworkAccess,omitempty"`
-	URI                 string            `json:"uri,omitempty"`
+	Found                 bool              `json:"found"`
+	Tags                  map[string]string `json:"tags,omitempty"`
+	PublicNetworkAccess   string            `json:"publicNetworkAccess,omitempty"`
+	URI                   string            `json:"uri,omitempty"`
+	EnablePurgeProtection bool              `json:"enablePurgeProtection"`
+	EnableSoftDelete      bool              `json:"enableSoftDelete"`
 }
 
 // Hold reports whether the vault carries the hold tag (atlas-akv-guard=hold,

@@ -1,0 +1,92 @@
+package plan
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
+)
+
+// coverageAlerts watches what Atlas's documentation warns about when the EAR
+// config requires private networking: a multi-cloud or AWS/GCP-only EAR
+// cluster (unsupported-cluster, from the clusters alone), no usable endpoint
+// at all (no-private-endpoint) and an Azure region of an EAR cluster without
+// an endpoint that is ACTIVE or being created (region-uncovered; Atlas deploys
+// new clusters and nodes only in regions with approved endpoints). A project
+// whose config does not require private networking resolves them all.
+func (pl *planner) coverageAlerts() {
+	if !pl.cfgOK {
+		return
+	}
+	if c := pl.s.Config; !c.Enabled || !c.RequirePrivateNetworking {
+		pl.settled(alert.UnsupportedCluster, alert.NoPrivateEndpoint, alert.RegionUncovered)
+		return
+	}
+	if !pl.clustersOK {
+		return
+	}
+	pl.settled(alert.UnsupportedCluster)
+	regions := map[string][]string{} // Azure region → EAR clusters there
+	var ear []string
+	for _, cl := range pl.s.Clusters {
+		if !cl.UsesAzureKeys() {
+			continue
+		}
+		ear = append(ear, cl.Name)
+		providers := map[string]bool{}
+		for _, rc := range cl.RegionConfigs {
+			providers[rc.ProviderName] = true
+			if rc.ProviderName == "AZURE" && !slices.Contains(regions[rc.RegionName], cl.Name) {
+				regions[rc.RegionName] = append(regions[rc.RegionName], cl.Name)
+			}
+		}
+		names := strings.Join(slices.Sorted(maps.Keys(providers)), "+")
+		why := ""
+		switch {
+		case len(providers) > 1:
+			why = "it is multi-cloud (" + names + "); Atlas disables multi-cloud clusters when Key Vault access requires private networking"
+		case len(providers) == 1 && !providers["AZURE"]:
+			why = "it runs on " + names + "; Atlas supports Key Vault access over private networking only for Azure clusters"
+		default:
+			continue
+		}
+		pl.raise(alert.Alert{
+			Kind: alert.UnsupportedCluster, Severity: alert.Warning, Subject: cl.Name,
+			Summary: fmt.Sprintf("Cluster %s is encrypted with the Azure Key Vault key, but %s.", cl.Name, why),
+			Details: map[string]string{"cluster": cl.Name, "providers": names},
+		})
+	}
+	if !pl.endpointsOK {
+		return
+	}
+	pl.settled(alert.NoPrivateEndpoint, alert.RegionUncovered)
+	covered := map[string]bool{}
+	for _, e := range pl.s.Endpoints {
+		if e.Status == atlas.StatusActive || e.Requesting() {
+			covered[e.RegionName] = true
+		}
+	}
+	if len(ear) > 0 && len(covered) == 0 {
+		slices.Sort(ear)
+		pl.raise(alert.Alert{
+			Kind: alert.NoPrivateEndpoint, Severity: alert.Critical,
+			Summary: fmt.Sprintf("Atlas requires private networking to the vault, but the project has no EAR private endpoint that is ACTIVE or being created; Atlas cannot reach the key for cluster(s) %s.", strings.Join(ear, ", ")),
+			Details: map[string]string{"clusters": strings.Join(ear, ","), "regions": strings.Join(slices.Sorted(maps.Keys(regions)), ",")},
+		})
+		return // region-uncovered would repeat it per region
+	}
+	for region, clusters := range regions {
+		if covered[region] {
+			continue
+		}
+		slices.Sort(clusters)
+		pl.raise(alert.Alert{
+			Kind: alert.RegionUncovered, Severity: alert.Warning, Subject: region,
+			Summary: fmt.Sprintf("Azure region %s of cluster(s) %s has no Atlas EAR private endpoint that is ACTIVE or being created; Atlas deploys new clusters and nodes only in regions with approved endpoints.", region, strings.Join(clusters, ", ")),
+			Details: map[string]string{"region": region, "clusters": strings.Join(clusters, ",")},
+		})
+	}
+}
