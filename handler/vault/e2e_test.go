@@ -347,6 +347,13 @@ func TestVaultAndMeter(t *testing.T) {
 	if err1 != nil || err2 != nil || calls.ARM() != 3 || calls.Atlas() != 0 || w.sim.Count(armsim.RouteIdentity) != 1 {
 		t.Errorf("errors %v, %v; metered ARM %d, Atlas %d, token fetches %d; want 3, 0, 1", err1, err2, calls.ARM(), calls.Atlas(), w.sim.Count(armsim.RouteIdentity))
 	}
+	if !got.EnablePurgeProtection || !got.EnableSoftDelete {
+		t.Errorf("Vault = %+v", got)
+	}
+	must(t, w.sim.SetProtection(kv, false, true))
+	if got, err = w.client.Vault(t.Context(), kv); err != nil || got.EnablePurgeProtection || !got.EnableSoftDelete {
+		t.Errorf("unprotected vault: %+v, %v", got, err)
+	}
 	must(t, w.sim.SetTag(kv, "Atlas-AKV-Guard", "Hold"))
 	if got, err = w.client.Vault(t.Context(), kv); err != nil || !got.Hold() {
 		t.Errorf("held vault: %+v, %v", got, err)

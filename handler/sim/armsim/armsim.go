@@ -145,11 +145,13 @@ type Server struct {
 }
 
 type vaultState struct {
-	id    resource.ID
-	tags  map[string]string
-	pna   string
-	conns []*connState
-	keys  map[string]*keyState
+	id   resource.ID
+	tags map[string]string
+	pna  string
+	// unprotected turns enablePurgeProtection and enableSoftDelete off.
+	unprotected struct{ purge, softDelete bool }
+	conns       []*connState
+	keys        map[string]*keyState
 }
 
 type connState struct {
@@ -415,6 +417,15 @@ func (s *Server) SetTag(id resource.ID, key, value string) error {
 		if value != "" {
 			v.tags[key] = value
 		}
+		return nil
+	})
+}
+
+// SetProtection sets the vault's enablePurgeProtection and enableSoftDelete
+// (both true for a new vault).
+func (s *Server) SetProtection(id resource.ID, purgeProtection, softDelete bool) error {
+	return s.withVault(id, func(v *vaultState) error {
+		v.unprotected.purge, v.unprotected.softDelete = !purgeProtection, !softDelete
 		return nil
 	})
 }

@@ -429,7 +429,7 @@ func (s *Sim) handleClusters(w http.ResponseWriter, r *http.Request) {
 				spec.RegionConfigs = append(spec.RegionConfigs, regionConfigJSON{
 					ElectableSpecs: hardwareSpecJSON{DiskSizeGB: 32, InstanceSize: defaultClusterSize, NodeCount: 3},
 					Priority:       max(7-i, 0),
-					ProviderName:   "AZURE",
+					ProviderName:   c.provider(i),
 					RegionName:     region,
 				})
 			}

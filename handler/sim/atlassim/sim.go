@@ -109,6 +109,7 @@ type Cluster struct {
 	StateName                string
 	EncryptionAtRestProvider string // "AZURE" or "NONE"
 	Regions                  []string
+	Providers                []string // providerName of Regions[i]; AZURE when missing or ""
 	Shards                   int
 }
 
@@ -464,7 +465,7 @@ func (s *Sim) Clusters(groupID string) []Cluster {
 	}
 	out := slices.Clone(p.clusters)
 	for i := range out {
-		out[i].Regions = slices.Clone(out[i].Regions)
+		out[i].Regions, out[i].Providers = slices.Clone(out[i].Regions), slices.Clone(out[i].Providers)
 	}
 	return out
 }

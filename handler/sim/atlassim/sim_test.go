@@ -513,6 +513,9 @@ func TestClusterShape(t *testing.T) {
 	e := start(t, Options{})
 	id := e.sim.AddShardedCluster(grp, "orders", "AZURE", 2, "US_EAST_2", "US_WEST_2")
 	e.sim.SetPaused(grp, "orders", true)
+	if !e.sim.AddRegion(grp, "orders", "AWS", "US_EAST_1") || e.sim.AddRegion(grp, "nope", "AWS", "US_EAST_1") {
+		t.Fatal("AddRegion")
+	}
 	tok := e.token(t)
 	resp, body := e.do(t, "GET", "/api/atlas/v2/groups/"+grp+"/clusters", map[string]string{"Accept": acceptCl, "Authorization": "Bearer " + tok}, "")
 	if resp.StatusCode != 200 {
@@ -530,10 +533,11 @@ func TestClusterShape(t *testing.T) {
 	var regions []string
 	for _, rs := range c["replicationSpecs"].([]any) {
 		for _, rc := range rs.(map[string]any)["regionConfigs"].([]any) {
-			regions = append(regions, rc.(map[string]any)["regionName"].(string))
+			m := rc.(map[string]any)
+			regions = append(regions, m["providerName"].(string)+":"+m["regionName"].(string))
 		}
 	}
-	if want := []string{"US_EAST_2", "US_WEST_2", "US_EAST_2", "US_WEST_2"}; !slices.Equal(regions, want) {
+	if want := []string{"AZURE:US_EAST_2", "AZURE:US_WEST_2", "AWS:US_EAST_1", "AZURE:US_EAST_2", "AZURE:US_WEST_2", "AWS:US_EAST_1"}; !slices.Equal(regions, want) {
 		t.Errorf("regions %v, want %v", regions, want)
 	}
 }

@@ -1,0 +1,31 @@
+package atlassim
+
+// AddRegion adds a region config (providerName, regionName) to every
+// replication spec of the cluster; false when the project or cluster is
+// unknown. A multi-cloud cluster is one with regions of several providers.
+func (s *Sim) AddRegion(groupID, cluster, provider, region string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.projects[groupID]
+	if p == nil {
+		return false
+	}
+	for i := range p.clusters {
+		if c := &p.clusters[i]; c.Name == cluster {
+			for len(c.Providers) < len(c.Regions) {
+				c.Providers = append(c.Providers, "")
+			}
+			c.Regions, c.Providers = append(c.Regions, region), append(c.Providers, provider)
+			return true
+		}
+	}
+	return false
+}
+
+// provider is the providerName of Regions[i]: Providers[i], AZURE when unset.
+func (c Cluster) provider(i int) string {
+	if i < len(c.Providers) && c.Providers[i] != "" {
+		return c.Providers[i]
+	}
+	return "AZURE"
+}
