@@ -161,7 +161,8 @@ func TestKeyDisabled(t *testing.T) {
 		t.Fatal(err)
 	}
 	text, res := w.run(t, "", ExitProblems)
-	contains(t, text, ": CRITICAL ==", "enabled                   no", "key-disabled", "RESULT: problems found")
+	contains(t, text, ": CRITICAL ==", "enabled                   no", "key-disabled", "RESULT: problems found",
+		"What to do about key-disabled", "1. Re-enable the key version Atlas uses: az keyvault key set-attributes --enabled true --subscription "+kv.SubscriptionID+" --vault-name "+kv.Name+" --name atlas-ear --version "+keyVersion)
 	if res.Outcome != OutcomeProblems || res.Alerts[alert.Critical] == 0 {
 		t.Errorf("result %+v", res)
 	}

@@ -172,6 +172,14 @@ func writeAlerts(w io.Writer, s status.Project) {
 		rows = append(rows, []string{string(a.Severity), string(a.Kind), a.FirstSeen.UTC().Format(time.RFC3339), summary})
 	}
 	writeTable(w, rows)
+	for _, a := range s.OpenAlerts {
+		if len(a.Runbook) > 0 {
+			fmt.Fprintf(w, "  What to do about %s:\n", clean(strings.TrimSpace(string(a.Kind)+" "+a.Subject)))
+		}
+		for i, step := range a.Runbook {
+			fmt.Fprintf(w, "    %d. %s\n", i+1, clean(step))
+		}
+	}
 }
 
 // writeProblems prints the missing permissions and the failed reads.

@@ -3,6 +3,7 @@ package notify_test
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,7 +71,8 @@ func TestEventGridKey(t *testing.T) {
 			t.Errorf("event %d extensions: %v", i, ev.Extensions)
 		}
 		a, err := ev.Alert()
-		if err != nil || a.Fingerprint != n.Alert.Fingerprint || a.Vault != vaultID || a.Details["keyVersion"] != "abc123" || !a.FirstSeen.Equal(n.Alert.FirstSeen) {
+		if err != nil || a.Fingerprint != n.Alert.Fingerprint || a.Vault != vaultID || a.Details["keyVersion"] != "abc123" || !a.FirstSeen.Equal(n.Alert.FirstSeen) ||
+			!slices.Equal(a.Runbook, runbookSteps) {
 			t.Errorf("event %d data: %+v, %v", i, a, err)
 		}
 	}

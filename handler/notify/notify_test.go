@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -23,6 +24,8 @@ import (
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 const vaultID = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-ear/providers/Microsoft.KeyVault/vaults/kv-ear"
+
+var runbookSteps = []string{"Re-enable it: az keyvault key set-attributes --enabled true --name k<1>", "Check: curl https://cloud.mongodb.com/x"}
 
 func notice(id string, action alert.Action, sev alert.Severity, kind alert.Kind) alert.Notice {
 	return alert.Notice{
@@ -39,6 +42,7 @@ func notice(id string, action alert.Action, sev alert.Severity, kind alert.Kind)
 			Summary:     "Key version used by Atlas is disabled <now> & clusters pause",
 			Details:     map[string]string{"keyVersion": "abc123", "checkIn": "15m"},
 			Actor:       "alice@example.com",
+			Runbook:     runbookSteps,
 			FirstSeen:   t0.Add(-time.Minute),
 			LastSeen:    t0,
 		},
@@ -148,7 +152,8 @@ func TestWebhookGeneric(t *testing.T) {
 		t.Fatalf("payload: %s", reqs[0].Body)
 	}
 	got := rec.Notices()
-	if len(got) != 4 || got[3].Action != alert.Resolved || got[0].Alert.Kind != alert.KeyDisabled || got[0].Alert.Details["keyVersion"] != "abc123" {
+	if len(got) != 4 || got[3].Action != alert.Resolved || got[0].Alert.Kind != alert.KeyDisabled || got[0].Alert.Details["keyVersion"] != "abc123" ||
+		!slices.Equal(got[0].Alert.Runbook, runbookSteps) {
 		t.Fatalf("decoded notices: %+v", got)
 	}
 	t.Logf("generic payload: %s", reqs[0].Body)
@@ -205,7 +210,7 @@ func TestWebhookTeams(t *testing.T) {
 		t.Fatalf("envelope: %s", reqs[0].Body)
 	}
 	card := msg.Attachments[0].Content
-	if card.Type != "AdaptiveCard" || card.Version != "1.4" || len(card.Body) != 3 {
+	if card.Type != "AdaptiveCard" || card.Version != "1.4" || len(card.Body) != 5 {
 		t.Fatalf("card: %s", reqs[0].Body)
 	}
 	if card.Body[0].Text != "CRITICAL key-disabled raised" || card.Body[0].Color != "Attention" {
@@ -214,8 +219,11 @@ func TestWebhookTeams(t *testing.T) {
 	if card.Body[1].Text != sample()[0].Alert.Summary {
 		t.Errorf("summary block: %+v", card.Body[1])
 	}
+	if card.Body[2].Text != "What to do" || card.Body[3].Text != "1. "+runbookSteps[0]+"\n2. "+runbookSteps[1] {
+		t.Errorf("runbook blocks: %+v", card.Body[2:4])
+	}
 	facts := map[string]string{}
-	for _, f := range card.Body[2].Facts {
+	for _, f := range card.Body[4].Facts {
 		facts[f.Title] = f.Value
 	}
 	for k, v := range map[string]string{"Project": "65a1b2c3d4e5f60718293a4b", "Vault": vaultID, "Actor": "alice@example.com",
@@ -258,12 +266,15 @@ func TestWebhookSlack(t *testing.T) {
 	if msg.Text != wantText {
 		t.Errorf("text = %q\nwant   %q", msg.Text, wantText)
 	}
-	if len(msg.Blocks) != 3 || msg.Blocks[0].Type != "header" || msg.Blocks[0].Text.Type != "plain_text" ||
-		msg.Blocks[1].Type != "section" || msg.Blocks[1].Text.Type != "mrkdwn" || msg.Blocks[2].Type != "section" {
+	if len(msg.Blocks) != 4 || msg.Blocks[0].Type != "header" || msg.Blocks[0].Text.Type != "plain_text" ||
+		msg.Blocks[1].Type != "section" || msg.Blocks[1].Text.Type != "mrkdwn" || msg.Blocks[2].Type != "section" || msg.Blocks[3].Type != "section" {
 		t.Fatalf("blocks: %s", reqs[0].Body)
 	}
-	if len(msg.Blocks[2].Fields) == 0 || len(msg.Blocks[2].Fields) > 10 || msg.Blocks[2].Fields[0].Text != "*Project*\n65a1b2c3d4e5f60718293a4b" {
-		t.Errorf("fields: %+v", msg.Blocks[2].Fields)
+	if want := "*What to do*\n1. Re-enable it: az keyvault key set-attributes --enabled true --name k&lt;1&gt;\n2. " + runbookSteps[1]; msg.Blocks[2].Text.Text != want {
+		t.Errorf("runbook section %q, want %q", msg.Blocks[2].Text.Text, want)
+	}
+	if len(msg.Blocks[3].Fields) == 0 || len(msg.Blocks[3].Fields) > 10 || msg.Blocks[3].Fields[0].Text != "*Project*\n65a1b2c3d4e5f60718293a4b" {
+		t.Errorf("fields: %+v", msg.Blocks[3].Fields)
 	}
 	t.Logf("slack payload: %s", reqs[0].Body)
 }

@@ -70,16 +70,20 @@ func TeamsMessage(n alert.Notice) map[string]any {
 	for _, f := range facts(n) {
 		fs = append(fs, map[string]string{"title": f.title, "value": f.value})
 	}
+	body := []any{
+		map[string]any{"type": "TextBlock", "text": title(n), "weight": "Bolder", "size": "Medium", "color": color, "wrap": true},
+		map[string]any{"type": "TextBlock", "text": n.Alert.Summary, "wrap": true},
+	}
+	if len(n.Alert.Runbook) > 0 {
+		body = append(body, map[string]any{"type": "TextBlock", "text": "What to do", "weight": "Bolder", "wrap": true},
+			map[string]any{"type": "TextBlock", "text": runbook(n.Alert, nil), "wrap": true, "fontType": "Monospace"})
+	}
 	card := map[string]any{
 		"$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
 		"type":    "AdaptiveCard",
 		"version": "1.4",
 		"msteams": map[string]any{"width": "Full"},
-		"body": []any{
-			map[string]any{"type": "TextBlock", "text": title(n), "weight": "Bolder", "size": "Medium", "color": color, "wrap": true},
-			map[string]any{"type": "TextBlock", "text": n.Alert.Summary, "wrap": true},
-			map[string]any{"type": "FactSet", "facts": fs},
-		},
+		"body":    append(body, map[string]any{"type": "FactSet", "facts": fs}),
 	}
 	return map[string]any{
 		"type": "message",
@@ -112,10 +116,26 @@ func SlackMessage(n alert.Notice) map[string]any {
 	if a.Summary != "" { // Slack rejects empty text objects
 		blocks = append(blocks, map[string]any{"type": "section", "text": map[string]any{"type": "mrkdwn", "text": clip(slackEscape(a.Summary), 3000)}})
 	}
+	if len(a.Runbook) > 0 {
+		blocks = append(blocks, map[string]any{"type": "section", "text": map[string]any{"type": "mrkdwn", "text": clip("*What to do*\n"+runbook(a, slackEscape), 3000)}})
+	}
 	if len(fields) > 0 {
 		blocks = append(blocks, map[string]any{"type": "section", "fields": fields})
 	}
 	return map[string]any{"text": clip(slackEscape(text), 3000), "blocks": blocks}
+}
+
+// runbook numbers the alert's steps, one per line, each passed through esc
+// when it is not nil.
+func runbook(a alert.Alert, esc func(string) string) string {
+	var b strings.Builder
+	for i, step := range a.Runbook {
+		if esc != nil {
+			step = esc(step)
+		}
+		fmt.Fprintf(&b, "%d. %s\n", i+1, step)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // slackEscape escapes the three characters Slack's mrkdwn treats as control.

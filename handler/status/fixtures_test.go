@@ -47,7 +47,7 @@ func snapshot(project string, v resource.ID, key vault.Key, eps []atlas.PrivateE
 			KeyIdentifier: "https://" + v.Name + ".vault.azure.net/keys/" + key.Name + "/" + key.Version,
 		},
 		Vault: v, Endpoints: eps, Clusters: clusters,
-		VaultState:  &vault.Vault{Found: true},
+		VaultState:  &vault.Vault{Found: true, EnablePurgeProtection: true, EnableSoftDelete: true},
 		Connections: conns, Key: &key,
 	}
 }
