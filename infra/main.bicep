@@ -144,6 +144,12 @@ param keyExpiryWarnDays int = 30
 @description('GUARD_STUCK_AFTER (Go duration).')
 param stuckAfter string = '30m'
 
+@description('GUARD_AZURE_APP_SECRET_EXPIRY: when the secret of the Azure application Atlas uses expires (YYYY-MM-DD, or clientID=YYYY-MM-DD[,...]).')
+param appSecretExpiry string = ''
+
+@description('GUARD_AZURE_APP_SECRET_FROM_GRAPH: read that expiry from Microsoft Graph (an admin grants Application.Read.All: infra/README.md).')
+param appSecretFromGraph bool = false
+
 @description('GUARD_RENOTIFY_AFTER (Go duration, 0 = never).')
 param renotifyAfter string = '1h'
 
@@ -303,6 +309,8 @@ module functionApp 'modules/functionapp.bicep' = {
     guardSchedule: guardSchedule
     keyExpiryWarnDays: keyExpiryWarnDays
     stuckAfter: stuckAfter
+    appSecretExpiry: appSecretExpiry
+    appSecretFromGraph: appSecretFromGraph
     renotifyAfter: renotifyAfter
     reconcileTimeout: reconcileTimeout
     concurrency: concurrency

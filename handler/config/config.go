@@ -77,6 +77,7 @@ type Config struct {
 	WebhookFormat    notify.Format `json:"webhookFormat,omitempty"`
 	TopicEndpoint    string        `json:"topicEndpoint,omitempty"`
 	TopicKey         Secret        `json:"topicKey,omitempty"`
+	AppSecret        AppSecret     `json:"appSecret"`
 	// Storage is where the state lives (AzureWebJobsStorage and
 	// GUARD_STATE_CONTAINER); zero when no storage setting is present.
 	Storage     state.BlobOptions `json:"-"`
@@ -121,6 +122,8 @@ func Settings() []Setting {
 		{Name: "GUARD_RENOTIFY_AFTER", Default: "1h", Optional: true, Help: "re-notify open critical alerts after this (0 = never)"},
 		{Name: "GUARD_RECONCILE_TIMEOUT", Default: "4m", Optional: true, Help: "deadline of one timer reconcile; keep it below functionTimeout"},
 		{Name: "GUARD_CONCURRENCY", Default: "8", Optional: true, Help: "projects reconciled at once on the timer path"},
+		{Name: "GUARD_AZURE_APP_SECRET_EXPIRY", Optional: true, Help: "when the Atlas application's secret expires: YYYY-MM-DD, or clientID=YYYY-MM-DD[,…]"},
+		{Name: "GUARD_AZURE_APP_SECRET_FROM_GRAPH", Default: "false", Optional: true, Help: "read the Atlas application's secret expiry from Microsoft Graph (needs Application.Read.All)"},
 		{Name: "GUARD_ALERT_WEBHOOK_URL", Optional: true, Secret: true, Help: "JSON POST of alerts (generic, Teams or Slack)"},
 		{Name: "GUARD_ALERT_WEBHOOK_FORMAT", Default: "auto", Optional: true, Help: "auto, generic, teams or slack"},
 		{Name: "GUARD_ALERT_TOPIC_ENDPOINT", Optional: true, Help: "Event Grid custom topic for alerts (CloudEvents)"},
@@ -168,7 +171,7 @@ func Load(env func(string) string) (Config, error) {
 	}
 	var c Config
 	for _, read := range []func(get func(string) string, c *Config) error{
-		readProjects, readAtlas, readPolicy, readSinks, readHost,
+		readProjects, readAtlas, readPolicy, readSinks, readHost, readAppSecret,
 	} {
 		if err := read(get, &c); err != nil {
 			return Config{}, err

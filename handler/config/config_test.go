@@ -108,6 +108,10 @@ func TestBadSettingsNameTheSetting(t *testing.T) {
 		{"bad days", with("GUARD_KEY_EXPIRY_WARN_DAYS", "thirty"), "GUARD_KEY_EXPIRY_WARN_DAYS"},
 		{"negative days", with("GUARD_KEY_EXPIRY_WARN_DAYS", "-1"), "GUARD_KEY_EXPIRY_WARN_DAYS"},
 		{"bad duration", with("GUARD_STUCK_AFTER", "half an hour"), "GUARD_STUCK_AFTER"},
+		{"bad secret date", with("GUARD_AZURE_APP_SECRET_EXPIRY", "2027-13-01"), "GUARD_AZURE_APP_SECRET_EXPIRY"},
+		{"secret date without id", with("GUARD_AZURE_APP_SECRET_EXPIRY", "a=2027-01-01,=2027-02-01"), "GUARD_AZURE_APP_SECRET_EXPIRY"},
+		{"secret id twice", with("GUARD_AZURE_APP_SECRET_EXPIRY", "a=2027-01-01, a=2027-02-01"), "GUARD_AZURE_APP_SECRET_EXPIRY"},
+		{"bad graph flag", with("GUARD_AZURE_APP_SECRET_FROM_GRAPH", "yes please"), "GUARD_AZURE_APP_SECRET_FROM_GRAPH"},
 		{"too short duration", with("GUARD_STUCK_AFTER", "5s"), "GUARD_STUCK_AFTER"},
 		{"bad renotify", with("GUARD_RENOTIFY_AFTER", "-1h"), "GUARD_RENOTIFY_AFTER"},
 		{"bad timeout", with("GUARD_RECONCILE_TIMEOUT", "10ms"), "GUARD_RECONCILE_TIMEOUT"},
@@ -170,6 +174,26 @@ func errorsAs(err error, target **config.Error) bool {
 	e, ok := err.(*config.Error)
 	*target = e
 	return ok
+}
+
+func TestAppSecret(t *testing.T) {
+	c, err := config.Load(env(with("GUARD_AZURE_APP_SECRET_EXPIRY", "app-1=2027-01-31, 2026-12-01", "GUARD_AZURE_APP_SECRET_FROM_GRAPH", "true")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := func(s string) time.Time { d, _ := time.Parse(time.DateOnly, s); return d }
+	if got, ok := c.AppSecret.For("app-1"); !ok || !got.Equal(day("2027-01-31")) || !c.AppSecret.FromGraph {
+		t.Errorf("app-1: %v %v, %+v", got, ok, c.AppSecret)
+	}
+	if got, ok := c.AppSecret.For("app-2"); !ok || !got.Equal(day("2026-12-01")) {
+		t.Errorf("every other app: %v %v", got, ok)
+	}
+	if c, _ := config.Load(env(base())); c.AppSecret.FromGraph || len(c.AppSecret.Expiry) != 0 {
+		t.Errorf("unset: %+v", c.AppSecret)
+	}
+	if _, ok := (config.AppSecret{Expiry: map[string]time.Time{"app-1": {}}}).For("app-2"); ok {
+		t.Error("another app's date applied")
+	}
 }
 
 func TestSecretsNeverPrint(t *testing.T) {

@@ -68,6 +68,7 @@ var notSecrets = map[string]string{
 	"atlasPrivateKeyUri":   "Key Vault URI of the secret: a location",
 	"alertWebhookUrlUri":   "Key Vault URI of the secret: a location",
 	"alertWebhookFormat":   "auto, generic, teams or slack",
+	"appSecretExpiry":      "the dates when the Atlas application's secret expires, not the secret",
 	"appInsightsConnectionString": "locates the ingestion endpoint; the component has local auth disabled, " +
 		"so the instrumentation key in it authorizes nothing (ingestion needs the identity's Entra token)",
 }

@@ -135,6 +135,12 @@ param keyExpiryWarnDays int
 @description('GUARD_STUCK_AFTER (Go duration).')
 param stuckAfter string
 
+@description('GUARD_AZURE_APP_SECRET_EXPIRY: YYYY-MM-DD, or clientID=YYYY-MM-DD[,...]; empty = unknown.')
+param appSecretExpiry string
+
+@description('GUARD_AZURE_APP_SECRET_FROM_GRAPH: read the Atlas application\'s secret expiry from Microsoft Graph (grant Application.Read.All first: infra/README.md).')
+param appSecretFromGraph bool
+
 @description('GUARD_RENOTIFY_AFTER (Go duration, 0 = never).')
 param renotifyAfter string
 
@@ -190,6 +196,8 @@ var baseSettings = {
   GUARD_SCHEDULE: guardSchedule
   GUARD_KEY_EXPIRY_WARN_DAYS: string(keyExpiryWarnDays)
   GUARD_STUCK_AFTER: stuckAfter
+  GUARD_AZURE_APP_SECRET_EXPIRY: appSecretExpiry
+  GUARD_AZURE_APP_SECRET_FROM_GRAPH: string(appSecretFromGraph)
   GUARD_RENOTIFY_AFTER: renotifyAfter
   GUARD_RECONCILE_TIMEOUT: reconcileTimeout
   GUARD_CONCURRENCY: string(concurrency)
