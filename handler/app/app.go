@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -22,6 +23,7 @@ import (
 	checkcmd "github.com/atlas-akv-guard/atlas-akv-guard/handler/check"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/config"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/graph"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/logging"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
@@ -185,12 +187,13 @@ func Wire(cfg config.Config, env Env, store state.Store, log *slog.Logger) (Wire
 		return Wired{}, err
 	}
 	r, err := reconcile.New(reconcile.Options{
-		Projects: cfg.ProjectIDs,
-		Atlas:    ac,
-		Azure:    azureClients(cred, cfg.ARMEndpoint, log),
-		Store:    store,
-		Log:      notify.NewLog(log),
-		Sinks:    sinks,
+		Projects:   cfg.ProjectIDs,
+		Atlas:      ac,
+		Azure:      azureClients(cred, cfg.ARMEndpoint, log),
+		Store:      store,
+		Log:        notify.NewLog(log),
+		Sinks:      sinks,
+		AppSecrets: appSecrets(cfg.AppSecret, graph.New(graph.Options{Credential: cred, HTTP: &http.Client{Timeout: 30 * time.Second}})),
 		Policy: plan.Policy{
 			Mode:          cfg.Mode,
 			KeyExpiryWarn: cfg.KeyExpiryWarn,
@@ -205,6 +208,35 @@ func Wire(cfg config.Config, env Env, store state.Store, log *slog.Logger) (Wire
 		return Wired{}, err
 	}
 	return Wired{Reconciler: r, Credential: cred}, nil
+}
+
+// appSecrets answers when the Atlas application's secret expires: the
+// setting's date for that client id, else Microsoft Graph when enabled, else
+// the setting's date for every project; nil when nothing is configured.
+func appSecrets(a config.AppSecret, g *graph.Reader) reconcile.AppSecrets {
+	if len(a.Expiry) == 0 && !a.FromGraph {
+		return nil
+	}
+	if !a.FromGraph {
+		g = nil
+	}
+	return func(ctx context.Context, clientID string) (*plan.AppSecret, error) {
+		from := "setting GUARD_AZURE_APP_SECRET_EXPIRY"
+		t, ok := a.Expiry[clientID]
+		if !ok && g != nil {
+			var err error
+			if t, err = g.SecretExpiry(ctx, clientID); err != nil {
+				return nil, err
+			}
+			ok, from = !t.IsZero(), plan.AppSecretFromGraph
+		} else if !ok {
+			t, ok = a.Expiry[""]
+		}
+		if !ok {
+			return nil, nil
+		}
+		return &plan.AppSecret{ClientID: clientID, Expires: t, From: from}, nil
+	}
 }
 
 // Sinks builds the optional external alert sinks.

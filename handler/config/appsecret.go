@@ -17,15 +17,6 @@ type AppSecret struct {
 	FromGraph bool `json:"fromGraph"`
 }
 
-// For returns the configured expiry of clientID's secret: its own entry, else
-// the bare date; ok is false when neither is set.
-func (a AppSecret) For(clientID string) (t time.Time, ok bool) {
-	if t, ok = a.Expiry[clientID]; !ok {
-		t, ok = a.Expiry[""]
-	}
-	return t, ok
-}
-
 // readAppSecret reads GUARD_AZURE_APP_SECRET_EXPIRY (YYYY-MM-DD, or
 // clientID=YYYY-MM-DD[,…]) and GUARD_AZURE_APP_SECRET_FROM_GRAPH (a bool).
 func readAppSecret(get func(string) string, c *Config) error {

@@ -182,17 +182,11 @@ func TestAppSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	day := func(s string) time.Time { d, _ := time.Parse(time.DateOnly, s); return d }
-	if got, ok := c.AppSecret.For("app-1"); !ok || !got.Equal(day("2027-01-31")) || !c.AppSecret.FromGraph {
-		t.Errorf("app-1: %v %v, %+v", got, ok, c.AppSecret)
-	}
-	if got, ok := c.AppSecret.For("app-2"); !ok || !got.Equal(day("2026-12-01")) {
-		t.Errorf("every other app: %v %v", got, ok)
+	if e := c.AppSecret.Expiry; len(e) != 2 || !e["app-1"].Equal(day("2027-01-31")) || !e[""].Equal(day("2026-12-01")) || !c.AppSecret.FromGraph {
+		t.Errorf("read %+v", c.AppSecret)
 	}
 	if c, _ := config.Load(env(base())); c.AppSecret.FromGraph || len(c.AppSecret.Expiry) != 0 {
 		t.Errorf("unset: %+v", c.AppSecret)
-	}
-	if _, ok := (config.AppSecret{Expiry: map[string]time.Time{"app-1": {}}}).For("app-2"); ok {
-		t.Error("another app's date applied")
 	}
 }
 

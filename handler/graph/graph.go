@@ -16,8 +16,6 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
 const (
@@ -79,8 +77,8 @@ var appIDPattern = regexp.MustCompile(`^[0-9A-Fa-f-]{1,64}$`)
 // SecretExpiry returns the latest endDateTime among the passwordCredentials
 // of the application whose appId is appID (zero when it has none). The
 // answer, or the failure, is reused for CacheFor; a cancelled call is not
-// kept. Errors: *ForbiddenError on 403; transient (package transient) on
-// 429, 5xx and network failures.
+// kept. A 403 is a *ForbiddenError. No error is transient: the next hour's
+// call is the retry.
 func (r *Reader) SecretExpiry(ctx context.Context, appID string) (time.Time, error) {
 	if !appIDPattern.MatchString(appID) {
 		return time.Time{}, fmt.Errorf("microsoft graph: %q is not an application id", appID)
@@ -107,7 +105,7 @@ func (r *Reader) SecretExpiry(ctx context.Context, appID string) (time.Time, err
 func (r *Reader) read(ctx context.Context, appID string) (time.Time, error) {
 	tok, err := r.o.Credential.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{r.o.BaseURL + "/.default"}})
 	if err != nil {
-		return time.Time{}, transient.Mark(fmt.Errorf("microsoft graph token: %w", err))
+		return time.Time{}, fmt.Errorf("microsoft graph token: %w", err)
 	}
 	u := r.o.BaseURL + "/v1.0/applications(appId='" + appID + "')?$select=appId,passwordCredentials"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -118,12 +116,12 @@ func (r *Reader) read(ctx context.Context, appID string) (time.Time, error) {
 	req.Header.Set("Accept", "application/json")
 	resp, err := r.o.HTTP.Do(req)
 	if err != nil {
-		return time.Time{}, transient.Mark(fmt.Errorf("microsoft graph: %w", err))
+		return time.Time{}, fmt.Errorf("microsoft graph: %w", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return time.Time{}, transient.Mark(fmt.Errorf("microsoft graph: reading the answer: %w", err))
+		return time.Time{}, fmt.Errorf("microsoft graph: reading the answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var ge struct {
@@ -131,11 +129,8 @@ func (r *Reader) read(ctx context.Context, appID string) (time.Time, error) {
 		}
 		_ = json.Unmarshal(body, &ge)
 		msg := ge.Error.Code + ": " + ge.Error.Message
-		switch {
-		case resp.StatusCode == http.StatusForbidden:
+		if resp.StatusCode == http.StatusForbidden {
 			return time.Time{}, &ForbiddenError{Message: msg}
-		case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-			return time.Time{}, transient.Mark(fmt.Errorf("microsoft graph: %d %s", resp.StatusCode, msg))
 		}
 		return time.Time{}, fmt.Errorf("microsoft graph: application %s: %d %s", appID, resp.StatusCode, msg)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/graph"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
@@ -36,6 +37,12 @@ type Azure interface {
 	Key(ctx context.Context, v resource.ID, name, version string) (vault.Key, error)
 	Approve(ctx context.Context, v resource.ID, name, description string) (vault.Approval, error)
 }
+
+// AppSecrets tells when the secret of the Azure application clientID (the
+// one Atlas authenticates with) expires; nil when unknown. Its errors are
+// recorded as source graph:application; they should not be transient (the
+// answer is cached, so a retried invocation cannot help).
+type AppSecrets func(ctx context.Context, clientID string) (*plan.AppSecret, error)
 
 // AzureFor returns the Azure client for Atlas's azureEnvironment.
 type AzureFor func(azureEnvironment string) (Azure, error)
@@ -96,6 +103,15 @@ func (r *Reconciler) observe(ctx context.Context, projectID string, hints []plan
 	}
 	v := resource.ID{SubscriptionID: cfg.SubscriptionID, ResourceGroup: cfg.ResourceGroupName, Name: cfg.KeyVaultName}
 	set(func() { s.Config = &cfg })
+	if r.appSecrets != nil && cfg.Enabled && cfg.ClientID != "" {
+		wg.Go(func() {
+			read(plan.SourceGraph, func() error {
+				sec, err := r.appSecrets(ctx, cfg.ClientID)
+				set(func() { s.AppSecret = sec })
+				return err
+			})
+		})
+	}
 	if v.SubscriptionID == "" || v.ResourceGroup == "" || v.Name == "" {
 		return s, nil, retry // not configured for Azure Key Vault: nothing on ARM to read
 	}
@@ -151,11 +167,16 @@ func sourceError(src plan.Source, err error) plan.SourceError {
 		se.Service = "atlas"
 	case strings.HasPrefix(string(src), "arm:"):
 		se.Service = "arm"
+	case src == plan.SourceGraph:
+		se.Service = "graph"
 	}
 	se.Cause = cause(se.Service, err)
 	var fe *vault.ForbiddenError
 	if errors.As(err, &fe) {
 		se.Permission = fe.Action
+	}
+	if errors.As(err, new(*graph.ForbiddenError)) {
+		se.Permission, se.Cause = graph.Permission, "Microsoft Graph answered 403: missing Application.Read.All"
 	}
 	var ae *atlas.Error
 	switch {

@@ -49,6 +49,8 @@ type Options struct {
 	// Sinks are the optional external sinks (webhook, Event Grid topic).
 	Sinks  []Sink
 	Policy plan.Policy
+	// AppSecrets, when set, tells when the Atlas application's secret expires.
+	AppSecrets AppSecrets
 	// Concurrency bounds the projects reconciled at once (default 8).
 	Concurrency int
 	// Timeout bounds a timer or event reconcile (default 4m).
@@ -70,6 +72,7 @@ type Reconciler struct {
 	logSink     Sink
 	sinks       []Sink
 	policy      plan.Policy
+	appSecrets  AppSecrets
 	concurrency int
 	timeout     time.Duration
 	now         func() time.Time
@@ -118,7 +121,7 @@ func New(o Options) (*Reconciler, error) {
 	}
 	r := &Reconciler{
 		projects: slices.Clone(o.Projects), atlas: o.Atlas, azureFor: o.Azure, store: o.Store,
-		logSink: o.Log, sinks: o.Sinks, policy: o.Policy, concurrency: max(o.Concurrency, 1),
+		logSink: o.Log, sinks: o.Sinks, policy: o.Policy, appSecrets: o.AppSecrets, concurrency: max(o.Concurrency, 1),
 		timeout: o.Timeout, now: o.Now, instance: o.Instance, log: o.Logger,
 		locks: map[string]chan struct{}{}, unsaved: map[string][]alert.Notice{}, vaults: map[string]string{},
 	}
