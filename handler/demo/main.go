@@ -182,6 +182,10 @@ func (d *demo) story() error {
 	d.expect("the webhook receives one 'approved' notice per connection", err == nil && len(w.Notices(p, alert.Approved, "")) == len(names),
 		fmt.Sprintf("%d notices", len(w.Notices(p, alert.Approved, ""))))
 
+	if err := d.regionCoverage(); err != nil {
+		return err
+	}
+
 	// 2. Foreign connection.
 	d.scene("2. A stranger asks for a private endpoint to the vault")
 	foreign := "mallory-pe." + "7f1e2d3c-4b5a-4697-8888-9a0b1c2d3e4f"
@@ -287,6 +291,32 @@ func (d *demo) story() error {
 	d.expect("observe mode approves nothing", len(w.Approvals()) == before && w.ConnectionStatus(p, fresh) == vault.StatusPending,
 		fmt.Sprintf("%s is %s", shortName(fresh), w.ConnectionStatus(p, fresh)))
 	d.stopGuard()
+	return nil
+}
+
+// regionCoverage: a cluster grows into a region without an endpoint; the
+// guard warns with the exact call to make, Atlas makes it, the guard approves
+// the new connection and the warning resolves.
+func (d *demo) regionCoverage() error {
+	w, p := d.w, d.p
+	const region = "CANADA_CENTRAL"
+	d.scene("1b. Cluster " + p.Clusters[0] + " adds Azure region " + region + ", where Atlas has no private endpoint")
+	w.Atlas().AddRegion(p.ID, p.Clusters[0], "AZURE", region)
+	ctx, cancel := d.within(5)
+	got, err := w.WaitNotice(ctx, p, alert.RegionUncovered, alert.Raised, 1)
+	cancel()
+	step := ""
+	if err == nil && len(got[0].Alert.Runbook) > 0 {
+		step = got[0].Alert.Runbook[0]
+	}
+	d.expect("the webhook receives region-uncovered with the call that fixes it", strings.Contains(step, `"regionName":"`+region+`"`), step)
+	name := w.AddRegion(p, region)
+	err = d.waitCond(10, "the new endpoint ACTIVE", func() bool { return w.ConnectionStatus(p, name) == vault.StatusApproved })
+	d.expect("the guard approves the new region's connection", err == nil, "")
+	ctx, cancel = d.within(5)
+	_, err = w.WaitNotice(ctx, p, alert.RegionUncovered, alert.Resolved, 1)
+	cancel()
+	d.expect("region-uncovered is resolved", err == nil, "")
 	return nil
 }
 
