@@ -311,7 +311,7 @@ func (d *demo) regionCoverage() error {
 	}
 	d.expect("the webhook receives region-uncovered with the call that fixes it", strings.Contains(step, `"regionName":"`+region+`"`), step)
 	name := w.AddRegion(p, region)
-	err = d.waitCond(10, "the new endpoint ACTIVE", func() bool { return w.ConnectionStatus(p, name) == vault.StatusApproved })
+	err = d.waitCond(10, "the new connection approved", func() bool { return w.ConnectionStatus(p, name) == vault.StatusApproved })
 	d.expect("the guard approves the new region's connection", err == nil, "")
 	ctx, cancel = d.within(5)
 	_, err = w.WaitNotice(ctx, p, alert.RegionUncovered, alert.Resolved, 1)
