@@ -4,19 +4,25 @@ package atlassim
 // replication spec of the cluster; false when the project or cluster is
 // unknown. A multi-cloud cluster is one with regions of several providers.
 func (s *Sim) AddRegion(groupID, cluster, provider, region string) bool {
+	return s.withCluster(groupID, cluster, func(c *Cluster) {
+		for len(c.Providers) < len(c.Regions) {
+			c.Providers = append(c.Providers, "")
+		}
+		c.Regions, c.Providers = append(c.Regions, region), append(c.Providers, provider)
+	})
+}
+
+// withCluster runs f on the named cluster under the lock; false when the
+// project or cluster is unknown.
+func (s *Sim) withCluster(groupID, name string, f func(*Cluster)) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := s.projects[groupID]
-	if p == nil {
-		return false
-	}
-	for i := range p.clusters {
-		if c := &p.clusters[i]; c.Name == cluster {
-			for len(c.Providers) < len(c.Regions) {
-				c.Providers = append(c.Providers, "")
+	if p := s.projects[groupID]; p != nil {
+		for i := range p.clusters {
+			if p.clusters[i].Name == name {
+				f(&p.clusters[i])
+				return true
 			}
-			c.Regions, c.Providers = append(c.Regions, region), append(c.Providers, provider)
-			return true
 		}
 	}
 	return false

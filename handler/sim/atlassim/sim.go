@@ -439,19 +439,7 @@ func (s *Sim) AddShardedCluster(groupID, name, provider string, shards int, regi
 
 // SetPaused pauses or resumes a cluster by name; false when unknown.
 func (s *Sim) SetPaused(groupID, name string, paused bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p := s.projects[groupID]
-	if p == nil {
-		return false
-	}
-	for i := range p.clusters {
-		if p.clusters[i].Name == name {
-			p.clusters[i].Paused = paused
-			return true
-		}
-	}
-	return false
+	return s.withCluster(groupID, name, func(c *Cluster) { c.Paused = paused })
 }
 
 // Clusters returns a copy of the project's clusters in order (nil for an
