@@ -79,7 +79,7 @@ func runbook(a alert.Alert, id ids) []string {
 		return []string{"See the vault's connections (the guard approves Atlas's new one while the vault has no hold tag): " + listConns,
 			"Find who changed them: " + activity}
 	case alert.AccessChanged:
-		return []string{"Check the role assignments on the vault: az role assignment list --all --scope " + v.String(),
+		return []string{"Check the role assignments on the vault: az role assignment list --include-inherited --scope " + v.String(),
 			"Find who changed them: " + activity}
 	case alert.ForeignConnection:
 		return []string{"Find who created it: " + activity,
@@ -92,7 +92,7 @@ func runbook(a alert.Alert, id ids) []string {
 	case alert.ApprovalHeld:
 		return []string{"Remove the hold tag to let the guard approve: az tag update --operation Delete --tags atlas-akv-guard=hold --resource-id " + v.String()}
 	case alert.GuardBlind:
-		steps := []string{"Grant the guard's identity what it lacks: " + a.Details["permission"]}
+		steps := []string{"Grant what the guard lacks: " + a.Details["permission"]}
 		if a.Details["permission"] == "" {
 			steps[0] = "Fix the read the error names: " + a.Details["error"]
 		}
