@@ -14,7 +14,7 @@ import (
 // config requires private networking: a multi-cloud or AWS/GCP-only EAR
 // cluster (unsupported-cluster, from the clusters alone), no usable endpoint
 // at all (no-private-endpoint) and an Azure region of an EAR cluster without
-// an endpoint that is ACTIVE or being created (region-uncovered; Atlas deploys
+// an endpoint that is ACTIVE or being (re)created (region-uncovered; Atlas deploys
 // new clusters and nodes only in regions with approved endpoints). A project
 // whose config does not require private networking resolves them all.
 func (pl *planner) coverageAlerts() {
@@ -63,13 +63,15 @@ func (pl *planner) coverageAlerts() {
 		return
 	}
 	pl.settled(alert.NoPrivateEndpoint, alert.RegionUncovered)
-	covered := map[string]bool{}
+	// A region is covered by an endpoint that is ACTIVE or being created, or
+	// that Atlas is recreating (connection-rejected already says so).
+	covered, usable := map[string]bool{}, false
 	for _, e := range pl.s.Endpoints {
-		if e.Status == atlas.StatusActive || e.Requesting() {
-			covered[e.RegionName] = true
-		}
+		ok := e.Status == atlas.StatusActive || e.Requesting()
+		usable = usable || ok
+		covered[e.RegionName] = covered[e.RegionName] || ok || e.Status == atlas.StatusPendingRecreation
 	}
-	if len(ear) > 0 && len(covered) == 0 {
+	if len(ear) > 0 && !usable {
 		slices.Sort(ear)
 		pl.raise(alert.Alert{
 			Kind: alert.NoPrivateEndpoint, Severity: alert.Critical,

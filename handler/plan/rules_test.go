@@ -55,6 +55,8 @@ func TestNewRules(t *testing.T) {
 		{"region being created counts as covered", with(covered(), addCluster("eu", "AZURE", "EUROPE_WEST"), func(s *Snapshot) {
 			s.Endpoints = append(s.Endpoints, atlas.PrivateEndpoint{ID: epB, RegionName: "EUROPE_WEST", Status: atlas.StatusInitiating})
 		}), nil},
+		{"endpoint Atlas recreates still covers its region", with(covered(), func(s *Snapshot) { s.Endpoints[0].Status = atlas.StatusPendingRecreation }),
+			[]string{"connection-rejected:" + connA + ":warning", "no-private-endpoint::critical"}},
 		{"failed endpoint does not cover", with(covered(), func(s *Snapshot) { s.Endpoints[0].Status = atlas.StatusFailed }),
 			[]string{"endpoint-failed:" + epA + ":critical", "no-private-endpoint::critical"}},
 		{"no endpoint at all", with(covered(), func(s *Snapshot) { s.Endpoints = []atlas.PrivateEndpoint{} }),
