@@ -41,15 +41,14 @@ const IdentityAPIVersion = "2019-08-01"
 
 // Route names, used by counters and to match faults.
 const (
-	RouteVaultGet          = "vaults/get"
-	RouteConnectionsList   = "privateEndpointConnections/list"
-	RouteConnectionGet     = "privateEndpointConnections/get"
-	RouteConnectionPut     = "privateEndpointConnections/put"
-	RouteKeyGet            = "keys/get"
-	RouteKeyVersionGet     = "keys/versions/get"
-	RouteIdentity          = "identity"
-	RouteUnknown           = "unknown"
-	operationConnectionPut = vault.ActionConnectionsWrite
+	RouteVaultGet        = "vaults/get"
+	RouteConnectionsList = "privateEndpointConnections/list"
+	RouteConnectionGet   = "privateEndpointConnections/get"
+	RouteConnectionPut   = "privateEndpointConnections/put"
+	RouteKeyGet          = "keys/get"
+	RouteKeyVersionGet   = "keys/versions/get"
+	RouteIdentity        = "identity"
+	RouteUnknown         = "unknown"
 )
 
 // Config tunes a Server. The zero value is usable.
@@ -286,12 +285,11 @@ func (s *Server) SetIdentityDown(down bool) { s.locked(func() { s.identityDown =
 
 // ExpireTokens makes every token issued so far expired.
 func (s *Server) ExpireTokens() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	past := s.now().Add(-time.Second)
-	for _, t := range s.tokens {
-		t.expires = past
-	}
+	s.locked(func() {
+		for _, t := range s.tokens {
+			t.expires = s.now().Add(-time.Second)
+		}
+	})
 }
 
 // ---- mutators -----------------------------------------------------------
@@ -302,24 +300,18 @@ var ErrNotFound = errors.New("armsim: not found")
 // AddVault creates the vault (public network access Disabled) or, if it
 // exists, replaces its tags.
 func (s *Server) AddVault(id resource.ID, tags map[string]string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if v, ok := s.vaults[id.Key()]; ok {
-		v.tags = maps.Clone(tags)
-		return
-	}
-	s.vaults[id.Key()] = &vaultState{id: id, tags: maps.Clone(tags), keys: map[string]*keyState{}}
+	s.locked(func() {
+		if v := s.vaults[id.Key()]; v != nil {
+			v.tags = maps.Clone(tags)
+		} else {
+			s.vaults[id.Key()] = &vaultState{id: id, tags: maps.Clone(tags), keys: map[string]*keyState{}}
+		}
+	})
 }
 
 // DeleteVault removes the vault with its connections and keys.
 func (s *Server) DeleteVault(id resource.ID) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.vaults[id.Key()]; !ok {
-		return ErrNotFound
-	}
-	delete(s.vaults, id.Key())
-	return nil
+	return s.withVault(id, func(*vaultState) error { delete(s.vaults, id.Key()); return nil })
 }
 
 // SetTag sets a tag on the vault; an empty value removes it.
@@ -380,46 +372,35 @@ func (s *Server) RemoveConnection(id resource.ID, name string) error {
 
 // Connection returns a connection as stored (without counting as a read).
 func (s *Server) Connection(id resource.ID, name string) (vault.Connection, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v := s.vaults[id.Key()]
-	if v == nil {
+	i := slices.IndexFunc(s.Connections(id), func(c vault.Connection) bool { return c.Name == name })
+	if i < 0 {
 		return vault.Connection{}, false
 	}
-	c := v.conn(name)
-	if c == nil {
-		return vault.Connection{}, false
-	}
-	return c.public(v.id), true
+	return s.Connections(id)[i], true
 }
 
 // Connections returns the vault's connections as stored.
-func (s *Server) Connections(id resource.ID) []vault.Connection {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v := s.vaults[id.Key()]
-	if v == nil {
+func (s *Server) Connections(id resource.ID) (out []vault.Connection) {
+	_ = s.withVault(id, func(v *vaultState) error {
+		for _, c := range v.conns {
+			out = append(out, c.public(v.id))
+		}
 		return nil
-	}
-	out := make([]vault.Connection, 0, len(v.conns))
-	for _, c := range v.conns {
-		out = append(out, c.public(v.id))
-	}
+	})
 	return out
 }
 
 // ServedStates returns the provisioningState values the API served for a
 // connection, in order (PUT answers and reads), e.g. [Updating Updating
 // Succeeded] for an approval that was polled until it settled.
-func (s *Server) ServedStates(id resource.ID, name string) []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if v := s.vaults[id.Key()]; v != nil {
+func (s *Server) ServedStates(id resource.ID, name string) (out []string) {
+	_ = s.withVault(id, func(v *vaultState) error {
 		if c := v.conn(name); c != nil {
-			return slices.Clone(c.served)
+			out = slices.Clone(c.served)
 		}
-	}
-	return nil
+		return nil
+	})
+	return out
 }
 
 // AddKey adds a version of key keyName (creating the key) and makes it the
