@@ -3,9 +3,8 @@ package vault_test
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +18,7 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/meter"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/armsim"
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtls"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtest"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
@@ -28,10 +27,8 @@ var kv = resource.ID{SubscriptionID: "11111111-2222-3333-4444-555555555555", Res
 
 const atlasPE = "/subscriptions/atlas-sub/resourceGroups/atlas-rg/providers/Microsoft.Network/privateEndpoints/atlas-pe-1"
 
-// world is one simulator (ARM over TLS + App Service managed identity) and a
-// Client wired to it the way the guard wires itself in Azure: managed identity
-// credential from the environment, ARM endpoint from CloudFor's override, TLS
-// trusted through an injected transport.
+// world is the simulated ARM and managed identity (simtest) and a Client
+// wired to it the way the guard wires itself in Azure.
 type world struct {
 	sim      *armsim.Server
 	client   *vault.Client
@@ -40,94 +37,52 @@ type world struct {
 }
 
 type worldOpts struct {
-	cfg        armsim.Config
-	systemMI   bool // system-assigned identity (no AZURE_CLIENT_ID)
-	miRetries  int
-	noDefaults bool // keep the Client's default retry options
+	cfg      armsim.Config
+	systemMI bool // system-assigned identity (no AZURE_CLIENT_ID)
+	defaults bool // the Client's own retry options
 }
 
 func newWorld(t testing.TB, o worldOpts) *world {
 	t.Helper()
-	// MSAL caches managed identity tokens process-wide, keyed by identity and
-	// resource: every world uses its own user-assigned client ID (or, for the
-	// system-assigned identity, its own audience) so that no test receives a
-	// token another simulator issued.
-	audience := ""
 	if o.systemMI {
-		audience = "https://armsim-" + randHex() + ".example/"
-		o.cfg.Audiences = []string{audience}
+		// MSAL caches managed identity tokens process-wide by identity and
+		// resource: the system-assigned identity gets its own audience.
+		o.cfg.Audiences = []string{"https://armsim-" + simtest.RandHex(6) + ".example/"}
 	}
-	ca, err := simtls.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim := armsim.New(o.cfg)
-	base, err := sim.Start(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idEndpoint, err := sim.StartIdentity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Close)
-
-	// azidentity (MSAL) reads these two from the process environment.
-	t.Setenv("IDENTITY_ENDPOINT", idEndpoint)
-	t.Setenv("IDENTITY_HEADER", sim.IdentityHeader())
-	env := map[string]string{"IDENTITY_ENDPOINT": idEndpoint, "IDENTITY_HEADER": sim.IdentityHeader()}
-	conf, err := vault.CloudFor("AZURE", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clientID := ""
-	if o.systemMI {
-		rm := conf.Services[cloud.ResourceManager]
-		rm.Audience = audience
-		conf.Services[cloud.ResourceManager] = rm
-	} else {
-		clientID = "guard-" + randHex()
-		env["AZURE_CLIENT_ID"] = clientID
-	}
-	miRetries := o.miRetries
-	if miRetries == 0 {
-		miRetries = 1
-	}
-	cred, err := vault.Credential(func(k string) string { return env[k] }, &azcore.ClientOptions{
-		Transport: ca.Client(),
-		Retry:     policy.RetryOptions{MaxRetries: int32(miRetries), RetryDelay: 5 * time.Millisecond, MaxRetryDelay: 20 * time.Millisecond},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Fast retries keep the tests short; noDefaults keeps the Client's own.
+	s := simtest.New(t, simtest.Options{ARM: o.cfg})
 	retry := policy.RetryOptions{RetryDelay: 5 * time.Millisecond, MaxRetryDelay: 2 * time.Second}
-	if o.noDefaults {
+	if o.defaults {
 		retry = policy.RetryOptions{}
 	}
-	client, err := vault.New(vault.Options{Credential: cred, Cloud: conf, Transport: ca.Client(), Retry: retry, PollInterval: 5 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
+	var client *vault.Client
+	if !o.systemMI {
+		c, err := s.VaultClient(retry)
+		must(t, err)
+		client = c
+	} else {
+		delete(s.Env, "AZURE_CLIENT_ID")
+		conf, _ := vault.CloudFor("AZURE", s.ARMURL)
+		rm := conf.Services[cloud.ResourceManager]
+		rm.Audience = o.cfg.Audiences[0]
+		conf.Services[cloud.ResourceManager] = rm
+		cred, err := s.Credential(retry)
+		must(t, err)
+		client, err = vault.New(vault.Options{Credential: cred, Cloud: conf, Transport: s.CA.Client(), Retry: retry, PollInterval: 5 * time.Millisecond})
+		must(t, err)
 	}
 	var mu sync.Mutex
 	var changes []armsim.Change
-	sim.OnChange(func(c armsim.Change) {
+	s.ARM.OnChange(func(c armsim.Change) {
 		mu.Lock()
 		defer mu.Unlock()
 		changes = append(changes, c)
 	})
-	sim.AddVault(kv, map[string]string{"env": "prod"})
-	return &world{sim: sim, client: client, clientID: clientID, changes: func() []armsim.Change {
+	s.ARM.AddVault(kv, map[string]string{"env": "prod"})
+	return &world{sim: s.ARM, client: client, clientID: s.Env["AZURE_CLIENT_ID"], changes: func() []armsim.Change {
 		mu.Lock()
 		defer mu.Unlock()
-		return append([]armsim.Change(nil), changes...)
+		return slices.Clone(changes)
 	}}
-}
-
-func randHex() string {
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 func must(t testing.TB, err error) {
@@ -422,7 +377,7 @@ func TestTransientFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			w := newWorld(t, worldOpts{noDefaults: tt.defaults})
+			w := newWorld(t, worldOpts{defaults: tt.defaults})
 			w.sim.Inject(tt.fault)
 			ctx := t.Context()
 			if tt.timeout > 0 {
