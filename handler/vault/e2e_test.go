@@ -1,7 +1,6 @@
 package vault_test
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -92,65 +91,34 @@ func must(t testing.TB, err error) {
 	}
 }
 
+// TestApproveEndToEnd: a pending connection approved through the simulated
+// ARM (the decisions on other states are TestApproveDecisions'), and ARM's
+// 204 for a connection that does not exist.
 func TestApproveEndToEnd(t *testing.T) {
 	const desc = "approved by atlas-akv-guard: project 6650aa, endpoint 6650bb"
-	notPending := func(status string) func(error) bool {
-		return func(err error) bool {
-			var np *vault.NotPendingError
-			return errors.As(err, &np) && np.Status == status
-		}
+	w := newWorld(t, worldOpts{cfg: armsim.Config{SettleReads: 2}})
+	if _, err := w.client.Approve(t.Context(), kv, "atlas-pe-1", desc); !errors.Is(err, vault.ErrConnectionNotFound) || transient.Is(err) {
+		t.Errorf("missing connection: err = %v", err)
 	}
-	tests := []struct {
-		name    string
-		status  string // "" = no such connection (ARM answers 204)
-		want    vault.Outcome
-		wantErr func(error) bool
-	}{
-		{name: "pending is approved", status: vault.StatusPending, want: vault.Approved},
-		{name: "already approved: no PUT", status: vault.StatusApproved, want: vault.AlreadyApproved},
-		{name: "rejected is refused", status: vault.StatusRejected, wantErr: notPending(vault.StatusRejected)},
-		{name: "disconnected is refused", status: vault.StatusDisconnected, wantErr: notPending(vault.StatusDisconnected)},
-		{name: "missing connection", wantErr: func(err error) bool { return errors.Is(err, vault.ErrConnectionNotFound) }},
+	must(t, w.sim.AddConnection(kv, "atlas-pe-1", vault.StatusPending, atlasPE))
+	got, err := w.client.Approve(t.Context(), kv, "atlas-pe-1", desc)
+	stored, _ := w.sim.Connection(kv, "atlas-pe-1")
+	if err != nil || got.Outcome != vault.Approved || !got.Changed || stored.Status != vault.StatusApproved || stored.Description != desc ||
+		got.Connection.ProvisioningState != vault.ProvisioningSucceeded {
+		t.Fatalf("Approve = %+v, %v; stored %+v", got, err, stored)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			w := newWorld(t, worldOpts{cfg: armsim.Config{SettleReads: 2}})
-			if tt.status != "" {
-				must(t, w.sim.AddConnection(kv, "atlas-pe-1", tt.status, atlasPE))
-			}
-			got, err := w.client.Approve(t.Context(), kv, "atlas-pe-1", desc)
-			if (tt.wantErr == nil) != (err == nil) || (err != nil && !tt.wantErr(err)) {
-				t.Fatalf("Approve error = %v (%T)", err, err)
-			}
-			stored, _ := w.sim.Connection(kv, "atlas-pe-1")
-			if got.Outcome != tt.want || stored.Status != cmp.Or(tt.status, "") && tt.want != vault.Approved {
-				t.Fatalf("Approve = %+v; stored %+v", got, stored)
-			}
-			if tt.want != vault.Approved {
-				if n := w.sim.Count(armsim.RouteConnectionPut); n != 0 || len(w.changes()) != 0 {
-					t.Errorf("%d PUTs, changes %+v; want none", n, w.changes())
-				}
-				return
-			}
-			if stored.Status != vault.StatusApproved || stored.Description != desc || got.Connection.ProvisioningState != vault.ProvisioningSucceeded {
-				t.Errorf("stored %+v, returned %+v", stored, got.Connection)
-			}
-			// PUT answered Updating, two reads still Updating, then Succeeded.
-			if served, want := strings.Join(w.sim.ServedStates(kv, "atlas-pe-1"), " "), "Succeeded Updating Updating Updating Succeeded"; served != want {
-				t.Errorf("served provisioning states %s, want %s", served, want)
-			}
-			ch := w.changes()
-			if len(ch) != 1 || ch[0].Operation != vault.ActionConnectionsWrite ||
-				ch[0].ClientID != w.clientID || ch[0].ObjectID != armsim.ObjectID(w.clientID) ||
-				ch[0].ResourceURI != kv.String()+"/privateEndpointConnections/atlas-pe-1" ||
-				ch[0].Before.Status != vault.StatusPending || ch[0].After.Status != vault.StatusApproved {
-				t.Errorf("changes = %+v", ch)
-			}
-			// Approving twice is a no-op.
-			if again, err := w.client.Approve(t.Context(), kv, "atlas-pe-1", desc); err != nil || again.Changed || w.sim.Count(armsim.RouteConnectionPut) != 1 {
-				t.Errorf("second Approve = %+v, %v", again, err)
-			}
-		})
+	// Read Succeeded, the PUT answered Updating, two reads still Updating, then Succeeded.
+	if served, want := strings.Join(w.sim.ServedStates(kv, "atlas-pe-1"), " "), "Succeeded Updating Updating Updating Succeeded"; served != want {
+		t.Errorf("served provisioning states %s, want %s", served, want)
+	}
+	ch := w.changes()
+	if len(ch) != 1 || ch[0].Operation != vault.ActionConnectionsWrite || ch[0].ClientID != w.clientID || ch[0].ObjectID != armsim.ObjectID(w.clientID) ||
+		ch[0].ResourceURI != kv.String()+"/privateEndpointConnections/atlas-pe-1" || ch[0].Before.Status != vault.StatusPending || ch[0].After.Status != vault.StatusApproved {
+		t.Errorf("changes = %+v", ch)
+	}
+	// Approving twice is a no-op.
+	if again, err := w.client.Approve(t.Context(), kv, "atlas-pe-1", desc); err != nil || again.Outcome != vault.AlreadyApproved || w.sim.Count(armsim.RouteConnectionPut) != 1 {
+		t.Errorf("second Approve = %+v, %v", again, err)
 	}
 }
 
