@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // Wire shapes, from the OpenAPI schemas (names in comments).
@@ -30,42 +29,6 @@ type apiErrorJSON struct {
 type linkJSON struct {
 	Href string `json:"href"`
 	Rel  string `json:"rel"`
-}
-
-// clusterJSON is (a realistic subset of) ClusterDescription20240805.
-type clusterJSON struct {
-	BackupEnabled            bool                  `json:"backupEnabled"`
-	ClusterType              string                `json:"clusterType"`
-	ConnectionStrings        map[string]string     `json:"connectionStrings"`
-	CreateDate               string                `json:"createDate"`
-	EncryptionAtRestProvider string                `json:"encryptionAtRestProvider"`
-	GroupID                  string                `json:"groupId"`
-	ID                       string                `json:"id"`
-	Links                    []linkJSON            `json:"links"`
-	MongoDBMajorVersion      string                `json:"mongoDBMajorVersion"`
-	MongoDBVersion           string                `json:"mongoDBVersion"`
-	Name                     string                `json:"name"`
-	Paused                   bool                  `json:"paused"`
-	ReplicationSpecs         []replicationSpecJSON `json:"replicationSpecs"`
-	StateName                string                `json:"stateName"`
-}
-
-type replicationSpecJSON struct {
-	ID            string             `json:"id"`
-	RegionConfigs []regionConfigJSON `json:"regionConfigs"`
-	ZoneID        string             `json:"zoneId"`
-	ZoneName      string             `json:"zoneName"`
-}
-
-type regionConfigJSON struct {
-	ElectableSpecs struct {
-		DiskSizeGB   float64 `json:"diskSizeGB"`
-		InstanceSize string  `json:"instanceSize"`
-		NodeCount    int     `json:"nodeCount"`
-	} `json:"electableSpecs"`
-	Priority     int    `json:"priority"`
-	ProviderName string `json:"providerName"`
-	RegionName   string `json:"regionName"`
 }
 
 type paginatedJSON struct {
@@ -273,6 +236,7 @@ func (s *Sim) handlePrivateEndpoints(w http.ResponseWriter, r *http.Request) {
 	s.writePage(w, r, items)
 }
 
+// handleClusters serves (a realistic subset of) ClusterDescription20240805.
 func (s *Sim) handleClusters(w http.ResponseWriter, r *http.Request) {
 	p := s.lookupProject(w, r)
 	if p == nil {
@@ -281,33 +245,26 @@ func (s *Sim) handleClusters(w http.ResponseWriter, r *http.Request) {
 	groupID := r.PathValue("groupId")
 	items := make([]any, 0, len(p.clusters))
 	for _, c := range p.clusters {
-		cj := clusterJSON{
-			ClusterType:              "REPLICASET",
-			ConnectionStrings:        map[string]string{"standardSrv": "mongodb+srv://" + strings.ToLower(c.Name) + ".sim.mongodb.net"},
-			CreateDate:               time.Date(2025, 1, 15, 9, 0, 0, 0, time.UTC).Format(time.RFC3339),
-			EncryptionAtRestProvider: c.EncryptionAtRestProvider,
-			GroupID:                  groupID,
-			ID:                       c.ID,
-			Links:                    []linkJSON{{Href: baseURL(r) + "/api/atlas/v2/groups/" + groupID + "/clusters/" + url.PathEscape(c.Name), Rel: "self"}},
-			MongoDBMajorVersion:      "8.0",
-			MongoDBVersion:           "8.0.12",
-			Name:                     c.Name,
-			Paused:                   c.Paused,
-			StateName:                c.StateName,
-		}
-		if c.Shards > 1 {
-			cj.ClusterType = "SHARDED"
-		}
+		specs := []map[string]any{} // one per shard, each listing every region
 		for shard := range c.Shards {
-			spec := replicationSpecJSON{ID: derivedID(c.ID, shard), ZoneID: derivedID(c.ID, 100), ZoneName: "Zone 1", RegionConfigs: []regionConfigJSON{}}
+			configs := []map[string]any{}
 			for i, region := range c.Regions {
-				rc := regionConfigJSON{Priority: max(7-i, 0), ProviderName: "AZURE", RegionName: region}
-				rc.ElectableSpecs.DiskSizeGB, rc.ElectableSpecs.InstanceSize, rc.ElectableSpecs.NodeCount = 32, "M10", 3
-				spec.RegionConfigs = append(spec.RegionConfigs, rc)
+				configs = append(configs, map[string]any{"priority": max(7-i, 0), "providerName": "AZURE", "regionName": region,
+					"electableSpecs": map[string]any{"diskSizeGB": 32, "instanceSize": "M10", "nodeCount": 3}})
 			}
-			cj.ReplicationSpecs = append(cj.ReplicationSpecs, spec)
+			specs = append(specs, map[string]any{"id": derivedID(c.ID, shard), "regionConfigs": configs, "zoneId": derivedID(c.ID, 100), "zoneName": "Zone 1"})
 		}
-		items = append(items, cj)
+		clusterType := "REPLICASET"
+		if c.Shards > 1 {
+			clusterType = "SHARDED"
+		}
+		items = append(items, map[string]any{
+			"backupEnabled": false, "clusterType": clusterType, "createDate": "2025-01-15T09:00:00Z",
+			"connectionStrings":        map[string]string{"standardSrv": "mongodb+srv://" + strings.ToLower(c.Name) + ".sim.mongodb.net"},
+			"encryptionAtRestProvider": c.EncryptionAtRestProvider, "groupId": groupID, "id": c.ID, "name": c.Name,
+			"links":               []linkJSON{{Href: baseURL(r) + "/api/atlas/v2/groups/" + groupID + "/clusters/" + url.PathEscape(c.Name), Rel: "self"}},
+			"mongoDBMajorVersion": "8.0", "mongoDBVersion": "8.0.12", "paused": c.Paused, "replicationSpecs": specs, "stateName": c.StateName,
+		})
 	}
 	s.writePage(w, r, items)
 }
