@@ -1,9 +1,11 @@
 package atlas
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 )
@@ -18,17 +20,13 @@ const (
 // checkGroupID rejects ids that aren't 24 lowercase hex digits (the pattern
 // Atlas documents), so a bad setting never reaches a URL.
 func checkGroupID(op, groupID string) error {
-	if len(groupID) != 24 {
-		return &Error{Op: op, StatusCode: 0, Reason: "invalid argument", Detail: fmt.Sprintf("group id %q is not 24 hex digits", clean(groupID, 64))}
-	}
-	for i := 0; i < len(groupID); i++ {
-		ch := groupID[i]
-		if (ch < '0' || ch > '9') && (ch < 'a' || ch > 'f') {
-			return &Error{Op: op, StatusCode: 0, Reason: "invalid argument", Detail: fmt.Sprintf("group id %q is not 24 hex digits", clean(groupID, 64))}
-		}
+	if !groupIDPattern.MatchString(groupID) {
+		return &Error{Op: op, Reason: "invalid argument", Detail: fmt.Sprintf("group id %q is not 24 hex digits", clean(groupID, 64))}
 	}
 	return nil
 }
+
+var groupIDPattern = regexp.MustCompile(`^[0-9a-f]{24}$`)
 
 // EncryptionAtRest returns the project's encryption-at-rest configuration
 // (GET /api/atlas/v2/groups/{groupId}/encryptionAtRest, version 2023-01-01).
@@ -38,10 +36,10 @@ func checkGroupID(op, groupID string) error {
 func (c *Client) EncryptionAtRest(ctx context.Context, groupID string) (EncryptionAtRest, error) {
 	const op = "EncryptionAtRest"
 	var ear EncryptionAtRest
-	if err := checkGroupID(op, groupID); err != nil {
-		return ear, err
+	err := checkGroupID(op, groupID)
+	if err == nil {
+		err = c.get(ctx, op, "/api/atlas/v2/groups/"+groupID+"/encryptionAtRest", nil, acceptEAR, &ear)
 	}
-	err := c.get(ctx, op, "/api/atlas/v2/groups/"+groupID+"/encryptionAtRest", nil, acceptEAR, &ear)
 	if err != nil {
 		return EncryptionAtRest{}, err
 	}
@@ -61,16 +59,7 @@ func (c *Client) PrivateEndpoints(ctx context.Context, groupID string) ([]Privat
 	if err != nil {
 		return nil, err
 	}
-	out := make([]PrivateEndpoint, 0, len(items))
-	seen := make(map[string]bool, len(items))
-	for _, e := range items {
-		if e.ID != "" && seen[e.ID] {
-			continue
-		}
-		seen[e.ID] = true
-		out = append(out, e)
-	}
-	return out, nil
+	return dedupe(items, func(e PrivateEndpoint) string { return e.ID }), nil
 }
 
 // clusterWire is the part of ClusterDescription20240805 the client reads.
@@ -99,24 +88,10 @@ func (c *Client) Clusters(ctx context.Context, groupID string) ([]Cluster, error
 	if err != nil {
 		return nil, err
 	}
+	items = dedupe(items, func(w clusterWire) string { return cmp.Or(w.ID, "name:"+w.Name) })
 	out := make([]Cluster, 0, len(items))
-	seen := make(map[string]bool, len(items))
 	for _, w := range items {
-		key := w.ID
-		if key == "" {
-			key = "name:" + w.Name
-		}
-		if seen[key] {
-			continue
-		}
-		seen[key] = true
-		cl := Cluster{
-			ID:                       w.ID,
-			Name:                     w.Name,
-			Paused:                   w.Paused,
-			StateName:                w.StateName,
-			EncryptionAtRestProvider: w.EncryptionAtRestProvider,
-		}
+		cl := Cluster{ID: w.ID, Name: w.Name, Paused: w.Paused, StateName: w.StateName, EncryptionAtRestProvider: w.EncryptionAtRestProvider}
 		for _, rs := range w.ReplicationSpecs {
 			for _, rc := range rs.RegionConfigs {
 				if rc.RegionName != "" && !slices.Contains(cl.RegionConfigs, rc) {
@@ -127,6 +102,18 @@ func (c *Client) Clusters(ctx context.Context, groupID string) ([]Cluster, error
 		out = append(out, cl)
 	}
 	return out, nil
+}
+
+// dedupe keeps the first item of each key (items without a key all stay),
+// should items shift between pages while they are read.
+func dedupe[T any](items []T, key func(T) string) []T {
+	seen := make(map[string]bool, len(items))
+	return slices.DeleteFunc(items, func(it T) bool {
+		k := key(it)
+		dup := k != "" && seen[k]
+		seen[k] = true
+		return dup
+	})
 }
 
 // page is Atlas's paginated envelope.
@@ -170,7 +157,7 @@ func listAll[T any](ctx context.Context, c *Client, op, path, accept string) ([]
 			return nil, &Error{Op: pageOp, StatusCode: 200, Reason: "malformed JSON response", Detail: "no results array"}
 		}
 		all = append(all, *p.Results...)
-		if !morePages(len(*p.Results), len(all), p.TotalCount, p.Links != nil, hasNext(p.Links)) {
+		if !morePages(len(*p.Results), len(all), p.TotalCount, p.Links != nil, slices.ContainsFunc(p.Links, func(l link) bool { return l.Rel == "next" })) {
 			break
 		}
 	}
@@ -178,15 +165,6 @@ func listAll[T any](ctx context.Context, c *Client, op, path, accept string) ([]
 		all = []T{}
 	}
 	return all, nil
-}
-
-func hasNext(links []link) bool {
-	for _, l := range links {
-		if l.Rel == "next" {
-			return true
-		}
-	}
-	return false
 }
 
 func morePages(got, total int, totalCount *int, haveLinks, next bool) bool {

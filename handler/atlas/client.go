@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/mongodb-forks/digest"
@@ -98,11 +99,7 @@ type Client struct {
 // https, when no complete credential pair is given, or when a service account
 // is only half configured. Errors never contain secrets.
 func New(o Options) (*Client, error) {
-	raw := o.BaseURL
-	if raw == "" {
-		raw = DefaultBaseURL
-	}
-	base, err := url.Parse(raw)
+	base, err := url.Parse(cmp.Or(o.BaseURL, DefaultBaseURL))
 	if err != nil {
 		return nil, errors.New("atlas: base URL is not a valid URL")
 	}
@@ -112,8 +109,7 @@ func New(o Options) (*Client, error) {
 	if base.User != nil || base.RawQuery != "" || base.Fragment != "" {
 		return nil, fmt.Errorf("atlas: base URL must not carry user info, query or fragment, got %q", base.Redacted())
 	}
-	base.Path = trimSlash(base.Path)
-	base.RawPath = ""
+	base.Path, base.RawPath = strings.TrimRight(base.Path, "/"), ""
 
 	haveSA := o.ClientID != "" || o.ClientSecret != ""
 	haveKey := o.PublicKey != "" || o.PrivateKey != ""
@@ -126,13 +122,9 @@ func New(o Options) (*Client, error) {
 		return nil, errors.New("atlas: no credentials: set a service account (client id and secret) or an API key (public and private key)")
 	}
 
-	var (
-		next    http.RoundTripper
-		timeout = 60 * time.Second
-	)
+	next, timeout := http.RoundTripper(nil), 60*time.Second
 	if o.HTTPClient != nil {
-		next = o.HTTPClient.Transport
-		timeout = o.HTTPClient.Timeout
+		next, timeout = o.HTTPClient.Transport, o.HTTPClient.Timeout
 	}
 	if next == nil {
 		next = defaultTransport()
@@ -183,13 +175,6 @@ func moduleVersion() string {
 		return bi.Main.Version
 	}
 	return "dev"
-}
-
-func trimSlash(p string) string {
-	for len(p) > 0 && p[len(p)-1] == '/' {
-		p = p[:len(p)-1]
-	}
-	return p
 }
 
 // get performs GET base+path?query with the given Accept header, retrying

@@ -118,11 +118,9 @@ func (c *Client) Approve(ctx context.Context, v resource.ID, name, description s
 	}
 	put, err := pecs.Put(putCtx, v.ResourceGroup, v.Name, name, body, nil)
 	if statusOf(err) == http.StatusPreconditionFailed {
-		// A retried PUT whose first attempt went through also ends here:
-		// only a re-read tells whether the approval is ours.
-		if now, rerr := read(); rerr == nil && ours(now, description) {
-			return Approval{Changed: true, Outcome: Approved, Connection: now}, nil
-		}
+		// Even when the connection reads Approved now, the approval is not
+		// this call's: another guard instance may have written the same
+		// description. Claiming it would announce one approval twice.
 		c.log.InfoContext(ctx, "connection changed between read and approval; not approved", "vault", v.String(), "connection", name)
 		return Approval{Outcome: ChangedMeanwhile, Connection: cur}, nil
 	}

@@ -1,11 +1,9 @@
 package vault_test
 
 import (
-	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +17,7 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/meter"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/armsim"
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtls"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtest"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
@@ -28,10 +26,8 @@ var kv = resource.ID{SubscriptionID: "11111111-2222-3333-4444-555555555555", Res
 
 const atlasPE = "/subscriptions/atlas-sub/resourceGroups/atlas-rg/providers/Microsoft.Network/privateEndpoints/atlas-pe-1"
 
-// world is one simulator (ARM over TLS + App Service managed identity) and a
-// Client wired to it the way the guard wires itself in Azure: managed identity
-// credential from the environment, ARM endpoint from CloudFor's override, TLS
-// trusted through an injected transport.
+// world is the simulated ARM and managed identity (simtest) and a Client
+// wired to it the way the guard wires itself in Azure.
 type world struct {
 	sim      *armsim.Server
 	client   *vault.Client
@@ -40,94 +36,52 @@ type world struct {
 }
 
 type worldOpts struct {
-	cfg        armsim.Config
-	systemMI   bool // system-assigned identity (no AZURE_CLIENT_ID)
-	miRetries  int
-	noDefaults bool // keep the Client's default retry options
+	cfg      armsim.Config
+	systemMI bool // system-assigned identity (no AZURE_CLIENT_ID)
+	defaults bool // the Client's own retry options
 }
 
 func newWorld(t testing.TB, o worldOpts) *world {
 	t.Helper()
-	// MSAL caches managed identity tokens process-wide, keyed by identity and
-	// resource: every world uses its own user-assigned client ID (or, for the
-	// system-assigned identity, its own audience) so that no test receives a
-	// token another simulator issued.
-	audience := ""
 	if o.systemMI {
-		audience = "https://armsim-" + randHex() + ".example/"
-		o.cfg.Audiences = []string{audience}
+		// MSAL caches managed identity tokens process-wide by identity and
+		// resource: the system-assigned identity gets its own audience.
+		o.cfg.Audiences = []string{"https://armsim-" + simtest.RandHex(6) + ".example/"}
 	}
-	ca, err := simtls.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim := armsim.New(o.cfg)
-	base, err := sim.Start(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idEndpoint, err := sim.StartIdentity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Close)
-
-	// azidentity (MSAL) reads these two from the process environment.
-	t.Setenv("IDENTITY_ENDPOINT", idEndpoint)
-	t.Setenv("IDENTITY_HEADER", sim.IdentityHeader())
-	env := map[string]string{"IDENTITY_ENDPOINT": idEndpoint, "IDENTITY_HEADER": sim.IdentityHeader()}
-	conf, err := vault.CloudFor("AZURE", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clientID := ""
-	if o.systemMI {
-		rm := conf.Services[cloud.ResourceManager]
-		rm.Audience = audience
-		conf.Services[cloud.ResourceManager] = rm
-	} else {
-		clientID = "guard-" + randHex()
-		env["AZURE_CLIENT_ID"] = clientID
-	}
-	miRetries := o.miRetries
-	if miRetries == 0 {
-		miRetries = 1
-	}
-	cred, err := vault.Credential(func(k string) string { return env[k] }, &azcore.ClientOptions{
-		Transport: ca.Client(),
-		Retry:     policy.RetryOptions{MaxRetries: int32(miRetries), RetryDelay: 5 * time.Millisecond, MaxRetryDelay: 20 * time.Millisecond},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Fast retries keep the tests short; noDefaults keeps the Client's own.
+	s := simtest.New(t, simtest.Options{ARM: o.cfg})
 	retry := policy.RetryOptions{RetryDelay: 5 * time.Millisecond, MaxRetryDelay: 2 * time.Second}
-	if o.noDefaults {
+	if o.defaults {
 		retry = policy.RetryOptions{}
 	}
-	client, err := vault.New(vault.Options{Credential: cred, Cloud: conf, Transport: ca.Client(), Retry: retry, PollInterval: 5 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
+	var client *vault.Client
+	if !o.systemMI {
+		c, err := s.VaultClient(retry)
+		must(t, err)
+		client = c
+	} else {
+		delete(s.Env, "AZURE_CLIENT_ID")
+		conf, _ := vault.CloudFor("AZURE", s.ARMURL)
+		rm := conf.Services[cloud.ResourceManager]
+		rm.Audience = o.cfg.Audiences[0]
+		conf.Services[cloud.ResourceManager] = rm
+		cred, err := s.Credential(retry)
+		must(t, err)
+		client, err = vault.New(vault.Options{Credential: cred, Cloud: conf, Transport: s.CA.Client(), Retry: retry, PollInterval: 5 * time.Millisecond})
+		must(t, err)
 	}
 	var mu sync.Mutex
 	var changes []armsim.Change
-	sim.OnChange(func(c armsim.Change) {
+	s.ARM.OnChange(func(c armsim.Change) {
 		mu.Lock()
 		defer mu.Unlock()
 		changes = append(changes, c)
 	})
-	sim.AddVault(kv, map[string]string{"env": "prod"})
-	return &world{sim: sim, client: client, clientID: clientID, changes: func() []armsim.Change {
+	s.ARM.AddVault(kv, map[string]string{"env": "prod"})
+	return &world{sim: s.ARM, client: client, clientID: s.Env["AZURE_CLIENT_ID"], changes: func() []armsim.Change {
 		mu.Lock()
 		defer mu.Unlock()
-		return append([]armsim.Change(nil), changes...)
+		return slices.Clone(changes)
 	}}
-}
-
-func randHex() string {
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 func must(t testing.TB, err error) {
@@ -137,65 +91,34 @@ func must(t testing.TB, err error) {
 	}
 }
 
+// TestApproveEndToEnd: a pending connection approved through the simulated
+// ARM (the decisions on other states are TestApproveDecisions'), and ARM's
+// 204 for a connection that does not exist.
 func TestApproveEndToEnd(t *testing.T) {
 	const desc = "approved by atlas-akv-guard: project 6650aa, endpoint 6650bb"
-	notPending := func(status string) func(error) bool {
-		return func(err error) bool {
-			var np *vault.NotPendingError
-			return errors.As(err, &np) && np.Status == status
-		}
+	w := newWorld(t, worldOpts{cfg: armsim.Config{SettleReads: 2}})
+	if _, err := w.client.Approve(t.Context(), kv, "atlas-pe-1", desc); !errors.Is(err, vault.ErrConnectionNotFound) || transient.Is(err) {
+		t.Errorf("missing connection: err = %v", err)
 	}
-	tests := []struct {
-		name    string
-		status  string // "" = no such connection (ARM answers 204)
-		want    vault.Outcome
-		wantErr func(error) bool
-	}{
-		{name: "pending is approved", status: vault.StatusPending, want: vault.Approved},
-		{name: "already approved: no PUT", status: vault.StatusApproved, want: vault.AlreadyApproved},
-		{name: "rejected is refused", status: vault.StatusRejected, wantErr: notPending(vault.StatusRejected)},
-		{name: "disconnected is refused", status: vault.StatusDisconnected, wantErr: notPending(vault.StatusDisconnected)},
-		{name: "missing connection", wantErr: func(err error) bool { return errors.Is(err, vault.ErrConnectionNotFound) }},
+	must(t, w.sim.AddConnection(kv, "atlas-pe-1", vault.StatusPending, atlasPE))
+	got, err := w.client.Approve(t.Context(), kv, "atlas-pe-1", desc)
+	stored, _ := w.sim.Connection(kv, "atlas-pe-1")
+	if err != nil || got.Outcome != vault.Approved || !got.Changed || stored.Status != vault.StatusApproved || stored.Description != desc ||
+		got.Connection.ProvisioningState != vault.ProvisioningSucceeded {
+		t.Fatalf("Approve = %+v, %v; stored %+v", got, err, stored)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			w := newWorld(t, worldOpts{cfg: armsim.Config{SettleReads: 2}})
-			if tt.status != "" {
-				must(t, w.sim.AddConnection(kv, "atlas-pe-1", tt.status, atlasPE))
-			}
-			got, err := w.client.Approve(t.Context(), kv, "atlas-pe-1", desc)
-			if (tt.wantErr == nil) != (err == nil) || (err != nil && !tt.wantErr(err)) {
-				t.Fatalf("Approve error = %v (%T)", err, err)
-			}
-			stored, _ := w.sim.Connection(kv, "atlas-pe-1")
-			if got.Outcome != tt.want || stored.Status != cmp.Or(tt.status, "") && tt.want != vault.Approved {
-				t.Fatalf("Approve = %+v; stored %+v", got, stored)
-			}
-			if tt.want != vault.Approved {
-				if n := w.sim.Count(armsim.RouteConnectionPut); n != 0 || len(w.changes()) != 0 {
-					t.Errorf("%d PUTs, changes %+v; want none", n, w.changes())
-				}
-				return
-			}
-			if stored.Status != vault.StatusApproved || stored.Description != desc || got.Connection.ProvisioningState != vault.ProvisioningSucceeded {
-				t.Errorf("stored %+v, returned %+v", stored, got.Connection)
-			}
-			// PUT answered Updating, two reads still Updating, then Succeeded.
-			if served, want := strings.Join(w.sim.ServedStates(kv, "atlas-pe-1"), " "), "Succeeded Updating Updating Updating Succeeded"; served != want {
-				t.Errorf("served provisioning states %s, want %s", served, want)
-			}
-			ch := w.changes()
-			if len(ch) != 1 || ch[0].Operation != vault.ActionConnectionsWrite ||
-				ch[0].ClientID != w.clientID || ch[0].ObjectID != armsim.ObjectID(w.clientID) ||
-				ch[0].ResourceURI != kv.String()+"/privateEndpointConnections/atlas-pe-1" ||
-				ch[0].Before.Status != vault.StatusPending || ch[0].After.Status != vault.StatusApproved {
-				t.Errorf("changes = %+v", ch)
-			}
-			// Approving twice is a no-op.
-			if again, err := w.client.Approve(t.Context(), kv, "atlas-pe-1", desc); err != nil || again.Changed || w.sim.Count(armsim.RouteConnectionPut) != 1 {
-				t.Errorf("second Approve = %+v, %v", again, err)
-			}
-		})
+	// Read Succeeded, the PUT answered Updating, two reads still Updating, then Succeeded.
+	if served, want := strings.Join(w.sim.ServedStates(kv, "atlas-pe-1"), " "), "Succeeded Updating Updating Updating Succeeded"; served != want {
+		t.Errorf("served provisioning states %s, want %s", served, want)
+	}
+	ch := w.changes()
+	if len(ch) != 1 || ch[0].Operation != vault.ActionConnectionsWrite || ch[0].ClientID != w.clientID || ch[0].ObjectID != armsim.ObjectID(w.clientID) ||
+		ch[0].ResourceURI != kv.String()+"/privateEndpointConnections/atlas-pe-1" || ch[0].Before.Status != vault.StatusPending || ch[0].After.Status != vault.StatusApproved {
+		t.Errorf("changes = %+v", ch)
+	}
+	// Approving twice is a no-op.
+	if again, err := w.client.Approve(t.Context(), kv, "atlas-pe-1", desc); err != nil || again.Outcome != vault.AlreadyApproved || w.sim.Count(armsim.RouteConnectionPut) != 1 {
+		t.Errorf("second Approve = %+v, %v", again, err)
 	}
 }
 
@@ -429,7 +352,7 @@ func TestTransientFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			w := newWorld(t, worldOpts{noDefaults: tt.defaults})
+			w := newWorld(t, worldOpts{defaults: tt.defaults})
 			w.sim.Inject(tt.fault)
 			ctx := t.Context()
 			if tt.timeout > 0 {

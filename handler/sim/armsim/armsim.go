@@ -18,8 +18,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"log"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -42,15 +41,14 @@ const IdentityAPIVersion = "2019-08-01"
 
 // Route names, used by counters and to match faults.
 const (
-	RouteVaultGet          = "vaults/get"
-	RouteConnectionsList   = "privateEndpointConnections/list"
-	RouteConnectionGet     = "privateEndpointConnections/get"
-	RouteConnectionPut     = "privateEndpointConnections/put"
-	RouteKeyGet            = "keys/get"
-	RouteKeyVersionGet     = "keys/versions/get"
-	RouteIdentity          = "identity"
-	RouteUnknown           = "unknown"
-	operationConnectionPut = vault.ActionConnectionsWrite
+	RouteVaultGet        = "vaults/get"
+	RouteConnectionsList = "privateEndpointConnections/list"
+	RouteConnectionGet   = "privateEndpointConnections/get"
+	RouteConnectionPut   = "privateEndpointConnections/put"
+	RouteKeyGet          = "keys/get"
+	RouteKeyVersionGet   = "keys/versions/get"
+	RouteIdentity        = "identity"
+	RouteUnknown         = "unknown"
 )
 
 // Config tunes a Server. The zero value is usable.
@@ -61,28 +59,20 @@ type Config struct {
 	// still report provisioningState Updating; 0 means 1, negative means none
 	// (the PUT answers Succeeded at once).
 	SettleReads int
-	// SettleDelay is the least time after a PUT before the connection reports
-	// Succeeded (in addition to SettleReads).
-	SettleDelay time.Duration
 	// TokenLifetime of issued tokens; 0 means one hour.
 	TokenLifetime time.Duration
-	// IdentityHeader is the secret the identity endpoint expects in
-	// X-IDENTITY-HEADER; empty means a random one (see IdentityHeader).
-	IdentityHeader string
-	// ClientIDs, when not empty, are the only user-assigned identities (by
-	// client ID) the identity endpoint knows. The system-assigned identity
-	// always exists.
-	ClientIDs []string
 	// Audiences are the token resources the identity endpoint issues tokens
 	// for; empty means the ARM audiences of the public and China clouds.
 	Audiences []string
-	// Location of the vaults; empty means westeurope.
-	Location string
-	// VaultDNSSuffix for vaultUri and key URIs; empty means vault.azure.net.
-	VaultDNSSuffix string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
+
+// The vaults' location and DNS suffix.
+const (
+	location       = "westeurope"
+	vaultDNSSuffix = "vault.azure.net"
+)
 
 // Change is a write made through the ARM API, as Azure would report it in a
 // Microsoft.Resources.ResourceWriteSuccess event.
@@ -127,27 +117,23 @@ type Server struct {
 	idHdr   string
 	systemC string
 
-	mu       sync.Mutex
-	vaults   map[string]*vaultState
-	tokens   map[string]*token
-	denied   map[string]bool
-	faults   []*Fault
-	counts   map[string]int
-	hooks    []func(Change)
-	identity bool // down
-
+	mu                    sync.Mutex
+	vaults                map[string]*vaultState
+	tokens                map[string]*token
+	denied                map[string]bool
+	faults                []*Fault
+	counts                map[string]int
+	hooks                 []func(Change)
+	identityDown          bool
 	beforePut             func(vault resource.ID, connection string)
 	noIfMatch, noBodyEtag bool
 	providers             map[string]string // SetProvider's registration states, by "sub/namespace"
-
-	srvMu sync.Mutex
-	srvs  []*http.Server
+	stops                 []func()
 }
 
 type vaultState struct {
 	id   resource.ID
 	tags map[string]string
-	pna  string
 	// unprotected turns enablePurgeProtection and enableSoftDelete off.
 	unprotected struct{ purge, softDelete bool }
 	conns       []*connState
@@ -157,7 +143,6 @@ type vaultState struct {
 type connState struct {
 	name, status, desc, actions, peID, prov, etag string
 	readsLeft                                     int
-	settleAt                                      time.Time
 	served                                        []string
 }
 
@@ -192,30 +177,12 @@ func New(cfg Config) *Server {
 	if len(cfg.Audiences) == 0 {
 		cfg.Audiences = []string{"https://management.core.windows.net/", "https://management.azure.com/", "https://management.core.chinacloudapi.cn/", "https://management.chinacloudapi.cn/"}
 	}
-	if cfg.Location == "" {
-		cfg.Location = "westeurope"
-	}
-	if cfg.VaultDNSSuffix == "" {
-		cfg.VaultDNSSuffix = "vault.azure.net"
-	}
 	now := cfg.Now
 	if now == nil {
 		now = time.Now
 	}
-	hdr := cfg.IdentityHeader
-	if hdr == "" {
-		hdr = randHex(16)
-	}
-	return &Server{
-		cfg:     cfg,
-		now:     now,
-		idHdr:   hdr,
-		systemC: guid("system-assigned"),
-		vaults:  make(map[string]*vaultState),
-		tokens:  make(map[string]*token),
-		denied:  make(map[string]bool),
-		counts:  make(map[string]int),
-	}
+	return &Server{cfg: cfg, now: now, idHdr: randHex(16), systemC: guid("system-assigned"),
+		vaults: map[string]*vaultState{}, tokens: map[string]*token{}, denied: map[string]bool{}, counts: map[string]int{}}
 }
 
 // Start serves the ARM routes over TLS with a certificate of ca on a free
@@ -226,45 +193,36 @@ func (s *Server) Start(ca *simtls.Authority) (baseURL string, err error) {
 	if err != nil {
 		return "", fmt.Errorf("armsim: listen: %w", err)
 	}
-	s.serve(ln, s.Handler())
+	s.locked(func() { s.stops = append(s.stops, simtls.Serve(ln, http.HandlerFunc(s.serveARM))) })
 	return "https://" + ln.Addr().String(), nil
 }
 
-// StartIdentity serves the App Service managed identity endpoint over plain
-// HTTP on loopback (as App Service does) and returns the value for
-// IDENTITY_ENDPOINT; IDENTITY_HEADER is IdentityHeader().
+// StartIdentity serves the App Service managed identity endpoint (see
+// serveIdentity) over plain HTTP on loopback, as App Service does, and returns
+// the value for IDENTITY_ENDPOINT; IDENTITY_HEADER is IdentityHeader().
 func (s *Server) StartIdentity() (endpoint string, err error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", fmt.Errorf("armsim: listen: %w", err)
 	}
-	s.serve(ln, s.IdentityHandler())
+	s.locked(func() { s.stops = append(s.stops, simtls.Serve(ln, http.HandlerFunc(s.serveIdentity))) })
 	return "http://" + ln.Addr().String() + "/msi/token", nil
-}
-
-func (s *Server) serve(ln net.Listener, h http.Handler) {
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       time.Minute,
-		ErrorLog:          log.New(io.Discard, "", 0),
-	}
-	s.srvMu.Lock()
-	s.srvs = append(s.srvs, srv)
-	s.srvMu.Unlock()
-	go func() { _ = srv.Serve(ln) }()
 }
 
 // Close stops the listeners started by Start and StartIdentity and closes
 // their connections at once (requests in flight fail: it is a simulator).
 func (s *Server) Close() {
-	s.srvMu.Lock()
-	srvs := s.srvs
-	s.srvs = nil
-	s.srvMu.Unlock()
-	for _, srv := range srvs {
-		_ = srv.Close()
+	var stops []func()
+	s.locked(func() { stops, s.stops = s.stops, nil })
+	for _, stop := range stops {
+		stop()
 	}
+}
+
+func (s *Server) locked(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f()
 }
 
 // IdentityHeader returns the value IDENTITY_HEADER must carry.
@@ -279,50 +237,28 @@ func ObjectID(clientID string) string { return guid("object:" + strings.ToLower(
 // ---- permissions, faults, hooks, counters -------------------------------
 
 // Deny makes every request needing action (case-insensitive) answer 403.
-func (s *Server) Deny(action string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.denied[strings.ToLower(action)] = true
-}
+func (s *Server) Deny(action string) { s.locked(func() { s.denied[strings.ToLower(action)] = true }) }
 
 // Allow undoes Deny.
-func (s *Server) Allow(action string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.denied, strings.ToLower(action))
-}
+func (s *Server) Allow(action string) { s.locked(func() { delete(s.denied, strings.ToLower(action)) }) }
 
 // Inject adds a fault; faults are tried in the order they were added.
-func (s *Server) Inject(f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = append(s.faults, &f)
-}
+func (s *Server) Inject(f Fault) { s.locked(func() { s.faults = append(s.faults, &f) }) }
 
 // ClearFaults removes every injected fault.
-func (s *Server) ClearFaults() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = nil
-}
+func (s *Server) ClearFaults() { s.locked(func() { s.faults = nil }) }
 
 // OnChange registers a hook called (outside the simulator's lock, in the
 // request's goroutine) after each write made through the ARM API. Writes made
 // with the mutators are not reported: their caller knows about them.
-func (s *Server) OnChange(f func(Change)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.hooks = append(s.hooks, f)
-}
+func (s *Server) OnChange(f func(Change)) { s.locked(func() { s.hooks = append(s.hooks, f) }) }
 
 // SetEtagChecks switches the PUT's concurrency checks: ifMatch, the If-Match
 // header (412 when it matches no current etag); bodyEtag, the etag in the
 // body (409 when it differs). Both are on by default, as ARM resource
 // providers do; turning both off simulates a provider that checks neither.
 func (s *Server) SetEtagChecks(ifMatch, bodyEtag bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.noIfMatch, s.noBodyEtag = !ifMatch, !bodyEtag
+	s.locked(func() { s.noIfMatch, s.noBodyEtag = !ifMatch, !bodyEtag })
 }
 
 // BeforePut sets (nil: removes) a hook called, outside the simulator's lock,
@@ -330,52 +266,32 @@ func (s *Server) SetEtagChecks(ifMatch, bodyEtag bool) {
 // the caller's GET, before its write. A test injects a concurrent change
 // there, e.g. a person's Reject through SetConnectionStatus.
 func (s *Server) BeforePut(f func(vault resource.ID, connection string)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.beforePut = f
+	s.locked(func() { s.beforePut = f })
 }
 
 // Count returns how many requests reached route (see the Route constants).
-func (s *Server) Count(route string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.counts[route]
-}
+func (s *Server) Count(route string) (n int) { s.locked(func() { n = s.counts[route] }); return n }
 
 // Counts returns a copy of the request counts per route.
-func (s *Server) Counts() map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[string]int, len(s.counts))
-	for k, v := range s.counts {
-		out[k] = v
-	}
+func (s *Server) Counts() (out map[string]int) {
+	s.locked(func() { out = maps.Clone(s.counts) })
 	return out
 }
 
 // ResetCounts zeroes the request counts.
-func (s *Server) ResetCounts() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	clear(s.counts)
-}
+func (s *Server) ResetCounts() { s.locked(func() { clear(s.counts) }) }
 
 // SetIdentityDown switches the managed identity endpoint's outage on or off:
 // while down it answers 503.
-func (s *Server) SetIdentityDown(down bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.identity = down
-}
+func (s *Server) SetIdentityDown(down bool) { s.locked(func() { s.identityDown = down }) }
 
 // ExpireTokens makes every token issued so far expired.
 func (s *Server) ExpireTokens() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	past := s.now().Add(-time.Second)
-	for _, t := range s.tokens {
-		t.expires = past
-	}
+	s.locked(func() {
+		for _, t := range s.tokens {
+			t.expires = s.now().Add(-time.Second)
+		}
+	})
 }
 
 // ---- mutators -----------------------------------------------------------
@@ -386,24 +302,18 @@ var ErrNotFound = errors.New("armsim: not found")
 // AddVault creates the vault (public network access Disabled) or, if it
 // exists, replaces its tags.
 func (s *Server) AddVault(id resource.ID, tags map[string]string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if v, ok := s.vaults[id.Key()]; ok {
-		v.tags = copyTags(tags)
-		return
-	}
-	s.vaults[id.Key()] = &vaultState{id: id, tags: copyTags(tags), pna: "Disabled", keys: make(map[string]*keyState)}
+	s.locked(func() {
+		if v := s.vaults[id.Key()]; v != nil {
+			v.tags = maps.Clone(tags)
+		} else {
+			s.vaults[id.Key()] = &vaultState{id: id, tags: maps.Clone(tags), keys: map[string]*keyState{}}
+		}
+	})
 }
 
 // DeleteVault removes the vault with its connections and keys.
 func (s *Server) DeleteVault(id resource.ID) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.vaults[id.Key()]; !ok {
-		return ErrNotFound
-	}
-	delete(s.vaults, id.Key())
-	return nil
+	return s.withVault(id, func(*vaultState) error { delete(s.vaults, id.Key()); return nil })
 }
 
 // SetTag sets a tag on the vault; an empty value removes it.
@@ -428,11 +338,6 @@ func (s *Server) SetProtection(id resource.ID, purgeProtection, softDelete bool)
 		v.unprotected.purge, v.unprotected.softDelete = !purgeProtection, !softDelete
 		return nil
 	})
-}
-
-// SetPublicNetworkAccess sets the vault's publicNetworkAccess (Enabled, Disabled).
-func (s *Server) SetPublicNetworkAccess(id resource.ID, value string) error {
-	return s.withVault(id, func(v *vaultState) error { v.pna = value; return nil })
 }
 
 // AddConnection adds a private endpoint connection (provisioned) with status
@@ -478,46 +383,35 @@ func (s *Server) RemoveConnection(id resource.ID, name string) error {
 
 // Connection returns a connection as stored (without counting as a read).
 func (s *Server) Connection(id resource.ID, name string) (vault.Connection, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v := s.vaults[id.Key()]
-	if v == nil {
+	i := slices.IndexFunc(s.Connections(id), func(c vault.Connection) bool { return c.Name == name })
+	if i < 0 {
 		return vault.Connection{}, false
 	}
-	c := v.conn(name)
-	if c == nil {
-		return vault.Connection{}, false
-	}
-	return c.public(v.id), true
+	return s.Connections(id)[i], true
 }
 
 // Connections returns the vault's connections as stored.
-func (s *Server) Connections(id resource.ID) []vault.Connection {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v := s.vaults[id.Key()]
-	if v == nil {
+func (s *Server) Connections(id resource.ID) (out []vault.Connection) {
+	_ = s.withVault(id, func(v *vaultState) error {
+		for _, c := range v.conns {
+			out = append(out, c.public(v.id))
+		}
 		return nil
-	}
-	out := make([]vault.Connection, 0, len(v.conns))
-	for _, c := range v.conns {
-		out = append(out, c.public(v.id))
-	}
+	})
 	return out
 }
 
 // ServedStates returns the provisioningState values the API served for a
 // connection, in order (PUT answers and reads), e.g. [Updating Updating
 // Succeeded] for an approval that was polled until it settled.
-func (s *Server) ServedStates(id resource.ID, name string) []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if v := s.vaults[id.Key()]; v != nil {
+func (s *Server) ServedStates(id resource.ID, name string) (out []string) {
+	_ = s.withVault(id, func(v *vaultState) error {
 		if c := v.conn(name); c != nil {
-			return slices.Clone(c.served)
+			out = slices.Clone(c.served)
 		}
-	}
-	return nil
+		return nil
+	})
+	return out
 }
 
 // AddKey adds a version of key keyName (creating the key) and makes it the
@@ -618,14 +512,6 @@ func (c *connState) public(id resource.ID) vault.Connection {
 		Description: c.desc, ActionsRequired: c.actions, PrivateEndpointID: c.peID,
 		ProvisioningState: c.prov, Etag: c.etag,
 	}
-}
-
-func copyTags(t map[string]string) map[string]string {
-	out := make(map[string]string, len(t))
-	for k, v := range t {
-		out[k] = v
-	}
-	return out
 }
 
 func copyTime(t *time.Time) *time.Time {

@@ -4,27 +4,29 @@ import (
 	"crypto/md5"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
-var splitHostPort = net.SplitHostPort
+const (
+	digestRealm = "MMS Public API"
+	nonceTTL    = 5 * time.Minute
+	maxNonces   = 100_000
+)
 
-// tokenJSON is the OAuth 2.0 access token response (RFC 6749 §5.1).
-type tokenJSON struct {
-	AccessToken string `json:"access_token"`
-	ExpiresIn   int64  `json:"expires_in"`
-	TokenType   string `json:"token_type"`
+type token struct {
+	clientID string
+	expires  time.Time
 }
 
-// oauthErrorJSON is the OAuth 2.0 error response (RFC 6749 §5.2).
-type oauthErrorJSON struct {
-	Error            string `json:"error"`
-	ErrorDescription string `json:"error_description,omitempty"`
+type nonce struct {
+	issued time.Time
+	lastNC uint64
 }
 
 func writeOAuthError(w http.ResponseWriter, status int, code, desc string) {
@@ -32,7 +34,7 @@ func writeOAuthError(w http.ResponseWriter, status int, code, desc string) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="oauth"`)
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, status, oauthErrorJSON{Error: code, ErrorDescription: desc})
+	writeJSON(w, status, map[string]string{"error": code, "error_description": desc}) // RFC 6749 §5.2
 }
 
 // handleToken is POST /api/oauth/token: grant_type=client_credentials with
@@ -48,99 +50,84 @@ func (s *Sim) handleToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user, pass, ok := r.BasicAuth()
-	if !ok {
-		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "client authentication with HTTP Basic is required")
-		return
-	}
 	id, err1 := url.QueryUnescape(user)
 	secret, err2 := url.QueryUnescape(pass)
 	s.mu.Lock()
 	want, known := s.accounts[id]
 	s.mu.Unlock()
-	if err1 != nil || err2 != nil || !known || subtle.ConstantTimeCompare([]byte(want), []byte(secret)) != 1 {
-		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "invalid client credentials")
+	if !ok || err1 != nil || err2 != nil || !known || subtle.ConstantTimeCompare([]byte(want), []byte(secret)) != 1 {
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "invalid client credentials (HTTP Basic is required)")
 		return
 	}
-	tok := randomToken(32)
-	s.mu.Lock()
-	now := s.now()
-	for t, info := range s.tokens { // keep the map bounded
-		if !now.Before(info.expires) {
-			delete(s.tokens, t)
+	tok := randomHex(32)
+	s.locked(func() {
+		now := s.now()
+		for t, info := range s.tokens { // keep the map bounded
+			if !now.Before(info.expires) {
+				delete(s.tokens, t)
+			}
 		}
-	}
-	s.tokens[tok] = tokenInfo{clientID: id, expires: now.Add(s.tokenTTL)}
-	s.mu.Unlock()
+		s.tokens[tok] = token{clientID: id, expires: now.Add(s.tokenTTL)}
+	})
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
-	writeJSON(w, http.StatusOK, tokenJSON{AccessToken: tok, ExpiresIn: int64(s.tokenTTL.Seconds()), TokenType: "Bearer"})
+	writeJSON(w, http.StatusOK, map[string]any{"access_token": tok, "expires_in": int64(s.tokenTTL.Seconds()), "token_type": "Bearer"}) // RFC 6749 §5.1
 }
 
 // authenticate checks a Bearer token or a Digest response. Without
 // credentials (or with wrong ones) it answers 401 with a fresh Digest
 // challenge, as Atlas does, and returns false.
 func (s *Sim) authenticate(w http.ResponseWriter, r *http.Request) (principal string, ok bool) {
-	a := r.Header.Get("Authorization")
-	scheme, rest, _ := strings.Cut(a, " ")
-	switch {
-	case strings.EqualFold(scheme, "Bearer"):
-		tok := strings.TrimSpace(rest)
+	scheme, rest, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	if strings.EqualFold(scheme, "Bearer") {
 		s.mu.Lock()
-		info, found := s.tokens[tok]
-		expired := found && !s.now().Before(info.expires)
-		if expired {
-			delete(s.tokens, tok)
-		}
+		info, found := s.tokens[strings.TrimSpace(rest)]
+		found = found && s.now().Before(info.expires)
 		s.mu.Unlock()
-		if !found || expired {
+		if !found {
 			writeError(w, http.StatusUnauthorized, "INVALID_OR_EXPIRED_TOKEN", "Invalid or expired access token.")
-			return "", false
 		}
-		return info.clientID, true
-	case strings.EqualFold(scheme, "Digest"):
-		user, stale, err := s.verifyDigest(r, rest)
+		return info.clientID, found
+	}
+	stale := false
+	if strings.EqualFold(scheme, "Digest") {
+		user, st, err := s.verifyDigest(r, rest)
 		if err == nil {
 			return user, true
 		}
-		s.challenge(w, stale)
-		return "", false
-	default:
-		s.challenge(w, false)
-		return "", false
+		stale = st
 	}
-}
-
-// challenge answers 401 with a Digest challenge in Atlas's exact format.
-func (s *Sim) challenge(w http.ResponseWriter, stale bool) {
-	nonce := randomToken(16)
-	s.mu.Lock()
-	now := s.now()
-	if len(s.nonces) >= maxNonces/2 {
-		for n, info := range s.nonces {
-			if now.Sub(info.issued) > nonceTTL {
-				delete(s.nonces, n)
+	// A 401 with a Digest challenge in Atlas's exact format.
+	n := randomHex(16)
+	s.locked(func() {
+		now := s.now()
+		if len(s.nonces) >= maxNonces/2 {
+			for k, info := range s.nonces {
+				if now.Sub(info.issued) > nonceTTL {
+					delete(s.nonces, k)
+				}
 			}
 		}
-	}
-	if len(s.nonces) < maxNonces {
-		s.nonces[nonce] = &nonceInfo{issued: now}
-	}
-	s.mu.Unlock()
+		if len(s.nonces) < maxNonces {
+			s.nonces[n] = &nonce{issued: now}
+		}
+	})
 	w.Header().Set("WWW-Authenticate", fmt.Sprintf(
-		`Digest realm="%s", domain="", nonce="%s", algorithm=MD5, qop="auth", stale=%t`, digestRealm, nonce, stale))
+		`Digest realm="%s", domain="", nonce="%s", algorithm=MD5, qop="auth", stale=%t`, digestRealm, n, stale))
 	writeError(w, http.StatusUnauthorized, "USER_UNAUTHORIZED", "You are not authorized for this resource.")
+	return "", false
 }
 
 // parseDigest splits `k=v, k="v", …` (RFC 7616 auth-params).
 func parseDigest(s string) (map[string]string, error) {
 	out := map[string]string{}
-	for s = strings.TrimSpace(s); s != ""; {
-		eq := strings.IndexByte(s, '=')
-		if eq <= 0 {
+	for s = strings.TrimSpace(s); s != ""; s = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(s), ",")) {
+		key, rest, ok := strings.Cut(s, "=")
+		key = strings.ToLower(strings.TrimSpace(key))
+		if !ok || key == "" {
 			return nil, fmt.Errorf("malformed auth-param near %q", s)
 		}
-		key := strings.ToLower(strings.TrimSpace(s[:eq]))
-		s = strings.TrimSpace(s[eq+1:])
+		s = strings.TrimSpace(rest)
 		var val string
 		if strings.HasPrefix(s, `"`) {
 			var b strings.Builder
@@ -156,19 +143,13 @@ func parseDigest(s string) (map[string]string, error) {
 			}
 			val, s = b.String(), s[i+1:]
 		} else {
-			end := strings.IndexByte(s, ',')
-			if end < 0 {
-				end = len(s)
-			}
-			val, s = strings.TrimSpace(s[:end]), s[end:]
+			val, s, _ = strings.Cut(s, ",")
+			val = strings.TrimSpace(val)
 		}
 		if _, dup := out[key]; dup {
 			return nil, fmt.Errorf("duplicate %s", key)
 		}
 		out[key] = val
-		s = strings.TrimSpace(s)
-		s = strings.TrimPrefix(s, ",")
-		s = strings.TrimSpace(s)
 	}
 	return out, nil
 }
@@ -188,49 +169,41 @@ func (s *Sim) verifyDigest(r *http.Request, params string) (user string, stale b
 	if err != nil {
 		return "", false, err
 	}
-	user = p["username"]
 	for _, k := range []string{"username", "realm", "nonce", "uri", "response", "qop", "nc", "cnonce"} {
 		if p[k] == "" {
 			return "", false, fmt.Errorf("missing %s", k)
 		}
 	}
-	if alg := p["algorithm"]; alg != "" && !strings.EqualFold(alg, "MD5") {
-		return "", false, fmt.Errorf("unsupported algorithm %s", alg)
-	}
-	if p["qop"] != "auth" {
-		return "", false, fmt.Errorf("unsupported qop %s", p["qop"])
-	}
-	if p["realm"] != digestRealm {
-		return "", false, fmt.Errorf("wrong realm")
-	}
-	if p["uri"] != r.RequestURI {
-		return "", false, fmt.Errorf("uri does not match the request")
-	}
 	nc, err := strconv.ParseUint(p["nc"], 16, 32)
-	if err != nil || len(p["nc"]) != 8 || nc == 0 {
-		return "", false, fmt.Errorf("malformed nc")
-	}
+	user = p["username"]
 	s.mu.Lock()
 	private, known := s.apiKeys[user]
 	s.mu.Unlock()
-	if !known {
-		return "", false, fmt.Errorf("unknown user")
+	switch {
+	case p["algorithm"] != "" && !strings.EqualFold(p["algorithm"], "MD5"):
+		return "", false, errors.New("unsupported algorithm")
+	case p["qop"] != "auth", p["realm"] != digestRealm, p["uri"] != r.RequestURI:
+		return "", false, errors.New("wrong qop, realm or uri")
+	case err != nil || len(p["nc"]) != 8 || nc == 0:
+		return "", false, errors.New("malformed nc")
+	case !known:
+		return "", false, errors.New("unknown user")
 	}
 	ha1 := md5hex(user + ":" + digestRealm + ":" + private)
 	ha2 := md5hex(r.Method + ":" + p["uri"])
 	want := md5hex(strings.Join([]string{ha1, p["nonce"], p["nc"], p["cnonce"], p["qop"], ha2}, ":"))
 	if subtle.ConstantTimeCompare([]byte(want), []byte(strings.ToLower(p["response"]))) != 1 {
-		return "", false, fmt.Errorf("wrong response")
+		return "", false, errors.New("wrong response")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := s.nonces[p["nonce"]]
 	if n == nil || s.now().Sub(n.issued) > nonceTTL {
 		delete(s.nonces, p["nonce"])
-		return "", true, fmt.Errorf("unknown or expired nonce")
+		return "", true, errors.New("unknown or expired nonce")
 	}
 	if nc <= n.lastNC {
-		return "", false, fmt.Errorf("replayed nonce count")
+		return "", false, errors.New("replayed nonce count")
 	}
 	n.lastNC = nc
 	return user, false, nil

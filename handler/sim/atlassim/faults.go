@@ -1,6 +1,7 @@
 package atlassim
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"net/http"
@@ -36,82 +37,62 @@ type Fault struct {
 	Latency time.Duration
 	// Drop closes the connection without answering.
 	Drop bool
-
-	hits int
 }
 
 // Inject adds a fault.
-func (s *Sim) Inject(f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f.hits = 0
-	s.faults = append(s.faults, &f)
-}
+func (s *Sim) Inject(f Fault) { s.locked(func() { s.faults = append(s.faults, &f) }) }
 
 // ClearFaults removes every fault.
-func (s *Sim) ClearFaults() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = nil
-}
+func (s *Sim) ClearFaults() { s.locked(func() { s.faults = nil }) }
 
-// takeFault returns a copy of the first matching active fault, using it up.
-func (s *Sim) takeFault(path string) (Fault, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i, f := range s.faults {
-		if f.Match != "" && !strings.Contains(path, f.Match) {
-			continue
-		}
-		f.hits++
-		if f.Times > 0 && f.hits >= f.Times {
-			s.faults = append(s.faults[:i:i], s.faults[i+1:]...)
-		}
-		return *f, true
-	}
-	return Fault{}, false
-}
-
-// applyFault applies the matching fault, if any; true when it answered.
+// applyFault applies the first matching fault, if any, using it up; true
+// when it answered (or dropped the connection).
 func (s *Sim) applyFault(w *statusWriter, r *http.Request) bool {
-	f, ok := s.takeFault(r.URL.Path)
-	if !ok {
+	var f *Fault
+	s.locked(func() {
+		for i, c := range s.faults {
+			if strings.Contains(r.URL.Path, c.Match) {
+				cp := *c
+				f = &cp
+				if c.Times--; c.Times == 0 {
+					s.faults = append(s.faults[:i:i], s.faults[i+1:]...)
+				}
+				return
+			}
+		}
+	})
+	if f == nil {
 		return false
 	}
-	if f.Latency > 0 {
-		if backoff.Sleep(r.Context(), f.Latency) != nil {
-			return true
-		}
+	if f.Latency > 0 && backoff.Sleep(r.Context(), f.Latency) != nil {
+		return true
 	}
 	switch {
 	case f.Drop:
-		s.drop(w)
-		return true
+		w.status = 0
+		panic(http.ErrAbortHandler) // net/http closes the connection without answering
 	case f.Body != "":
-		ct := f.ContentType
-		if ct == "" {
-			ct = "application/json"
-		}
-		status := f.Status
-		if status == 0 {
-			status = http.StatusOK
-		}
 		setRetryAfter(w, f.RetryAfter)
-		w.Header().Set("Content-Type", ct)
-		w.WriteHeader(status)
+		w.Header().Set("Content-Type", cmp.Or(f.ContentType, "application/json"))
+		w.WriteHeader(cmp.Or(f.Status, http.StatusOK))
 		_, _ = w.Write([]byte(f.Body))
-		return true
+	case f.Status == http.StatusTooManyRequests:
+		setRetryAfter(w, cmp.Or(f.RetryAfter, time.Second))
+		writeError(w, f.Status, "RATE_LIMITED", "You have exceeded the rate limit. Please try again later.")
 	case f.Status != 0:
-		ra := f.RetryAfter
-		if f.Status == http.StatusTooManyRequests && ra <= 0 {
-			ra = defaultRetryAfter429
+		setRetryAfter(w, f.RetryAfter)
+		code, detail := strings.ToUpper(strings.ReplaceAll(http.StatusText(f.Status), " ", "_")), http.StatusText(f.Status)+"."
+		switch f.Status {
+		case http.StatusInternalServerError:
+			code, detail = "UNEXPECTED_ERROR", "Unexpected error."
+		case http.StatusServiceUnavailable:
+			detail = "Service is temporarily unavailable. Please try again later."
 		}
-		setRetryAfter(w, ra)
-		code, detail := faultError(f.Status)
 		writeError(w, f.Status, code, detail)
-		return true
+	default:
+		return false
 	}
-	return false
+	return true
 }
 
 func setRetryAfter(w http.ResponseWriter, d time.Duration) {
@@ -120,45 +101,10 @@ func setRetryAfter(w http.ResponseWriter, d time.Duration) {
 	}
 }
 
-func faultError(status int) (code, detail string) {
-	switch status {
-	case http.StatusTooManyRequests:
-		return "RATE_LIMITED", "You have exceeded the rate limit. Please try again later."
-	case http.StatusInternalServerError:
-		return "UNEXPECTED_ERROR", "Unexpected error."
-	case http.StatusBadGateway:
-		return "BAD_GATEWAY", "Bad gateway."
-	case http.StatusServiceUnavailable:
-		return "SERVICE_UNAVAILABLE", "Service is temporarily unavailable. Please try again later."
-	case http.StatusGatewayTimeout:
-		return "GATEWAY_TIMEOUT", "Gateway timeout."
-	case http.StatusUnauthorized:
-		return "USER_UNAUTHORIZED", "You are not authorized for this resource."
-	case http.StatusForbidden:
-		return "FORBIDDEN", "Forbidden."
-	case http.StatusNotFound:
-		return "RESOURCE_NOT_FOUND", "Cannot find resource."
-	}
-	return strings.ToUpper(strings.ReplaceAll(http.StatusText(status), " ", "_")), http.StatusText(status) + "."
-}
-
-// drop closes the connection without an answer.
-func (s *Sim) drop(w *statusWriter) {
-	w.status = 0
-	conn, _, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		// HTTP/2 or a test recorder: abort the handler instead.
-		panic(http.ErrAbortHandler)
-	}
-	conn.Close()
-}
-
 // bucket is a token-bucket rate limiter on the simulator's clock.
 type bucket struct {
-	rate   float64 // tokens per second
-	burst  float64
-	tokens float64
-	last   time.Time
+	rate, burst, tokens float64 // tokens per second, at most, now
+	last                time.Time
 }
 
 // SetRateLimit limits API calls (not the token endpoint) to perSecond with
@@ -166,14 +112,13 @@ type bucket struct {
 // when exceeded; perSecond <= 0 removes the limit. The limit applies before
 // authentication, so digest challenges use it up too.
 func (s *Sim) SetRateLimit(perSecond float64, burst int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if perSecond <= 0 {
+	s.locked(func() {
 		s.bucket = nil
-		return
-	}
-	burst = max(burst, 1)
-	s.bucket = &bucket{rate: perSecond, burst: float64(burst), tokens: float64(burst), last: s.now()}
+		if perSecond > 0 {
+			b := float64(max(burst, 1))
+			s.bucket = &bucket{rate: perSecond, burst: b, tokens: b, last: s.now()}
+		}
+	})
 }
 
 // rateLimited answers 429 and returns true when the bucket is empty.
@@ -185,25 +130,22 @@ func (s *Sim) rateLimited(w http.ResponseWriter) bool {
 		return false
 	}
 	now := s.now()
-	if el := now.Sub(b.last).Seconds(); el > 0 {
-		b.tokens = math.Min(b.burst, b.tokens+el*b.rate)
-	}
+	b.tokens = math.Min(b.burst, b.tokens+max(now.Sub(b.last).Seconds(), 0)*b.rate)
 	b.last = now
-	limit := int(b.burst)
-	if b.tokens >= 1 {
+	ok := b.tokens >= 1
+	if ok {
 		b.tokens--
-		remaining := int(b.tokens)
-		s.mu.Unlock()
-		w.Header().Set("RateLimit-Limit", strconv.Itoa(limit))
+	}
+	remaining, wait, rate := int(b.tokens), time.Duration((1-b.tokens)/b.rate*float64(time.Second)), b.rate
+	s.mu.Unlock()
+	w.Header().Set("RateLimit-Limit", strconv.Itoa(int(b.burst)))
+	if ok {
 		w.Header().Set("RateLimit-Remaining", strconv.Itoa(remaining))
 		return false
 	}
-	wait := time.Duration((1 - b.tokens) / b.rate * float64(time.Second))
-	s.mu.Unlock()
-	w.Header().Set("RateLimit-Limit", strconv.Itoa(limit))
 	w.Header().Set("RateLimit-Remaining", "0")
 	setRetryAfter(w, max(wait, time.Second))
 	writeError(w, http.StatusTooManyRequests, "RATE_LIMITED_TOKEN_BUCKET",
-		fmt.Sprintf("You have exceeded the rate limit of %g requests per second. Please try again later.", b.rate))
+		fmt.Sprintf("You have exceeded the rate limit of %g requests per second. Please try again later.", rate))
 	return true
 }

@@ -15,7 +15,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"sync"
@@ -34,29 +34,18 @@ const (
 	StatusDeleting          = "DELETING"
 )
 
-// Route names used by Stats.
+// Route names and kinds of Authorization header, as Stats counts them.
 const (
-	RouteToken             = "token"
-	RouteEncryptionAtRest  = "encryptionAtRest"
-	RoutePrivateEndpoints  = "privateEndpoints"
-	RoutePrivateEndpoint   = "privateEndpoint"
-	RouteClusters          = "clusters"
-	RouteUnknown           = "unknown"
-	AuthNone               = "none" // no Authorization header (digest challenges among them)
-	AuthDigest             = "digest"
-	AuthBearer             = "bearer"
-	AuthBasic              = "basic" // the token endpoint's client authentication
-	AuthOther              = "other"
-	defaultTokenTTL        = time.Hour
-	defaultPageSize        = 100
-	maxItemsPerPage        = 500
-	digestRealm            = "MMS Public API"
-	nonceTTL               = 5 * time.Minute
-	maxNonces              = 100_000
-	defaultRetryAfter429   = time.Second
-	defaultClusterSize     = "M10"
-	defaultMongoDBVersion  = "8.0.12"
-	defaultMongoDBMajorVer = "8.0"
+	RouteToken            = "token"
+	RouteEncryptionAtRest = "encryptionAtRest"
+	RoutePrivateEndpoints = "privateEndpoints"
+	RouteClusters         = "clusters"
+	RouteUnknown          = "unknown"
+	AuthNone              = "none" // no Authorization header (digest challenges among them)
+	AuthDigest            = "digest"
+	AuthBearer            = "bearer"
+	AuthBasic             = "basic" // the token endpoint's client authentication
+	AuthOther             = "other"
 )
 
 // Options configures a Sim.
@@ -70,33 +59,32 @@ type Options struct {
 	// if the request asks for more (links and totalCount stay consistent),
 	// so pagination can be exercised with few items.
 	PageSizeCap int
-	// Logger receives the HTTP server's own errors (TLS handshakes); nil
-	// discards them.
-	Logger *slog.Logger
 }
 
-// AzureKeyVault is a project's Azure Key Vault EAR configuration. Valid nil
-// means Atlas doesn't report validity (the field is omitted).
+// AzureKeyVault is a project's Azure Key Vault EAR configuration, with its
+// wire names (the write-only secret never appears). Valid nil means Atlas
+// doesn't report validity (the field is omitted).
 type AzureKeyVault struct {
-	AzureEnvironment         string
-	ClientID                 string
-	Enabled                  bool
-	KeyIdentifier            string
-	KeyVaultName             string
-	RequirePrivateNetworking bool
-	ResourceGroupName        string
-	SubscriptionID           string
-	TenantID                 string
-	Valid                    *bool
+	AzureEnvironment         string `json:"azureEnvironment,omitempty"`
+	ClientID                 string `json:"clientID,omitempty"`
+	Enabled                  bool   `json:"enabled"`
+	KeyIdentifier            string `json:"keyIdentifier,omitempty"`
+	KeyVaultName             string `json:"keyVaultName,omitempty"`
+	RequirePrivateNetworking bool   `json:"requirePrivateNetworking"`
+	ResourceGroupName        string `json:"resourceGroupName,omitempty"`
+	SubscriptionID           string `json:"subscriptionID,omitempty"`
+	TenantID                 string `json:"tenantID,omitempty"`
+	Valid                    *bool  `json:"valid,omitempty"`
 }
 
-// Endpoint is an Azure EAR private endpoint as the simulator stores it.
+// Endpoint is an Azure EAR private endpoint (EARPrivateEndpoint, without its
+// constant cloudProvider).
 type Endpoint struct {
-	ID                            string
-	RegionName                    string
-	Status                        string
-	ErrorMessage                  string
-	PrivateEndpointConnectionName string
+	ErrorMessage                  string `json:"errorMessage,omitempty"`
+	ID                            string `json:"id"`
+	PrivateEndpointConnectionName string `json:"privateEndpointConnectionName,omitempty"`
+	RegionName                    string `json:"regionName"`
+	Status                        string `json:"status"`
 }
 
 // Cluster is a cluster as the simulator stores it. Shards repeats the region
@@ -119,68 +107,38 @@ type project struct {
 	clusters  []Cluster
 }
 
-type tokenInfo struct {
-	clientID string
-	expires  time.Time
-}
-
-type nonceInfo struct {
-	issued time.Time
-	lastNC uint64
-}
-
 // Sim is the simulator. Create it with New.
 type Sim struct {
 	now         func() time.Time
 	tokenTTL    time.Duration
 	pageSizeCap int
-	log         *slog.Logger
 	mux         *http.ServeMux
 
-	mu        sync.Mutex
-	projects  map[string]*project
-	accounts  map[string]string // clientID → secret
-	apiKeys   map[string]string // public → private
-	blocked   map[string]bool   // principal → 403
-	tokens    map[string]tokenInfo
-	nonces    map[string]*nonceInfo
-	faults    []*Fault
-	bucket    *bucket
-	requests  int64
-	byRoute   map[string]int64
-	byAuth    map[string]int64
-	byStatus  map[int]int64
-	srv       *http.Server
-	served    chan struct{}
-	closeOnce sync.Once
+	mu       sync.Mutex
+	projects map[string]*project
+	accounts map[string]string // clientID → secret
+	apiKeys  map[string]string // public → private
+	blocked  map[string]bool   // principal → 403
+	tokens   map[string]token
+	nonces   map[string]*nonce
+	faults   []*Fault
+	bucket   *bucket
+	stats    Stats
+	stop     func()
 }
 
 // New returns an empty simulator: no projects, no credentials.
 func New(o Options) *Sim {
-	s := &Sim{
-		now:         o.Now,
-		tokenTTL:    o.TokenTTL,
-		pageSizeCap: o.PageSizeCap,
-		log:         o.Logger,
-		projects:    map[string]*project{},
-		accounts:    map[string]string{},
-		apiKeys:     map[string]string{},
-		blocked:     map[string]bool{},
-		tokens:      map[string]tokenInfo{},
-		nonces:      map[string]*nonceInfo{},
-		byRoute:     map[string]int64{},
-		byAuth:      map[string]int64{},
-		byStatus:    map[int]int64{},
-	}
+	s := &Sim{now: o.Now, tokenTTL: o.TokenTTL, pageSizeCap: o.PageSizeCap,
+		projects: map[string]*project{}, accounts: map[string]string{}, apiKeys: map[string]string{},
+		blocked: map[string]bool{}, tokens: map[string]token{}, nonces: map[string]*nonce{}}
 	if s.now == nil {
 		s.now = time.Now
 	}
 	if s.tokenTTL <= 0 {
-		s.tokenTTL = defaultTokenTTL
+		s.tokenTTL = time.Hour
 	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
+	s.ResetStats()
 	s.mux = s.routes()
 	return s
 }
@@ -193,58 +151,35 @@ func (s *Sim) Handler() http.Handler { return s }
 // certificate from ca, and returns its base URL ("https://127.0.0.1:port").
 // Call Close to stop it. Start may be called once.
 func (s *Sim) Start(ca *simtls.Authority) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stop != nil {
+		return "", errors.New("atlassim: already started")
+	}
 	ln, err := ca.Listen()
 	if err != nil {
 		return "", err
 	}
-	srv := &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
-	s.mu.Lock()
-	if s.srv != nil {
-		s.mu.Unlock()
-		ln.Close()
-		return "", errors.New("atlassim: already started")
-	}
-	s.srv = srv
-	s.served = make(chan struct{})
-	s.mu.Unlock()
-	go func() {
-		defer close(s.served)
-		_ = srv.Serve(ln)
-	}()
+	s.stop = simtls.Serve(ln, s)
 	return "https://" + ln.Addr().String(), nil
 }
 
-// Close stops the server started by Start, closing every connection, and
-// waits for it to stop accepting. It is safe to call more than once, and
-// without Start.
+// Close stops the server started by Start, closing every connection. It is
+// safe to call more than once, and without Start.
 func (s *Sim) Close() error {
-	var err error
-	s.closeOnce.Do(func() {
-		s.mu.Lock()
-		srv, served := s.srv, s.served
-		s.mu.Unlock()
-		if srv == nil {
-			return
-		}
-		err = srv.Close()
-		<-served
-	})
-	return err
+	s.mu.Lock()
+	stop := s.stop
+	s.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	return nil
 }
 
 // newID returns 24 lowercase hex digits, like an Atlas ObjectId.
-func newID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+func newID() string { return randomHex(12) }
 
-func randomToken(n int) string {
+func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
@@ -252,36 +187,26 @@ func randomToken(n int) string {
 
 // AddServiceAccount lets clientID/secret fetch tokens at /api/oauth/token.
 func (s *Sim) AddServiceAccount(clientID, secret string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.accounts[clientID] = secret
+	s.locked(func() { s.accounts[clientID] = secret })
 }
 
 // AddAPIKey lets public/private authenticate with HTTP Digest.
-func (s *Sim) AddAPIKey(public, private string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.apiKeys[public] = private
-}
+func (s *Sim) AddAPIKey(public, private string) { s.locked(func() { s.apiKeys[public] = private }) }
 
 // Block makes every API call of principal (a service account's client id or
 // an API key's public key) answer 403 IP_ADDRESS_NOT_ON_ACCESS_LIST; false
 // lifts it.
 func (s *Sim) Block(principal string, blocked bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if blocked {
-		s.blocked[principal] = true
-	} else {
-		delete(s.blocked, principal)
-	}
+	s.locked(func() { s.blocked[principal] = blocked })
 }
 
 // RevokeTokens invalidates every access token issued so far.
-func (s *Sim) RevokeTokens() {
+func (s *Sim) RevokeTokens() { s.locked(func() { clear(s.tokens) }) }
+
+func (s *Sim) locked(f func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	clear(s.tokens)
+	f()
 }
 
 func (s *Sim) projectLocked(groupID string) *project {
@@ -293,124 +218,83 @@ func (s *Sim) projectLocked(groupID string) *project {
 	return p
 }
 
+func copyBool(b *bool) *bool {
+	if b == nil {
+		return nil
+	}
+	v := *b
+	return &v
+}
+
 // PutProject creates the project groupID or replaces its Azure Key Vault
 // configuration (endpoints and clusters stay).
 func (s *Sim) PutProject(groupID string, akv AzureKeyVault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if akv.Valid != nil {
-		v := *akv.Valid
-		akv.Valid = &v
-	}
-	s.projectLocked(groupID).akv = akv
-}
-
-// DeleteProject removes the project; later calls about it answer 404.
-func (s *Sim) DeleteProject(groupID string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.projects, groupID)
+	akv.Valid = copyBool(akv.Valid)
+	s.locked(func() { s.projectLocked(groupID).akv = akv })
 }
 
 // SetValid sets azureKeyVault.valid of the project (creating it if needed).
 func (s *Sim) SetValid(groupID string, valid bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.projectLocked(groupID).akv.Valid = &valid
+	s.locked(func() { s.projectLocked(groupID).akv.Valid = &valid })
 }
 
 // Project returns the project's Azure Key Vault configuration and whether
 // the project exists.
-func (s *Sim) Project(groupID string) (AzureKeyVault, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p := s.projects[groupID]
-	if p == nil {
-		return AzureKeyVault{}, false
-	}
-	akv := p.akv
-	if akv.Valid != nil {
-		v := *akv.Valid
-		akv.Valid = &v
-	}
-	return akv, true
+func (s *Sim) Project(groupID string) (akv AzureKeyVault, ok bool) {
+	s.locked(func() {
+		if p := s.projects[groupID]; p != nil {
+			akv, ok = p.akv, true
+			akv.Valid = copyBool(akv.Valid)
+		}
+	})
+	return akv, ok
 }
 
 // AddEndpoint appends an Azure EAR private endpoint to the project (creating
 // the project if needed) and returns its new id.
 func (s *Sim) AddEndpoint(groupID, region, connectionName, status string) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	id := newID()
-	p := s.projectLocked(groupID)
-	p.endpoints = append(p.endpoints, Endpoint{ID: id, RegionName: region, Status: status, PrivateEndpointConnectionName: connectionName})
+	s.locked(func() {
+		p := s.projectLocked(groupID)
+		p.endpoints = append(p.endpoints, Endpoint{ID: id, RegionName: region, Status: status, PrivateEndpointConnectionName: connectionName})
+	})
 	return id
 }
 
 // SetEndpoint changes an endpoint's status and error message; false when
 // the project or the endpoint doesn't exist.
 func (s *Sim) SetEndpoint(groupID, id, status, errorMessage string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p := s.projects[groupID]
-	if p == nil {
-		return false
-	}
-	for i := range p.endpoints {
-		if p.endpoints[i].ID == id {
-			p.endpoints[i].Status = status
-			p.endpoints[i].ErrorMessage = errorMessage
-			return true
-		}
-	}
-	return false
-}
-
-// SetConnectionName changes the privateEndpointConnectionName of an endpoint
-// (Atlas fills it in once Azure created the endpoint); false when unknown.
-func (s *Sim) SetConnectionName(groupID, id, name string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p := s.projects[groupID]
-	if p == nil {
-		return false
-	}
-	for i := range p.endpoints {
-		if p.endpoints[i].ID == id {
-			p.endpoints[i].PrivateEndpointConnectionName = name
-			return true
-		}
-	}
-	return false
+	return s.endpoint(groupID, id, func(p *project, i int) {
+		p.endpoints[i].Status, p.endpoints[i].ErrorMessage = status, errorMessage
+	})
 }
 
 // RemoveEndpoint deletes an endpoint; false when it didn't exist.
 func (s *Sim) RemoveEndpoint(groupID, id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p := s.projects[groupID]
-	if p == nil {
-		return false
-	}
-	for i := range p.endpoints {
-		if p.endpoints[i].ID == id {
-			p.endpoints = slices.Delete(p.endpoints, i, i+1)
-			return true
+	return s.endpoint(groupID, id, func(p *project, i int) { p.endpoints = slices.Delete(p.endpoints, i, i+1) })
+}
+
+func (s *Sim) endpoint(groupID, id string, f func(p *project, i int)) (found bool) {
+	s.locked(func() {
+		if p := s.projects[groupID]; p != nil {
+			if i := slices.IndexFunc(p.endpoints, func(e Endpoint) bool { return e.ID == id }); i >= 0 {
+				f(p, i)
+				found = true
+			}
 		}
-	}
-	return false
+	})
+	return found
 }
 
 // Endpoints returns a copy of the project's endpoints in order (nil for an
 // unknown project).
-func (s *Sim) Endpoints(groupID string) []Endpoint {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p := s.projects[groupID]
-	if p == nil {
-		return nil
-	}
-	return slices.Clone(p.endpoints)
+func (s *Sim) Endpoints(groupID string) (out []Endpoint) {
+	s.locked(func() {
+		if p := s.projects[groupID]; p != nil {
+			out = slices.Clone(p.endpoints)
+		}
+	})
+	return out
 }
 
 // AddCluster appends an unpaused, IDLE, single-shard cluster to the project
@@ -423,18 +307,12 @@ func (s *Sim) AddCluster(groupID, name, provider string, regions ...string) stri
 // AddShardedCluster is AddCluster with shards replication specs, each
 // listing every region (so regions repeat across specs, as in Atlas).
 func (s *Sim) AddShardedCluster(groupID, name, provider string, shards int, regions ...string) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if shards < 1 {
-		shards = 1
-	}
-	id := newID()
-	p := s.projectLocked(groupID)
-	p.clusters = append(p.clusters, Cluster{
-		ID: id, Name: name, StateName: "IDLE", EncryptionAtRestProvider: provider,
-		Regions: slices.Clone(regions), Shards: shards,
+	c := Cluster{ID: newID(), Name: name, StateName: "IDLE", EncryptionAtRestProvider: provider, Regions: slices.Clone(regions), Shards: max(shards, 1)}
+	s.locked(func() {
+		p := s.projectLocked(groupID)
+		p.clusters = append(p.clusters, c)
 	})
-	return id
+	return c.ID
 }
 
 // SetPaused pauses or resumes a cluster by name; false when unknown.
@@ -444,17 +322,15 @@ func (s *Sim) SetPaused(groupID, name string, paused bool) bool {
 
 // Clusters returns a copy of the project's clusters in order (nil for an
 // unknown project).
-func (s *Sim) Clusters(groupID string) []Cluster {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p := s.projects[groupID]
-	if p == nil {
-		return nil
-	}
-	out := slices.Clone(p.clusters)
-	for i := range out {
-		out[i].Regions, out[i].Providers = slices.Clone(out[i].Regions), slices.Clone(out[i].Providers)
-	}
+func (s *Sim) Clusters(groupID string) (out []Cluster) {
+	s.locked(func() {
+		if p := s.projects[groupID]; p != nil {
+			out = slices.Clone(p.clusters)
+			for i := range out {
+				out[i].Regions, out[i].Providers = slices.Clone(out[i].Regions), slices.Clone(out[i].Providers)
+			}
+		}
+	})
 	return out
 }
 
@@ -471,35 +347,19 @@ type Stats struct {
 }
 
 // Requests returns how many HTTP requests the simulator received.
-func (s *Sim) Requests() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.requests
-}
+func (s *Sim) Requests() int64 { return s.Stats().Requests }
 
 // Stats returns a copy of the counters.
-func (s *Sim) Stats() Stats {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st := Stats{Requests: s.requests, ByRoute: map[string]int64{}, ByAuth: map[string]int64{}, ByStatus: map[int]int64{}}
-	for k, v := range s.byRoute {
-		st.ByRoute[k] = v
-	}
-	for k, v := range s.byAuth {
-		st.ByAuth[k] = v
-	}
-	for k, v := range s.byStatus {
-		st.ByStatus[k] = v
-	}
+func (s *Sim) Stats() (st Stats) {
+	s.locked(func() {
+		st = Stats{Requests: s.stats.Requests, ByRoute: maps.Clone(s.stats.ByRoute), ByAuth: maps.Clone(s.stats.ByAuth), ByStatus: maps.Clone(s.stats.ByStatus)}
+	})
 	return st
 }
 
 // ResetStats zeroes the counters.
 func (s *Sim) ResetStats() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.requests = 0
-	clear(s.byRoute)
-	clear(s.byAuth)
-	clear(s.byStatus)
+	s.locked(func() {
+		s.stats = Stats{ByRoute: map[string]int64{}, ByAuth: map[string]int64{}, ByStatus: map[int]int64{}}
+	})
 }

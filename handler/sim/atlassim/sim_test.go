@@ -1,6 +1,7 @@
 package atlassim
 
 import (
+	"cmp"
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
@@ -16,11 +17,11 @@ import (
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtls"
-	"github.com/mongodb-forks/digest"
 )
 
 const (
 	grp       = "5f1e2d3c4b5a69788796a5b4"
+	otherGrp  = "aaaaaaaaaaaaaaaaaaaaaaaa"
 	clientID  = "mdb_sa_id_test"
 	secret    = "s3cret/with+chars=&"
 	pub       = "pubkey"
@@ -144,22 +145,6 @@ func decodeError(t *testing.T, body []byte) apiErrorJSON {
 
 var challengeRE = regexp.MustCompile(`^Digest realm="MMS Public API", domain="", nonce="([0-9a-f]{32})", algorithm=MD5, qop="auth", stale=(true|false)$`)
 
-func TestDigestChallengeHasAtlasFormat(t *testing.T) {
-	e := start(t, Options{})
-	e.sim.PutProject(grp, AzureKeyVault{})
-	resp, body := e.do(t, "GET", earPath(grp), map[string]string{"Accept": acceptEAR}, "")
-	if resp.StatusCode != 401 {
-		t.Fatalf("status %d", resp.StatusCode)
-	}
-	if h := resp.Header.Get("WWW-Authenticate"); !challengeRE.MatchString(h) {
-		t.Errorf("challenge %q", h)
-	}
-	want := `{"detail":"You are not authorized for this resource.","error":401,"errorCode":"USER_UNAUTHORIZED","parameters":[],"reason":"Unauthorized"}`
-	if string(body) != want {
-		t.Errorf("body %s, want %s", body, want)
-	}
-}
-
 func md5h(s string) string {
 	sum := md5.Sum([]byte(s))
 	return hex.EncodeToString(sum[:])
@@ -224,13 +209,13 @@ func TestDigestVerification(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := start(t, Options{})
 			e.sim.PutProject(grp, AzureKeyVault{})
-			resp, _ := e.do(t, "GET", uri, map[string]string{"Accept": acceptEAR}, "")
+			resp, body := e.do(t, "GET", uri, map[string]string{"Accept": acceptEAR}, "")
 			m := challengeRE.FindStringSubmatch(resp.Header.Get("WWW-Authenticate"))
-			if m == nil {
-				t.Fatalf("no challenge: %q", resp.Header.Get("WWW-Authenticate"))
+			if resp.StatusCode != 401 || m == nil || string(body) != `{"detail":"You are not authorized for this resource.","error":401,"errorCode":"USER_UNAUTHORIZED","parameters":[],"reason":"Unauthorized"}` {
+				t.Fatalf("no challenge in Atlas's format: %d %q %s", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
 			}
 			h := tc.auth(e, m[1])
-			resp, body := e.do(t, "GET", uri, map[string]string{"Accept": acceptEAR, "Authorization": h}, "")
+			resp, body = e.do(t, "GET", uri, map[string]string{"Accept": acceptEAR, "Authorization": h}, "")
 			if resp.StatusCode != tc.want {
 				t.Fatalf("status %d (%s), want %d", resp.StatusCode, body, tc.want)
 			}
@@ -244,195 +229,99 @@ func TestDigestVerification(t *testing.T) {
 	}
 }
 
-func TestDigestTransportRoundTrip(t *testing.T) {
-	e := start(t, Options{})
-	e.sim.PutProject(grp, AzureKeyVault{Enabled: true, KeyVaultName: "kv"})
-	tr := e.ca.Transport()
-	t.Cleanup(tr.CloseIdleConnections)
-	for _, tc := range []struct {
-		name, private string
-		want          int
-	}{{"right key", priv, 200}, {"wrong key", "nope", 401}} {
-		t.Run(tc.name, func(t *testing.T) {
-			hc := &http.Client{Transport: digest.NewTransportWithHTTPRoundTripper(pub, tc.private, tr)}
-			req, _ := http.NewRequestWithContext(t.Context(), "GET", e.base+earPath(grp)+"?pretty=false", nil)
-			req.Header.Set("Accept", acceptEAR)
-			resp, err := hc.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != tc.want {
-				t.Errorf("status %d, want %d", resp.StatusCode, tc.want)
-			}
-		})
-	}
-}
-
 func TestTokenEndpoint(t *testing.T) {
-	form := "application/x-www-form-urlencoded"
+	grant := "grant_type=client_credentials"
 	for _, tc := range []struct {
-		name     string
-		headers  map[string]string
-		body     string
-		want     int
-		wantCode string
+		name, auth, body string
+		want             int
+		wantCode         string
 	}{
-		{name: "valid", headers: map[string]string{"Content-Type": form, "Authorization": basic(clientID, secret)}, body: "grant_type=client_credentials", want: 200},
-		{name: "wrong secret", headers: map[string]string{"Content-Type": form, "Authorization": basic(clientID, "x")}, body: "grant_type=client_credentials", want: 401, wantCode: "invalid_client"},
-		{name: "unknown client", headers: map[string]string{"Content-Type": form, "Authorization": basic("who", secret)}, body: "grant_type=client_credentials", want: 401, wantCode: "invalid_client"},
-		{name: "credentials in body", headers: map[string]string{"Content-Type": form},
-			body: "grant_type=client_credentials&client_id=" + url.QueryEscape(clientID) + "&client_secret=" + url.QueryEscape(secret), want: 401, wantCode: "invalid_client"},
-		{name: "other grant", headers: map[string]string{"Content-Type": form, "Authorization": basic(clientID, secret)}, body: "grant_type=password", want: 400, wantCode: "unsupported_grant_type"},
+		{"valid", basic(clientID, secret), grant, 200, ""},
+		{"wrong secret", basic(clientID, "x"), grant, 401, "invalid_client"},
+		{"unknown client", basic("who", secret), grant, 401, "invalid_client"},
+		{"credentials in body", "", grant + "&client_id=" + url.QueryEscape(clientID) + "&client_secret=" + url.QueryEscape(secret), 401, "invalid_client"},
+		{"other grant", basic(clientID, secret), "grant_type=password", 400, "unsupported_grant_type"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := start(t, Options{TokenTTL: 30 * time.Minute})
-			resp, body := e.do(t, "POST", "/api/oauth/token", tc.headers, tc.body)
-			if resp.StatusCode != tc.want {
-				t.Fatalf("status %d (%s), want %d", resp.StatusCode, body, tc.want)
-			}
-			if resp.Header.Get("Cache-Control") != "no-store" {
-				t.Errorf("Cache-Control %q", resp.Header.Get("Cache-Control"))
-			}
+			resp, body := e.do(t, "POST", "/api/oauth/token", map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Authorization": tc.auth}, tc.body)
 			var tj struct {
 				AccessToken string `json:"access_token"`
 				TokenType   string `json:"token_type"`
 				ExpiresIn   int    `json:"expires_in"`
 				Error       string `json:"error"`
 			}
-			if err := json.Unmarshal(body, &tj); err != nil {
-				t.Fatal(err)
-			}
-			if tc.want != 200 {
-				if tj.Error != tc.wantCode || tj.AccessToken != "" {
-					t.Errorf("body %s, want error %s", body, tc.wantCode)
-				}
-				return
-			}
-			if tj.TokenType != "Bearer" || tj.ExpiresIn != 1800 || len(tj.AccessToken) < 32 {
-				t.Errorf("token response %s", body)
+			_ = json.Unmarshal(body, &tj)
+			if resp.StatusCode != tc.want || resp.Header.Get("Cache-Control") != "no-store" || tj.Error != tc.wantCode ||
+				(tc.want == 200) != (tj.TokenType == "Bearer" && tj.ExpiresIn == 1800 && len(tj.AccessToken) >= 32) {
+				t.Errorf("%d %v %s, want %d %s", resp.StatusCode, resp.Header, body, tc.want, tc.wantCode)
 			}
 		})
 	}
 }
 
-func TestBearerTokenLifetime(t *testing.T) {
-	e := start(t, Options{TokenTTL: 10 * time.Minute})
-	e.sim.PutProject(grp, AzureKeyVault{})
-	get := func(tok string) int {
-		resp, _ := e.do(t, "GET", earPath(grp), map[string]string{"Accept": acceptEAR, "Authorization": "Bearer " + tok}, "")
-		return resp.StatusCode
-	}
-	for _, tc := range []struct {
-		name string
-		act  func() // between issuing and using the token
-		want int
-	}{
-		{"fresh", func() {}, 200},
-		{"just before expiry", func() { e.clk.Advance(10*time.Minute - time.Second) }, 200},
-		{"expired", func() { e.clk.Advance(10 * time.Minute) }, 401},
-		{"revoked", e.sim.RevokeTokens, 401},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			tok := e.token(t)
-			tc.act()
-			if got := get(tok); got != tc.want {
-				t.Errorf("status %d, want %d", got, tc.want)
-			}
-		})
-	}
-	if got := get("not-a-token"); got != 401 {
-		t.Errorf("unknown token: %d", got)
-	}
-}
-
-func TestAcceptVersions(t *testing.T) {
-	e := start(t, Options{})
-	e.sim.PutProject(grp, AzureKeyVault{})
-	tok := e.token(t)
-	for _, tc := range []struct {
-		name, path, accept string
-		want               int
-		wantCT             string
-	}{
-		{"EAR 2023-01-01", earPath(grp), acceptEAR, 200, "application/vnd.atlas.2023-01-01+json;charset=utf-8"},
-		{"EAR plain json", earPath(grp), "application/json", 406, ""},
-		{"EAR no Accept", earPath(grp), "", 406, ""},
-		{"EAR unknown date", earPath(grp), "application/vnd.atlas.2099-01-01+json", 406, ""},
-		{"endpoints 2023-01-01", earPath(grp) + "/AZURE/privateEndpoints", acceptEAR, 200, "application/vnd.atlas.2023-01-01+json;charset=utf-8"},
-		{"clusters 2024-08-05", "/api/atlas/v2/groups/" + grp + "/clusters", acceptCl, 200, "application/vnd.atlas.2024-08-05+json;charset=utf-8"},
-		{"clusters deprecated 2023-01-01", "/api/atlas/v2/groups/" + grp + "/clusters", acceptEAR, 406, ""},
-		{"list of media types", "/api/atlas/v2/groups/" + grp + "/clusters", "application/json, " + acceptCl + ";q=0.9", 200, ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			resp, body := e.do(t, "GET", tc.path, map[string]string{"Accept": tc.accept, "Authorization": "Bearer " + tok}, "")
-			if resp.StatusCode != tc.want {
-				t.Fatalf("status %d (%s), want %d", resp.StatusCode, body, tc.want)
-			}
-			if tc.want == 406 {
-				want := `{"detail":"Invalid accept header or version date.","error":406,"errorCode":"INVALID_VERSION_DATE","parameters":[],"reason":"Not Acceptable"}`
-				if string(body) != want {
-					t.Errorf("body %s", body)
-				}
-			}
-			if tc.wantCT != "" && resp.Header.Get("Content-Type") != tc.wantCT {
-				t.Errorf("Content-Type %q, want %q", resp.Header.Get("Content-Type"), tc.wantCT)
-			}
-		})
-	}
-}
-
-func TestErrorBodies(t *testing.T) {
+// TestAnswers: versioned Accept headers (406 otherwise) and Atlas's error
+// bodies, byte for byte.
+func TestAnswers(t *testing.T) {
 	e := start(t, Options{})
 	e.sim.PutProject(grp, AzureKeyVault{})
 	e.sim.AddServiceAccount("blocked", "pw")
 	e.sim.Block("blocked", true)
 	tok := e.token(t)
+	resp, body := e.do(t, "POST", "/api/oauth/token", map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Authorization": basic("blocked", "pw")}, "grant_type=client_credentials")
+	var blocked struct {
+		AccessToken string `json:"access_token"`
+	}
+	if resp.StatusCode != 200 || json.Unmarshal(body, &blocked) != nil {
+		t.Fatalf("token: %d %s", resp.StatusCode, body)
+	}
+	const notAcceptable = `{"detail":"Invalid accept header or version date.","error":406,"errorCode":"INVALID_VERSION_DATE","parameters":[],"reason":"Not Acceptable"}`
+	clusters := "/api/atlas/v2/groups/" + grp + "/clusters"
 	for _, tc := range []struct {
-		name, path string
-		want       int
-		wantBody   string
+		name, path, accept string
+		want               int
+		wantCT, wantBody   string // "" = not checked
+		tok                string // "" = the service account's
 	}{
-		{"unknown group", earPath("aaaaaaaaaaaaaaaaaaaaaaaa"), 404,
-			`{"detail":"No group with ID aaaaaaaaaaaaaaaaaaaaaaaa exists.","error":404,"errorCode":"GROUP_NOT_FOUND","parameters":["aaaaaaaaaaaaaaaaaaaaaaaa"],"reason":"Not Found"}`},
-		{"invalid group id", earPath("nothex"), 400,
-			`{"detail":"An invalid group ID nothex was specified.","error":400,"errorCode":"INVALID_GROUP_ID","parameters":["nothex"],"reason":"Bad Request"}`},
-		{"unknown provider", earPath(grp) + "/IBM/privateEndpoints", 400,
-			`{"detail":"No provider IBM exists.","error":400,"errorCode":"VALIDATION_ERROR","parameters":["IBM"],"reason":"Bad Request"}`},
-		{"unknown endpoint", earPath(grp) + "/AZURE/privateEndpoints/bbbbbbbbbbbbbbbbbbbbbbbb", 404,
-			`{"detail":"Cannot find resource bbbbbbbbbbbbbbbbbbbbbbbb.","error":404,"errorCode":"RESOURCE_NOT_FOUND","parameters":["bbbbbbbbbbbbbbbbbbbbbbbb"],"reason":"Not Found"}`},
-		{"unknown path", "/api/atlas/v2/nothing", 404,
-			`{"detail":"Cannot find resource /api/atlas/v2/nothing.","error":404,"errorCode":"RESOURCE_NOT_FOUND","parameters":[],"reason":"Not Found"}`},
+		{"EAR 2023-01-01", earPath(grp), acceptEAR, 200, "application/vnd.atlas.2023-01-01+json;charset=utf-8", "", ""},
+		{"EAR plain json", earPath(grp), "application/json", 406, "application/json", notAcceptable, ""},
+		{"EAR no Accept", earPath(grp), "", 406, "", notAcceptable, ""},
+		{"EAR unknown date", earPath(grp), "application/vnd.atlas.2099-01-01+json", 406, "", notAcceptable, ""},
+		{"endpoints 2023-01-01", earPath(grp) + "/AZURE/privateEndpoints", acceptEAR, 200, "application/vnd.atlas.2023-01-01+json;charset=utf-8", "", ""},
+		{"clusters 2024-08-05", clusters, acceptCl, 200, "application/vnd.atlas.2024-08-05+json;charset=utf-8", "", ""},
+		{"clusters deprecated 2023-01-01", clusters, acceptEAR, 406, "", notAcceptable, ""},
+		{"list of media types", clusters, "application/json, " + acceptCl + ";q=0.9", 200, "", "", ""},
+		{"unknown group", earPath(otherGrp), acceptEAR, 404, "application/json",
+			`{"detail":"No group with ID aaaaaaaaaaaaaaaaaaaaaaaa exists.","error":404,"errorCode":"GROUP_NOT_FOUND","parameters":["aaaaaaaaaaaaaaaaaaaaaaaa"],"reason":"Not Found"}`, ""},
+		{"invalid group id", earPath("nothex"), acceptEAR, 400, "",
+			`{"detail":"An invalid group ID nothex was specified.","error":400,"errorCode":"INVALID_GROUP_ID","parameters":["nothex"],"reason":"Bad Request"}`, ""},
+		{"unknown provider", earPath(grp) + "/IBM/privateEndpoints", acceptEAR, 400, "",
+			`{"detail":"No provider IBM exists.","error":400,"errorCode":"VALIDATION_ERROR","parameters":["IBM"],"reason":"Bad Request"}`, ""},
+		{"unknown path", "/api/atlas/v2/nothing", acceptEAR, 404, "",
+			`{"detail":"Cannot find resource /api/atlas/v2/nothing.","error":404,"errorCode":"RESOURCE_NOT_FOUND","parameters":[],"reason":"Not Found"}`, ""},
+		{"blocked principal", earPath(grp), acceptEAR, 403, "", "", blocked.AccessToken},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, body := e.do(t, "GET", tc.path, map[string]string{"Accept": acceptEAR, "Authorization": "Bearer " + tok}, "")
-			if resp.StatusCode != tc.want || string(body) != tc.wantBody {
+			resp, body := e.do(t, "GET", tc.path, map[string]string{"Accept": tc.accept, "Authorization": "Bearer " + cmp.Or(tc.tok, tok)}, "")
+			if resp.StatusCode != tc.want || (tc.wantBody != "" && string(body) != tc.wantBody) {
 				t.Errorf("got %d %s\nwant %d %s", resp.StatusCode, body, tc.want, tc.wantBody)
 			}
-			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-				t.Errorf("Content-Type %q", ct)
+			if ct := resp.Header.Get("Content-Type"); tc.wantCT != "" && ct != tc.wantCT {
+				t.Errorf("Content-Type %q, want %q", ct, tc.wantCT)
+			}
+			if tc.want == 403 && decodeError(t, body).ErrorCode != "IP_ADDRESS_NOT_ON_ACCESS_LIST" {
+				t.Errorf("blocked: %s", body)
 			}
 		})
 	}
-	t.Run("blocked principal", func(t *testing.T) {
-		resp, body := e.do(t, "POST", "/api/oauth/token", map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Authorization": basic("blocked", "pw")}, "grant_type=client_credentials")
-		var tj struct {
-			AccessToken string `json:"access_token"`
-		}
-		if resp.StatusCode != 200 || json.Unmarshal(body, &tj) != nil {
-			t.Fatalf("token: %d %s", resp.StatusCode, body)
-		}
-		resp, body = e.do(t, "GET", earPath(grp), map[string]string{"Accept": acceptEAR, "Authorization": "Bearer " + tj.AccessToken}, "")
-		if ae := decodeError(t, body); resp.StatusCode != 403 || ae.ErrorCode != "IP_ADDRESS_NOT_ON_ACCESS_LIST" {
-			t.Errorf("got %d %s", resp.StatusCode, body)
-		}
-	})
 }
 
 type pageJSON struct {
-	Links      []linkJSON               `json:"links"`
-	Results    []earPrivateEndpointJSON `json:"results"`
-	TotalCount *int                     `json:"totalCount"`
+	Links   []linkJSON `json:"links"`
+	Results []struct {
+		ID, CloudProvider, Status string
+	} `json:"results"`
+	TotalCount *int `json:"totalCount"`
 }
 
 func TestPagination(t *testing.T) {
@@ -509,24 +398,36 @@ func TestPagination(t *testing.T) {
 
 func ptr(n int) *int { return &n }
 
-func TestClusterShape(t *testing.T) {
+// TestShapes decodes answers into generic maps to check the wire names
+// against the OpenAPI schemas, not against our own structs.
+func TestShapes(t *testing.T) {
 	e := start(t, Options{})
+	valid := false
+	e.sim.PutProject(grp, AzureKeyVault{AzureEnvironment: "AZURE", Enabled: true, KeyVaultName: "kv", RequirePrivateNetworking: true, Valid: &valid})
+	valid = true // PutProject copied it
 	id := e.sim.AddShardedCluster(grp, "orders", "AZURE", 2, "US_EAST_2", "US_WEST_2")
 	e.sim.SetPaused(grp, "orders", true)
 	if !e.sim.AddRegion(grp, "orders", "AWS", "US_EAST_1") || e.sim.AddRegion(grp, "nope", "AWS", "US_EAST_1") {
 		t.Fatal("AddRegion")
 	}
 	tok := e.token(t)
-	resp, body := e.do(t, "GET", "/api/atlas/v2/groups/"+grp+"/clusters", map[string]string{"Accept": acceptCl, "Authorization": "Bearer " + tok}, "")
-	if resp.StatusCode != 200 {
-		t.Fatalf("%d %s", resp.StatusCode, body)
+	get := func(path, accept string) map[string]any {
+		resp, body := e.do(t, "GET", path, map[string]string{"Accept": accept, "Authorization": "Bearer " + tok}, "")
+		var m map[string]any
+		if err := json.Unmarshal(body, &m); resp.StatusCode != 200 || err != nil {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+		return m
 	}
-	// Decode into a generic map to check the wire names, not our structs.
-	var page map[string]any
-	if err := json.Unmarshal(body, &page); err != nil {
-		t.Fatal(err)
+	akv, _ := get(earPath(grp), acceptEAR)["azureKeyVault"].(map[string]any)
+	if _, secret := akv["secret"]; secret || akv["keyVaultName"] != "kv" || akv["enabled"] != true || akv["valid"] != false || akv["requirePrivateNetworking"] != true {
+		t.Errorf("azureKeyVault %v", akv)
 	}
-	c := page["results"].([]any)[0].(map[string]any)
+	e.sim.SetValid(grp, true)
+	if akv, _ := get(earPath(grp), acceptEAR)["azureKeyVault"].(map[string]any); akv["valid"] != true {
+		t.Errorf("after SetValid: %v", akv)
+	}
+	c := get("/api/atlas/v2/groups/"+grp+"/clusters", acceptCl)["results"].([]any)[0].(map[string]any)
 	if c["id"] != id || c["name"] != "orders" || c["paused"] != true || c["encryptionAtRestProvider"] != "AZURE" || c["groupId"] != grp || c["stateName"] != "IDLE" {
 		t.Errorf("cluster %v", c)
 	}
@@ -542,139 +443,57 @@ func TestClusterShape(t *testing.T) {
 	}
 }
 
-func TestEncryptionAtRestShape(t *testing.T) {
-	e := start(t, Options{})
-	valid := false
-	e.sim.PutProject(grp, AzureKeyVault{AzureEnvironment: "AZURE", Enabled: true, KeyVaultName: "kv", RequirePrivateNetworking: true, Valid: &valid})
-	valid = true // PutProject copied it
-	tok := e.token(t)
-	resp, body := e.do(t, "GET", earPath(grp), map[string]string{"Accept": acceptEAR, "Authorization": "Bearer " + tok}, "")
-	if resp.StatusCode != 200 {
-		t.Fatalf("%d %s", resp.StatusCode, body)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(body, &m); err != nil {
-		t.Fatal(err)
-	}
-	akv, _ := m["azureKeyVault"].(map[string]any)
-	if akv["keyVaultName"] != "kv" || akv["enabled"] != true || akv["valid"] != false || akv["requirePrivateNetworking"] != true {
-		t.Errorf("azureKeyVault %v", akv)
-	}
-	if _, ok := akv["secret"]; ok {
-		t.Error("write-only secret returned")
-	}
-	e.sim.SetValid(grp, true)
-	_, body = e.do(t, "GET", earPath(grp), map[string]string{"Accept": acceptEAR, "Authorization": "Bearer " + tok}, "")
-	if !strings.Contains(string(body), `"valid":true`) {
-		t.Errorf("after SetValid: %s", body)
-	}
-}
-
 func TestFaults(t *testing.T) {
+	const rateLimited = `{"detail":"You have exceeded the rate limit. Please try again later.","error":429,"errorCode":"RATE_LIMITED","parameters":[],"reason":"Too Many Requests"}`
 	for _, tc := range []struct {
-		name   string
-		fault  Fault
-		checks func(t *testing.T, e *env, get func() (*http.Response, []byte, error))
+		name  string
+		fault Fault
+		want  []string // per request: "status body" (body "" = not checked; "drop" = no answer)
 	}{
-		{
-			name:  "429 like Atlas",
-			fault: Fault{Match: "/encryptionAtRest", Status: 429, RetryAfter: 2500 * time.Millisecond, Times: 2},
-			checks: func(t *testing.T, e *env, get func() (*http.Response, []byte, error)) {
-				for i := range 2 {
-					resp, body, err := get()
-					if err != nil || resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "3" {
-						t.Fatalf("attempt %d: %v %v %v", i, err, resp.StatusCode, resp.Header)
-					}
-					want := `{"detail":"You have exceeded the rate limit. Please try again later.","error":429,"errorCode":"RATE_LIMITED","parameters":[],"reason":"Too Many Requests"}`
-					if string(body) != want {
-						t.Errorf("body %s", body)
-					}
-				}
-				if resp, _, _ := get(); resp.StatusCode != 200 {
-					t.Errorf("after Times: %d", resp.StatusCode)
-				}
-			},
-		},
-		{
-			name:  "other path unaffected",
-			fault: Fault{Match: "/clusters", Status: 503},
-			checks: func(t *testing.T, e *env, get func() (*http.Response, []byte, error)) {
-				if resp, _, _ := get(); resp.StatusCode != 200 {
-					t.Errorf("status %d", resp.StatusCode)
-				}
-			},
-		},
-		{
-			name:  "503 until cleared",
-			fault: Fault{Status: 503},
-			checks: func(t *testing.T, e *env, get func() (*http.Response, []byte, error)) {
-				for range 3 {
-					resp, body, _ := get()
-					if resp.StatusCode != 503 || decodeError(t, body).ErrorCode != "SERVICE_UNAVAILABLE" {
-						t.Fatalf("%d %s", resp.StatusCode, body)
-					}
-				}
-				e.sim.ClearFaults()
-				if resp, _, _ := get(); resp.StatusCode != 200 {
-					t.Errorf("after ClearFaults: %d", resp.StatusCode)
-				}
-			},
-		},
-		{
-			name:  "drop",
-			fault: Fault{Match: "/encryptionAtRest", Drop: true, Times: 1},
-			checks: func(t *testing.T, e *env, get func() (*http.Response, []byte, error)) {
-				e.hc.CloseIdleConnections() // a fresh connection: no silent replay by net/http
-				if _, _, err := get(); err == nil {
-					t.Fatal("want a connection error")
-				}
-				if resp, _, err := get(); err != nil || resp.StatusCode != 200 {
-					t.Errorf("after the drop: %v", err)
-				}
-			},
-		},
-		{
-			name:  "raw body",
-			fault: Fault{Body: "{oops", Times: 1},
-			checks: func(t *testing.T, e *env, get func() (*http.Response, []byte, error)) {
-				resp, body, _ := get()
-				if resp.StatusCode != 200 || string(body) != "{oops" {
-					t.Errorf("%d %s", resp.StatusCode, body)
-				}
-			},
-		},
-		{
-			name:  "latency",
-			fault: Fault{Latency: 30 * time.Millisecond, Times: 1},
-			checks: func(t *testing.T, e *env, get func() (*http.Response, []byte, error)) {
-				start := time.Now()
-				if resp, _, _ := get(); resp.StatusCode != 200 {
-					t.Errorf("status %d", resp.StatusCode)
-				}
-				if d := time.Since(start); d < 30*time.Millisecond {
-					t.Errorf("answered after %s, want ≥ 30ms", d)
-				}
-			},
-		},
+		{"429 like Atlas, twice", Fault{Match: "/encryptionAtRest", Status: 429, RetryAfter: 2500 * time.Millisecond, Times: 2},
+			[]string{"429 " + rateLimited, "429 " + rateLimited, "200 "}},
+		{"other path unaffected", Fault{Match: "/clusters", Status: 503}, []string{"200 "}},
+		{"503 until cleared", Fault{Status: 503}, []string{`503 {"detail":"Service is temporarily unavailable. Please try again later.","error":503,"errorCode":"SERVICE_UNAVAILABLE","parameters":[],"reason":"Service Unavailable"}`, "503 ", "clear", "200 "}},
+		{"drop once", Fault{Match: "/encryptionAtRest", Drop: true, Times: 1}, []string{"drop", "200 "}},
+		{"raw body", Fault{Body: "{oops", Times: 1}, []string{"200 {oops"}},
+		{"latency", Fault{Latency: 30 * time.Millisecond, Times: 1}, []string{"200 "}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := start(t, Options{})
 			e.sim.PutProject(grp, AzureKeyVault{})
 			tok := e.token(t)
 			e.sim.Inject(tc.fault)
-			get := func() (*http.Response, []byte, error) {
+			e.hc.CloseIdleConnections() // a fresh connection: no silent replay by net/http
+			for i, want := range tc.want {
+				if want == "clear" {
+					e.sim.ClearFaults()
+					continue
+				}
 				req, _ := http.NewRequestWithContext(t.Context(), "GET", e.base+earPath(grp), nil)
 				req.Header.Set("Accept", acceptEAR)
 				req.Header.Set("Authorization", "Bearer "+tok)
+				begin := time.Now()
 				resp, err := e.hc.Do(req)
-				if err != nil {
-					return nil, nil, err
+				if want == "drop" {
+					if err == nil {
+						resp.Body.Close()
+						t.Fatalf("request %d answered %d, want a dropped connection", i, resp.StatusCode)
+					}
+					continue
 				}
-				defer resp.Body.Close()
-				b, err := io.ReadAll(resp.Body)
-				return resp, b, err
+				if err != nil {
+					t.Fatalf("request %d: %v", i, err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				status, body, _ := strings.Cut(want, " ")
+				if fmt.Sprint(resp.StatusCode) != status || (body != "" && string(b) != body) {
+					t.Errorf("request %d: %d %s, want %s", i, resp.StatusCode, b, want)
+				}
+				if resp.StatusCode == 429 && resp.Header.Get("Retry-After") != "3" || time.Since(begin) < tc.fault.Latency {
+					t.Errorf("request %d: Retry-After %q after %v", i, resp.Header.Get("Retry-After"), time.Since(begin))
+				}
 			}
-			tc.checks(t, e, get)
 		})
 	}
 }
@@ -711,139 +530,24 @@ func TestRateLimiter(t *testing.T) {
 	}
 }
 
-func TestStats(t *testing.T) {
-	e := start(t, Options{})
-	e.sim.PutProject(grp, AzureKeyVault{})
-	tok := e.token(t)
-	e.do(t, "GET", earPath(grp), map[string]string{"Accept": acceptEAR}, "")                                   // challenge
-	e.do(t, "GET", earPath(grp), map[string]string{"Accept": acceptEAR, "Authorization": "Bearer " + tok}, "") // ok
-	e.do(t, "GET", "/api/atlas/v2/groups/"+grp+"/clusters", map[string]string{"Accept": acceptCl, "Authorization": "Bearer " + tok}, "")
-	st := e.sim.Stats()
-	if st.Requests != 4 || e.sim.Requests() != 4 {
-		t.Errorf("requests %d", st.Requests)
-	}
-	wantRoute := map[string]int64{RouteToken: 1, RouteEncryptionAtRest: 2, RouteClusters: 1}
-	wantAuth := map[string]int64{AuthBasic: 1, AuthNone: 1, AuthBearer: 2}
-	wantStatus := map[int]int64{200: 3, 401: 1}
-	if !mapsEqual(st.ByRoute, wantRoute) || !mapsEqual(st.ByAuth, wantAuth) || !mapsEqual(st.ByStatus, wantStatus) {
-		t.Errorf("stats %+v", st)
-	}
-	e.sim.ResetStats()
-	if e.sim.Requests() != 0 || len(e.sim.Stats().ByRoute) != 0 {
-		t.Error("ResetStats left counts")
-	}
-}
-
-func mapsEqual[K comparable](a, b map[K]int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
+// TestMutators: copies out, false for what is unknown.
 func TestMutators(t *testing.T) {
 	s := New(Options{})
 	id := s.AddEndpoint(grp, "US_EAST_2", "", StatusInitiating)
-	if !hex24.MatchString(id) {
-		t.Errorf("id %q is not 24 hex", id)
-	}
-	if _, ok := s.Project(grp); !ok {
-		t.Error("AddEndpoint should create the project")
-	}
-	if !s.SetEndpoint(grp, id, StatusFailed, "boom") || !s.SetConnectionName(grp, id, "pe-1") {
-		t.Error("SetEndpoint/SetConnectionName on a known endpoint")
-	}
-	eps := s.Endpoints(grp)
-	if eps[0].Status != StatusFailed || eps[0].ErrorMessage != "boom" || eps[0].PrivateEndpointConnectionName != "pe-1" {
-		t.Errorf("endpoint %+v", eps[0])
-	}
-	eps[0].Status = "CHANGED"
-	if s.Endpoints(grp)[0].Status != StatusFailed {
-		t.Error("Endpoints must return a copy")
-	}
-	for name, ok := range map[string]bool{
-		"SetEndpoint unknown":    s.SetEndpoint(grp, "nope", StatusActive, ""),
-		"SetEndpoint no project": s.SetEndpoint("aaaaaaaaaaaaaaaaaaaaaaaa", id, StatusActive, ""),
-		"RemoveEndpoint unknown": s.RemoveEndpoint(grp, "nope"),
-		"SetPaused unknown":      s.SetPaused(grp, "nope", true),
-	} {
-		if ok {
-			t.Errorf("%s returned true", name)
-		}
-	}
 	s.AddCluster(grp, "c1", "AZURE", "US_EAST_2")
-	cl := s.Clusters(grp)
-	cl[0].Regions[0] = "X"
-	if s.Clusters(grp)[0].Regions[0] != "US_EAST_2" {
-		t.Error("Clusters must return a deep copy")
+	if _, ok := s.Project(grp); !ok || !hex24.MatchString(id) || !s.SetEndpoint(grp, id, StatusFailed, "boom") {
+		t.Fatalf("AddEndpoint: id %q, project created %v", id, ok)
+	}
+	eps, cl := s.Endpoints(grp), s.Clusters(grp)
+	eps[0].Status, cl[0].Regions[0] = "CHANGED", "X"
+	if eps = s.Endpoints(grp); eps[0].Status != StatusFailed || eps[0].ErrorMessage != "boom" || s.Clusters(grp)[0].Regions[0] != "US_EAST_2" {
+		t.Errorf("Endpoints and Clusters must return deep copies: %+v %+v", eps, s.Clusters(grp))
+	}
+	if s.SetEndpoint(grp, "nope", StatusActive, "") || s.SetEndpoint(otherGrp, id, StatusActive, "") || s.RemoveEndpoint(grp, "nope") ||
+		s.SetPaused(grp, "nope", true) || s.Endpoints(otherGrp) != nil || s.Clusters(otherGrp) != nil {
+		t.Error("an unknown endpoint, cluster or project was found")
 	}
 	if !s.RemoveEndpoint(grp, id) || len(s.Endpoints(grp)) != 0 {
 		t.Error("RemoveEndpoint")
-	}
-	s.DeleteProject(grp)
-	if s.Endpoints(grp) != nil || s.Clusters(grp) != nil {
-		t.Error("DeleteProject")
-	}
-}
-
-// TestConcurrentUse is for the race detector: requests and mutators at once.
-func TestConcurrentUse(t *testing.T) {
-	e := start(t, Options{PageSizeCap: 3})
-	e.sim.PutProject(grp, AzureKeyVault{})
-	tok := e.token(t)
-	var wg sync.WaitGroup
-	for i := range 4 {
-		wg.Go(func() {
-			for j := range 10 {
-				id := e.sim.AddEndpoint(grp, "US_EAST_2", fmt.Sprintf("pe-%d-%d", i, j), StatusInitiating)
-				e.sim.SetEndpoint(grp, id, StatusActive, "")
-				if j%3 == 0 {
-					e.sim.RemoveEndpoint(grp, id)
-				}
-				e.sim.SetValid(grp, j%2 == 0)
-			}
-		})
-		wg.Go(func() {
-			for range 10 {
-				req, _ := http.NewRequestWithContext(t.Context(), "GET", e.base+earPath(grp)+"/AZURE/privateEndpoints", nil)
-				req.Header.Set("Accept", acceptEAR)
-				req.Header.Set("Authorization", "Bearer "+tok)
-				resp, err := e.hc.Do(req)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					t.Errorf("status %d", resp.StatusCode)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if got := len(e.sim.Endpoints(grp)); got != 4*6 {
-		t.Errorf("%d endpoints left, want 24", got)
-	}
-}
-
-func TestStartTwiceAndCloseTwice(t *testing.T) {
-	e := start(t, Options{})
-	if _, err := e.sim.Start(e.ca); err == nil {
-		t.Error("second Start should fail")
-	}
-	if err := e.sim.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.hc.Get(e.base + "/"); err == nil {
-		t.Error("server still answers after Close")
-	}
-	if err := New(Options{}).Close(); err != nil {
-		t.Errorf("Close without Start: %v", err)
 	}
 }

@@ -13,10 +13,13 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -111,4 +114,23 @@ func (a *Authority) WriteCA(path string) error {
 // Listen starts a TLS listener on a free loopback port.
 func (a *Authority) Listen() (net.Listener, error) {
 	return tls.Listen("tcp", "127.0.0.1:0", a.ServerConfig())
+}
+
+// Serve serves h on ln in a goroutine, with header and idle timeouts and the
+// server's own error log discarded. The returned stop closes the listener and
+// every connection at once (requests in flight fail: it is a simulator) and
+// waits until the server stopped; it may be called more than once.
+func Serve(ln net.Listener, h http.Handler) (stop func()) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
+		ErrorLog: log.New(io.Discard, "", 0)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { _ = srv.Close() })
+		<-done
+	}
 }

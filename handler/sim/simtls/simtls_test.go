@@ -21,9 +21,8 @@ func TestTrustedOnlyThroughTheAuthority(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") })}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	stop := simtls.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") }))
+	t.Cleanup(stop)
 	url := "https://" + ln.Addr().String() + "/"
 
 	resp, err := ca.Client().Get(url)
