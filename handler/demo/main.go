@@ -33,6 +33,11 @@ func main() {
 	bin := flag.String("handler", "bin/handler-local", "path of the handler binary built for this machine")
 	minute := flag.Duration("minute", 200*time.Millisecond, "real duration of one world minute")
 	quiet := flag.Bool("quiet", false, "print only the scenes, expectations and the verdict")
+	flag.Usage = func() {
+		fmt.Fprintln(flag.CommandLine.Output(), "usage: demo [-handler FILE] [-minute D] [-quiet]")
+		flag.PrintDefaults()
+		fmt.Fprintln(flag.CommandLine.Output(), "exit status: 0 every expectation held, 1 one did not, 2 the demo could not run")
+	}
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -99,6 +104,13 @@ func run(ctx context.Context, bin string, minute time.Duration, quiet bool, out 
 	if d.held != d.all || d.all == 0 {
 		return 1
 	}
+	fmt.Fprint(out, `
+next: explore this world yourself with `+"`make sandbox`"+`: it keeps the simulators and the handler
+running, prints the Status page URL and the `+"`handler check`"+` command that reports on it, and lets
+you reject connections, disable the key or add a stranger's endpoint while you watch
+(README "Sandbox"). Against your real Atlas and Azure, `+"`handler check`"+` is the first step
+(README "Check before you deploy").
+`)
 	return 0
 }
 
