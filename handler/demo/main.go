@@ -301,7 +301,7 @@ func (d *demo) story() error {
 	_ = waitTicks(ctx, d.g, 3)
 	cancel()
 	d.expect("observe mode approves nothing", len(w.Approvals()) == before && w.ConnectionStatus(p, fresh) == vault.StatusPending,
-		fmt.Sprintf("%s is %s", shortName(fresh), w.ConnectionStatus(p, fresh)))
+		fmt.Sprintf("%s is %s", world.Short(fresh), w.ConnectionStatus(p, fresh)))
 	d.stopGuard()
 	return nil
 }
@@ -347,7 +347,7 @@ func (d *demo) rejectAndRecover(name, path string) error {
 		return fresh != "" && w.ConnectionStatus(p, fresh) == vault.StatusApproved
 	})
 	d.expect(fmt.Sprintf("the recreated connection is approved (%s path)", path), err == nil && len(w.Approvals()) == before+1,
-		shortName(fresh))
+		world.Short(fresh))
 	if path == "event" {
 		ctx, cancel := d.within(5)
 		ns, err := w.WaitNotice(ctx, p, alert.ConnectionChanged, alert.Raised, 1)
@@ -389,11 +389,4 @@ func newPending(w *world.World, p *world.Project, old []string) string {
 func waitTicks(ctx context.Context, g *world.Guard, n int) error {
 	base := len(g.Find("reconciled"))
 	return world.WaitFor(ctx, "reconciles", func() bool { return len(g.Find("reconciled")) >= base+n })
-}
-
-func shortName(s string) string {
-	if len(s) > 32 {
-		return s[:20] + "…" + s[len(s)-6:]
-	}
-	return s
 }
