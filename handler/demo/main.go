@@ -109,7 +109,7 @@ next: explore this world yourself with `+"`make sandbox`"+`: it keeps the simula
 running, prints the Status page URL and the `+"`handler check`"+` command that reports on it, and lets
 you reject connections, disable the key or add a stranger's endpoint while you watch
 (README "Sandbox"). Against your real Atlas and Azure, `+"`handler check`"+` is the first step
-(README "Check before you deploy").
+(README "Deploying to Azure", first run).
 `)
 	return 0
 }
