@@ -33,6 +33,11 @@ func main() {
 	bin := flag.String("handler", "bin/handler-local", "path of the handler binary built for this machine")
 	minute := flag.Duration("minute", 200*time.Millisecond, "real duration of one world minute")
 	quiet := flag.Bool("quiet", false, "print only the scenes, expectations and the verdict")
+	flag.Usage = func() {
+		fmt.Fprintln(flag.CommandLine.Output(), "usage: demo [-handler FILE] [-minute D] [-quiet]")
+		flag.PrintDefaults()
+		fmt.Fprintln(flag.CommandLine.Output(), "exit status: 0 every expectation held, 1 one did not, 2 the demo could not run")
+	}
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -99,6 +104,13 @@ func run(ctx context.Context, bin string, minute time.Duration, quiet bool, out 
 	if d.held != d.all || d.all == 0 {
 		return 1
 	}
+	fmt.Fprint(out, `
+next: explore this world yourself with `+"`make sandbox`"+`: it keeps the simulators and the handler
+running, prints the Status page URL and the `+"`handler check`"+` command that reports on it, and lets
+you reject connections, disable the key or add a stranger's endpoint while you watch
+(README "Sandbox"). Against your real Atlas and Azure, `+"`handler check`"+` is the first step
+(README "Deploying to Azure", first run).
+`)
 	return 0
 }
 
@@ -289,7 +301,7 @@ func (d *demo) story() error {
 	_ = waitTicks(ctx, d.g, 3)
 	cancel()
 	d.expect("observe mode approves nothing", len(w.Approvals()) == before && w.ConnectionStatus(p, fresh) == vault.StatusPending,
-		fmt.Sprintf("%s is %s", shortName(fresh), w.ConnectionStatus(p, fresh)))
+		fmt.Sprintf("%s is %s", world.Short(fresh), w.ConnectionStatus(p, fresh)))
 	d.stopGuard()
 	return nil
 }
@@ -335,7 +347,7 @@ func (d *demo) rejectAndRecover(name, path string) error {
 		return fresh != "" && w.ConnectionStatus(p, fresh) == vault.StatusApproved
 	})
 	d.expect(fmt.Sprintf("the recreated connection is approved (%s path)", path), err == nil && len(w.Approvals()) == before+1,
-		shortName(fresh))
+		world.Short(fresh))
 	if path == "event" {
 		ctx, cancel := d.within(5)
 		ns, err := w.WaitNotice(ctx, p, alert.ConnectionChanged, alert.Raised, 1)
@@ -377,11 +389,4 @@ func newPending(w *world.World, p *world.Project, old []string) string {
 func waitTicks(ctx context.Context, g *world.Guard, n int) error {
 	base := len(g.Find("reconciled"))
 	return world.WaitFor(ctx, "reconciles", func() bool { return len(g.Find("reconciled")) >= base+n })
-}
-
-func shortName(s string) string {
-	if len(s) > 32 {
-		return s[:20] + "…" + s[len(s)-6:]
-	}
-	return s
 }

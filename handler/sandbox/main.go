@@ -194,9 +194,8 @@ func controls(w *world.World, p *world.Project) http.Handler {
 func apply(w *world.World, p *world.Project, what, arg string) (string, error) {
 	switch what {
 	case "reject":
-		names := w.AtlasConnections(p)
 		if arg == "" {
-			for _, n := range names {
+			for _, n := range w.AtlasConnections(p) {
 				if w.ConnectionStatus(p, n) == vault.StatusApproved {
 					arg = n
 					break
@@ -205,6 +204,9 @@ func apply(w *world.World, p *world.Project, what, arg string) (string, error) {
 		}
 		if arg == "" {
 			return "", errors.New("no approved Atlas connection to reject; name one")
+		}
+		if w.ConnectionStatus(p, arg) == "" {
+			return "", fmt.Errorf("no connection %q on %s", arg, p.Vault.Name)
 		}
 		return "rejected " + arg, w.RejectConnection(p, arg, world.Ada)
 	case "disable-key":

@@ -83,8 +83,12 @@ func put(t testing.TB, st state.Store, d reconcile.Doc) {
 }
 
 // fixtureStore holds a healthy, a warning and a critical project (pUnknown
-// has no document).
-func fixtureStore(t testing.TB) *state.Memory {
+// has no document); the critical one carries planted markup and secrets.
+func fixtureStore(t testing.TB) *state.Memory { return fixtures(t, true) }
+
+// fixtures builds the store; without planted the critical project is what a
+// person would really see (the README's picture).
+func fixtures(t testing.TB, planted bool) *state.Memory {
 	t.Helper()
 	st := state.NewMemory()
 	at := fixtureNow.Add(-2 * time.Minute)
@@ -128,9 +132,14 @@ func fixtureStore(t testing.TB) *state.Memory {
 	)
 	cs.Errors = []plan.SourceError{{
 		Source:     plan.SourceConnections,
-		Message:    "list connections: forbidden (ARM AuthorizationFailed) Authorization: Bearer " + secretToken + " at https://example.blob.core.windows.net/x?sv=2024&sig=" + secretToken,
+		Message:    "list connections: forbidden (ARM AuthorizationFailed)",
 		Permission: vault.ActionConnectionsRead,
 	}}
+	if !planted {
+		put(t, st, docFor(t, cs, at))
+		return st
+	}
+	cs.Errors[0].Message += " Authorization: Bearer " + secretToken + " at https://example.blob.core.windows.net/x?sv=2024&sig=" + secretToken
 	cd := docFor(t, cs, at)
 	cd.Memory.Open["hostile"] = alert.Alert{
 		Fingerprint: "hostile", Kind: alert.ConnectionChanged, Severity: alert.Warning, ProjectID: pCritical,

@@ -44,12 +44,12 @@ func (w *World) createEndpoint(p *Project, region string) string {
 	w.endpoints[id] = st
 	w.mu.Unlock()
 	if err := w.arm.AddConnection(p.Vault, name, vault.StatusPending, peID); err != nil {
-		w.Logf(SourceAtlas, "cannot create connection %s: %v", short(name), err)
+		w.Logf(SourceAtlas, "cannot create connection %s: %v", Short(name), err)
 	}
 	w.mu.Lock()
 	st.hadConn = true
 	w.mu.Unlock()
-	w.Logf(SourceAtlas, "endpoint %s (%s) INITIATING; Pending connection %s appears on %s", id[:8], region, short(name), p.Vault.Name)
+	w.Logf(SourceAtlas, "endpoint %s (%s) INITIATING; Pending connection %s appears on %s", id[:8], region, Short(name), p.Vault.Name)
 	w.Emit(armEvent(p.Vault, "privateEndpointConnectionProxies", name, opProxyWrite, typeWrite, atlasActor(), time.Now()))
 	return name
 }
@@ -152,7 +152,6 @@ func (w *World) stepEndpoints(p *Project, now time.Time) {
 func (w *World) validityCheck(now time.Time) {
 	w.mu.Lock()
 	w.validChecks++
-	w.lastValidity = now
 	w.mu.Unlock()
 	for _, p := range w.projects {
 		w.mu.Lock()
@@ -205,7 +204,7 @@ func (w *World) onChange(c armsim.Change) {
 	w.changes = append(w.changes, c)
 	w.mu.Unlock()
 	name := c.After.Name
-	w.Logf(SourceAzure, "ARM write by %s: connection %s %s → %s", actorName(c.ClientID), short(name), c.Before.Status, c.After.Status)
+	w.Logf(SourceAzure, "ARM write by %s: connection %s %s → %s", actorName(c.ClientID), Short(name), c.Before.Status, c.After.Status)
 	w.Emit(armEvent(c.Vault, "privateEndpointConnections", name, opConnWrite, typeWrite, managedIdentityActor(c.ClientID, c.ObjectID, c.Vault), c.Time))
 }
 
@@ -230,7 +229,7 @@ func (w *World) RejectConnection(p *Project, name string, who User) error {
 	if err := w.arm.SetConnectionStatus(p.Vault, name, vault.StatusRejected, "Rejected by "+who.UPN); err != nil {
 		return err
 	}
-	w.Logf(SourceWorld, "%s rejects connection %s", who.Name, short(name))
+	w.Logf(SourceWorld, "%s rejects connection %s", who.Name, Short(name))
 	w.Emit(armEvent(p.Vault, "privateEndpointConnections", name, opConnWrite, typeWrite, userActor(who), time.Now()))
 	return nil
 }
@@ -240,7 +239,7 @@ func (w *World) RemoveConnection(p *Project, name string, who User) error {
 	if err := w.arm.RemoveConnection(p.Vault, name); err != nil {
 		return err
 	}
-	w.Logf(SourceWorld, "%s deletes connection %s", who.Name, short(name))
+	w.Logf(SourceWorld, "%s deletes connection %s", who.Name, Short(name))
 	w.Emit(armEvent(p.Vault, "privateEndpointConnections", name, opConnDelete, typeDelete, userActor(who), time.Now()))
 	return nil
 }
@@ -252,7 +251,7 @@ func (w *World) AddForeignConnection(p *Project, name string) error {
 	if err := w.arm.AddConnection(p.Vault, name, vault.StatusPending, peID); err != nil {
 		return err
 	}
-	w.Logf(SourceWorld, "a stranger creates private endpoint connection %s (Pending) on %s", short(name), p.Vault.Name)
+	w.Logf(SourceWorld, "a stranger creates private endpoint connection %s (Pending) on %s", Short(name), p.Vault.Name)
 	w.Emit(armEvent(p.Vault, "privateEndpointConnectionProxies", name, opProxyWrite, typeWrite, strangerActor(), time.Now()))
 	return nil
 }
@@ -321,22 +320,4 @@ func (w *World) RevokeAccess(p *Project, who User) {
 	w.mu.Unlock()
 	w.Logf(SourceWorld, "%s deletes Atlas's role assignment on %s", who.Name, p.Vault.Name)
 	w.Emit(roleAssignmentDeleted(p.Vault, userActor(who)))
-}
-
-// RestoreAccess gives Atlas its access back (no event the guard uses).
-func (w *World) RestoreAccess(p *Project, who User) {
-	w.mu.Lock()
-	p.accessRevoked = false
-	w.mu.Unlock()
-	w.Logf(SourceWorld, "%s restores Atlas's role assignment on %s", who.Name, p.Vault.Name)
-}
-
-// ChangeAccessPolicy is a change of the vault's access policies; revoke
-// says whether it removed Atlas's access.
-func (w *World) ChangeAccessPolicy(p *Project, revoke bool) {
-	w.mu.Lock()
-	p.accessRevoked = revoke
-	w.mu.Unlock()
-	w.Logf(SourceWorld, "the access policies of %s change (Atlas's access removed: %v)", p.Vault.Name, revoke)
-	w.Emit(keyVaultEvent(p.Vault, typeAccessPolicyChanged, p.Vault.Name, "", time.Time{}))
 }

@@ -51,7 +51,7 @@ func (e Event) String() string {
 	if i := strings.LastIndexByte(subj, '/'); i >= 0 {
 		subj = subj[i+1:]
 	}
-	return fmt.Sprintf("%s %s", strings.TrimPrefix(strings.TrimPrefix(e.Type, "Microsoft.Resources."), "Microsoft.KeyVault."), short(subj))
+	return fmt.Sprintf("%s %s", strings.TrimPrefix(strings.TrimPrefix(e.Type, "Microsoft.Resources."), "Microsoft.KeyVault."), Short(subj))
 }
 
 // actor is who an ARM event says made the call: its token claims and the

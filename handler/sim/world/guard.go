@@ -233,7 +233,7 @@ func describe(r Record) string {
 	case strings.HasPrefix(msg, "alert "):
 		return ""
 	case msg == "approval failed":
-		return "approval of " + short(r.Str("connection")) + " failed: " + r.Str("error")
+		return "approval of " + Short(r.Str("connection")) + " failed: " + r.Str("error")
 	case msg == "invocation failed; the platform will retry", msg == "invocation failed":
 		return r.Str("function") + " failed: " + truncate(r.Str("error"), 160)
 	case msg == "listening":

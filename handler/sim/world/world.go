@@ -106,17 +106,6 @@ type Project struct {
 	pausedAt      time.Time // real time Atlas last paused the clusters
 }
 
-// KeyIdentifier returns the key identifier Atlas's EAR config pins.
-func (p *Project) KeyIdentifier(w *World) string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return p.keyIdentifier()
-}
-
-func (p *Project) keyIdentifier() string {
-	return "https://" + p.Vault.Name + ".vault.azure.net/keys/" + p.KeyName + "/" + p.keyVersion
-}
-
 // endpointState is what the world remembers about an Atlas endpoint.
 type endpointState struct {
 	project    *Project
@@ -147,15 +136,14 @@ type World struct {
 	tenantID string
 	projects []*Project
 
-	mu           sync.Mutex
-	endpoints    map[string]*endpointState // Atlas endpoint id → state
-	changes      []armsim.Change
-	timeline     []Entry
-	events       bool
-	timerOn      bool
-	guards       []*Guard
-	validChecks  int
-	lastValidity time.Time // world time of the last validity check
+	mu          sync.Mutex
+	endpoints   map[string]*endpointState // Atlas endpoint id → state
+	changes     []armsim.Change
+	timeline    []Entry
+	events      bool
+	timerOn     bool
+	guards      []*Guard
+	validChecks int
 
 	queue  chan queued
 	cancel context.CancelFunc
@@ -548,7 +536,7 @@ func (w *World) recordWebhook(rec *notifytest.WebhookRecorder) http.Handler {
 			a := n.Alert
 			line := fmt.Sprintf("%s %s %s", strings.ToUpper(string(a.Severity)), a.Kind, n.Action)
 			if a.Subject != "" {
-				line += " " + short(a.Subject)
+				line += " " + Short(a.Subject)
 			}
 			if a.Actor != "" {
 				line += " (by " + a.Actor + ")"
@@ -581,9 +569,9 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// short abbreviates long connection names for the timeline:
+// Short abbreviates long connection names for the timeline:
 // atlas-pe-useast2-0123456789abcdef01234567.3b4f… → atlas-pe-useast2-012345….3b4f
-func short(s string) string {
+func Short(s string) string {
 	if len(s) <= 32 {
 		return s
 	}
