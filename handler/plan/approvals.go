@@ -115,7 +115,8 @@ func (pl *planner) decideConnection(c vault.Connection, e atlas.PrivateEndpoint,
 			details["similarTo"] = sim
 		}
 		since := pl.unrequestedSince(c.Name)
-		if creating := pl.atlasCreating(); creating != "" && details["similarTo"] == "" && pl.now.Sub(since) < pl.p.ForeignGrace {
+		_, reported := pl.prev.Open[Fingerprint(alert.ForeignConnection, pl.s.ProjectID, c.Name)]
+		if creating := pl.atlasCreating(); creating != "" && !reported && details["similarTo"] == "" && pl.now.Sub(since) < pl.p.ForeignGrace {
 			add(VerdictForeign, reason+fmt.Sprintf("; alert deferred until %s: Atlas endpoint %s is being created and may own it",
 				since.Add(pl.p.ForeignGrace).UTC().Format(time.RFC3339), creating))
 			return

@@ -172,3 +172,19 @@ func TestForeignAlertWaitsWhileAtlasCreatesAnEndpoint(t *testing.T) {
 	run(t, enforce(), step{0, with(healthy(), addConn(newConn, vault.StatusPending)), []string{"foreign-connection/raised"}})
 	run(t, enforce(), step{0, with(creating, addConn(connA+"-evil", vault.StatusPending)), []string{"foreign-connection/raised"}})
 }
+
+// An open foreign-connection alert stays open when Atlas starts creating an
+// endpoint afterwards: the deferral only delays a first report, it never
+// resolves one already sent (that would be a resolve and a re-raise for a
+// connection that stayed Pending throughout).
+func TestOpenForeignAlertIsNotResolvedByADeferral(t *testing.T) {
+	const stranger = "shadow-pe"
+	foreign := with(settled(), addConn(stranger, vault.StatusPending))
+	creating := with(foreign, func(s *Snapshot) {
+		s.Endpoints = append(slices.Clone(s.Endpoints), atlas.PrivateEndpoint{ID: epB, RegionName: "US_EAST_2", Status: atlas.StatusInitiating})
+	})
+	run(t, enforce(),
+		step{0, foreign, []string{"foreign-connection/raised"}},
+		step{time.Second, creating, nil},
+		step{2 * time.Second, foreign, nil})
+}
