@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
 func TestCorruptStateIsQuarantinedAndAlertingGoesOn(t *testing.T) {
@@ -193,5 +195,69 @@ func TestNoticesOfOneFingerprintAreStampedInCausalOrder(t *testing.T) {
 	}
 	if fp == "" || resolved != 1 {
 		t.Fatalf("fingerprint %q resolved %d times, want once", fp, resolved)
+	}
+}
+
+// TestConcurrentInvocationsApproveExactlyOnce runs six reconciles at once —
+// timer, events and direct runs, in one reconciler and again in two sharing
+// the store — against an ARM that checks neither If-Match nor the body etag.
+func TestConcurrentInvocationsApproveExactlyOnce(t *testing.T) {
+	for _, instances := range []int{1, 2} {
+		t.Run(strings.Repeat("instance ", instances), func(t *testing.T) {
+			r := newRig(t)
+			r.arm.SetEtagChecks(false, false)
+			var guards []*reconcile.Reconciler
+			for i := range instances {
+				guards = append(guards, r.guard(options{instance: string(rune('a' + i))}))
+			}
+			var wg sync.WaitGroup
+			for i := range 6 {
+				g := guards[i%instances]
+				wg.Go(func() {
+					var err error
+					switch i % 3 {
+					case 0:
+						_, err = g.Timer(t.Context(), event.Timer{})
+					case 1:
+						_, err = g.Events(t.Context(), []event.Trigger{connectionTrigger("ev-race")})
+					default:
+						_, err = g.Project(t.Context(), project, nil)
+					}
+					if err != nil {
+						t.Errorf("invocation %d: %v", i, err)
+					}
+				})
+			}
+			wg.Wait()
+			if r.puts() != 1 || r.noticeCount(string(alert.Approved), string(alert.AuditEvent)) != 1 {
+				t.Fatalf("%d approval PUTs and %d approved notices; want exactly one each",
+					r.puts(), r.noticeCount(string(alert.Approved), string(alert.AuditEvent)))
+			}
+		})
+	}
+}
+
+// A person rejects the connection between the guard's read and its write:
+// ARM answers 412, nothing is approved, no blind spot is raised, and the
+// next run sees the rejection.
+func TestRejectBetweenReadAndWriteIsNotOverridden(t *testing.T) {
+	r := newRig(t)
+	r.arm.BeforePut(func(v resource.ID, name string) {
+		r.arm.SetConnectionStatus(v, name, vault.StatusRejected, "not this one")
+	})
+	g := r.guard(options{})
+	rep, err := g.Project(t.Context(), project, nil)
+	if err != nil || len(rep.Approved) != 0 || len(rep.Blind) != 0 {
+		t.Fatalf("report %+v, %v; want no approval and no blind spot", rep, err)
+	}
+	if c, _ := r.arm.Connection(kv, peConn); c.Status != vault.StatusRejected {
+		t.Fatalf("connection is %s, want Rejected", c.Status)
+	}
+	r.arm.BeforePut(nil)
+	if _, err := g.Project(t.Context(), project, nil); err != nil {
+		t.Fatal(err)
+	}
+	if r.puts() != 1 || r.noticeCount(string(alert.GuardBlind), string(alert.Raised)) != 0 {
+		t.Fatalf("%d PUTs, notices %+v", r.puts(), r.hook.Notices())
 	}
 }
