@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/armsim"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/world"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
@@ -18,6 +19,7 @@ func TestSixConcurrentInvocationsApproveOnce(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, setup{Options: world.Options{Regions: []string{"US_EAST_2"}}})
 	w.ARM().SetEtagChecks(false, false)
+	w.ARM().Inject(armsim.Fault{Match: armsim.RouteConnectionPut, Latency: 100 * time.Millisecond}) // ARM writes are slow
 	p := w.Project(0)
 	guards := []*world.Guard{startGuard(t, w, world.GuardOptions{Name: "guard-a"}), startGuard(t, w, world.GuardOptions{Name: "guard-b"})}
 	ctx := deadline(t, 60*time.Second)

@@ -14,6 +14,7 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/reconcile"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/armsim"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
@@ -206,6 +207,7 @@ func TestConcurrentInvocationsApproveExactlyOnce(t *testing.T) {
 		t.Run(strings.Repeat("instance ", instances), func(t *testing.T) {
 			r := newRig(t)
 			r.arm.SetEtagChecks(false, false)
+			r.arm.Inject(armsim.Fault{Match: armsim.RouteConnectionPut, Latency: 100 * time.Millisecond}) // ARM writes are slow
 			var guards []*reconcile.Reconciler
 			for i := range instances {
 				guards = append(guards, r.guard(options{instance: string(rune('a' + i))}))
