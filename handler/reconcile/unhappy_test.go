@@ -63,7 +63,7 @@ func TestConcurrentEventsOnAColdIndexAreRouted(t *testing.T) {
 	r := newRig(t)
 	const other = "65a1b2c3d4e5f60718293a4c"
 	kv2 := resource.ID{SubscriptionID: kv.SubscriptionID, ResourceGroup: "rg-two", Name: "kv-two"}
-	r.addProject(other, kv2, "atlas-pe-two", false)
+	r.addProject(other, kv2, "atlas-pe-two")
 	g := r.guard(options{projects: []string{project, other}})
 	var wg sync.WaitGroup
 	for i, v := range []resource.ID{kv, kv2} {
