@@ -19,6 +19,7 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify/notifytest"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -323,7 +324,7 @@ func TestWebhook500Then200DeliveredOnce(t *testing.T) {
 	rec := notifytest.NewWebhookRecorder()
 	rec.FailNext(http.StatusInternalServerError)
 	w := newWebhook(t, webhookServer(t, rec), notify.FormatGeneric)
-	if err := w.Send(t.Context(), sample()); err == nil || notify.IsPermanent(err) {
+	if err := w.Send(t.Context(), sample()); err == nil || !transient.Is(err) {
 		t.Fatalf("without Retry: err = %v, want a transient error", err)
 	}
 	rec.FailNext(http.StatusInternalServerError)
@@ -349,7 +350,7 @@ func TestWebhookPermanentNotRetried(t *testing.T) {
 		http.Error(w, "invalid_payload", http.StatusBadRequest)
 	})
 	err := fastRetry(newWebhook(t, webhookServer(t, h), notify.FormatSlack)).Send(t.Context(), sample()[:1])
-	if !notify.IsPermanent(err) || calls.Load() != 1 {
+	if transient.Is(err) || calls.Load() != 1 {
 		t.Fatalf("err = %v after %d calls; want one permanent failure", err, calls.Load())
 	}
 	if !strings.Contains(err.Error(), "webhook: POST failed: status 400: invalid_payload") {
@@ -390,7 +391,7 @@ func TestWebhookErrorsNeverContainTheURL(t *testing.T) {
 	srv.Close()
 	err = fastRetry(newWebhook(t, down, notify.FormatTeams)).Send(t.Context(), sample())
 	assertNoSecret(t, err, down)
-	if notify.IsPermanent(err) || !strings.HasPrefix(err.Error(), "webhook: POST failed: ") {
+	if !transient.Is(err) || !strings.HasPrefix(err.Error(), "webhook: POST failed: ") {
 		t.Fatalf("down: %v", err)
 	}
 
