@@ -484,11 +484,11 @@ func (c *countingSink) Send(ctx context.Context, n []alert.Notice) error {
 }
 
 func TestRetryBoundedByAttemptsAndContext(t *testing.T) {
-	s := &countingSink{name: "x", err: errors.New("flaky")}
+	s := &countingSink{name: "x", err: transient.Mark(errors.New("flaky"))}
 	if err := fastRetry(s).Send(t.Context(), sample()); err == nil || s.calls.Load() != 3 {
 		t.Fatalf("err %v after %d calls, want 3", err, s.calls.Load())
 	}
-	s2 := &countingSink{name: "y", err: errors.New("flaky")}
+	s2 := &countingSink{name: "y", err: transient.Mark(errors.New("flaky"))}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Millisecond)
 	defer cancel()
 	start := time.Now()
