@@ -49,7 +49,8 @@ func (r *Reconciler) approve(ctx context.Context, projectID string, az Azure, ap
 		}
 		res, err := az.Approve(ctx, a.Vault, a.Connection, a.Description)
 		switch {
-		case err == nil && res.Outcome == vault.ChangedMeanwhile, changedMeanwhile(err):
+		case err == nil && res.Outcome == vault.ChangedMeanwhile: // the vault client logs it
+		case changedMeanwhile(err):
 			log.InfoContext(ctx, "connection changed since it was read; re-deciding next run", "status", res.Connection.Status)
 		case err != nil:
 			log.ErrorContext(ctx, "approval failed", "error", err.Error())
