@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
@@ -204,11 +205,10 @@ func (r *Reconciler) list(ctx context.Context) error {
 		return err
 	}
 	for _, it := range items {
-		r.remember(strings.TrimPrefix(it.Key, projectPrefix), it.Meta["vault"])
+		if v := it.Meta["vault"]; v != "" {
+			r.remember(strings.TrimPrefix(it.Key, projectPrefix), v)
+		}
 	}
-	r.mu.Lock()
-	r.listed = r.now()
-	r.mu.Unlock()
 	return nil
 }
 
@@ -217,13 +217,8 @@ func (r *Reconciler) list(ctx context.Context) error {
 // A transient failure is returned (the event is retried).
 func (r *Reconciler) refresh(ctx context.Context) error {
 	listErr := r.list(ctx)
+	unknown := r.unknown()
 	r.mu.Lock()
-	var unknown []string
-	for _, p := range r.projects {
-		if r.vaults[p] == "" {
-			unknown = append(unknown, p)
-		}
-	}
 	now := r.now()
 	look := len(unknown) > 0 && now.Sub(r.looked) >= atlasLookEvery
 	if look {
@@ -247,7 +242,10 @@ func (r *Reconciler) refresh(ctx context.Context) error {
 			}()
 			ear, err := r.atlas.EncryptionAtRest(ctx, p)
 			c := ear.AzureKeyVault
-			if id := (resource.ID{SubscriptionID: c.SubscriptionID, ResourceGroup: c.ResourceGroupName, Name: c.KeyVaultName}); err == nil && id.SubscriptionID != "" && id.ResourceGroup != "" && id.Name != "" {
+			if id := (resource.ID{SubscriptionID: c.SubscriptionID, ResourceGroup: c.ResourceGroupName, Name: c.KeyVaultName}); err == nil {
+				if id.SubscriptionID == "" || id.ResourceGroup == "" || id.Name == "" {
+					id = resource.ID{}
+				}
 				r.remember(p, id.String())
 			}
 			errs[i] = err
@@ -260,29 +258,40 @@ func (r *Reconciler) refresh(ctx context.Context) error {
 	return nil
 }
 
-// remember records a project's vault in the in-memory index.
+// remember records a project's vault in the in-memory index ("": the
+// project names no vault).
 func (r *Reconciler) remember(project, vaultID string) {
-	if vaultID == "" {
-		return
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.vaults[project] = vaultID
 }
 
+// unknown returns the guarded projects whose vault the index does not know.
+func (r *Reconciler) unknown() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, p := range r.projects {
+		if _, ok := r.vaults[p]; !ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // otherRequests returns the connection names that the other guarded projects
-// on vault v asked for (name → project), from their documents. The index is
-// listed first if this process never listed it.
+// on vault v asked for (name → project): from their documents, or — for a
+// project that has none yet (a fresh deployment) — from its Atlas endpoints.
+// Who shares v comes from the index; projects it does not know yet are
+// looked up first (bounded as for events).
 func (r *Reconciler) otherRequests(ctx context.Context, projectID string, v resource.ID) map[string]string {
 	if v.IsZero() {
 		return nil
 	}
-	r.mu.Lock()
-	listed := !r.listed.IsZero()
-	r.mu.Unlock()
-	if !listed {
-		if _, err, _ := r.flight.Do("list", func() (any, error) { return nil, r.list(ctx) }); err != nil {
-			r.log.WarnContext(ctx, "listing the project documents failed", "error", err.Error())
+	r.remember(projectID, v.String())
+	if len(r.unknown()) > 0 {
+		if _, err, _ := r.flight.Do("refresh", func() (any, error) { return nil, r.refresh(ctx) }); err != nil {
+			r.log.WarnContext(ctx, "looking up the other projects' vaults failed", "error", err.Error())
 		}
 	}
 	var siblings []string
@@ -293,23 +302,41 @@ func (r *Reconciler) otherRequests(ctx context.Context, projectID string, v reso
 		}
 	}
 	r.mu.Unlock()
-	var out map[string]string
+	out := map[string]string{}
 	for _, p := range siblings {
-		read, err := state.Load(ctx, r.store, ProjectKey(p))
-		var d Doc
-		if err == nil && read.Found {
-			err = json.Unmarshal(read.Data, &d)
-		}
+		names, err := r.requests(ctx, p)
 		if err != nil {
 			r.log.WarnContext(ctx, "reading another project's requests failed", "other", p, "error", err.Error())
-			continue
 		}
-		for _, name := range d.Requests {
-			if out == nil {
-				out = map[string]string{}
-			}
+		for _, name := range names {
 			out[name] = p
 		}
 	}
 	return out
+}
+
+// requests returns the connection names project p's Atlas endpoints ask
+// for, as its document records them or, without a document, from Atlas.
+func (r *Reconciler) requests(ctx context.Context, p string) ([]string, error) {
+	read, err := state.Load(ctx, r.store, ProjectKey(p))
+	if err != nil || read.Found {
+		var d Doc
+		if err == nil {
+			err = json.Unmarshal(read.Data, &d)
+		}
+		return d.Requests, err
+	}
+	eps, err := r.atlas.PrivateEndpoints(ctx, p)
+	return requested(eps), err
+}
+
+// requested returns the connection names of the endpoints.
+func requested(eps []atlas.PrivateEndpoint) []string {
+	var names []string
+	for _, e := range eps {
+		if e.PrivateEndpointConnectionName != "" {
+			names = append(names, e.PrivateEndpointConnectionName)
+		}
+	}
+	return names
 }

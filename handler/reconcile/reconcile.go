@@ -84,7 +84,6 @@ type Reconciler struct {
 	locks   map[string]chan struct{}  // one reconcile per project at a time
 	unsaved map[string][]alert.Notice // audit notices not yet recorded, by project
 	vaults  map[string]string         // project → vault resource ID
-	listed  time.Time                 // last listing of the project documents
 	looked  time.Time                 // last Atlas look for projects of unknown vault
 }
 
@@ -364,12 +363,7 @@ func (r *Reconciler) record(ctx context.Context, d *Doc, rec *record) error {
 		d.Vault = rec.snap.Vault.String()
 	}
 	if rec.snap.Endpoints != nil {
-		d.Requests = nil
-		for _, e := range rec.snap.Endpoints {
-			if e.PrivateEndpointConnectionName != "" {
-				d.Requests = append(d.Requests, e.PrivateEndpointConnectionName)
-			}
-		}
+		d.Requests = requested(rec.snap.Endpoints)
 	}
 	d.Memory = rec.res.Memory
 	d.Memory.Open = open

@@ -12,9 +12,11 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/reconcile"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/armsim"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtest"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
@@ -261,5 +263,38 @@ func TestRejectBetweenReadAndWriteIsNotOverridden(t *testing.T) {
 	}
 	if r.puts() != 1 || r.noticeCount(string(alert.GuardBlind), string(alert.Raised)) != 0 {
 		t.Fatalf("%d PUTs, notices %+v", r.puts(), r.hook.Notices())
+	}
+}
+
+// Two guarded projects on one vault, each with its own Pending connection:
+// neither calls the other's connection foreign.
+func TestProjectsSharingAVaultDoNotCallEachOthersConnectionsForeign(t *testing.T) {
+	r := newRig(t)
+	const other, otherConn = "65a1b2c3d4e5f60718293a4d", "atlas-pe-eastus2-65a1b2c3d4e5f60718293a4d.0000"
+	if _, err := r.AddProject(simtest.Project{ID: other, Vault: kv, Key: "other-key", Clusters: []string{"orders"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.AddEndpoint(other, kv, "US_EAST_2", otherConn, atlas.StatusPendingAcceptance, vault.StatusPending); err != nil {
+		t.Fatal(err)
+	}
+	g := r.guard(options{mode: plan.ModeObserve, projects: []string{project, other}})
+	for range 2 {
+		if _, err := g.Timer(t.Context(), event.Timer{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for p, conn := range map[string]string{project: otherConn, other: peConn} {
+		var doc reconcile.Doc
+		data, _, _ := r.store.Get(t.Context(), reconcile.ProjectKey(p))
+		if err := json.Unmarshal(data, &doc); err != nil || doc.Summary == nil {
+			t.Fatalf("document of %s: %v", p, err)
+		}
+		i := slices.IndexFunc(doc.Summary.Decisions, func(d plan.Decision) bool { return d.Connection == conn })
+		if i < 0 || doc.Summary.Decisions[i].Verdict != plan.VerdictOtherProject {
+			t.Errorf("%s's decision on %s: %+v", p, conn, doc.Summary.Decisions)
+		}
+	}
+	if n := r.noticeCount(string(alert.ForeignConnection), string(alert.Raised)); n != 0 {
+		t.Fatalf("%d foreign-connection alerts", n)
 	}
 }
