@@ -11,9 +11,9 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify"
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify/notifytest"
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/notifytest"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtls"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
 const topicKey = "dG9waWMta2V5LXRoYXQtbXVzdC1ub3QtbGVhaw=="

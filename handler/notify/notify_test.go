@@ -18,7 +18,7 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify"
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify/notifytest"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/notifytest"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
