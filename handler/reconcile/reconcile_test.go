@@ -104,26 +104,6 @@ func connectionTrigger(id string) event.Trigger {
 		Operation: event.OpConnectionWrite, Actor: "mallory@contoso.com", Time: time.Now()}
 }
 
-func TestDuplicateEventsGiveOneApprovalAndOneAuditNotice(t *testing.T) {
-	r := newRig(t)
-	g := r.guard(options{})
-	var wg sync.WaitGroup
-	for i := range 3 {
-		wg.Go(func() {
-			if _, err := g.Events(t.Context(), []event.Trigger{connectionTrigger("ev-dup")}); err != nil {
-				t.Errorf("delivery %d: %v", i, err)
-			}
-		})
-	}
-	wg.Wait()
-	if r.approvals() != 1 {
-		t.Fatalf("approval PUTs = %d, want 1", r.approvals())
-	}
-	if n := r.noticeCount(string(alert.Approved), string(alert.AuditEvent)); n != 1 {
-		t.Fatalf("approved notices = %d, want 1", n)
-	}
-}
-
 func TestEventForAnotherVaultReconcilesNothing(t *testing.T) {
 	r := newRig(t)
 	g := r.guard(options{})
