@@ -60,9 +60,6 @@ func (r *Reconciler) Timer(ctx context.Context, t event.Timer) (RunResult, error
 	if t.IsPastDue {
 		r.log.InfoContext(ctx, "timer is past due")
 	}
-	if _, err, _ := r.flight.Do("list", func() (any, error) { return nil, r.list(ctx) }); err != nil {
-		r.log.WarnContext(ctx, "listing the project documents failed", "error", err.Error())
-	}
 	out, err := r.run(ctx, r.projects, nil)
 	// A timer is not retried by the platform: report failures in the
 	// result, and fail the invocation only when no project succeeded.

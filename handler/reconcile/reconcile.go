@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -198,7 +199,9 @@ func (r *Reconciler) Project(ctx context.Context, projectID string, hints []plan
 	if unreadable != nil {
 		snap.Errors = append(snap.Errors, *unreadable)
 	}
-	snap.OtherRequests = r.otherRequests(ctx, projectID, snap.Vault)
+	if stateErr == nil {
+		snap.OtherRequests = r.otherRequests(ctx, projectID, snap.Vault)
+	}
 	res := plan.Plan(snap, prev.Memory, r.policy, r.now())
 
 	ap := r.approve(ctx, projectID, az, res.Approvals, key, cur, run)
@@ -209,7 +212,9 @@ func (r *Reconciler) Project(ctx context.Context, projectID string, hints []plan
 		}
 	}
 	for _, e := range append(snap.Errors, ap.failed...) {
-		rep.Blind = append(rep.Blind, string(e.Source))
+		if !slices.Contains(rep.Blind, string(e.Source)) {
+			rep.Blind = append(rep.Blind, string(e.Source))
+		}
 	}
 	// Approvals made while the store was down are owed to the sinks too.
 	audit := append(r.takeAudit(projectID), ap.audit...)
@@ -241,7 +246,7 @@ func (r *Reconciler) Project(ctx context.Context, projectID string, hints []plan
 		r.log.WarnContext(ctx, "recording deliveries failed; they will be retried", "error", err.Error())
 	}
 	if ap.transient || retry {
-		return rep, transient.Mark(fmt.Errorf("%v unreadable or not applied; retry", rep.Blind))
+		return rep, transient.Mark(fmt.Errorf("%s unreadable or not applied; retry", strings.Join(rep.Blind, ", ")))
 	}
 	return rep, nil
 }
