@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -45,12 +46,7 @@ func (r *Reconciler) Events(ctx context.Context, triggers []event.Trigger) (RunR
 	if len(hints) == 0 {
 		return RunResult{Logs: []string{"no guarded project uses the vault this event concerns"}}, nil
 	}
-	projects := make([]string, 0, len(hints))
-	for p := range hints {
-		projects = append(projects, p)
-	}
-	slices.Sort(projects)
-	return r.run(ctx, projects, hints)
+	return r.run(ctx, slices.Sorted(maps.Keys(hints)), hints)
 }
 
 // Timer reconciles every guarded project within the configured deadline.
@@ -238,12 +234,10 @@ func (r *Reconciler) refresh(ctx context.Context) error {
 				}
 			}()
 			ear, err := r.atlas.EncryptionAtRest(ctx, p)
-			c := ear.AzureKeyVault
-			if id := (resource.ID{SubscriptionID: c.SubscriptionID, ResourceGroup: c.ResourceGroupName, Name: c.KeyVaultName}); err == nil {
-				if id.SubscriptionID == "" || id.ResourceGroup == "" || id.Name == "" {
-					id = resource.ID{}
-				}
-				r.remember(p, id.String())
+			if v := vaultOf(ear.AzureKeyVault); err == nil && v.IsZero() {
+				r.remember(p, "")
+			} else if err == nil {
+				r.remember(p, v.String())
 			}
 			errs[i] = err
 		})

@@ -218,19 +218,17 @@ func (r *Reconciler) Project(ctx context.Context, projectID string, hints []plan
 	}
 	// Approvals made while the store was down are owed to the sinks too.
 	audit := append(r.takeAudit(projectID), ap.audit...)
-	if stateErr != nil {
-		// Without state there is no de-duplication: log, skip the external
-		// sinks, and fail transiently so the next run delivers properly.
-		r.logSink.Send(ctx, append(res.Notices, audit...))
-		r.keepAudit(projectID, audit)
-		rep.Notices = len(res.Notices) + len(audit)
-		return rep, stateErr
-	}
-
 	rec := record{base: prev, snap: snap, res: res, audit: audit, failed: ap.failed, run: run, approved: ap.approved, calls: calls, start: start}
-	doc, read, err := state.Update(ctx, r.store, key, cur, func(d *Doc) error { return r.record(ctx, d, &rec) })
+	var doc Doc
+	var read state.Read
+	err = stateErr
+	if err == nil {
+		doc, read, err = state.Update(ctx, r.store, key, cur, func(d *Doc) error { return r.record(ctx, d, &rec) })
+	}
 	if err != nil {
-		// The approvals stand; the notices are logged so nothing is silent.
+		// Without state there is no de-duplication: the approvals stand, the
+		// notices go to the log only, and the error is transient so the next
+		// run delivers them everywhere.
 		r.logSink.Send(ctx, append(res.Notices, audit...))
 		r.keepAudit(projectID, audit)
 		rep.Notices = len(res.Notices) + len(audit)
