@@ -233,11 +233,14 @@ func (r *Reconciler) refresh(ctx context.Context) error {
 					errs[i] = fmt.Errorf("internal error reading the EAR config of %s: %v", p, v)
 				}
 			}()
+			// A project Atlas refuses to describe counts as known without a
+			// vault (its own reconcile records one), so it is not looked up
+			// again and again; a transient failure leaves it unknown.
 			ear, err := r.atlas.EncryptionAtRest(ctx, p)
-			if v := vaultOf(ear.AzureKeyVault); err == nil && v.IsZero() {
-				r.remember(p, "")
-			} else if err == nil {
+			if v := vaultOf(ear.AzureKeyVault); err == nil && !v.IsZero() {
 				r.remember(p, v.String())
+			} else if !transient.Is(err) {
+				r.remember(p, "")
 			}
 			errs[i] = err
 		})
