@@ -380,6 +380,11 @@ func (r *Reconciler) record(ctx context.Context, d *Doc, rec *record) error {
 	d.Summary.AtlasCalls, d.Summary.ARMCalls = rec.calls.Atlas(), rec.calls.ARM()
 	d.Summary.DurationMS = now.Sub(rec.start).Milliseconds()
 
+	// Deliveries to a sink no longer configured (or to the log, which is
+	// written directly) have nobody to go to.
+	d.Pending = slices.DeleteFunc(d.Pending, func(p Delivery) bool {
+		return !slices.ContainsFunc(r.sinks, func(s Sink) bool { return s.Name() == p.Sink })
+	})
 	for _, n := range rec.notices {
 		for _, s := range r.sinks {
 			d.Pending = append(d.Pending, Delivery{Notice: n, Sink: s.Name()})
