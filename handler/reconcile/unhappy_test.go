@@ -298,3 +298,21 @@ func TestProjectsSharingAVaultDoNotCallEachOthersConnectionsForeign(t *testing.T
 		t.Fatalf("%d foreign-connection alerts", n)
 	}
 }
+
+// Deliveries an older version queued for the log, or for a sink no longer
+// configured, do not stay pending forever.
+func TestPendingForUnconfiguredSinksIsDropped(t *testing.T) {
+	r := newRig(t)
+	old := `{"projectId":"` + project + `","memory":{},"pending":[{"notice":{"id":"n1"},"sink":"log"},{"notice":{"id":"n2"},"sink":"eventgrid"}]}`
+	if _, err := r.store.Put(t.Context(), reconcile.ProjectKey(project), []byte(old), "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.guard(options{}).Project(t.Context(), project, nil); err != nil {
+		t.Fatal(err)
+	}
+	var doc reconcile.Doc
+	data, _, _ := r.store.Get(t.Context(), reconcile.ProjectKey(project))
+	if err := json.Unmarshal(data, &doc); err != nil || len(doc.Pending) != 0 {
+		t.Fatalf("pending after the reconcile: %+v, %v", doc.Pending, err)
+	}
+}
