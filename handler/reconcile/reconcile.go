@@ -377,6 +377,9 @@ func (r *Reconciler) record(ctx context.Context, d *Doc, rec *record) error {
 		}
 	}
 	d.Summary = summarize(rec.snap, rec.res, r.policy.Mode, now, rec.approved)
+	// The Status page shows this run's approval failures, not the last run's.
+	d.Summary.Errors = append(slices.DeleteFunc(slices.Clone(d.Summary.Errors),
+		func(e plan.SourceError) bool { return e.Source == SourceApprove }), rec.failed...)
 	d.Summary.AtlasCalls, d.Summary.ARMCalls = rec.calls.Atlas(), rec.calls.ARM()
 	d.Summary.DurationMS = now.Sub(rec.start).Milliseconds()
 
