@@ -21,8 +21,9 @@ import (
 )
 
 // atlasLookEvery bounds how often an event for an unknown vault may make the
-// guard read the EAR config of every project it has no document for (so a
-// flood of forged events costs at most that, plus one listing at a time).
+// guard read the EAR config of every project whose vault it does not know
+// (so a flood of forged events costs at most that, plus one listing at a
+// time).
 const atlasLookEvery = time.Minute
 
 // Events reconciles the projects whose vault the triggers concern, within
@@ -166,8 +167,8 @@ func hintOf(t event.Trigger) plan.Hint {
 // vault → project index is derived from the project documents (each records
 // its vault as metadata, listed in one call) and from what this process
 // reconciled. On a miss the caller waits for a fresh look: a listing (and,
-// at most once per atlasLookEvery, the EAR config of the projects without a
-// document), shared by all concurrent callers.
+// at most once per atlasLookEvery, the EAR config of the projects whose
+// vault is still unknown), shared by all concurrent callers.
 func (r *Reconciler) projectsFor(ctx context.Context, t event.Trigger) ([]string, error) {
 	if ps := r.lookup(t); len(ps) > 0 {
 		return ps, nil

@@ -13,7 +13,6 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/internal/azurite"
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/reconcile"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/atlassim"
@@ -81,21 +80,6 @@ func TestForeignConnectionIsReportedNeverApproved(t *testing.T) {
 	}
 	if r.noticeCount(string(alert.ForeignConnection), string(alert.Raised)) != 1 {
 		t.Fatalf("no foreign-connection alert: %+v", r.hook.Notices())
-	}
-}
-
-func TestObserveModeApprovesNothing(t *testing.T) {
-	r := newRig(t)
-	g := r.guard(options{mode: plan.ModeObserve})
-	rep, err := g.Project(t.Context(), project, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.puts() != 0 || len(rep.WouldApprove) != 1 {
-		t.Fatalf("observe: %d PUTs, would approve %v", r.puts(), rep.WouldApprove)
-	}
-	if r.noticeCount(string(alert.WouldApprove), string(alert.Raised)) != 1 {
-		t.Fatalf("no would-approve notice: %+v", r.hook.Notices())
 	}
 }
 
