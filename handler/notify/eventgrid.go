@@ -188,17 +188,17 @@ func publishError(err error) error {
 		if re.RawResponse != nil {
 			ra = backoff.RetryAfter(re.RawResponse.Header.Get("Retry-After"), time.Now())
 		}
-		return &SendError{Sink: "eventgrid", StatusCode: re.StatusCode, Permanent: permanentStatus(re.StatusCode), RetryAfter: ra, msg: msg, err: err}
+		return failed(&SendError{Sink: "eventgrid", StatusCode: re.StatusCode, RetryAfter: ra, msg: msg, err: err})
 	}
 	if isTransport(err) {
-		return &SendError{Sink: "eventgrid", msg: "publish failed: " + transportCause(err), err: err}
+		return failed(&SendError{Sink: "eventgrid", msg: "publish failed: " + transportCause(err), err: err})
 	}
 	// What is left comes from the pipeline before sending: most often the
 	// token credential (wrapped as non-retriable by azcore). Its text can
 	// be long and is not ours to vouch for: keep it out of the message, but
 	// leave the error retryable at the caller's level (managed identity
 	// endpoints recover).
-	return &SendError{Sink: "eventgrid", msg: "publish failed: could not authenticate or build the request", err: err}
+	return failed(&SendError{Sink: "eventgrid", msg: "publish failed: could not authenticate or build the request", err: err})
 }
 
 func isTransport(err error) bool {

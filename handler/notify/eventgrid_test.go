@@ -11,8 +11,9 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify"
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify/notifytest"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/notifytest"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtls"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
 const topicKey = "dG9waWMta2V5LXRoYXQtbXVzdC1ub3QtbGVhaw=="
@@ -98,7 +99,7 @@ func TestEventGridUnauthorizedIsPermanent(t *testing.T) {
 	wrong := "d3Jvbmcta2V5LXRoYXQtbXVzdC1ub3QtbGVhaw=="
 	sink := fastRetry(newEventGrid(t, ep, ca, wrong, nil))
 	err := sink.Send(t.Context(), sample())
-	if !notify.IsPermanent(err) {
+	if transient.Is(err) {
 		t.Fatalf("401: err = %v, want permanent", err)
 	}
 	if want := "eventgrid: publish failed: status 401 (Unauthorized)"; err.Error() != want {
@@ -111,7 +112,7 @@ func TestEventGridUnauthorizedIsPermanent(t *testing.T) {
 	rec.SetStatus(http.StatusForbidden)
 	err = fastRetry(newEventGrid(t, ep, ca, topicKey, nil)).Send(t.Context(), sample())
 	var se *notify.SendError
-	if !notify.IsPermanent(err) || !errors.As(err, &se) || se.StatusCode != 403 || len(rec.Requests()) != 0 {
+	if transient.Is(err) || !errors.As(err, &se) || se.StatusCode != 403 || len(rec.Requests()) != 0 {
 		t.Fatalf("403: err = %v", err)
 	}
 	var re *azcore.ResponseError
@@ -125,7 +126,7 @@ func TestEventGridTransientRetried(t *testing.T) {
 	ep, ca := topic(t, rec)
 	eg := newEventGrid(t, ep, ca, topicKey, nil)
 	rec.FailNext(http.StatusServiceUnavailable)
-	if err := eg.Send(t.Context(), sample()); err == nil || notify.IsPermanent(err) {
+	if err := eg.Send(t.Context(), sample()); err == nil || !transient.Is(err) {
 		t.Fatalf("503 without Retry: %v (the SDK must not retry on its own)", err)
 	}
 	rec.FailNext(http.StatusServiceUnavailable, http.StatusTooManyRequests)
@@ -148,7 +149,7 @@ func TestEventGridDown(t *testing.T) {
 	ln.Close()
 	_ = rec
 	err = newEventGrid(t, ep, ca, topicKey, nil).Send(t.Context(), sample())
-	if err == nil || notify.IsPermanent(err) || !strings.HasPrefix(err.Error(), "eventgrid: publish failed: ") || strings.Contains(err.Error(), topicKey) {
+	if err == nil || !transient.Is(err) || !strings.HasPrefix(err.Error(), "eventgrid: publish failed: ") || strings.Contains(err.Error(), topicKey) {
 		t.Fatalf("down: %v", err)
 	}
 	t.Logf("down: %v", err)

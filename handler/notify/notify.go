@@ -13,11 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"slices"
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
 // Sink delivers notices somewhere.
@@ -37,10 +39,6 @@ type SendError struct {
 	Sink string
 	// StatusCode is the HTTP status received; 0 when there was no response.
 	StatusCode int
-	// Permanent is true when sending the same notices again cannot succeed
-	// without a configuration change: 4xx other than 408 and 429, invalid
-	// payloads, refused redirects.
-	Permanent bool
 	// RetryAfter is the server's requested delay (429/503 Retry-After), if any.
 	RetryAfter time.Duration
 	msg        string
@@ -53,15 +51,15 @@ func (e *SendError) Error() string { return e.Sink + ": " + e.msg }
 // Error(), not the unwrapped chain.
 func (e *SendError) Unwrap() error { return e.err }
 
-// IsPermanent reports whether err says that retrying cannot help.
-func IsPermanent(err error) bool {
-	var se *SendError
-	return errors.As(err, &se) && se.Permanent
-}
-
-// permanentStatus: client errors are permanent except timeouts and throttling.
-func permanentStatus(code int) bool {
-	return code >= 400 && code < 500 && code != 408 && code != 429
+// failed returns e, marked transient (see package transient) when sending
+// the same notices again may succeed: no answer, 408, 429, 5xx. Other
+// failures need a configuration change: 4xx, invalid payloads, refused
+// redirects.
+func failed(e *SendError) error {
+	if c := e.StatusCode; c == 0 && e.err != nil || c == http.StatusRequestTimeout || c == http.StatusTooManyRequests || c >= 500 {
+		return transient.Mark(e)
+	}
+	return e
 }
 
 // PartialError says that a Send delivered some notices before it failed.

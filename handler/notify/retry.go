@@ -7,6 +7,7 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/backoff"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
 // RetryOptions bounds Retry. Zero fields take the defaults.
@@ -20,8 +21,8 @@ type RetryOptions struct {
 	MaxDelay  time.Duration
 }
 
-// Retry returns a Sink that tries s again after failures that are not
-// permanent, with exponential backoff and jitter, at most opts.Attempts
+// Retry returns a Sink that tries s again after transient failures (see
+// package transient), with exponential backoff and jitter, at most opts.Attempts
 // times and never past ctx's deadline. After a partial delivery only the
 // undelivered notices are sent again; the final error reports every notice
 // delivered across attempts. The wrapper keeps s's Name.
@@ -59,7 +60,7 @@ func (r *retrySink) Send(ctx context.Context, notices []alert.Notice) error {
 			delivered = append(delivered, pe.Delivered...)
 		}
 		pending = Undelivered(err, pending)
-		if IsPermanent(err) || attempt >= r.opts.Attempts || ctx.Err() != nil {
+		if !transient.Is(err) || attempt >= r.opts.Attempts || ctx.Err() != nil {
 			return withDelivered(err, delivered)
 		}
 		wait := backoff.Jitter(delay)

@@ -195,17 +195,17 @@ func (w *Webhook) Send(ctx context.Context, notices []alert.Notice) error {
 func (w *Webhook) post(ctx context.Context, payload any) error {
 	body, err := json.Marshal(payload)
 	if err != nil {
-		return &SendError{Sink: "webhook", Permanent: true, msg: "encode payload: " + err.Error(), err: err}
+		return &SendError{Sink: "webhook", msg: "encode payload: " + err.Error()}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(body))
 	if err != nil {
-		return &SendError{Sink: "webhook", Permanent: true, msg: "build request failed"}
+		return &SendError{Sink: "webhook", msg: "build request failed"}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "atlas-akv-guard")
 	resp, err := w.client.Do(req)
 	if err != nil {
-		return &SendError{Sink: "webhook", msg: "POST failed: " + transportCause(err), err: err}
+		return failed(&SendError{Sink: "webhook", msg: "POST failed: " + transportCause(err), err: err})
 	}
 	defer resp.Body.Close()
 	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
@@ -219,13 +219,12 @@ func (w *Webhook) post(ctx context.Context, payload any) error {
 	} else if s := w.scrub(excerpt); s != "" {
 		msg += ": " + s
 	}
-	return &SendError{
+	return failed(&SendError{
 		Sink:       "webhook",
 		StatusCode: resp.StatusCode,
-		Permanent:  permanentStatus(resp.StatusCode) || (resp.StatusCode >= 300 && resp.StatusCode < 400),
 		RetryAfter: backoff.RetryAfter(resp.Header.Get("Retry-After"), time.Now()),
 		msg:        msg,
-	}
+	})
 }
 
 // scrub turns a response body into a short single-line excerpt without the

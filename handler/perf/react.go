@@ -18,8 +18,8 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/backoff"
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify/notifytest"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/armsim"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/notifytest"
 	simworld "github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/world"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
-
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
@@ -33,8 +30,8 @@ var errClaimed = errors.New("another reconcile is approving this connection")
 // before its PUT, so a connection another run approved meanwhile is left
 // alone. When the store was unreadable (cur nil) the approvals go ahead
 // under the in-process lock alone. A connection that changed between the
-// read and the write (412, no longer Pending, gone) is re-decided by the
-// next run: neither approved nor a blind spot.
+// read and the write (ARM's 412, no longer Pending, gone) is re-decided by
+// the next run: neither approved nor a blind spot.
 func (r *Reconciler) approve(ctx context.Context, projectID string, az Azure, approvals []plan.Approval, key string, cur *state.Read, run string) (out applied) {
 	if az == nil {
 		return out
@@ -52,17 +49,21 @@ func (r *Reconciler) approve(ctx context.Context, projectID string, az Azure, ap
 		}
 		res, err := az.Approve(ctx, a.Vault, a.Connection, a.Description)
 		switch {
-		case err != nil && !res.Changed && changedMeanwhile(err):
-			log.InfoContext(ctx, "connection changed since it was read; re-deciding next run", "reason", err.Error())
-		case err != nil && !res.Changed:
+		case err == nil && res.Outcome == vault.ChangedMeanwhile: // the vault client logs it
+		case changedMeanwhile(err):
+			log.InfoContext(ctx, "connection changed since it was read; re-deciding next run", "status", res.Connection.Status)
+		case err != nil:
 			log.ErrorContext(ctx, "approval failed", "error", err.Error())
 			out.failed = append(out.failed, sourceError(SourceApprove, fmt.Errorf("approve %s: %w", a.Connection, err)))
 			out.transient = out.transient || transient.Is(err)
 		case res.Changed:
-			if err != nil {
-				log.WarnContext(ctx, "approval accepted but not confirmed", "status", res.Connection.Status, "error", err.Error())
-			} else {
+			if res.Outcome == vault.Approved {
 				log.InfoContext(ctx, "approved", "vault", a.Vault.String())
+			} else {
+				// Accepted but not (yet) approved by us: say so; the next
+				// reconcile reads it again.
+				log.WarnContext(ctx, "approval accepted but not confirmed", "outcome", string(res.Outcome),
+					"status", res.Connection.Status, "provisioningState", res.Connection.ProvisioningState)
 			}
 			out.audit = append(out.audit, plan.ApprovedNotice(projectID, a, "", r.now()))
 			out.approved = append(out.approved, a.Connection)
@@ -92,12 +93,8 @@ func (r *Reconciler) claim(ctx context.Context, key string, cur *state.Read, con
 }
 
 // changedMeanwhile reports whether an approval failed because the
-// connection changed after it was read: ARM refused the write on its etag
-// (412 on If-Match, 409 on the body etag), or the re-read found it no longer
-// Pending or gone.
+// connection changed after the plan read it: no longer Pending, or gone.
 func changedMeanwhile(err error) bool {
-	var re *azcore.ResponseError
 	var np *vault.NotPendingError
-	return errors.As(err, &np) || errors.Is(err, vault.ErrConnectionNotFound) ||
-		errors.As(err, &re) && (re.StatusCode == http.StatusPreconditionFailed || re.StatusCode == http.StatusConflict)
+	return errors.As(err, &np) || errors.Is(err, vault.ErrConnectionNotFound)
 }

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
@@ -19,8 +21,9 @@ import (
 )
 
 // atlasLookEvery bounds how often an event for an unknown vault may make the
-// guard read the EAR config of every project it has no document for (so a
-// flood of forged events costs at most that, plus one listing at a time).
+// guard read the EAR config of every project whose vault it does not know
+// (so a flood of forged events costs at most that, plus one listing at a
+// time).
 const atlasLookEvery = time.Minute
 
 // Events reconciles the projects whose vault the triggers concern, within
@@ -44,12 +47,7 @@ func (r *Reconciler) Events(ctx context.Context, triggers []event.Trigger) (RunR
 	if len(hints) == 0 {
 		return RunResult{Logs: []string{"no guarded project uses the vault this event concerns"}}, nil
 	}
-	projects := make([]string, 0, len(hints))
-	for p := range hints {
-		projects = append(projects, p)
-	}
-	slices.Sort(projects)
-	return r.run(ctx, projects, hints)
+	return r.run(ctx, slices.Sorted(maps.Keys(hints)), hints)
 }
 
 // Timer reconciles every guarded project within the configured deadline.
@@ -58,9 +56,6 @@ func (r *Reconciler) Timer(ctx context.Context, t event.Timer) (RunResult, error
 	defer cancel()
 	if t.IsPastDue {
 		r.log.InfoContext(ctx, "timer is past due")
-	}
-	if _, err, _ := r.flight.Do("list", func() (any, error) { return nil, r.list(ctx) }); err != nil {
-		r.log.WarnContext(ctx, "listing the project documents failed", "error", err.Error())
 	}
 	out, err := r.run(ctx, r.projects, nil)
 	// A timer is not retried by the platform: report failures in the
@@ -172,8 +167,8 @@ func hintOf(t event.Trigger) plan.Hint {
 // vault → project index is derived from the project documents (each records
 // its vault as metadata, listed in one call) and from what this process
 // reconciled. On a miss the caller waits for a fresh look: a listing (and,
-// at most once per atlasLookEvery, the EAR config of the projects without a
-// document), shared by all concurrent callers.
+// at most once per atlasLookEvery, the EAR config of the projects whose
+// vault is still unknown), shared by all concurrent callers.
 func (r *Reconciler) projectsFor(ctx context.Context, t event.Trigger) ([]string, error) {
 	if ps := r.lookup(t); len(ps) > 0 {
 		return ps, nil
@@ -204,11 +199,10 @@ func (r *Reconciler) list(ctx context.Context) error {
 		return err
 	}
 	for _, it := range items {
-		r.remember(strings.TrimPrefix(it.Key, projectPrefix), it.Meta["vault"])
+		if v := it.Meta["vault"]; v != "" {
+			r.remember(strings.TrimPrefix(it.Key, projectPrefix), v)
+		}
 	}
-	r.mu.Lock()
-	r.listed = r.now()
-	r.mu.Unlock()
 	return nil
 }
 
@@ -217,13 +211,8 @@ func (r *Reconciler) list(ctx context.Context) error {
 // A transient failure is returned (the event is retried).
 func (r *Reconciler) refresh(ctx context.Context) error {
 	listErr := r.list(ctx)
+	unknown := r.unknown()
 	r.mu.Lock()
-	var unknown []string
-	for _, p := range r.projects {
-		if r.vaults[p] == "" {
-			unknown = append(unknown, p)
-		}
-	}
 	now := r.now()
 	look := len(unknown) > 0 && now.Sub(r.looked) >= atlasLookEvery
 	if look {
@@ -245,10 +234,14 @@ func (r *Reconciler) refresh(ctx context.Context) error {
 					errs[i] = fmt.Errorf("internal error reading the EAR config of %s: %v", p, v)
 				}
 			}()
+			// A project Atlas refuses to describe counts as known without a
+			// vault (its own reconcile records one), so it is not looked up
+			// again and again; a transient failure leaves it unknown.
 			ear, err := r.atlas.EncryptionAtRest(ctx, p)
-			c := ear.AzureKeyVault
-			if id := (resource.ID{SubscriptionID: c.SubscriptionID, ResourceGroup: c.ResourceGroupName, Name: c.KeyVaultName}); err == nil && id.SubscriptionID != "" && id.ResourceGroup != "" && id.Name != "" {
-				r.remember(p, id.String())
+			if v := vaultOf(ear.AzureKeyVault); err == nil && !v.IsZero() {
+				r.remember(p, v.String())
+			} else if !transient.Is(err) {
+				r.remember(p, "")
 			}
 			errs[i] = err
 		})
@@ -260,29 +253,40 @@ func (r *Reconciler) refresh(ctx context.Context) error {
 	return nil
 }
 
-// remember records a project's vault in the in-memory index.
+// remember records a project's vault in the in-memory index ("": the
+// project names no vault).
 func (r *Reconciler) remember(project, vaultID string) {
-	if vaultID == "" {
-		return
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.vaults[project] = vaultID
 }
 
+// unknown returns the guarded projects whose vault the index does not know.
+func (r *Reconciler) unknown() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, p := range r.projects {
+		if _, ok := r.vaults[p]; !ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // otherRequests returns the connection names that the other guarded projects
-// on vault v asked for (name → project), from their documents. The index is
-// listed first if this process never listed it.
+// on vault v asked for (name → project): from their documents, or — for a
+// project that has none yet (a fresh deployment) — from its Atlas endpoints.
+// Who shares v comes from the index; projects it does not know yet are
+// looked up first (bounded as for events).
 func (r *Reconciler) otherRequests(ctx context.Context, projectID string, v resource.ID) map[string]string {
 	if v.IsZero() {
 		return nil
 	}
-	r.mu.Lock()
-	listed := !r.listed.IsZero()
-	r.mu.Unlock()
-	if !listed {
-		if _, err, _ := r.flight.Do("list", func() (any, error) { return nil, r.list(ctx) }); err != nil {
-			r.log.WarnContext(ctx, "listing the project documents failed", "error", err.Error())
+	r.remember(projectID, v.String())
+	if len(r.unknown()) > 0 {
+		if _, err, _ := r.flight.Do("refresh", func() (any, error) { return nil, r.refresh(ctx) }); err != nil {
+			r.log.WarnContext(ctx, "looking up the other projects' vaults failed", "error", err.Error())
 		}
 	}
 	var siblings []string
@@ -293,23 +297,41 @@ func (r *Reconciler) otherRequests(ctx context.Context, projectID string, v reso
 		}
 	}
 	r.mu.Unlock()
-	var out map[string]string
+	out := map[string]string{}
 	for _, p := range siblings {
-		read, err := state.Load(ctx, r.store, ProjectKey(p))
-		var d Doc
-		if err == nil && read.Found {
-			err = json.Unmarshal(read.Data, &d)
-		}
+		names, err := r.requests(ctx, p)
 		if err != nil {
 			r.log.WarnContext(ctx, "reading another project's requests failed", "other", p, "error", err.Error())
-			continue
 		}
-		for _, name := range d.Requests {
-			if out == nil {
-				out = map[string]string{}
-			}
+		for _, name := range names {
 			out[name] = p
 		}
 	}
 	return out
+}
+
+// requests returns the connection names project p's Atlas endpoints ask
+// for, as its document records them or, without a document, from Atlas.
+func (r *Reconciler) requests(ctx context.Context, p string) ([]string, error) {
+	read, err := state.Load(ctx, r.store, ProjectKey(p))
+	if err != nil || read.Found {
+		var d Doc
+		if err == nil {
+			err = json.Unmarshal(read.Data, &d)
+		}
+		return d.Requests, err
+	}
+	eps, err := r.atlas.PrivateEndpoints(ctx, p)
+	return requested(eps), err
+}
+
+// requested returns the connection names of the endpoints.
+func requested(eps []atlas.PrivateEndpoint) []string {
+	var names []string
+	for _, e := range eps {
+		if e.PrivateEndpointConnectionName != "" {
+			names = append(names, e.PrivateEndpointConnectionName)
+		}
+	}
+	return names
 }

@@ -101,7 +101,7 @@ func (r *Reconciler) observe(ctx context.Context, projectID string, hints []plan
 	}) {
 		return s, nil, retry
 	}
-	v := resource.ID{SubscriptionID: cfg.SubscriptionID, ResourceGroup: cfg.ResourceGroupName, Name: cfg.KeyVaultName}
+	v := vaultOf(cfg)
 	set(func() { s.Config = &cfg })
 	if r.appSecrets != nil && cfg.Enabled && cfg.ClientID != "" {
 		wg.Go(func() {
@@ -112,7 +112,7 @@ func (r *Reconciler) observe(ctx context.Context, projectID string, hints []plan
 			})
 		})
 	}
-	if v.SubscriptionID == "" || v.ResourceGroup == "" || v.Name == "" {
+	if v.IsZero() {
 		return s, nil, retry // not configured for Azure Key Vault: nothing on ARM to read
 	}
 	set(func() { s.Vault = v })
@@ -154,6 +154,14 @@ func (r *Reconciler) observe(ctx context.Context, projectID string, hints []plan
 		return s, nil, retry
 	}
 	return s, az, retry
+}
+
+// vaultOf is the vault Atlas's EAR config names; zero when it names none.
+func vaultOf(c atlas.AzureKeyVault) resource.ID {
+	if c.SubscriptionID == "" || c.ResourceGroupName == "" || c.KeyVaultName == "" {
+		return resource.ID{}
+	}
+	return resource.ID{SubscriptionID: c.SubscriptionID, ResourceGroup: c.ResourceGroupName, Name: c.KeyVaultName}
 }
 
 // sourceError describes a failed read (or write) of src: the error, the

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -84,7 +85,6 @@ type Reconciler struct {
 	locks   map[string]chan struct{}  // one reconcile per project at a time
 	unsaved map[string][]alert.Notice // audit notices not yet recorded, by project
 	vaults  map[string]string         // project → vault resource ID
-	listed  time.Time                 // last listing of the project documents
 	looked  time.Time                 // last Atlas look for projects of unknown vault
 }
 
@@ -199,7 +199,9 @@ func (r *Reconciler) Project(ctx context.Context, projectID string, hints []plan
 	if unreadable != nil {
 		snap.Errors = append(snap.Errors, *unreadable)
 	}
-	snap.OtherRequests = r.otherRequests(ctx, projectID, snap.Vault)
+	if stateErr == nil {
+		snap.OtherRequests = r.otherRequests(ctx, projectID, snap.Vault)
+	}
 	res := plan.Plan(snap, prev.Memory, r.policy, r.now())
 
 	ap := r.approve(ctx, projectID, az, res.Approvals, key, cur, run)
@@ -210,23 +212,23 @@ func (r *Reconciler) Project(ctx context.Context, projectID string, hints []plan
 		}
 	}
 	for _, e := range append(snap.Errors, ap.failed...) {
-		rep.Blind = append(rep.Blind, string(e.Source))
+		if !slices.Contains(rep.Blind, string(e.Source)) {
+			rep.Blind = append(rep.Blind, string(e.Source))
+		}
 	}
 	// Approvals made while the store was down are owed to the sinks too.
 	audit := append(r.takeAudit(projectID), ap.audit...)
-	if stateErr != nil {
-		// Without state there is no de-duplication: log, skip the external
-		// sinks, and fail transiently so the next run delivers properly.
-		r.logSink.Send(ctx, append(res.Notices, audit...))
-		r.keepAudit(projectID, audit)
-		rep.Notices = len(res.Notices) + len(audit)
-		return rep, stateErr
-	}
-
 	rec := record{base: prev, snap: snap, res: res, audit: audit, failed: ap.failed, run: run, approved: ap.approved, calls: calls, start: start}
-	doc, read, err := state.Update(ctx, r.store, key, cur, func(d *Doc) error { return r.record(ctx, d, &rec) })
+	var doc Doc
+	var read state.Read
+	err = stateErr
+	if err == nil {
+		doc, read, err = state.Update(ctx, r.store, key, cur, func(d *Doc) error { return r.record(ctx, d, &rec) })
+	}
 	if err != nil {
-		// The approvals stand; the notices are logged so nothing is silent.
+		// Without state there is no de-duplication: the approvals stand, the
+		// notices go to the log only, and the error is transient so the next
+		// run delivers them everywhere.
 		r.logSink.Send(ctx, append(res.Notices, audit...))
 		r.keepAudit(projectID, audit)
 		rep.Notices = len(res.Notices) + len(audit)
@@ -242,7 +244,7 @@ func (r *Reconciler) Project(ctx context.Context, projectID string, hints []plan
 		r.log.WarnContext(ctx, "recording deliveries failed; they will be retried", "error", err.Error())
 	}
 	if ap.transient || retry {
-		return rep, transient.Mark(fmt.Errorf("%v unreadable or not applied; retry", rep.Blind))
+		return rep, transient.Mark(fmt.Errorf("%s unreadable or not applied; retry", strings.Join(rep.Blind, ", ")))
 	}
 	return rep, nil
 }
@@ -364,12 +366,7 @@ func (r *Reconciler) record(ctx context.Context, d *Doc, rec *record) error {
 		d.Vault = rec.snap.Vault.String()
 	}
 	if rec.snap.Endpoints != nil {
-		d.Requests = nil
-		for _, e := range rec.snap.Endpoints {
-			if e.PrivateEndpointConnectionName != "" {
-				d.Requests = append(d.Requests, e.PrivateEndpointConnectionName)
-			}
-		}
+		d.Requests = requested(rec.snap.Endpoints)
 	}
 	d.Memory = rec.res.Memory
 	d.Memory.Open = open
@@ -380,9 +377,17 @@ func (r *Reconciler) record(ctx context.Context, d *Doc, rec *record) error {
 		}
 	}
 	d.Summary = summarize(rec.snap, rec.res, r.policy.Mode, now, rec.approved)
+	// The Status page shows this run's approval failures, not the last run's.
+	d.Summary.Errors = append(slices.DeleteFunc(slices.Clone(d.Summary.Errors),
+		func(e plan.SourceError) bool { return e.Source == SourceApprove }), rec.failed...)
 	d.Summary.AtlasCalls, d.Summary.ARMCalls = rec.calls.Atlas(), rec.calls.ARM()
 	d.Summary.DurationMS = now.Sub(rec.start).Milliseconds()
 
+	// Deliveries to a sink no longer configured (or to the log, which is
+	// written directly) have nobody to go to.
+	d.Pending = slices.DeleteFunc(d.Pending, func(p Delivery) bool {
+		return !slices.ContainsFunc(r.sinks, func(s Sink) bool { return s.Name() == p.Sink })
+	})
 	for _, n := range rec.notices {
 		for _, s := range r.sinks {
 			d.Pending = append(d.Pending, Delivery{Notice: n, Sink: s.Name()})

@@ -13,7 +13,6 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/internal/azurite"
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/reconcile"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/atlassim"
@@ -84,44 +83,9 @@ func TestForeignConnectionIsReportedNeverApproved(t *testing.T) {
 	}
 }
 
-func TestObserveModeApprovesNothing(t *testing.T) {
-	r := newRig(t)
-	g := r.guard(options{mode: plan.ModeObserve})
-	rep, err := g.Project(t.Context(), project, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.puts() != 0 || len(rep.WouldApprove) != 1 {
-		t.Fatalf("observe: %d PUTs, would approve %v", r.puts(), rep.WouldApprove)
-	}
-	if r.noticeCount(string(alert.WouldApprove), string(alert.Raised)) != 1 {
-		t.Fatalf("no would-approve notice: %+v", r.hook.Notices())
-	}
-}
-
 func connectionTrigger(id string) event.Trigger {
 	return event.Trigger{Kind: event.ConnectionChanged, EventID: id, Vault: kv, Scope: kv.String(), Object: peConn,
 		Operation: event.OpConnectionWrite, Actor: "mallory@contoso.com", Time: time.Now()}
-}
-
-func TestDuplicateEventsGiveOneApprovalAndOneAuditNotice(t *testing.T) {
-	r := newRig(t)
-	g := r.guard(options{})
-	var wg sync.WaitGroup
-	for i := range 3 {
-		wg.Go(func() {
-			if _, err := g.Events(t.Context(), []event.Trigger{connectionTrigger("ev-dup")}); err != nil {
-				t.Errorf("delivery %d: %v", i, err)
-			}
-		})
-	}
-	wg.Wait()
-	if r.approvals() != 1 {
-		t.Fatalf("approval PUTs = %d, want 1", r.approvals())
-	}
-	if n := r.noticeCount(string(alert.Approved), string(alert.AuditEvent)); n != 1 {
-		t.Fatalf("approved notices = %d, want 1", n)
-	}
 }
 
 func TestEventForAnotherVaultReconcilesNothing(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,10 +12,14 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/reconcile"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/armsim"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtest"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
 func TestCorruptStateIsQuarantinedAndAlertingGoesOn(t *testing.T) {
@@ -60,7 +65,7 @@ func TestConcurrentEventsOnAColdIndexAreRouted(t *testing.T) {
 	r := newRig(t)
 	const other = "65a1b2c3d4e5f60718293a4c"
 	kv2 := resource.ID{SubscriptionID: kv.SubscriptionID, ResourceGroup: "rg-two", Name: "kv-two"}
-	r.addProject(other, kv2, "atlas-pe-two", false)
+	r.addProject(other, kv2, "atlas-pe-two")
 	g := r.guard(options{projects: []string{project, other}})
 	var wg sync.WaitGroup
 	for i, v := range []resource.ID{kv, kv2} {
@@ -193,5 +198,121 @@ func TestNoticesOfOneFingerprintAreStampedInCausalOrder(t *testing.T) {
 	}
 	if fp == "" || resolved != 1 {
 		t.Fatalf("fingerprint %q resolved %d times, want once", fp, resolved)
+	}
+}
+
+// TestConcurrentInvocationsApproveExactlyOnce runs six reconciles at once —
+// timer, events and direct runs, in one reconciler and again in two sharing
+// the store — against an ARM that checks neither If-Match nor the body etag.
+func TestConcurrentInvocationsApproveExactlyOnce(t *testing.T) {
+	for _, instances := range []int{1, 2} {
+		t.Run(strings.Repeat("instance ", instances), func(t *testing.T) {
+			r := newRig(t)
+			r.arm.SetEtagChecks(false, false)
+			r.arm.Inject(armsim.Fault{Match: armsim.RouteConnectionPut, Latency: 100 * time.Millisecond}) // ARM writes are slow
+			var guards []*reconcile.Reconciler
+			for i := range instances {
+				guards = append(guards, r.guard(options{instance: string(rune('a' + i))}))
+			}
+			var wg sync.WaitGroup
+			for i := range 6 {
+				g := guards[i%instances]
+				wg.Go(func() {
+					var err error
+					switch i % 3 {
+					case 0:
+						_, err = g.Timer(t.Context(), event.Timer{})
+					case 1:
+						_, err = g.Events(t.Context(), []event.Trigger{connectionTrigger("ev-race")})
+					default:
+						_, err = g.Project(t.Context(), project, nil)
+					}
+					if err != nil {
+						t.Errorf("invocation %d: %v", i, err)
+					}
+				})
+			}
+			wg.Wait()
+			if r.puts() != 1 || r.noticeCount(string(alert.Approved), string(alert.AuditEvent)) != 1 {
+				t.Fatalf("%d approval PUTs and %d approved notices; want exactly one each",
+					r.puts(), r.noticeCount(string(alert.Approved), string(alert.AuditEvent)))
+			}
+		})
+	}
+}
+
+// A person rejects the connection between the guard's read and its write:
+// ARM answers 412, nothing is approved, no blind spot is raised, and the
+// next run sees the rejection.
+func TestRejectBetweenReadAndWriteIsNotOverridden(t *testing.T) {
+	r := newRig(t)
+	r.arm.BeforePut(func(v resource.ID, name string) {
+		r.arm.SetConnectionStatus(v, name, vault.StatusRejected, "not this one")
+	})
+	g := r.guard(options{})
+	rep, err := g.Project(t.Context(), project, nil)
+	if err != nil || len(rep.Approved) != 0 || len(rep.Blind) != 0 {
+		t.Fatalf("report %+v, %v; want no approval and no blind spot", rep, err)
+	}
+	if c, _ := r.arm.Connection(kv, peConn); c.Status != vault.StatusRejected {
+		t.Fatalf("connection is %s, want Rejected", c.Status)
+	}
+	r.arm.BeforePut(nil)
+	if _, err := g.Project(t.Context(), project, nil); err != nil {
+		t.Fatal(err)
+	}
+	if r.puts() != 1 || r.noticeCount(string(alert.GuardBlind), string(alert.Raised)) != 0 {
+		t.Fatalf("%d PUTs, notices %+v", r.puts(), r.hook.Notices())
+	}
+}
+
+// Two guarded projects on one vault, each with its own Pending connection:
+// neither calls the other's connection foreign.
+func TestProjectsSharingAVaultDoNotCallEachOthersConnectionsForeign(t *testing.T) {
+	r := newRig(t)
+	const other, otherConn = "65a1b2c3d4e5f60718293a4d", "atlas-pe-eastus2-65a1b2c3d4e5f60718293a4d.0000"
+	if _, err := r.AddProject(simtest.Project{ID: other, Vault: kv, Key: "other-key", Clusters: []string{"orders"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.AddEndpoint(other, kv, "US_EAST_2", otherConn, atlas.StatusPendingAcceptance, vault.StatusPending); err != nil {
+		t.Fatal(err)
+	}
+	g := r.guard(options{mode: plan.ModeObserve, projects: []string{project, other}})
+	for range 2 {
+		if _, err := g.Timer(t.Context(), event.Timer{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for p, conn := range map[string]string{project: otherConn, other: peConn} {
+		var doc reconcile.Doc
+		data, _, _ := r.store.Get(t.Context(), reconcile.ProjectKey(p))
+		if err := json.Unmarshal(data, &doc); err != nil || doc.Summary == nil {
+			t.Fatalf("document of %s: %v", p, err)
+		}
+		i := slices.IndexFunc(doc.Summary.Decisions, func(d plan.Decision) bool { return d.Connection == conn })
+		if i < 0 || doc.Summary.Decisions[i].Verdict != plan.VerdictOtherProject {
+			t.Errorf("%s's decision on %s: %+v", p, conn, doc.Summary.Decisions)
+		}
+	}
+	if n := r.noticeCount(string(alert.ForeignConnection), string(alert.Raised)); n != 0 {
+		t.Fatalf("%d foreign-connection alerts", n)
+	}
+}
+
+// Deliveries an older version queued for the log, or for a sink no longer
+// configured, do not stay pending forever.
+func TestPendingForUnconfiguredSinksIsDropped(t *testing.T) {
+	r := newRig(t)
+	old := `{"projectId":"` + project + `","memory":{},"pending":[{"notice":{"id":"n1"},"sink":"log"},{"notice":{"id":"n2"},"sink":"eventgrid"}]}`
+	if _, err := r.store.Put(t.Context(), reconcile.ProjectKey(project), []byte(old), "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.guard(options{}).Project(t.Context(), project, nil); err != nil {
+		t.Fatal(err)
+	}
+	var doc reconcile.Doc
+	data, _, _ := r.store.Get(t.Context(), reconcile.ProjectKey(project))
+	if err := json.Unmarshal(data, &doc); err != nil || len(doc.Pending) != 0 {
+		t.Fatalf("pending after the reconcile: %+v, %v", doc.Pending, err)
 	}
 }

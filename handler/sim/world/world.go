@@ -44,10 +44,10 @@ import (
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify/notifytest"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/armsim"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/atlassim"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/notifytest"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtest"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )

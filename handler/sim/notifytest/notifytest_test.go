@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify/notifytest"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/notifytest"
 )
 
 func TestWebhookRecorderWaitAndFaults(t *testing.T) {
