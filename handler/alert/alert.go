@@ -41,6 +41,7 @@ const (
 	PurgeUnprotected   Kind = "vault-purge-unprotected"
 	AppSecretExpiring  Kind = "app-secret-expiring"
 	AppSecretExpired   Kind = "app-secret-expired"
+	StateUnreadable    Kind = "state-unreadable"
 )
 
 // Kinds lists every kind of the catalog, in catalog order.
@@ -48,7 +49,7 @@ func Kinds() []Kind {
 	return []Kind{KeyDisabled, KeyExpired, KeyNotYetValid, KeyExpiresSoon, KeyMissing, VaultMissing, ConfigInvalid,
 		ClustersPaused, EndpointFailed, EndpointStuck, ConnectionChanged, AccessChanged, ForeignConnection, KeyRotated,
 		Approved, WouldApprove, ApprovalHeld, GuardBlind, RegionUncovered, UnsupportedCluster, NoPrivateEndpoint,
-		PurgeUnprotected, AppSecretExpiring, AppSecretExpired}
+		PurgeUnprotected, AppSecretExpiring, AppSecretExpired, StateUnreadable}
 }
 
 // Alert is one condition the guard reports. Fingerprint is stable for the same

@@ -117,6 +117,23 @@ func (pl *planner) raiseBlind(subject string, srcs []Source) {
 	pl.raise(a)
 }
 
+// stateAlert: the project's state document did not decode. It is raised in
+// the run that kept the document aside and resolves with the next run that
+// reads the fresh one.
+func (pl *planner) stateAlert() {
+	pl.settled(alert.StateUnreadable)
+	if len(pl.stateErr) == 0 {
+		return
+	}
+	pl.raise(alert.Alert{
+		Kind:     alert.StateUnreadable,
+		Severity: alert.Warning,
+		Summary: "atlas-akv-guard could not decode this project's state document; it was kept aside and memory restarted " +
+			"empty, so alerts already sent may be sent again. Monitoring goes on.",
+		Details: map[string]string{"error": alert.Scrub(pl.stateErr[0].Message)},
+	})
+}
+
 // configAlerts: Atlas says the EAR config is invalid. Valid not reported is
 // unknown: the alert is carried forward.
 func (pl *planner) configAlerts() {

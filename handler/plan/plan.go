@@ -110,6 +110,11 @@ const (
 	// SourceGraph is the Microsoft Graph read of the Atlas application's
 	// secrets (only with GUARD_AZURE_APP_SECRET_FROM_GRAPH).
 	SourceGraph Source = "graph:application"
+	// SourceState is the project's own state document: an error of it says
+	// the document did not decode and was kept aside, memory restarting
+	// empty. It raises state-unreadable (a warning), not guard-blind:
+	// monitoring goes on.
+	SourceState Source = "state"
 )
 
 // SourceError says that a source could not be read in this reconcile.
@@ -261,6 +266,7 @@ type Result struct {
 func Plan(s Snapshot, prev Memory, p Policy, now time.Time) Result {
 	pl := newPlanner(s, prev, p.withDefaults(), now.Round(0))
 	pl.guardBlind()
+	pl.stateAlert()
 	pl.configAlerts()
 	pl.vaultAlerts()
 	pl.keyAlerts()

@@ -37,7 +37,8 @@ type planner struct {
 	p    Policy
 	now  time.Time
 
-	errs map[Source][]SourceError
+	errs     map[Source][]SourceError
+	stateErr []SourceError // the state document did not decode (see SourceState)
 
 	// Readability, derived once.
 	cfgOK       bool        // Config read
@@ -72,6 +73,10 @@ func newPlanner(s Snapshot, prev Memory, p Policy, now time.Time) *planner {
 		settledFP:   map[string]bool{},
 	}
 	for _, e := range s.Errors {
+		if e.Source == SourceState {
+			pl.stateErr = append(pl.stateErr, e)
+			continue
+		}
 		pl.errs[e.Source] = append(pl.errs[e.Source], e)
 	}
 	ok := func(src Source, present bool) bool { return present && len(pl.errs[src]) == 0 }

@@ -112,6 +112,10 @@ func runbook(a alert.Alert, id ids) []string {
 		return []string{"Add a new secret: SECRET=$(az ad app credential reset --append --years 2 --query password -o tsv --id " + id.clientID + ")",
 			`Give it to Atlas: ` + atlasCall("PATCH", "/encryptionAtRest", `{"azureKeyVault":{"clientID":"`+id.clientID+`","secret":"'"$SECRET"'"}}`),
 			"After Atlas reports the config valid, delete the old secret: az ad app credential delete --id " + id.clientID + " --key-id <old keyId>"}
+	case alert.StateUnreadable:
+		return []string{"Nothing to restore: the guard rebuilt its memory from Atlas and Azure. Inspect the unreadable copy: " +
+			"az storage blob list --auth-mode login --account-name <state storage account> --container-name atlas-akv-guard --prefix quarantine/projects/" + id.project + "/ -o table",
+			"Check the project once more: handler check"}
 	}
 	return []string{"See the alert's summary; check the project with: handler check"}
 }

@@ -40,6 +40,7 @@ func TestRunbookEveryKind(t *testing.T) {
 		alert.PurgeUnprotected:   {sub, rg, kv, "--enable-purge-protection true"},
 		alert.AppSecretExpiring:  {proj, "0b1c2d3e-app", "az ad app credential reset"},
 		alert.AppSecretExpired:   {proj, "0b1c2d3e-app"},
+		alert.StateUnreadable:    {"quarantine/projects/" + proj + "/"},
 	}
 	subject := map[alert.Kind]string{
 		alert.EndpointFailed: epA, alert.RegionUncovered: "US_EAST_2", alert.UnsupportedCluster: "prod",

@@ -92,7 +92,7 @@ type Reconciler struct {
 // 403 names the missing role action) and an unreadable state document.
 const (
 	SourceApprove plan.Source = "arm:approve"
-	SourceState   plan.Source = "state"
+	SourceState               = plan.SourceState
 )
 
 const (

@@ -42,6 +42,9 @@ func TestCorruptStateIsQuarantinedAndAlertingGoesOn(t *testing.T) {
 			if r.noticeCount(string(alert.KeyDisabled), string(alert.Raised)) != 1 {
 				t.Fatalf("the webhook did not get the key-disabled alert: %+v", r.hook.Notices())
 			}
+			if r.noticeCount(string(alert.StateUnreadable), string(alert.Raised)) != 1 || r.noticeCount(string(alert.GuardBlind), string(alert.Raised)) != 0 {
+				t.Fatalf("want one state-unreadable warning and no guard-blind: %+v", r.hook.Notices())
+			}
 			if !slices.Contains(rep.Blind, string(reconcile.SourceState)) {
 				t.Errorf("report does not say the state was unreadable: %+v", rep)
 			}
