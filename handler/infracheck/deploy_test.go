@@ -86,9 +86,10 @@ func TestBicepSyntax(t *testing.T) {
 // infra/deploy.sh, and the azd postprovision hook) from a copy of the
 // repository root, with the user's parameter file where the docs put it and a
 // recording fake `az` on PATH (testdata/az). It asserts the exact az calls and
-// their order (infra, publish, events), that every file handed to az exists,
-// that deployEventSubscriptions is false and then true, and that no secret
-// reaches a command line.
+// their order (testdata/calls/<case>.txt: infra, publish, events, with
+// deployEventSubscriptions false and then true), that every file handed to az
+// exists (the fake logs MISSING otherwise), and that no secret reaches a
+// command line.
 func TestDeployScript(t *testing.T) {
 	bash, err := exec.LookPath("bash")
 	if err != nil {
@@ -116,33 +117,17 @@ func TestDeployScript(t *testing.T) {
 	if hook == nil {
 		t.Fatal("azure.yaml: no postprovision run: line")
 	}
-	secrets := map[string]string{"ATLAS_CLIENT_SECRET": "sentinel-client-secret", "ATLAS_PRIVATE_KEY": `sentinel-private"key\`, "GUARD_ALERT_WEBHOOK_URL": "https://hooks.example/sentinel-webhook"}
-	const app = "--resource-group rg --name func-guard"
-	find := func(typ string) string {
-		return "az resource list --resource-group rg --resource-type " + typ + " --tag application=atlas-akv-guard --query [0].name --output tsv"
-	}
-	deployment := func(params, events string) string {
-		if strings.HasSuffix(params, ".json") {
-			return "DEPLOY_EVENT_SUBSCRIPTIONS=unset az deployment group create --resource-group rg --name atlas-akv-guard --template-file $ROOT/infra/main.bicep --parameters @" +
-				params + " --parameters @$SECRETS --parameters deployEventSubscriptions=" + events + " --output none"
-		}
-		return "DEPLOY_EVENT_SUBSCRIPTIONS=" + events + " az deployment group create --resource-group rg --name atlas-akv-guard --parameters " + params + " --output none"
-	}
-	publish := map[string][]string{
-		"FlexConsumption": {"az functionapp deployment source config-zip " + app + " --src dist/app.zip --output none"},
-		"ElasticPremium": {find("Microsoft.Storage/storageAccounts"),
-			"az storage blob upload --auth-mode login --account-name stguard --container-name app-package --name app.zip --file dist/app.zip --overwrite --output none",
-			"az functionapp restart " + app + " --output none",
-			"az rest --method post --output none --url https://management.azure.com/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Web/sites/func-guard/syncfunctiontriggers?api-version=2024-04-01"},
-	}
-	cases := []struct{ name, plan, params, command string }{
-		{"make deploy, Flex, bicepparam", "FlexConsumption", "infra/main.bicepparam", `infra/deploy.sh rg "$PARAMS" dist/app.zip`},
-		{"make deploy, Elastic Premium, bicepparam", "ElasticPremium", "infra/main.bicepparam", `infra/deploy.sh rg "$PARAMS" dist/app.zip`},
-		{"make deploy, Flex, json", "FlexConsumption", "infra/main.parameters.json", `infra/deploy.sh rg "$PARAMS" dist/app.zip`},
-		{"make deploy, Elastic Premium, json", "ElasticPremium", "infra/main.parameters.json", `infra/deploy.sh rg "$PARAMS" dist/app.zip`},
-		{"azd hook, Flex", "FlexConsumption", "infra/main.bicepparam", hook[1]},
-		{"azd hook, Elastic Premium", "ElasticPremium", "infra/main.bicepparam", hook[1]},
-		{"parameter file outside infra/", "FlexConsumption", "my.bicepparam", `infra/deploy.sh rg "$PARAMS" dist/app.zip`},
+	secrets := map[string]string{"atlasClientSecret=ATLAS_CLIENT_SECRET": "sentinel-client-secret",
+		"atlasPrivateKey=ATLAS_PRIVATE_KEY": `sentinel-private"key\`, "alertWebhookUrl=GUARD_ALERT_WEBHOOK_URL": "https://hooks.example/sentinel-webhook"}
+	const deploy = `infra/deploy.sh rg "$PARAMS" dist/app.zip` // what make deploy runs
+	cases := []struct{ name, plan, params, command, fails string }{
+		{"make deploy, Flex, bicepparam", "FlexConsumption", "infra/main.bicepparam", deploy, ""},
+		{"make deploy, Elastic Premium, bicepparam", "ElasticPremium", "infra/main.bicepparam", deploy, ""},
+		{"make deploy, Flex, json", "FlexConsumption", "infra/main.parameters.json", deploy, ""},
+		{"make deploy, Elastic Premium, json", "ElasticPremium", "infra/main.parameters.json", deploy, ""},
+		{"azd hook, Flex", "FlexConsumption", "infra/main.bicepparam", hook[1], ""},
+		{"azd hook, Elastic Premium", "ElasticPremium", "infra/main.bicepparam", hook[1], ""},
+		{"parameter file outside infra", "FlexConsumption", "my.bicepparam", deploy, "does not resolve to infra/main.bicep"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -159,64 +144,46 @@ func TestDeployScript(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, "bin", "make"), []byte("#!/bin/sh\necho \"make $*\" >>\"$AZ_LOG\"\n"), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			log, files := filepath.Join(dir, "az.log"), filepath.Join(dir, "az.files")
-			shell := map[bool]string{true: bash, false: "sh"}[strings.HasPrefix(tc.command, "infra/")]
+			shell := map[bool]string{true: bash, false: "sh"}[tc.command == deploy]
 			cmd := exec.CommandContext(t.Context(), shell, "-c", tc.command)
 			cmd.Dir = dir
-			cmd.Env = append(os.Environ(), "PATH="+filepath.Join(dir, "bin")+":"+os.Getenv("PATH"), "AZ_LOG="+log, "AZ_FILES="+files,
+			cmd.Env = append(os.Environ(), "PATH="+filepath.Join(dir, "bin")+":"+os.Getenv("PATH"), "AZ_LOG="+dir+"/az.log", "AZ_FILES="+dir+"/az.files",
 				"FAKE_PLAN="+tc.plan, "PARAMS="+tc.params, "AZURE_RESOURCE_GROUP=rg", "STEPS=", "DEPLOYMENT_NAME=", "DEPLOY_EVENT_SUBSCRIPTIONS=")
 			for k, v := range secrets {
-				cmd.Env = append(cmd.Env, k+"="+v)
+				cmd.Env = append(cmd.Env, k[strings.Index(k, "=")+1:]+"="+v)
 			}
-			out, runErr := cmd.CombinedOutput()
-			got := read(log)
-			if tc.params == "my.bicepparam" {
-				if runErr == nil || !strings.Contains(string(out), "does not resolve to infra/main.bicep") || got != "" {
-					t.Fatalf("a parameter file outside infra/ must stop before any az call with a clear message; err %v, output:\n%s\ncalls:\n%s", runErr, out, got)
-				}
-				return
-			} else if runErr != nil {
-				t.Fatalf("deploy failed: %v\n%s", runErr, out)
+			out, err := cmd.CombinedOutput()
+			if (err != nil) != (tc.fails != "") || !strings.Contains(string(out), tc.fails) {
+				t.Fatalf("deploy: err %v, want it to fail with %q; output:\n%s", err, tc.fails, out)
 			}
-			secretsFile := ""
-			if m := regexp.MustCompile(`--parameters @(\S+) --parameters deploy`).FindStringSubmatch(got); m != nil {
-				secretsFile = m[1]
-				got = strings.ReplaceAll(got, "@"+m[1]+" ", "@$SECRETS ")
+			// The secrets of a .json deployment reach ARM through a private parameters file, removed afterwards.
+			calls, secretsFile := read(dir+"/az.log"), ""
+			if m := regexp.MustCompile(`--parameters @(\S+) --parameters deploy`).FindStringSubmatch(calls); m != nil {
+				secretsFile, calls = m[1], strings.ReplaceAll(calls, "@"+m[1]+" ", "@$SECRETS ")
 			}
-			want := []string{"az group show --name rg --output none", deployment(tc.params, "false")}
-			if !strings.HasPrefix(tc.command, "infra/") { // azd provision ran phase 1 itself
-				want = []string{"make package", want[0]}
+			golden := "handler/infracheck/testdata/calls/" + strings.NewReplacer(" ", "-", ",", "").Replace(tc.name) + ".txt"
+			if calls = strings.ReplaceAll(calls, dir, "$ROOT"); calls != read(golden) {
+				t.Errorf("az calls:\n%s\nwant (%s):\n%s", calls, golden, read(golden))
 			}
-			want = append(append(append(want, find("Microsoft.Web/sites"), "az functionapp show "+app+" --query sku --output tsv",
-				"az functionapp show "+app+" --query id --output tsv"), publish[tc.plan]...),
-				"az functionapp function list "+app+" --query [].name --output tsv", deployment(tc.params, "true"),
-				find("Microsoft.Web/sites"), "az functionapp show "+app+" --query defaultHostName --output tsv")
-			if calls := strings.TrimSpace(strings.ReplaceAll(got, dir, "$ROOT")); calls != strings.Join(want, "\n") {
-				t.Errorf("az calls:\n%s\nwant:\n%s", calls, strings.Join(want, "\n"))
-			}
-			for k, v := range secrets {
-				if strings.Contains(got, v) || strings.Contains(string(out), v) {
-					t.Errorf("secret %s on a command line or in the output", k)
-				}
-			}
-			if !strings.HasSuffix(tc.params, ".json") {
-				return
-			}
-			// The secrets reach ARM through a private parameters file, removed afterwards.
-			passed := read(files)
+			_, doc, _ := strings.Cut(read(dir+"/az.files"), "== "+secretsFile+"\n")
+			doc, _, _ = strings.Cut(doc, "\n== ")
 			var p struct {
 				Parameters map[string]struct{ Value string }
 			}
-			_, doc, _ := strings.Cut(passed, "== "+secretsFile+"\n")
-			doc, _, _ = strings.Cut(doc, "\n== ")
-			err := json.Unmarshal([]byte(doc), &p)
-			for param, env := range map[string]string{"atlasClientSecret": "ATLAS_CLIENT_SECRET", "atlasPrivateKey": "ATLAS_PRIVATE_KEY", "alertWebhookUrl": "GUARD_ALERT_WEBHOOK_URL"} {
-				if err != nil || p.Parameters[param].Value != secrets[env] {
-					t.Errorf("secrets parameters file %s: %s = %q, want $%s (%v)", secretsFile, param, p.Parameters[param].Value, env, err)
+			jsonErr := json.Unmarshal([]byte(doc), &p)
+			for k, v := range secrets {
+				if strings.Contains(calls, v) || strings.Contains(string(out), v) {
+					t.Errorf("secret %s on a command line or in the output", k)
+				}
+				if param := k[:strings.Index(k, "=")]; secretsFile != "" && p.Parameters[param].Value != v {
+					t.Errorf("secrets parameters file %s: %s = %q, want $%s (%v)", secretsFile, param, p.Parameters[param].Value, k, jsonErr)
 				}
 			}
 			if _, err := os.Stat(secretsFile); err == nil {
 				t.Errorf("secrets parameters file %s left behind", secretsFile)
+			}
+			if strings.HasSuffix(tc.params, ".json") != (secretsFile != "") {
+				t.Errorf("secrets parameters file passed: %q, want one exactly for .json parameters", secretsFile)
 			}
 		})
 	}
