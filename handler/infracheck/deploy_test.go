@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -44,42 +43,6 @@ func parse(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err = cmd.Run()
 	return out.String(), errOut.String(), err
-}
-
-// TestBicepSyntax parses every infra/**/*.bicep with tree-sitter-bicep (as
-// `make test` does) and proves that planted syntax errors are reported as
-// file:line:column.
-func TestBicepSyntax(t *testing.T) {
-	root := repoRoot(t)
-	if out, _, err := parse(t, filepath.Join(root, "infra")); err != nil || !strings.Contains(out, " 0 syntax errors") {
-		t.Fatalf("infra/ does not parse (%v):\n%s", err, out)
-	}
-	src, err := os.ReadFile(filepath.Join(root, "infra", "modules", "vault-guard.bicep"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cases := []struct{ name, old, new, want string }{
-		{"missing closing brace", "\n}\n\nresource approverAssignment", "\n\nresource approverAssignment", `\d+:\d+: `},
-		{"missing closing bracket", "resourceGroup().id\n    ]\n", "resourceGroup().id\n", `\d+:\d+: `},
-		{"stray token", "param principalId string\n", "param principalId string )\n", `LINE:26: syntax error`},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			i := strings.Index(string(src), tc.old)
-			if i < 0 || strings.Count(string(src), tc.old) != 1 {
-				t.Fatalf("mutation must apply once: %q", tc.old)
-			}
-			file := filepath.Join(t.TempDir(), "vault-guard.bicep")
-			if err := os.WriteFile(file, []byte(strings.Replace(string(src), tc.old, tc.new, 1)), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			want := strings.Replace(tc.want, "LINE", strconv.Itoa(strings.Count(string(src[:i]), "\n")+1), 1)
-			out, _, err := parse(t, file)
-			if err == nil || !regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(file)+`:`+want).MatchString(out) {
-				t.Errorf("planted error not reported as %s (exit %v):\n%s", want, err, out)
-			}
-		})
-	}
 }
 
 // TestDeployScript runs the deployment the README documents (make deploy →

@@ -21,8 +21,9 @@ import (
 // The drift test: the Bicep under infra/ must agree with the code. The
 // templates are read through the syntax tree parse-bicep.cjs --json dumps;
 // the .bicepparam files (which the grammar does not cover) as text. Each check
-// reports problems; TestInfraMatchesCode runs them on the real files and
-// TestChecksCatchDrift proves that each catches a drifted copy.
+// reports problems; TestInfraMatchesCode runs them on the real files (which
+// must parse without a syntax error) and TestChecksCatchDrift proves that each
+// check, and the syntax check, catches a drifted copy.
 
 // apiVersions lists every resource type@version the templates may use, each
 // verified to exist (sources: the Bicep/ARM template reference on
@@ -256,27 +257,27 @@ func TestInfraMatchesCode(t *testing.T) {
 	}
 }
 
-// dump parses the .bicep files under dir: file relative to dir → declarations.
-func dump(t *testing.T, dir string) map[string][]decl {
+// dump parses the .bicep files under dir: file relative to dir →
+// declarations, the syntax errors reported (file:line:column: …) and the exit
+// status of the parser.
+func dump(t *testing.T, dir string) (map[string][]decl, string, error) {
 	t.Helper()
 	stdout, stderr, err := parse(t, dir, "--json")
 	var files map[string][]decl
-	if err == nil {
-		err = json.Unmarshal([]byte(stdout), &files)
+	if jsonErr := json.Unmarshal([]byte(stdout), &files); jsonErr != nil || !strings.Contains(stderr, " Bicep files parsed, ") {
+		t.Fatalf("parse-bicep.cjs --json %s: %v %v\n%s", dir, err, jsonErr, stderr)
 	}
-	if err != nil {
-		t.Fatalf("parse-bicep.cjs --json %s: %v\n%s", dir, err, stderr)
-	}
-	return files
+	return files, stderr, err
 }
 
 func loadRepo(t *testing.T) *repo {
 	t.Helper()
 	root := repoRoot(t)
-	r := &repo{bicep: dump(t, filepath.Join(root, "infra")), params: map[string]string{}, functions: map[string][]binding{}}
-	if r.bicep["main.bicep"] == nil || r.bicep[functionAppModule] == nil {
-		t.Fatalf("infra/main.bicep or infra/%s missing", functionAppModule)
+	bicep, errs, err := dump(t, filepath.Join(root, "infra"))
+	if err != nil || !strings.Contains(errs, " 0 syntax errors") || bicep["main.bicep"] == nil || bicep[functionAppModule] == nil {
+		t.Fatalf("infra/ does not parse, or infra/main.bicep or infra/%s is missing (%v):\n%s", functionAppModule, err, errs)
 	}
+	r := &repo{bicep: bicep, params: map[string]string{}, functions: map[string][]binding{}}
 	params, _ := filepath.Glob(filepath.Join(root, "infra", "*.bicepparam"))
 	fns, _ := filepath.Glob(filepath.Join(root, "functions", "*", "function.json"))
 	for _, f := range append(params, fns...) {
@@ -554,12 +555,16 @@ func checkParams(r *repo, p *report) {
 }
 
 // TestChecksCatchDrift plants each drift in a copy of the real file and
-// requires the named check to report a problem mentioning want. Each
-// mutation must apply exactly once, so the table fails loudly when the
-// templates change under it.
+// requires the named check to report a problem mentioning want; for a planted
+// syntax error, the parser to report file:want (LINE: where old starts) and
+// exit non-zero. Each mutation must apply exactly once, so the table fails
+// loudly when the templates change under it.
 func TestChecksCatchDrift(t *testing.T) {
 	const main, app, vg, secrets, example = "main.bicep", functionAppModule, "modules/vault-guard.bicep", "modules/secrets.bicep", "example.bicepparam"
 	cases := []struct{ name, file, old, new, check, want string }{
+		{"syntax: missing closing brace", vg, "\n}\n\nresource approverAssignment", "\n\nresource approverAssignment", "syntax", `\d+:\d+: `},
+		{"syntax: missing closing bracket", vg, "resourceGroup().id\n    ]\n", "resourceGroup().id\n", "syntax", `\d+:\d+: `},
+		{"syntax: stray token", vg, "param principalId string\n", "param principalId string )\n", "syntax", `LINE:26: syntax error`},
 		{"role with an extra action", vg, "'Microsoft.KeyVault/vaults/keys/read'\n", "'Microsoft.KeyVault/vaults/keys/read'\n          'Microsoft.KeyVault/vaults/delete'\n", "role", "Microsoft.KeyVault/vaults/delete"},
 		{"role missing an action", vg, "          'Microsoft.KeyVault/vaults/keys/versions/read'\n", "", "role", "keys/versions/read"},
 		{"role with a wildcard", vg, "'Microsoft.KeyVault/vaults/read'", "'Microsoft.KeyVault/vaults/*'", "role", "wildcard"},
@@ -605,15 +610,22 @@ func TestChecksCatchDrift(t *testing.T) {
 			t.Fatalf("%s: mutation must apply once to infra/%s, applies %d times (%v): %q", tc.name, tc.file, n, err, tc.old)
 		}
 		drifted[i] = strings.Replace(string(text), tc.old, tc.new, 1)
+		cases[i].want = strings.Replace(tc.want, "LINE", strconv.Itoa(strings.Count(string(text[:strings.Index(string(text), tc.old)]), "\n")+1), 1)
 		if f := filepath.Join(tmp, strconv.Itoa(i), tc.file); strings.HasSuffix(f, ".bicep") {
 			if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil || os.WriteFile(f, []byte(drifted[i]), 0o644) != nil {
 				t.Fatal(f, err)
 			}
 		}
 	}
-	parsed := dump(t, tmp) // one run of the parser for every drifted template
+	parsed, errs, err := dump(t, tmp) // one run of the parser for every drifted template
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.check == "syntax" {
+				if !regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(filepath.Join(tmp, strconv.Itoa(i), tc.file))+`:`+tc.want).MatchString(errs) || err == nil {
+					t.Errorf("planted error not reported as %s (exit %v):\n%s", tc.want, err, errs)
+				}
+				return
+			}
 			r := &repo{bicep: maps.Clone(base.bicep), params: maps.Clone(base.params), functions: base.functions}
 			if ds, ok := parsed[strconv.Itoa(i)+"/"+tc.file]; ok {
 				r.bicep[tc.file] = ds

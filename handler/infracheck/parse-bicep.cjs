@@ -3,11 +3,11 @@
 // ERROR or MISSING node. Exit status 1 when any is found, 2 when no file is.
 // usage: node parse-bicep.cjs NODE_MODULES_DIR PATH... [--json]
 // --json prints {file: [declaration...]} on stdout (errors go to stderr) for
-// the drift test, file relative to its PATH: each declaration is {kind, name,
-// type, decorators, line, if, loop, value, text}. A value is JSON where Bicep is literal
-// (objects, arrays, plain strings, numbers, booleans, null); any other
-// expression is {"$": its source, "args": its operands as values}. text is
-// the declaration's value as written, with comments blanked.
+// the drift test, file relative to its PATH, for each file that parses: each
+// declaration is {kind, name, type, decorators, line, if, loop, value, text}.
+// A value is JSON where Bicep is literal (objects, arrays, plain strings,
+// numbers, booleans, null); any other expression is {"$": its source, "args":
+// its operands as values}. text is the value as written, comments blanked.
 const fs = require('fs');
 const path = require('path');
 const args = process.argv.slice(2);
@@ -95,7 +95,7 @@ function declarations(root, code) {
   const found = all.flatMap(([r, f]) => {
     const src = fs.readFileSync(f, 'utf8');
     const root = parser.parse(src).rootNode;
-    if (json) {
+    if (json && !root.hasError) { // a broken tree has no declarations to trust
       let code = src;
       for (const c of root.descendantsOfType('comment')) {
         code = code.slice(0, c.startIndex) + code.slice(c.startIndex, c.endIndex).replace(/[^\n]/g, ' ') + code.slice(c.endIndex);
