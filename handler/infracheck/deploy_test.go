@@ -1,7 +1,6 @@
 package infracheck_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -18,31 +17,6 @@ func repoRoot(t *testing.T) string {
 		t.Fatal("repository root not found", err, statErr)
 	}
 	return root
-}
-
-// parse runs parse-bicep.cjs with the parser's node_modules and args. Under
-// `make test` (BICEP_PARSER_DIR set) a missing node or parser fails the test;
-// a bare `go test` without node skips it.
-func parse(t *testing.T, args ...string) (stdout, stderr string, err error) {
-	t.Helper()
-	root, modules := repoRoot(t), os.Getenv("BICEP_PARSER_DIR")
-	node, lookErr := exec.LookPath("node")
-	switch {
-	case lookErr != nil && modules == "":
-		t.Skip("node not found: the Bicep checks need Node.js and the parser `make test` installs (run make test)")
-	case lookErr != nil:
-		t.Fatalf("BICEP_PARSER_DIR is set but node is not on PATH: %v", lookErr)
-	case modules == "":
-		modules = filepath.Join(root, ".cache", "bicep-parser", "node_modules")
-	}
-	if _, err := os.Stat(filepath.Join(modules, "tree-sitter-bicep", "tree-sitter-bicep.wasm")); err != nil {
-		t.Fatalf("the Bicep parser is not installed in %s: run `make tools`", modules)
-	}
-	var out, errOut bytes.Buffer
-	cmd := exec.CommandContext(t.Context(), node, append([]string{filepath.Join(root, "handler", "infracheck", "parse-bicep.cjs"), modules}, args...)...)
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err = cmd.Run()
-	return out.String(), errOut.String(), err
 }
 
 // TestDeployScript runs the deployment the README documents (make deploy →
