@@ -141,7 +141,7 @@ func Run(ctx context.Context, o Options) int {
 		if err != nil && res.Reason == "" {
 			res.Reason = "reading the check's own state failed: " + err.Error()
 		}
-		p := Project{ProjectID: id, Report: byID[id], Status: status.FromDoc(id, doc, now(), 0), MissingPermissions: []Permission{}}
+		p := Project{ProjectID: id, Report: byID[id], Status: status.FromDoc(id, doc, now()), MissingPermissions: []Permission{}}
 		if p.Report.ProjectID == "" {
 			p.Report.ProjectID = id
 		}
