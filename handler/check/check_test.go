@@ -3,6 +3,7 @@ package check
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -53,14 +54,8 @@ func newWorld(t *testing.T) *world {
 // simulators, an observe-mode reconciler over a fresh memory store.
 func (w *world) options(t *testing.T, atlasSecret string, projects ...string) Options {
 	t.Helper()
-	ac, err := w.AtlasClient(atlas.Options{ClientSecret: atlasSecret, MaxAttempts: 2, MaxRetryWait: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc, err := w.VaultClient(policy.RetryOptions{MaxRetries: 1, RetryDelay: 5 * time.Millisecond, MaxRetryDelay: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ac, errA := w.AtlasClient(atlas.Options{ClientSecret: atlasSecret, MaxAttempts: 2, MaxRetryWait: 10 * time.Millisecond})
+	vc, errV := w.VaultClient(policy.RetryOptions{MaxRetries: 1, RetryDelay: 5 * time.Millisecond, MaxRetryDelay: 20 * time.Millisecond})
 	store := state.NewMemory()
 	if len(projects) == 0 {
 		projects = []string{project}
@@ -71,9 +66,7 @@ func (w *world) options(t *testing.T, atlasSecret string, projects ...string) Op
 		Store: store, Log: notify.NewLog(logging.Discard()),
 		Policy: plan.Policy{Mode: plan.ModeObserve},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, errors.Join(errA, errV, err))
 	return Options{Reconciler: r, Store: store, Projects: projects, Prereqs: vc}
 }
 
@@ -106,15 +99,6 @@ func (w *world) run(t *testing.T, atlasSecret string, want int, projects ...stri
 	}
 	t.Logf("report:\n%s", text.String())
 	return text.String(), res
-}
-
-func contains(t *testing.T, text string, wants ...string) {
-	t.Helper()
-	for _, w := range wants {
-		if !strings.Contains(text, w) {
-			t.Errorf("report lacks %q", w)
-		}
-	}
 }
 
 func hasAlert(p Project, k alert.Kind, s alert.Severity) bool {
@@ -215,7 +199,11 @@ func TestCheck(t *testing.T) {
 				tc.setup(t, w)
 			}
 			text, res := w.run(t, tc.secret, tc.exit, tc.projects...)
-			contains(t, text, tc.text...)
+			for _, want := range tc.text {
+				if !strings.Contains(text, want) {
+					t.Errorf("report lacks %q", want)
+				}
+			}
 			if strings.ContainsAny(text, "\x1b\x07") {
 				t.Errorf("terminal control characters reached the report")
 			}

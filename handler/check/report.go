@@ -24,32 +24,20 @@ var reportText string
 // alert text) goes through c or cell, which clean it of control characters,
 // so a hostile name can't drive the terminal or break the layout.
 var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
-	"c":     clean,
-	"cell":  func(v any) string { return cmp.Or(clean(v), "-") },
-	"kv":    func(label string, v any) string { return fmt.Sprintf("  %-26s%s", label, cmp.Or(clean(v), "-")) },
-	"flag":  status.Flag,
-	"yesno": func(b bool) string { return status.Flag(&b) },
-	"no":    func(b *bool) bool { return b != nil && !*b },
-	"days":  status.Days,
-	"rfc":   rfc,
-	"upper": func(s status.State) string { return strings.ToUpper(string(s)) },
-	"base":  path.Base,
-	"join":  strings.Join,
-	"inc":   func(i int) int { return i + 1 },
-	"result": func(res Result) string {
-		switch res.Outcome {
-		case OutcomeHealthy:
-			s := fmt.Sprintf("healthy: no warning or critical alert in %d project(s)", len(res.Projects))
-			if n := prereqCount(res.Prerequisites, PrereqCannotTell); n > 0 {
-				s += fmt.Sprintf("; %d prerequisite(s) could not be checked (cannot-tell above)", n)
-			}
-			return fmt.Sprintf("%s (exit %d)", s, res.ExitCode)
-		case OutcomeProblems:
-			return fmt.Sprintf("problems found: %d critical, %d warning open alert(s), %d prerequisite problem(s) (exit %d)",
-				res.Alerts[alert.Critical], res.Alerts[alert.Warning], prereqCount(res.Prerequisites, PrereqProblem), res.ExitCode)
-		}
-		return fmt.Sprintf("the check could not run: %s (exit %d)", clean(res.Reason), res.ExitCode)
-	},
+	"c":      clean,
+	"cell":   func(v any) string { return cmp.Or(clean(v), "-") },
+	"kv":     func(label string, v any) string { return fmt.Sprintf("  %-26s%s", label, cmp.Or(clean(v), "-")) },
+	"flag":   status.Flag,
+	"yesno":  func(b bool) string { return status.Flag(&b) },
+	"no":     func(b *bool) bool { return b != nil && !*b },
+	"days":   status.Days,
+	"rfc":    rfc,
+	"upper":  func(s status.State) string { return strings.ToUpper(string(s)) },
+	"base":   path.Base,
+	"join":   strings.Join,
+	"inc":    func(i int) int { return i + 1 },
+	"count":  prereqCount,
+	"alerts": func(n map[alert.Severity]int, s alert.Severity) int { return n[s] },
 }).Parse(reportText))
 
 func writeText(out io.Writer, res Result) error {
