@@ -2,6 +2,7 @@ package status
 
 import (
 	"bytes"
+	"cmp"
 	_ "embed"
 	"html/template"
 	"net/http"
@@ -20,20 +21,19 @@ var pageHTML string
 // pageTmpl renders the Status page. html/template escapes every value: alert
 // summaries, names and error messages come from outside.
 var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
-	"ts":           func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
-	"ago":          ago,
-	"stateLabel":   func(s State) string { return stateLabels[s][0] },
-	"stateIcon":    func(s State) string { return stateLabels[s][1] },
-	"verdictClass": verdictClass,
-	"statusClass":  statusClass,
-	"vaultName":    vaultName,
-	"days":         Days,
-	"flag":         Flag,
-	"yes":          func(b *bool) bool { return b != nil && *b },
-	"no":           func(b *bool) bool { return b != nil && !*b },
-	"join":         strings.Join,
-	"deref":        func(n *int) int { return *n },
-	"unreadTile":   func(title, why string) any { return struct{ Title, Why string }{title, why} },
+	"ts":         func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
+	"ago":        ago,
+	"stateLabel": func(s State) string { return stateLabels[s][0] },
+	"stateIcon":  func(s State) string { return stateLabels[s][1] },
+	"class":      class,
+	"vaultName":  vaultName,
+	"days":       Days,
+	"flag":       Flag,
+	"yes":        func(b *bool) bool { return b != nil && *b },
+	"no":         func(b *bool) bool { return b != nil && !*b },
+	"join":       strings.Join,
+	"deref":      func(n *int) int { return *n },
+	"unreadTile": func(title, why string) any { return struct{ Title, Why string }{title, why} },
 }).Parse(pageHTML))
 
 var stateLabels = map[State][2]string{Healthy: {"Healthy", "✓"}, Warning: {"Warning", "!"}, Critical: {"Critical", "✕"}, Unknown: {"Unknown", "?"}}
@@ -92,30 +92,18 @@ func ago(now, t time.Time) string {
 	}
 }
 
-// verdictClass colours a decision: good (approved or would be), bad (a
-// problem the operator must look at), neutral otherwise.
-func verdictClass(v string) string {
-	switch v {
-	case plan.VerdictApprove, plan.VerdictAlreadyApproved, plan.VerdictWouldApprove:
-		return "good"
-	case plan.VerdictForeign, plan.VerdictConnectionMissing, plan.VerdictHeld, plan.VerdictEndpointNotRequesting,
-		plan.VerdictVaultUnreadable, plan.VerdictEndpointsUnreadable, plan.VerdictConnectionsUnreadable, plan.VerdictConfigUnreadable:
-		return "bad"
-	}
-	return "neutral"
+// classes colour a decision or a status: good (approved or would be), bad
+// (a problem the operator must look at), warn (waiting); neutral otherwise.
+var classes = map[string]string{
+	plan.VerdictApprove: "good", plan.VerdictAlreadyApproved: "good", plan.VerdictWouldApprove: "good",
+	plan.VerdictForeign: "bad", plan.VerdictConnectionMissing: "bad", plan.VerdictHeld: "bad", plan.VerdictEndpointNotRequesting: "bad",
+	plan.VerdictVaultUnreadable: "bad", plan.VerdictEndpointsUnreadable: "bad", plan.VerdictConnectionsUnreadable: "bad", plan.VerdictConfigUnreadable: "bad",
+	"ACTIVE": "good", "APPROVED": "good", "FAILED": "bad", "REJECTED": "bad", "DISCONNECTED": "bad", "PENDING_RECREATION": "bad", "DELETING": "bad",
+	"PENDING": "warn", "INITIATING": "warn", "PENDING_ACCEPTANCE": "warn",
 }
 
-func statusClass(s string) string {
-	switch strings.ToUpper(s) {
-	case "ACTIVE", "APPROVED":
-		return "good"
-	case "FAILED", "REJECTED", "DISCONNECTED", "PENDING_RECREATION", "DELETING":
-		return "bad"
-	case "PENDING", "INITIATING", "PENDING_ACCEPTANCE":
-		return "warn"
-	}
-	return "neutral"
-}
+// class is the colour of a verdict or a status (statuses in any case).
+func class(s string) string { return cmp.Or(classes[s], classes[strings.ToUpper(s)], "neutral") }
 
 // vaultName shortens a vault resource ID to "name (resource group)".
 func vaultName(id string) string {

@@ -55,7 +55,7 @@ type Project struct {
 	Note string `json:"note,omitempty"`
 	// LastReconcile is when the last reconcile finished; nil when never.
 	LastReconcile *time.Time `json:"lastReconcile,omitempty"`
-	// Stale says the last reconcile is older than the page's StaleAfter:
+	// Stale says the last reconcile is older than DefaultStaleAfter:
 	// is the Reconcile timer running?
 	Stale bool      `json:"stale,omitempty"`
 	Mode  plan.Mode `json:"mode,omitempty"`
@@ -154,7 +154,11 @@ func FromDoc(projectID string, doc *reconcile.Doc, now time.Time) Project {
 		p.Note = "not reconciled yet: the stored state holds no reconcile summary"
 		return p
 	}
-	p.State, p.LastReconcile = StateOf(p.OpenAlerts), &s.At
+	// The open alerts come most severe first: the first one says the state.
+	p.State, p.LastReconcile = Healthy, &s.At
+	if len(p.OpenAlerts) > 0 {
+		p.State = cmp.Or(map[alert.Severity]State{alert.Critical: Critical, alert.Warning: Warning}[p.OpenAlerts[0].Severity], Healthy)
+	}
 	if d := now.Sub(s.At); d > DefaultStaleAfter {
 		p.Stale, p.Note = true, "the last reconcile is "+age(d)+" old: is the Reconcile timer running?"
 	}
@@ -234,21 +238,6 @@ func unread(s *reconcile.Summary, errs []plan.SourceError) map[plan.Source]strin
 
 // NotRead says why the last reconcile has no value from src; "" when it has.
 func (p Project) NotRead(src plan.Source) string { return p.Unread[src] }
-
-// StateOf is the state a set of open alerts gives a reconciled project:
-// Critical if any is critical, Warning if any is a warning, else Healthy.
-func StateOf(open []alert.Alert) State {
-	st := Healthy
-	for _, a := range open {
-		switch a.Severity {
-		case alert.Critical:
-			return Critical
-		case alert.Warning:
-			st = Warning
-		}
-	}
-	return st
-}
 
 // pair puts each Atlas endpoint beside the vault connection of its name and
 // the plan's decision (plan.Result lists connection rows first, so an
