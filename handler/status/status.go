@@ -112,8 +112,8 @@ type errorBody struct {
 // undecodable document).
 func (h *handler) load(ctx context.Context) (Page, error) {
 	now := h.o.Now()
-	n := len(h.o.Projects)
-	docs, notes, errs := make([]*reconcile.Doc, n), make([]string, n), make([]error, n)
+	page := Page{GeneratedAt: now.UTC(), Projects: make([]Project, len(h.o.Projects))}
+	errs := make([]error, len(h.o.Projects))
 	sem := make(chan struct{}, concurrency)
 	var wg sync.WaitGroup
 	for i, id := range h.o.Projects {
@@ -125,7 +125,10 @@ func (h *handler) load(ctx context.Context) (Page, error) {
 					errs[i] = fmt.Errorf("project %s: panic reading the store: %v", id, v)
 				}
 			}()
-			docs[i], notes[i], errs[i] = ReadDoc(ctx, h.o.Store, id)
+			doc, note, err := ReadDoc(ctx, h.o.Store, id)
+			p := FromDoc(id, doc, now)
+			p.Note = cmp.Or(note, p.Note)
+			page.Projects[i], errs[i] = p, err
 		})
 	}
 	wg.Wait()
@@ -133,11 +136,7 @@ func (h *handler) load(ctx context.Context) (Page, error) {
 	if err := errors.Join(append(errs, err)...); err != nil {
 		return Page{}, err
 	}
-	page := Page{GeneratedAt: now.UTC(), Projects: make([]Project, n), Quarantined: len(bad)}
-	for i, id := range h.o.Projects {
-		page.Projects[i] = FromDoc(id, docs[i], now)
-		page.Projects[i].Note = cmp.Or(notes[i], page.Projects[i].Note)
-	}
+	page.Quarantined = len(bad)
 	return page, nil
 }
 
