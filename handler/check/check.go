@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -141,10 +142,8 @@ func Run(ctx context.Context, o Options) int {
 		if err != nil && res.Reason == "" {
 			res.Reason = "reading the check's own state failed: " + err.Error()
 		}
-		p := Project{ProjectID: id, Report: byID[id], Status: status.FromDoc(id, doc, now(), 0), MissingPermissions: []Permission{}}
-		if p.Report.ProjectID == "" {
-			p.Report.ProjectID = id
-		}
+		p := Project{ProjectID: id, Report: byID[id], Status: status.FromDoc(id, doc, now())}
+		p.Report.ProjectID = id
 		p.Checked = doc != nil && doc.Summary != nil && p.Status.NotRead(plan.SourceEncryptionAtRest) == ""
 		switch {
 		case note != "":
@@ -203,25 +202,16 @@ func finish(o Options, res Result) int {
 // permissions turns the 401/403s of a project's reads into remedies.
 func permissions(p status.Project) []Permission {
 	out := []Permission{}
-	seen := map[string]bool{}
 	for _, e := range p.Errors {
-		if e.Permission == "" || seen[e.Permission] {
+		if e.Permission == "" || slices.ContainsFunc(out, func(m Permission) bool { return m.Action == e.Permission }) {
 			continue
 		}
-		seen[e.Permission] = true
-		out = append(out, Permission{Source: e.Source, Action: e.Permission, Remedy: remedy(e, p)})
+		remedy := "check the Atlas credentials (ATLAS_CLIENT_ID/ATLAS_CLIENT_SECRET, or ATLAS_PUBLIC_KEY/ATLAS_PRIVATE_KEY) and give them, in project " +
+			p.ProjectID + ", an " + e.Permission
+		if strings.HasPrefix(e.Permission, "Microsoft.") {
+			remedy = "grant " + e.Permission + " " + strings.TrimSpace("on the vault "+p.Vault) + " to the guard's identity (the guard's custom role lists it)"
+		}
+		out = append(out, Permission{Source: e.Source, Action: e.Permission, Remedy: remedy})
 	}
 	return out
-}
-
-func remedy(e plan.SourceError, p status.Project) string {
-	if strings.HasPrefix(e.Permission, "Microsoft.") {
-		where := "on the vault"
-		if p.Vault != "" {
-			where += " " + p.Vault
-		}
-		return "grant " + e.Permission + " " + where + " to the guard's identity (the guard's custom role lists it)"
-	}
-	return "check the Atlas credentials (ATLAS_CLIENT_ID/ATLAS_CLIENT_SECRET, or ATLAS_PUBLIC_KEY/ATLAS_PRIVATE_KEY) and give them, in project " +
-		p.ProjectID + ", an " + e.Permission
 }

@@ -3,6 +3,8 @@ package check
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -41,14 +43,10 @@ type world struct{ *simtest.Sims }
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	w := &world{simtest.New(t, simtest.Options{ARM: armsim.Config{SettleReads: -1}})}
-	must := func(_ string, err error) {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(w.AddProject(simtest.Project{ID: project, Vault: kv, KeyVersion: keyVersion, Clusters: []string{"orders"}, Regions: []string{"EUROPE_WEST"}}))
-	must(w.AddEndpoint(project, kv, "EUROPE_WEST", connActive, atlassim.StatusActive, vault.StatusApproved))
-	must(w.AddEndpoint(project, kv, "US_EAST_2", connAsking, atlassim.StatusPendingAcceptance, vault.StatusPending))
+	add := func(_ string, err error) { must(t, err) }
+	add(w.AddProject(simtest.Project{ID: project, Vault: kv, KeyVersion: keyVersion, Clusters: []string{"orders"}, Regions: []string{"EUROPE_WEST"}}))
+	add(w.AddEndpoint(project, kv, "EUROPE_WEST", connActive, atlassim.StatusActive, vault.StatusApproved))
+	add(w.AddEndpoint(project, kv, "US_EAST_2", connAsking, atlassim.StatusPendingAcceptance, vault.StatusPending))
 	return w
 }
 
@@ -56,14 +54,8 @@ func newWorld(t *testing.T) *world {
 // simulators, an observe-mode reconciler over a fresh memory store.
 func (w *world) options(t *testing.T, atlasSecret string, projects ...string) Options {
 	t.Helper()
-	ac, err := w.AtlasClient(atlas.Options{ClientSecret: atlasSecret, MaxAttempts: 2, MaxRetryWait: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc, err := w.VaultClient(policy.RetryOptions{MaxRetries: 1, RetryDelay: 5 * time.Millisecond, MaxRetryDelay: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ac, errA := w.AtlasClient(atlas.Options{ClientSecret: atlasSecret, MaxAttempts: 2, MaxRetryWait: 10 * time.Millisecond})
+	vc, errV := w.VaultClient(policy.RetryOptions{MaxRetries: 1, RetryDelay: 5 * time.Millisecond, MaxRetryDelay: 20 * time.Millisecond})
 	store := state.NewMemory()
 	if len(projects) == 0 {
 		projects = []string{project}
@@ -74,9 +66,7 @@ func (w *world) options(t *testing.T, atlasSecret string, projects ...string) Op
 		Store: store, Log: notify.NewLog(logging.Discard()),
 		Policy: plan.Policy{Mode: plan.ModeObserve},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, errors.Join(errA, errV, err))
 	return Options{Reconciler: r, Store: store, Projects: projects, Prereqs: vc}
 }
 
@@ -111,144 +101,144 @@ func (w *world) run(t *testing.T, atlasSecret string, want int, projects ...stri
 	return text.String(), res
 }
 
-func contains(t *testing.T, text string, wants ...string) {
-	t.Helper()
-	for _, w := range wants {
-		if !strings.Contains(text, w) {
-			t.Errorf("report lacks %q", w)
-		}
-	}
+func hasAlert(p Project, k alert.Kind, s alert.Severity) bool {
+	return slices.ContainsFunc(p.Status.OpenAlerts, func(a alert.Alert) bool { return a.Kind == k && a.Severity == s })
 }
 
-func TestHealthy(t *testing.T) {
-	w := newWorld(t)
-	text, res := w.run(t, "", ExitHealthy)
-	contains(t, text,
-		"== project "+project+": HEALTHY ==",
-		"vault                     "+kv.String(),
-		"requirePrivateNetworking  yes",
-		"enabled                   yes",
-		"(in 364 days)",
-		connAsking, "PENDING_ACCEPTANCE", "Pending", "would-approve",
-		connActive, "ACTIVE", "Approved", "already-approved",
-		"observe mode: not approved",
-		"would approve "+connAsking,
-		"RESULT: healthy",
-	)
-	if res.Outcome != OutcomeHealthy || len(res.Projects) != 1 {
-		t.Fatalf("result %+v", res)
-	}
-	p := res.Projects[0]
-	if !p.Checked || p.Status.State != "healthy" || len(p.Report.WouldApprove) != 1 || p.Report.WouldApprove[0] != connAsking {
-		t.Errorf("project %+v", p)
-	}
-	verdicts := map[string]string{}
-	for _, e := range p.Status.Endpoints {
-		verdicts[e.ConnectionName] = e.Verdict
-	}
-	if verdicts[connAsking] != plan.VerdictWouldApprove || verdicts[connActive] != plan.VerdictAlreadyApproved {
-		t.Errorf("verdicts %v", verdicts)
-	}
-	// Observe mode: nothing was approved in Azure.
-	if c, _ := w.ARM.Connection(kv, connAsking); c.Status != vault.StatusPending {
-		t.Errorf("the check changed %s to %s", connAsking, c.Status)
-	}
-}
-
-func TestKeyDisabled(t *testing.T) {
-	w := newWorld(t)
-	if err := w.ARM.SetKeyEnabled(kv, "atlas-ear", keyVersion, false); err != nil {
-		t.Fatal(err)
-	}
-	text, res := w.run(t, "", ExitProblems)
-	contains(t, text, ": CRITICAL ==", "enabled                   no", "key-disabled", "RESULT: problems found",
-		"What to do about key-disabled", "1. Re-enable the key version Atlas uses: az keyvault key set-attributes --enabled true --subscription "+kv.SubscriptionID+" --vault-name "+kv.Name+" --name atlas-ear --version "+keyVersion)
-	if res.Outcome != OutcomeProblems || res.Alerts[alert.Critical] == 0 {
-		t.Errorf("result %+v", res)
-	}
-	if !hasAlert(res.Projects[0], alert.KeyDisabled, alert.Critical) {
-		t.Errorf("no critical key-disabled in %+v", res.Projects[0].Status.OpenAlerts)
-	}
-}
-
-func TestConnectionsReadDenied(t *testing.T) {
-	w := newWorld(t)
-	w.ARM.Deny(vault.ActionConnectionsRead)
-	text, res := w.run(t, "", ExitProblems)
-	contains(t, text,
-		"guard-blind",
-		"Missing permissions",
-		"grant Microsoft.KeyVault/vaults/privateEndpointConnections/read on the vault "+kv.String(),
-		"connections-unreadable",
-	)
-	p := res.Projects[0]
-	if !p.Checked || len(p.MissingPermissions) != 1 || p.MissingPermissions[0].Action != vault.ActionConnectionsRead ||
-		p.MissingPermissions[0].Source != plan.SourceConnections {
-		t.Errorf("missing permissions %+v", p.MissingPermissions)
-	}
-	if !hasAlert(p, alert.GuardBlind, alert.Critical) {
-		t.Errorf("no guard-blind alert in %+v", p.Status.OpenAlerts)
-	}
-}
-
-func TestWrongAtlasCredentials(t *testing.T) {
-	w := newWorld(t)
-	text, res := w.run(t, "not-the-secret", ExitFailed)
-	contains(t, text, "not checked", "atlas:encryptionAtRest", "Missing permissions", "check the Atlas credentials",
-		"RESULT: the check could not run: no project could be checked")
-	if res.Outcome != OutcomeFailed || res.Projects[0].Checked || res.Reason == "" {
-		t.Errorf("result %+v", res)
-	}
-	// Nothing that was not read is stated; each section says not read and why.
-	if strings.Contains(text, "requirePrivateNetworking") || strings.Contains(text, "hold tag") || strings.Contains(text, "Clusters (") {
-		t.Errorf("the report states values it never read")
-	}
-	contains(t, text, "(not read: Atlas's EAR config was not read, so the vault is unknown)")
-	// What is known is still there: the guard-blind alerts.
-	if !hasAlert(res.Projects[0], alert.GuardBlind, alert.Critical) {
-		t.Errorf("no guard-blind alert in %+v", res.Projects[0].Status.OpenAlerts)
-	}
-}
-
-// One project that can't be read beside one that can is a problem found,
-// not a failed check.
-func TestOneProjectUnreadable(t *testing.T) {
-	w := newWorld(t)
+// TestCheck: each case changes the healthy world, runs the check (text and
+// -json) and says the exit code, what the report must say and what the JSON
+// result must hold. The prerequisites are read with the operator's identity:
+// a read it is refused is "cannot tell", naming the action, never "ok".
+func TestCheck(t *testing.T) {
 	const missing = "65f0c0ffee0000000000dead"
-	text, res := w.run(t, "", ExitProblems, project, missing)
-	contains(t, text, "== project "+missing+": CRITICAL ==", "== project "+project+": HEALTHY ==")
-	if !res.Projects[0].Checked || res.Projects[1].Checked {
-		t.Errorf("checked: %v %v", res.Projects[0].Checked, res.Projects[1].Checked)
+	ok := map[string]string{"vault exists": PrereqOK, "Microsoft.Network registered": PrereqOK, "Microsoft.EventGrid registered": PrereqOK}
+	cases := []struct {
+		name     string
+		setup    func(t *testing.T, w *world)
+		secret   string   // the Atlas secret the check uses ("" the right one)
+		projects []string // nil: the one project
+		exit     int
+		text     []string
+		prereqs  map[string]string // check → state
+		result   func(t *testing.T, res Result)
+	}{
+		{"healthy", nil, "", nil, ExitHealthy, []string{
+			"== project " + project + ": HEALTHY ==", "vault                     " + kv.String(), "requirePrivateNetworking  yes",
+			"enabled                   yes", "(364 days left)", connAsking, "PENDING_ACCEPTANCE", "Pending", "would-approve",
+			connActive, "ACTIVE", "Approved", "already-approved", "observe mode: not approved", "would approve " + connAsking,
+			"Azure prerequisites (read with your identity)", "region westeurope", "RESULT: healthy",
+		}, ok, func(t *testing.T, res Result) {
+			p := res.Projects[0]
+			verdicts := map[string]string{}
+			for _, e := range p.Status.Endpoints {
+				verdicts[e.ConnectionName] = e.Verdict
+			}
+			if res.Outcome != OutcomeHealthy || !p.Checked || p.Status.State != "healthy" || !slices.Equal(p.Report.WouldApprove, []string{connAsking}) ||
+				verdicts[connAsking] != plan.VerdictWouldApprove || verdicts[connActive] != plan.VerdictAlreadyApproved {
+				t.Errorf("result %+v", res)
+			}
+		}},
+		{"key disabled", func(t *testing.T, w *world) { must(t, w.ARM.SetKeyEnabled(kv, "atlas-ear", keyVersion, false)) }, "", nil, ExitProblems, []string{
+			": CRITICAL ==", "enabled                   no", "key-disabled", "RESULT: problems found", "What to do about key-disabled",
+			"1. Re-enable the key version Atlas uses: az keyvault key set-attributes --enabled true --subscription " + kv.SubscriptionID + " --vault-name " + kv.Name + " --name atlas-ear --version " + keyVersion,
+		}, nil, func(t *testing.T, res Result) {
+			if res.Outcome != OutcomeProblems || res.Alerts[alert.Critical] == 0 || !hasAlert(res.Projects[0], alert.KeyDisabled, alert.Critical) {
+				t.Errorf("result %+v", res)
+			}
+		}},
+		{"connections read denied", func(t *testing.T, w *world) { w.ARM.Deny(vault.ActionConnectionsRead) }, "", nil, ExitProblems, []string{
+			"guard-blind", "Missing permissions", "connections-unreadable",
+			"grant Microsoft.KeyVault/vaults/privateEndpointConnections/read on the vault " + kv.String(),
+		}, nil, func(t *testing.T, res Result) {
+			p := res.Projects[0]
+			if !p.Checked || len(p.MissingPermissions) != 1 || p.MissingPermissions[0].Action != vault.ActionConnectionsRead ||
+				p.MissingPermissions[0].Source != plan.SourceConnections || !hasAlert(p, alert.GuardBlind, alert.Critical) {
+				t.Errorf("project %+v", p)
+			}
+		}},
+		// Nothing that was not read is stated; each section says not read
+		// and why; what is known (the guard-blind alerts) is still there.
+		{"wrong Atlas credentials", nil, "not-the-secret", nil, ExitFailed, []string{
+			"not checked", "atlas:encryptionAtRest", "Missing permissions", "check the Atlas credentials",
+			"RESULT: the check could not run: no project could be checked",
+			"(not read: Atlas's EAR config was not read, so the vault is unknown)",
+		}, nil, func(t *testing.T, res Result) {
+			if res.Outcome != OutcomeFailed || res.Projects[0].Checked || res.Reason == "" || !hasAlert(res.Projects[0], alert.GuardBlind, alert.Critical) {
+				t.Errorf("result %+v", res)
+			}
+		}},
+		// One project that can't be read beside one that can is a problem
+		// found, not a failed check.
+		{"one project unreadable", nil, "", []string{project, missing}, ExitProblems, []string{
+			"== project " + missing + ": CRITICAL ==", "== project " + project + ": HEALTHY ==",
+		}, nil, func(t *testing.T, res Result) {
+			if !res.Projects[0].Checked || res.Projects[1].Checked {
+				t.Errorf("checked: %v %v", res.Projects[0].Checked, res.Projects[1].Checked)
+			}
+		}},
+		{"hostile names are cleaned", func(t *testing.T, w *world) {
+			w.Atlas.AddEndpoint(project, "EUROPE_NORTH", "evil\x1b]0;pwned\x07\x1b[2J\tx\ny", atlassim.StatusFailed)
+		}, "", nil, ExitProblems, []string{"evil ]0;pwned  [2J x y"}, nil, nil},
+		{"Event Grid not registered", func(t *testing.T, w *world) {
+			w.ARM.SetProvider(kv.SubscriptionID, "Microsoft.EventGrid", "NotRegistered")
+		}, "", nil, ExitProblems,
+			[]string{"az provider register --namespace Microsoft.EventGrid --subscription " + kv.SubscriptionID, "1 prerequisite problem(s)"},
+			map[string]string{"Microsoft.Network registered": PrereqOK, "Microsoft.EventGrid registered": PrereqProblem}, nil},
+		{"Network registering", func(t *testing.T, w *world) { w.ARM.SetProvider(kv.SubscriptionID, "Microsoft.Network", "Registering") }, "", nil, ExitProblems,
+			[]string{"Registering: az provider register --namespace Microsoft.Network"}, map[string]string{"Microsoft.Network registered": PrereqProblem}, nil},
+		{"vault deleted", func(t *testing.T, w *world) { must(t, w.ARM.DeleteVault(kv)) }, "", nil, ExitProblems,
+			[]string{"names a vault that does not exist"}, map[string]string{"vault exists": PrereqProblem}, nil},
+		{"providers unreadable", func(t *testing.T, w *world) { w.ARM.Deny(vault.ActionProvidersRead) }, "", nil, ExitHealthy,
+			[]string{"cannot-tell", "lacks " + vault.ActionProvidersRead, "2 prerequisite(s) could not be checked"},
+			map[string]string{"vault exists": PrereqOK, "Microsoft.Network registered": PrereqCannotTell, "Microsoft.EventGrid registered": PrereqCannotTell}, nil},
 	}
-}
-
-func TestNothingToCheck(t *testing.T) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			if tc.setup != nil {
+				tc.setup(t, w)
+			}
+			text, res := w.run(t, tc.secret, tc.exit, tc.projects...)
+			for _, want := range tc.text {
+				if !strings.Contains(text, want) {
+					t.Errorf("report lacks %q", want)
+				}
+			}
+			if strings.ContainsAny(text, "\x1b\x07") {
+				t.Errorf("terminal control characters reached the report")
+			}
+			if tc.result != nil {
+				tc.result(t, res)
+			}
+			got := map[string]string{}
+			for _, p := range res.Prerequisites {
+				got[p.Check] = p.State
+				if p.Vault != kv.String() {
+					t.Errorf("prerequisite of %q, want the project's vault", p.Vault)
+				}
+			}
+			for check, want := range tc.prereqs {
+				if got[check] != want || len(res.Prerequisites) != 3 {
+					t.Errorf("%s: %q, want %q (%+v)", check, got[check], want, res.Prerequisites)
+				}
+			}
+		})
+	}
+	// Nothing to check, or nothing to check with: the check failed.
 	var out bytes.Buffer
 	if got := Run(t.Context(), Options{Out: &out}); got != ExitFailed {
 		t.Errorf("exit %d", got)
 	}
-	w := newWorld(t)
-	o := w.options(t, "")
+	o := newWorld(t).options(t, "")
 	o.Projects, o.Out = nil, &out
 	if got := Run(t.Context(), o); got != ExitFailed || !strings.Contains(out.String(), "no project to check") {
 		t.Errorf("exit %d: %s", got, out.String())
 	}
 }
 
-func TestHostileNamesAreCleaned(t *testing.T) {
-	w := newWorld(t)
-	w.Atlas.AddEndpoint(project, "EUROPE_NORTH", "evil\x1b]0;pwned\x07\x1b[2J", atlassim.StatusFailed)
-	text, _ := w.run(t, "", ExitProblems)
-	if strings.ContainsAny(text, "\x1b\x07") {
-		t.Errorf("terminal control characters reached the report")
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
-}
-
-func hasAlert(p Project, k alert.Kind, s alert.Severity) bool {
-	for _, a := range p.Status.OpenAlerts {
-		if a.Kind == k && a.Severity == s {
-			return true
-		}
-	}
-	return false
 }

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"strings"
-	"text/tabwriter"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
@@ -91,16 +88,4 @@ func prereqCount(rows []Prerequisite, state string) int {
 		}
 	}
 	return n
-}
-
-func writePrerequisites(w io.Writer, rows []Prerequisite) {
-	if len(rows) == 0 {
-		return
-	}
-	section(w, "Azure prerequisites (read with your identity)")
-	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	for _, r := range rows {
-		fmt.Fprintf(t, "  %s\t%s\t%s\t%s\n", clean(r.Vault[strings.LastIndex(r.Vault, "/")+1:]), r.Check, r.State, clean(r.Detail))
-	}
-	t.Flush()
 }

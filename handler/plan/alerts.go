@@ -145,10 +145,9 @@ func (pl *planner) configAlerts() {
 		return
 	}
 	pl.raise(alert.Alert{
-		Kind:     alert.ConfigInvalid,
-		Severity: alert.Critical,
-		Summary:  "Atlas reports the Azure Key Vault encryption-at-rest configuration as invalid; clusters are or will be shut down.",
-		Details:  map[string]string{"keyIdentifier": pl.s.Config.KeyIdentifier, "keyVaultName": pl.s.Config.KeyVaultName},
+		Kind: alert.ConfigInvalid, Severity: alert.Critical,
+		Summary: "Atlas reports the Azure Key Vault encryption-at-rest configuration as invalid; clusters are or will be shut down.",
+		Details: map[string]string{"keyIdentifier": pl.s.Config.KeyIdentifier, "keyVaultName": pl.s.Config.KeyVaultName},
 	})
 }
 
@@ -165,9 +164,8 @@ func (pl *planner) vaultAlerts() {
 		return
 	}
 	a := alert.Alert{
-		Kind:     alert.VaultMissing,
-		Severity: alert.Critical,
-		Summary:  fmt.Sprintf("Key Vault %s named in Atlas's EAR config was not found; Atlas cannot reach the key and will shut down clusters.", pl.cfgVault.Name),
+		Kind: alert.VaultMissing, Severity: alert.Critical,
+		Summary: fmt.Sprintf("Key Vault %s named in Atlas's EAR config was not found; Atlas cannot reach the key and will shut down clusters.", pl.cfgVault.Name),
 	}
 	enrich(&a, pl.latestHint(func(h Hint) bool { return h.Kind == event.VaultChanged }))
 	pl.raise(a)
@@ -183,11 +181,9 @@ func (pl *planner) keyAlerts() {
 	if !pl.s.Key.Found {
 		subject := pl.keySubject()
 		pl.raise(alert.Alert{
-			Kind:     alert.KeyMissing,
-			Severity: alert.Critical,
-			Subject:  subject,
-			Summary:  fmt.Sprintf("Key version %s that Atlas uses was not found in the vault; Atlas will shut down clusters at its next check.", subject),
-			Details:  map[string]string{"keyIdentifier": pl.s.Config.KeyIdentifier},
+			Kind: alert.KeyMissing, Severity: alert.Critical, Subject: subject,
+			Summary: fmt.Sprintf("Key version %s that Atlas uses was not found in the vault; Atlas will shut down clusters at its next check.", subject),
+			Details: map[string]string{"keyIdentifier": pl.s.Config.KeyIdentifier},
 		})
 		return
 	}
@@ -296,10 +292,9 @@ func (pl *planner) clusterAlerts() {
 	}
 	sort.Strings(names)
 	pl.raise(alert.Alert{
-		Kind:     alert.ClustersPaused,
-		Severity: alert.Critical,
-		Summary:  fmt.Sprintf("%d cluster(s) encrypted with the Azure Key Vault key are paused: %s.", len(names), strings.Join(names, ", ")),
-		Details:  map[string]string{"clusters": strings.Join(names, ","), "count": strconv.Itoa(len(names))},
+		Kind: alert.ClustersPaused, Severity: alert.Critical,
+		Summary: fmt.Sprintf("%d cluster(s) encrypted with the Azure Key Vault key are paused: %s.", len(names), strings.Join(names, ", ")),
+		Details: map[string]string{"clusters": strings.Join(names, ","), "count": strconv.Itoa(len(names))},
 	})
 }
 
@@ -322,11 +317,9 @@ func (pl *planner) endpointAlerts() {
 				d["errorMessage"] = alert.Scrub(e.ErrorMessage)
 			}
 			pl.raise(alert.Alert{
-				Kind:     alert.EndpointFailed,
-				Severity: alert.Critical,
-				Subject:  e.ID,
-				Summary:  fmt.Sprintf("Atlas EAR private endpoint %s (%s) FAILED: %s", e.ID, e.RegionName, alert.Scrub(e.ErrorMessage)),
-				Details:  d,
+				Kind: alert.EndpointFailed, Severity: alert.Critical, Subject: e.ID,
+				Summary: fmt.Sprintf("Atlas EAR private endpoint %s (%s) FAILED: %s", e.ID, e.RegionName, alert.Scrub(e.ErrorMessage)),
+				Details: d,
 			})
 		case waiting(e.Status):
 			seen := pl.seen(e.ID, e.Status)
@@ -335,9 +328,7 @@ func (pl *planner) endpointAlerts() {
 			}
 			d["since"] = seen.Since.UTC().Format(time.RFC3339)
 			pl.raise(alert.Alert{
-				Kind:     alert.EndpointStuck,
-				Severity: alert.Warning,
-				Subject:  e.ID,
+				Kind: alert.EndpointStuck, Severity: alert.Warning, Subject: e.ID,
 				Summary: fmt.Sprintf("Atlas EAR private endpoint %s (%s) has been %s since %s (longer than %s).",
 					e.ID, e.RegionName, e.Status, d["since"], pl.p.StuckAfter),
 				Details: d,
@@ -395,11 +386,9 @@ func (pl *planner) connectionChanged() {
 			subject = e.ID
 		}
 		a := alert.Alert{
-			Kind:     alert.ConnectionChanged,
-			Severity: alert.Warning,
-			Subject:  subject,
-			Summary:  fmt.Sprintf("Private endpoint connection %s of Atlas endpoint %s (%s) was rejected or removed: %s.", subject, e.ID, e.RegionName, why),
-			Details:  map[string]string{"endpointId": e.ID, "region": e.RegionName, "endpointStatus": e.Status, "reason": why},
+			Kind: alert.ConnectionChanged, Severity: alert.Warning, Subject: subject,
+			Summary: fmt.Sprintf("Private endpoint connection %s of Atlas endpoint %s (%s) was rejected or removed: %s.", subject, e.ID, e.RegionName, why),
+			Details: map[string]string{"endpointId": e.ID, "region": e.RegionName, "endpointStatus": e.Status, "reason": why},
 		}
 		if connStatus != "" {
 			a.Details["connectionStatus"] = connStatus
@@ -455,10 +444,9 @@ func (pl *planner) accessChanged() {
 		}
 	}
 	a := alert.Alert{
-		Kind:     alert.AccessChanged,
-		Severity: alert.Warning,
-		Summary:  "Access to the vault changed (access policy or role assignment); Atlas may lose access to the key at its next validity check.",
-		Details:  map[string]string{"lastChangeSeenAt": last.UTC().Format(time.RFC3339Nano), "atlasValid": "unknown"},
+		Kind: alert.AccessChanged, Severity: alert.Warning,
+		Summary: "Access to the vault changed (access policy or role assignment); Atlas may lose access to the key at its next validity check.",
+		Details: map[string]string{"lastChangeSeenAt": last.UTC().Format(time.RFC3339Nano), "atlasValid": "unknown"},
 	}
 	if known {
 		a.Details["atlasValid"] = strconv.FormatBool(!invalid)

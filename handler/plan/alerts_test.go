@@ -91,6 +91,43 @@ func TestRaiseKeepResolve(t *testing.T) {
 		{"config names no vault: no ARM source expected", with(healthy(), func(s *Snapshot) {
 			s.Config.KeyVaultName, s.Vault, s.VaultState, s.Connections, s.Key = "", resource.ID{}, nil, nil, nil
 		}), nil, nil},
+		// The rules that apply when the EAR config requires private networking.
+		{"covered", covered(), nil, nil},
+		{"second Azure region uncovered", with(covered(), addCluster("eu", "AZURE", "EUROPE_WEST", "US_EAST_2")),
+			nil, []string{"region-uncovered:EUROPE_WEST:warning"}},
+		{"region being created counts as covered", with(covered(), addCluster("eu", "AZURE", "EUROPE_WEST"), func(s *Snapshot) {
+			s.Endpoints = append(s.Endpoints, atlas.PrivateEndpoint{ID: epB, RegionName: "EUROPE_WEST", Status: atlas.StatusInitiating})
+		}), nil, nil},
+		{"endpoint Atlas recreates still covers its region", with(covered(), func(s *Snapshot) { s.Endpoints[0].Status = atlas.StatusPendingRecreation }),
+			nil, []string{"connection-rejected:" + connA + ":warning", "no-private-endpoint::critical"}},
+		{"failed endpoint does not cover", with(covered(), func(s *Snapshot) { s.Endpoints[0].Status = atlas.StatusFailed }),
+			nil, []string{"endpoint-failed:" + epA + ":critical", "no-private-endpoint::critical"}},
+		{"no endpoint at all", with(covered(), func(s *Snapshot) { s.Endpoints = []atlas.PrivateEndpoint{} }),
+			nil, []string{"no-private-endpoint::critical"}},
+		{"non-EAR clusters need no endpoint", with(covered(), func(s *Snapshot) {
+			s.Endpoints, s.Clusters[0].EncryptionAtRestProvider = []atlas.PrivateEndpoint{}, "NONE"
+		}), nil, nil},
+		{"multi-cloud", with(covered(), addCluster("mc", "AZURE", "US_EAST_2", "AWS:US_EAST_1")),
+			nil, []string{"unsupported-cluster:mc:warning"}},
+		{"AWS only", with(covered(), addCluster("aws", "AZURE", "AWS:US_EAST_1")),
+			nil, []string{"unsupported-cluster:aws:warning"}},
+		{"AWS without Azure keys is fine", with(covered(), addCluster("aws", "AWS", "AWS:US_EAST_1")), nil, nil},
+		{"public networking: coverage rules off", with(covered(), addCluster("mc", "AZURE", "EUROPE_WEST", "AWS:US_EAST_1"), func(s *Snapshot) {
+			s.Config.RequirePrivateNetworking = false
+		}), nil, nil},
+		{"purge protection off", with(covered(), func(s *Snapshot) { s.VaultState.EnablePurgeProtection = false }),
+			nil, []string{"vault-purge-unprotected::warning"}},
+		{"soft delete off", with(covered(), func(s *Snapshot) { s.VaultState.EnableSoftDelete = false }),
+			nil, []string{"vault-purge-unprotected::warning"}},
+		{"purge rule ignores a vault EAR does not use", with(covered(), func(s *Snapshot) {
+			s.VaultState.EnablePurgeProtection, s.Config.Enabled = false, false
+		}), nil, nil},
+		{"secret in 31 days", with(covered(), secret(31*day, "setting")), nil, nil},
+		{"secret in exactly 30 days", with(covered(), secret(30*day, "setting")), nil, []string{"app-secret-expiring:app-1:warning"}},
+		{"secret expires now", with(covered(), secret(0, "setting")), nil, []string{"app-secret-expired:app-1:critical"}},
+		{"secret read failed: carried, blind", with(covered(), secret(0, AppSecretFromGraph), func(s *Snapshot) {
+			s.Errors = append(s.Errors, SourceError{Source: SourceGraph, Message: "403", Permission: "Application.Read.All"})
+		}), nil, []string{"guard-blind:graph:application:critical"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -109,9 +146,21 @@ func TestRaiseKeepResolve(t *testing.T) {
 			}
 			slices.Sort(raised)
 			slices.Sort(resolved)
+			for _, a := range r1.Memory.Open {
+				if len(a.Runbook) == 0 || a.Summary == "" {
+					t.Errorf("%s: no runbook or summary", a.Kind)
+				}
+			}
 			run(t, p, step{0, tt.snap, raised}, step{time.Minute, tt.snap, nil})
+			// Nothing but guard-blind resolves while every source is unreadable.
+			blind := Plan(with(tt.snap, atlasDown, fail(SourceGraph, "down")), r1.Memory, p, now.Add(time.Minute))
+			for _, n := range blind.Notices {
+				if n.Action == alert.Resolved && n.Alert.Kind != alert.GuardBlind {
+					t.Errorf("%s resolved while blind", n.Alert.Kind)
+				}
+			}
 			if !strings.HasPrefix(tt.name, "access changed") { // resolves after AccessChangeSettle instead
-				run(t, p, step{0, tt.snap, raised}, step{time.Minute, settled(), resolved})
+				run(t, p, step{0, tt.snap, raised}, step{time.Minute, covered(), resolved})
 			}
 		})
 	}

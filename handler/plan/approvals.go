@@ -131,32 +131,24 @@ func (pl *planner) decideConnection(c vault.Connection, e atlas.PrivateEndpoint,
 		reason := fmt.Sprintf("the vault carries the hold tag %s=%s; not approved", vault.HoldTagKey, vault.HoldTagValue)
 		add(VerdictHeld, reason)
 		pl.raise(alert.Alert{
-			Kind:     alert.ApprovalHeld,
-			Severity: alert.Warning,
-			Subject:  c.Name,
-			Summary:  fmt.Sprintf("Connection %s that Atlas endpoint %s (%s) asked for is not approved because the vault carries the hold tag.", c.Name, e.ID, e.RegionName),
-			Details:  map[string]string{"endpointId": e.ID, "region": e.RegionName, "endpointStatus": e.Status},
+			Kind: alert.ApprovalHeld, Severity: alert.Warning, Subject: c.Name,
+			Summary: fmt.Sprintf("Connection %s that Atlas endpoint %s (%s) asked for is not approved because the vault carries the hold tag.", c.Name, e.ID, e.RegionName),
+			Details: map[string]string{"endpointId": e.ID, "region": e.RegionName, "endpointStatus": e.Status},
 		})
 		return
 	case pl.p.Mode != ModeEnforce:
 		add(VerdictWouldApprove, fmt.Sprintf("requested by Atlas endpoint %s (%s, %s); observe mode: not approved", e.ID, e.RegionName, e.Status))
 		pl.raise(alert.Alert{
-			Kind:     alert.WouldApprove,
-			Severity: alert.Info,
-			Subject:  c.Name,
-			Summary:  fmt.Sprintf("Observe mode: atlas-akv-guard would approve connection %s for Atlas endpoint %s (%s).", c.Name, e.ID, e.RegionName),
-			Details:  map[string]string{"endpointId": e.ID, "region": e.RegionName, "endpointStatus": e.Status},
+			Kind: alert.WouldApprove, Severity: alert.Info, Subject: c.Name,
+			Summary: fmt.Sprintf("Observe mode: atlas-akv-guard would approve connection %s for Atlas endpoint %s (%s).", c.Name, e.ID, e.RegionName),
+			Details: map[string]string{"endpointId": e.ID, "region": e.RegionName, "endpointStatus": e.Status},
 		})
 		return
 	}
 	add(VerdictApprove, fmt.Sprintf("Pending, on the vault Atlas's EAR config names, and requested by Atlas endpoint %s (%s, %s)", e.ID, e.RegionName, e.Status))
-	pl.approvals = append(pl.approvals, Approval{
-		Vault:       pl.cfgVault,
-		Connection:  c.Name,
-		EndpointID:  e.ID,
-		Region:      e.RegionName,
-		Description: approvalDescription(pl.s.ProjectID, e.ID, e.RegionName, pl.now),
-	})
+	pl.approvals = append(pl.approvals, Approval{Vault: pl.cfgVault, Connection: c.Name, EndpointID: e.ID, Region: e.RegionName,
+		Description: fmt.Sprintf("Approved by atlas-akv-guard for MongoDB Atlas project %s, EAR private endpoint %s (%s), at %s",
+			pl.s.ProjectID, e.ID, e.RegionName, pl.now.UTC().Format(time.RFC3339))})
 }
 
 // unrequestedSince records and returns since when the Pending connection
@@ -185,22 +177,15 @@ func (pl *planner) atlasCreating() string {
 	return ""
 }
 
-func approvalDescription(projectID, endpointID, region string, now time.Time) string {
-	return fmt.Sprintf("Approved by atlas-akv-guard for MongoDB Atlas project %s, EAR private endpoint %s (%s), at %s",
-		projectID, endpointID, region, now.UTC().Format(time.RFC3339))
-}
-
 func (pl *planner) raiseForeign(c vault.Connection, reason string, details map[string]string) {
 	details["status"] = c.Status
 	if c.PrivateEndpointID != "" {
 		details["privateEndpointId"] = c.PrivateEndpointID
 	}
 	pl.raise(alert.Alert{
-		Kind:     alert.ForeignConnection,
-		Severity: alert.Warning,
-		Subject:  c.Name,
-		Summary:  fmt.Sprintf("Pending private endpoint connection %s on the vault was not requested by Atlas: %s.", c.Name, reason),
-		Details:  details,
+		Kind: alert.ForeignConnection, Severity: alert.Warning, Subject: c.Name,
+		Summary: fmt.Sprintf("Pending private endpoint connection %s on the vault was not requested by Atlas: %s.", c.Name, reason),
+		Details: details,
 	})
 }
 
@@ -234,14 +219,11 @@ func (pl *planner) decideEndpoint(e atlas.PrivateEndpoint) Decision {
 	case !pl.connsOK:
 		d.Verdict, d.Reason = VerdictConnectionsUnreadable, "the vault's connections could not be read in this reconcile"
 	case e.Requesting():
-		d.Verdict = VerdictAwaitingConnection
-		d.Reason = fmt.Sprintf("Atlas endpoint is %s; connection %q is not on the vault yet", e.Status, e.PrivateEndpointConnectionName)
+		d.Verdict, d.Reason = VerdictAwaitingConnection, fmt.Sprintf("Atlas endpoint is %s; connection %q is not on the vault yet", e.Status, e.PrivateEndpointConnectionName)
 	case e.Status == atlas.StatusActive:
-		d.Verdict = VerdictConnectionMissing
-		d.Reason = fmt.Sprintf("Atlas endpoint is ACTIVE but connection %q is absent from the vault", e.PrivateEndpointConnectionName)
+		d.Verdict, d.Reason = VerdictConnectionMissing, fmt.Sprintf("Atlas endpoint is ACTIVE but connection %q is absent from the vault", e.PrivateEndpointConnectionName)
 	default:
-		d.Verdict = VerdictNoConnection
-		d.Reason = fmt.Sprintf("Atlas endpoint is %s; no connection %q on the vault", e.Status, e.PrivateEndpointConnectionName)
+		d.Verdict, d.Reason = VerdictNoConnection, fmt.Sprintf("Atlas endpoint is %s; no connection %q on the vault", e.Status, e.PrivateEndpointConnectionName)
 	}
 	return d
 }
@@ -251,19 +233,10 @@ func (pl *planner) decideEndpoint(e atlas.PrivateEndpoint) Decision {
 // kept in Memory.
 func ApprovedNotice(projectID string, a Approval, actor string, now time.Time) alert.Notice {
 	now = now.Round(0)
-	al := alert.Alert{
-		Fingerprint: Fingerprint(alert.Approved, projectID, a.Connection),
-		Kind:        alert.Approved,
-		Severity:    alert.Info,
-		ProjectID:   projectID,
-		Subject:     a.Connection,
-		Summary: fmt.Sprintf("atlas-akv-guard approved private endpoint connection %s for Atlas endpoint %s (%s).",
-			a.Connection, a.EndpointID, a.Region),
-		Details:      map[string]string{"endpointId": a.EndpointID, "region": a.Region, "description": a.Description},
-		Actor:        actor,
-		FirstSeen:    now,
-		LastSeen:     now,
-		LastNotified: now,
+	al := alert.Alert{Fingerprint: Fingerprint(alert.Approved, projectID, a.Connection), Kind: alert.Approved, Severity: alert.Info,
+		ProjectID: projectID, Subject: a.Connection, Actor: actor, FirstSeen: now, LastSeen: now, LastNotified: now,
+		Summary: fmt.Sprintf("atlas-akv-guard approved private endpoint connection %s for Atlas endpoint %s (%s).", a.Connection, a.EndpointID, a.Region),
+		Details: map[string]string{"endpointId": a.EndpointID, "region": a.Region, "description": a.Description},
 	}
 	if !a.Vault.IsZero() {
 		al.Vault = a.Vault.String()

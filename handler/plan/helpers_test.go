@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -185,4 +186,37 @@ func run(t *testing.T, p Policy, steps ...step) []Result {
 		out, mem = append(out, r), r.Memory
 	}
 	return out
+}
+
+func azure(regions ...string) []atlas.RegionConfig {
+	var out []atlas.RegionConfig
+	for _, r := range regions {
+		p, n, ok := strings.Cut(r, ":")
+		if !ok {
+			p, n = "AZURE", r
+		}
+		out = append(out, atlas.RegionConfig{ProviderName: p, RegionName: n})
+	}
+	return out
+}
+
+// covered is settled() requiring private networking, with cluster prod in
+// US_EAST_2, where endpoint epA is ACTIVE.
+func covered() Snapshot {
+	return with(settled(), func(s *Snapshot) {
+		s.Config.RequirePrivateNetworking = true
+		s.Clusters[0].RegionConfigs = azure("US_EAST_2")
+	})
+}
+
+func addCluster(name, provider string, regions ...string) func(*Snapshot) {
+	return func(s *Snapshot) {
+		s.Clusters = append(s.Clusters, atlas.Cluster{Name: name, EncryptionAtRestProvider: provider, RegionConfigs: azure(regions...)})
+	}
+}
+
+func secret(d time.Duration, from string) func(*Snapshot) {
+	return func(s *Snapshot) {
+		s.AppSecret = &AppSecret{ClientID: "app-1", Expires: now.Add(d), From: from}
+	}
 }

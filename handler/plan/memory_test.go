@@ -38,6 +38,20 @@ func TestIdempotent(t *testing.T) {
 			if len(r1.Notices) < 8 {
 				t.Fatalf("precondition: expected many raised notices, got %v", tags(r1.Notices))
 			}
+			// Notices are sorted, unique, complete and deterministic.
+			if !slices.IsSortedFunc(r1.Notices, func(a, b alert.Notice) int {
+				return strings.Compare(a.Alert.Fingerprint+string(a.Action), b.Alert.Fingerprint+string(b.Action))
+			}) || !reflect.DeepEqual(r1, Plan(troubled(), Memory{}, p, now)) {
+				t.Error("notices not sorted or not deterministic")
+			}
+			ids := map[string]bool{}
+			for _, n := range r1.Notices {
+				if ids[n.ID] || n.Alert.Fingerprint != Fingerprint(n.Alert.Kind, project, n.Alert.Subject) || n.Alert.Summary == "" ||
+					n.Alert.Vault != vaultA.String() || n.Alert.ProjectID != project || !n.At.Equal(now) {
+					t.Errorf("notice %+v", n)
+				}
+				ids[n.ID] = true
+			}
 			before, _ := json.Marshal(r1.Memory)
 			r2 := Plan(troubled(), r1.Memory, p, now)
 			if len(r2.Notices) != 0 || !reflect.DeepEqual(r1.Memory, r2.Memory) ||
@@ -51,9 +65,15 @@ func TestIdempotent(t *testing.T) {
 			if r3 := Plan(troubled(), m, p, now.Add(time.Minute)); len(r3.Notices) != 0 {
 				t.Errorf("a minute later: %v", tags(r3.Notices))
 			}
-			_ = Plan(healthy(), r1.Memory, p, now.Add(2*time.Hour))
-			if after, _ := json.Marshal(r1.Memory); string(after) != string(before) {
-				t.Error("Plan modified prev")
+			// Resolving drops from memory; nothing stays open; prev is untouched.
+			r4 := Plan(covered(), r1.Memory, p, now.Add(2*time.Hour))
+			for _, n := range r4.Notices {
+				if n.Action != alert.Resolved || n.Alert.ResolvedAt == nil || !n.Alert.ResolvedAt.Equal(now.Add(2*time.Hour)) || n.ID == r1.Notices[0].ID {
+					t.Errorf("notice %s/%s resolved at %v", n.Alert.Kind, n.Action, n.Alert.ResolvedAt)
+				}
+			}
+			if after, _ := json.Marshal(r1.Memory); len(r4.Memory.Open) != 0 || string(after) != string(before) {
+				t.Errorf("still open: %v, or Plan modified prev", openKinds(r4.Memory))
 			}
 		})
 	}
@@ -83,50 +103,13 @@ func TestRenotifyAndTimes(t *testing.T) {
 	}
 }
 
-func TestNoticesSortedUniqueDeterministic(t *testing.T) {
-	r := Plan(troubled(), Memory{}, enforce(), now)
-	if !slices.IsSortedFunc(r.Notices, func(a, b alert.Notice) int {
-		return strings.Compare(a.Alert.Fingerprint+string(a.Action), b.Alert.Fingerprint+string(b.Action))
-	}) {
-		t.Error("notices not sorted")
-	}
-	ids := map[string]bool{}
-	for _, n := range r.Notices {
-		if ids[n.ID] || n.Alert.Fingerprint != Fingerprint(n.Alert.Kind, project, n.Alert.Subject) || n.Alert.Summary == "" ||
-			n.Alert.Vault != vaultA.String() || n.Alert.ProjectID != project || !n.At.Equal(now) {
-			t.Errorf("notice %+v", n)
-		}
-		ids[n.ID] = true
-	}
-	if r2 := Plan(troubled(), Memory{}, enforce(), now); !reflect.DeepEqual(r.Notices, r2.Notices) {
-		t.Error("notices not deterministic")
-	}
-	if r3 := Plan(troubled(), Memory{}, enforce(), now.Add(time.Second)); r3.Notices[0].ID == r.Notices[0].ID {
-		t.Error("notice id does not depend on time")
-	}
-	// Resolving drops from memory; settled() keeps nothing open.
-	r4 := Plan(settled(), r.Memory, enforce(), now.Add(2*time.Hour))
-	for _, n := range r4.Notices {
-		if n.Action != alert.Resolved || n.Alert.ResolvedAt == nil || !n.Alert.ResolvedAt.Equal(now.Add(2*time.Hour)) {
-			t.Errorf("notice %s/%s resolved at %v", n.Alert.Kind, n.Action, n.Alert.ResolvedAt)
-		}
-	}
-	if len(r4.Memory.Open) != 0 {
-		t.Errorf("still open: %v", openKinds(r4.Memory))
-	}
-}
-
 func TestFingerprint(t *testing.T) {
 	a := Fingerprint(alert.ForeignConnection, project, "conn")
 	if a != Fingerprint(alert.ForeignConnection, project, "conn") || len(a) != 32 {
 		t.Fatalf("fingerprint %q", a)
 	}
-	for _, other := range []string{
-		Fingerprint(alert.ForeignConnection, project, "Conn"),
-		Fingerprint(alert.ForeignConnection, "other", "conn"),
-		Fingerprint(alert.WouldApprove, project, "conn"),
-		Fingerprint(alert.ForeignConnection, project+"c", "onn"),
-	} {
+	for _, other := range []string{Fingerprint(alert.ForeignConnection, project, "Conn"), Fingerprint(alert.ForeignConnection, "other", "conn"),
+		Fingerprint(alert.WouldApprove, project, "conn"), Fingerprint(alert.ForeignConnection, project+"c", "onn")} {
 		if other == a {
 			t.Errorf("collision with %q", other)
 		}

@@ -12,7 +12,9 @@
 package plan
 
 import (
-	"sort"
+	"cmp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
@@ -68,32 +70,19 @@ type Policy struct {
 }
 
 // DefaultPolicy returns the default thresholds for mode, with no re-notification.
-func DefaultPolicy(mode Mode) Policy {
-	return Policy{
-		Mode:               mode,
-		KeyExpiryWarn:      DefaultKeyExpiryWarn,
-		StuckAfter:         DefaultStuckAfter,
-		AccessChangeSettle: DefaultAccessChangeSettle,
-		ForeignGrace:       DefaultForeignGrace,
-	}
-}
+func DefaultPolicy(mode Mode) Policy { return Policy{Mode: mode}.withDefaults() }
 
 func (p Policy) withDefaults() Policy {
-	if p.KeyExpiryWarn <= 0 {
-		p.KeyExpiryWarn = DefaultKeyExpiryWarn
+	orDefault := func(d *time.Duration, def time.Duration) {
+		if *d <= 0 {
+			*d = def
+		}
 	}
-	if p.StuckAfter <= 0 {
-		p.StuckAfter = DefaultStuckAfter
-	}
-	if p.AccessChangeSettle <= 0 {
-		p.AccessChangeSettle = DefaultAccessChangeSettle
-	}
-	if p.ForeignGrace <= 0 {
-		p.ForeignGrace = DefaultForeignGrace
-	}
-	if p.RenotifyAfter < 0 {
-		p.RenotifyAfter = 0
-	}
+	orDefault(&p.KeyExpiryWarn, DefaultKeyExpiryWarn)
+	orDefault(&p.StuckAfter, DefaultStuckAfter)
+	orDefault(&p.AccessChangeSettle, DefaultAccessChangeSettle)
+	orDefault(&p.ForeignGrace, DefaultForeignGrace)
+	p.RenotifyAfter = max(p.RenotifyAfter, 0)
 	return p
 }
 
@@ -284,23 +273,15 @@ func Plan(s Snapshot, prev Memory, p Policy, now time.Time) Result {
 	res.Memory.Endpoints = pl.endpointMemory()
 	res.Memory.Unrequested = pl.unrequestedMemory()
 
-	sort.Slice(res.Approvals, func(i, j int) bool { return res.Approvals[i].Connection < res.Approvals[j].Connection })
-	sort.Slice(res.Notices, func(i, j int) bool {
-		a, b := res.Notices[i], res.Notices[j]
-		if a.Alert.Fingerprint != b.Alert.Fingerprint {
-			return a.Alert.Fingerprint < b.Alert.Fingerprint
-		}
-		return a.Action < b.Action
+	slices.SortFunc(res.Approvals, func(a, b Approval) int { return strings.Compare(a.Connection, b.Connection) })
+	slices.SortFunc(res.Notices, func(a, b alert.Notice) int {
+		return cmp.Or(strings.Compare(a.Alert.Fingerprint, b.Alert.Fingerprint), strings.Compare(string(a.Action), string(b.Action)))
 	})
-	sort.SliceStable(res.Decisions, func(i, j int) bool {
-		a, b := res.Decisions[i], res.Decisions[j]
+	slices.SortStableFunc(res.Decisions, func(a, b Decision) int {
 		if (a.Connection == "") != (b.Connection == "") {
-			return a.Connection != ""
+			return strings.Compare(b.Connection, a.Connection) // connection rows first
 		}
-		if a.Connection != b.Connection {
-			return a.Connection < b.Connection
-		}
-		return a.EndpointID < b.EndpointID
+		return cmp.Or(strings.Compare(a.Connection, b.Connection), strings.Compare(a.EndpointID, b.EndpointID))
 	})
 	return res
 }

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"maps"
@@ -15,13 +16,8 @@ import (
 // hex, of SHA-256 over kind, project and subject. Subject is compared exactly
 // (connection names are case-sensitive).
 func Fingerprint(kind alert.Kind, projectID, subject string) string {
-	h := sha256.New()
-	h.Write([]byte(kind))
-	h.Write([]byte{0})
-	h.Write([]byte(projectID))
-	h.Write([]byte{0})
-	h.Write([]byte(subject))
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	sum := sha256.Sum256([]byte(string(kind) + "\x00" + projectID + "\x00" + subject))
+	return hex.EncodeToString(sum[:16])
 }
 
 // noticeID is unique per fingerprint, action and time, and deterministic.
@@ -134,13 +130,7 @@ func (pl *planner) settled(kinds ...alert.Kind) {
 }
 
 func rank(s alert.Severity) int {
-	switch s {
-	case alert.Critical:
-		return 2
-	case alert.Warning:
-		return 1
-	}
-	return 0
+	return map[alert.Severity]int{alert.Warning: 1, alert.Critical: 2}[s]
 }
 
 // hintDetailKeys are the Details an event adds; they are kept from the
@@ -166,17 +156,10 @@ func (pl *planner) settle() (map[string]alert.Alert, []alert.Notice) {
 		default:
 			a.FirstSeen = old.FirstSeen
 			a.LastNotified = old.LastNotified
-			if a.Actor == "" {
-				a.Actor = old.Actor
-			}
+			a.Actor = cmp.Or(a.Actor, old.Actor)
 			for _, k := range hintDetailKeys {
-				if v, ok := old.Details[k]; ok {
-					if _, set := a.Details[k]; !set {
-						if a.Details == nil {
-							a.Details = map[string]string{}
-						}
-						a.Details[k] = v
-					}
+				if a.Details[k] == "" {
+					setDetail(&a, k, old.Details[k])
 				}
 			}
 			switch {
@@ -253,21 +236,22 @@ func enrich(a *alert.Alert, h *Hint) {
 	if h == nil {
 		return
 	}
-	if h.Actor != "" {
-		a.Actor = h.Actor
+	a.Actor = cmp.Or(h.Actor, a.Actor)
+	setDetail(a, "eventOperation", h.Operation)
+	setDetail(a, "eventObject", h.Object)
+	setDetail(a, "eventId", h.EventID)
+	if !h.Time.IsZero() {
+		setDetail(a, "eventTime", h.Time.UTC().Format(time.RFC3339))
+	}
+}
+
+// setDetail sets a's detail k to v, unless v is empty.
+func setDetail(a *alert.Alert, k, v string) {
+	if v == "" {
+		return
 	}
 	if a.Details == nil {
 		a.Details = map[string]string{}
 	}
-	set := func(k, v string) {
-		if v != "" {
-			a.Details[k] = v
-		}
-	}
-	set("eventOperation", h.Operation)
-	set("eventObject", h.Object)
-	set("eventId", h.EventID)
-	if !h.Time.IsZero() {
-		a.Details["eventTime"] = h.Time.UTC().Format(time.RFC3339)
-	}
+	a.Details[k] = v
 }

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 
@@ -94,7 +95,7 @@ func runbook(a alert.Alert, id ids) []string {
 	case alert.GuardBlind:
 		steps := []string{"Grant what the guard lacks: " + a.Details["permission"]}
 		if a.Details["permission"] == "" {
-			steps[0] = "Fix the read the error names: " + a.Details["error"]
+			steps[0] = "Fix what the guard cannot read: " + cmp.Or(a.Details["error"], a.Subject)
 		}
 		return append(steps, "Confirm with one observe-only reconcile: handler check")
 	case alert.RegionUncovered:

@@ -61,8 +61,13 @@ func TestRunbookEveryKind(t *testing.T) {
 				t.Errorf("%s: runbook lacks %q:\n%s", kind, w, all)
 			}
 		}
-		if strings.Contains(all, "--name  ") || strings.Contains(all, "groups//") {
+		if strings.Contains(all, "--name  ") || strings.Contains(all, "groups//") || strings.Contains(all, ": \n") || strings.HasSuffix(all, ": ") {
 			t.Errorf("%s: an identifier is empty:\n%s", kind, all)
 		}
+	}
+	// A guard-blind alert grouped by cause names the cause.
+	blind := Plan(with(healthy(), atlasDown), Memory{}, enforce(), now).Notices[0].Alert
+	if steps := strings.Join(blind.Runbook, "\n"); !strings.Contains(steps, "DNS lookup failed") {
+		t.Errorf("grouped guard-blind runbook:\n%s", steps)
 	}
 }

@@ -73,14 +73,9 @@ func (pl *planner) purgeAlerts() {
 	pl.raise(alert.Alert{
 		Kind: alert.PurgeUnprotected, Severity: alert.Warning,
 		Summary: fmt.Sprintf("Key Vault %s that holds Atlas's key has purge protection %s and soft delete %s: a deleted key can be purged for good, and the data it encrypts is then unreadable forever.",
-			pl.cfgVault.Name, onOff(v.EnablePurgeProtection), onOff(v.EnableSoftDelete)),
+			pl.cfgVault.Name, onOff[v.EnablePurgeProtection], onOff[v.EnableSoftDelete]),
 		Details: map[string]string{"enablePurgeProtection": fmt.Sprint(v.EnablePurgeProtection), "enableSoftDelete": fmt.Sprint(v.EnableSoftDelete)},
 	})
 }
 
-func onOff(b bool) string {
-	if b {
-		return "on"
-	}
-	return "off"
-}
+var onOff = map[bool]string{true: "on", false: "off"}

@@ -32,20 +32,15 @@ import (
 
 // Options configure the handler. Store is required; Projects are the
 // configured project ids, shown in this order; Log receives store failures
-// (nil discards them); Now is the clock (default time.Now); StaleAfter flags
-// an older last reconcile (<= 0 means DefaultStaleAfter); Concurrency bounds
-// the store reads in flight (default 8).
+// (nil discards them); Now is the clock (default time.Now).
 type Options struct {
-	Store       state.Store
-	Projects    []string
-	Log         *slog.Logger
-	Now         func() time.Time
-	StaleAfter  time.Duration
-	Concurrency int
+	Store    state.Store
+	Projects []string
+	Log      *slog.Logger
+	Now      func() time.Time
 }
 
-// Handler returns the Status handler over store for projects, with the
-// defaults of Options.
+// Handler returns the Status handler over store for projects.
 func Handler(store state.Store, projects []string, log *slog.Logger) http.Handler {
 	return New(Options{Store: store, Projects: projects, Log: log})
 }
@@ -60,7 +55,6 @@ func New(o Options) http.Handler {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	o.Concurrency = cmp.Or(max(o.Concurrency, 0), 8)
 	o.Projects = slices.Clone(o.Projects)
 	return &handler{o: o}
 }
@@ -69,6 +63,9 @@ type handler struct{ o Options }
 
 // errStore is the only thing a client learns about a store failure.
 const errStore = "the guard's state store can't be read right now; try again shortly"
+
+// concurrency bounds the store reads in flight.
+const concurrency = 8
 
 var securityHeaders = map[string]string{
 	"Cache-Control":           "no-store",
@@ -88,18 +85,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method not allowed"})
 		return
 	}
-	asHTML := wantsHTML(r)
 	page, err := h.load(r.Context())
-	switch {
-	case err != nil:
+	if err != nil {
 		h.o.Log.ErrorContext(r.Context(), "status: reading the state store failed", "error", err.Error())
-		if asHTML {
-			writeHTMLError(w, http.StatusServiceUnavailable, errStore)
-		} else {
-			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: errStore, GeneratedAt: h.o.Now().UTC()})
-		}
-	case asHTML:
-		writeHTML(w, page)
+	}
+	switch html := wantsHTML(r); {
+	case err != nil && html:
+		writeHTML(w, http.StatusServiceUnavailable, "error", errorBody{Error: errStore, Status: http.StatusServiceUnavailable})
+	case err != nil:
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: errStore, GeneratedAt: h.o.Now().UTC()})
+	case html:
+		writeHTML(w, http.StatusOK, "page", newHTMLData(page))
 	default:
 		writeJSON(w, http.StatusOK, page)
 	}
@@ -108,6 +104,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type errorBody struct {
 	Error       string    `json:"error"`
 	GeneratedAt time.Time `json:"generatedAt,omitzero"`
+	Status      int       `json:"-"` // for the HTML error page
 }
 
 // load reads every configured project's document and builds the page. It
@@ -115,9 +112,9 @@ type errorBody struct {
 // undecodable document).
 func (h *handler) load(ctx context.Context) (Page, error) {
 	now := h.o.Now()
-	n := len(h.o.Projects)
-	docs, notes, errs := make([]*reconcile.Doc, n), make([]string, n), make([]error, n)
-	sem := make(chan struct{}, h.o.Concurrency)
+	page := Page{GeneratedAt: now.UTC(), Projects: make([]Project, len(h.o.Projects))}
+	errs := make([]error, len(h.o.Projects))
+	sem := make(chan struct{}, concurrency)
 	var wg sync.WaitGroup
 	for i, id := range h.o.Projects {
 		wg.Go(func() {
@@ -128,23 +125,18 @@ func (h *handler) load(ctx context.Context) (Page, error) {
 					errs[i] = fmt.Errorf("project %s: panic reading the store: %v", id, v)
 				}
 			}()
-			docs[i], notes[i], errs[i] = ReadDoc(ctx, h.o.Store, id)
+			doc, note, err := ReadDoc(ctx, h.o.Store, id)
+			p := FromDoc(id, doc, now)
+			p.Note = cmp.Or(note, p.Note)
+			page.Projects[i], errs[i] = p, err
 		})
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return Page{}, err
-	}
 	bad, err := h.o.Store.List(ctx, server.QuarantinePrefix)
-	if err != nil {
+	if err := errors.Join(append(errs, err)...); err != nil {
 		return Page{}, err
 	}
-	page := Page{GeneratedAt: now.UTC(), Projects: make([]Project, 0, n), Quarantined: len(bad)}
-	for i, id := range h.o.Projects {
-		p := FromDoc(id, docs[i], now, h.o.StaleAfter)
-		p.Note = cmp.Or(notes[i], p.Note)
-		page.Projects = append(page.Projects, p)
-	}
+	page.Quarantined = len(bad)
 	return page, nil
 }
 
@@ -167,25 +159,17 @@ func ReadDoc(ctx context.Context, store state.Store, projectID string) (*reconci
 }
 
 // wantsHTML: ?format=html or ?format=json decide; otherwise an Accept header
-// that names text/html (what browsers send) gets HTML.
+// that names text/html (what browsers send) with a q above 0 gets HTML.
 func wantsHTML(r *http.Request) bool {
-	switch strings.ToLower(r.URL.Query().Get("format")) {
-	case "html":
-		return true
-	case "json":
-		return false
+	if f := strings.ToLower(r.URL.Query().Get("format")); f == "html" || f == "json" {
+		return f == "html"
 	}
-	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
-		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
-		if err != nil || mt != "text/html" {
-			continue
+	for part := range strings.SplitSeq(r.Header.Get("Accept"), ",") {
+		mt, params, err := mime.ParseMediaType(part)
+		q, qErr := strconv.ParseFloat(cmp.Or(params["q"], "1"), 64)
+		if err == nil && mt == "text/html" && qErr == nil && q > 0 {
+			return true
 		}
-		if q, ok := params["q"]; ok {
-			if f, err := strconv.ParseFloat(q, 64); err != nil || f <= 0 {
-				continue
-			}
-		}
-		return true
 	}
 	return false
 }

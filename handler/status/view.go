@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/reconcile"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
@@ -56,7 +55,7 @@ type Project struct {
 	Note string `json:"note,omitempty"`
 	// LastReconcile is when the last reconcile finished; nil when never.
 	LastReconcile *time.Time `json:"lastReconcile,omitempty"`
-	// Stale says the last reconcile is older than the page's StaleAfter:
+	// Stale says the last reconcile is older than DefaultStaleAfter:
 	// is the Reconcile timer running?
 	Stale bool      `json:"stale,omitempty"`
 	Mode  plan.Mode `json:"mode,omitempty"`
@@ -135,14 +134,14 @@ type APICalls struct {
 	ARM   int64 `json:"arm"`
 }
 
-// sourceOrder is the order errors and reasons are shown in.
+// sourceOrder is the order errors are shown in (unknown sources last).
 var sourceOrder = []plan.Source{plan.SourceEncryptionAtRest, plan.SourcePrivateEndpoints, plan.SourceClusters,
 	plan.SourceVault, plan.SourceConnections, plan.SourceKey}
 
 // FromDoc builds the view of projectID from its stored document; doc nil
-// means none is stored (never reconciled). now dates the key's expiry and the
-// staleness check; staleAfter <= 0 means DefaultStaleAfter.
-func FromDoc(projectID string, doc *reconcile.Doc, now time.Time, staleAfter time.Duration) Project {
+// means none is stored (never reconciled). now dates the key's expiry and
+// the staleness check (DefaultStaleAfter).
+func FromDoc(projectID string, doc *reconcile.Doc, now time.Time) Project {
 	p := Project{ProjectID: projectID, State: Unknown, Endpoints: []Endpoint{}, ForeignConnections: []Connection{},
 		OpenAlerts: []alert.Alert{}, Errors: []plan.SourceError{}}
 	if doc == nil {
@@ -155,17 +154,21 @@ func FromDoc(projectID string, doc *reconcile.Doc, now time.Time, staleAfter tim
 		p.Note = "not reconciled yet: the stored state holds no reconcile summary"
 		return p
 	}
-	p.State = StateOf(p.OpenAlerts)
-	p.LastReconcile = &s.At
-	if age := now.Sub(s.At); age > cmp.Or(max(staleAfter, 0), DefaultStaleAfter) {
-		p.Stale, p.Note = true, "the last reconcile is "+roundAge(age)+" old: is the Reconcile timer running?"
+	// The open alerts come most severe first: the first one says the state.
+	p.State, p.LastReconcile = Healthy, &s.At
+	if len(p.OpenAlerts) > 0 {
+		p.State = cmp.Or(map[alert.Severity]State{alert.Critical: Critical, alert.Warning: Warning}[p.OpenAlerts[0].Severity], Healthy)
+	}
+	if d := now.Sub(s.At); d > DefaultStaleAfter {
+		p.Stale, p.Note = true, "the last reconcile is "+age(d)+" old: is the Reconcile timer running?"
 	}
 	p.Mode, p.Vault, p.APICalls, p.Approved = s.Mode, cmp.Or(s.Vault, p.Vault), APICalls{s.AtlasCalls, s.ARMCalls}, s.Approved
 	for _, e := range s.Errors {
 		p.Errors = append(p.Errors, plan.SourceError{Source: e.Source, Service: e.Service, Cause: alert.Scrub(e.Cause),
 			Message: alert.Scrub(e.Message), Permission: e.Permission})
 	}
-	slices.SortStableFunc(p.Errors, func(a, b plan.SourceError) int { return rank(a.Source) - rank(b.Source) })
+	order := func(e plan.SourceError) uint { return uint(slices.Index(sourceOrder, e.Source)) } // -1 (unknown) is the largest
+	slices.SortStableFunc(p.Errors, func(a, b plan.SourceError) int { return cmp.Compare(order(a), order(b)) })
 	p.Unread = unread(s, p.Errors)
 	read := func(src plan.Source) bool { return p.Unread[src] == "" }
 	if read(plan.SourceEncryptionAtRest) {
@@ -183,16 +186,19 @@ func FromDoc(projectID string, doc *reconcile.Doc, now time.Time, staleAfter tim
 	}
 	p.Endpoints, p.ForeignConnections = pair(s, doc.Memory.Endpoints, read(plan.SourcePrivateEndpoints), read(plan.SourceConnections))
 	if read(plan.SourceClusters) {
-		p.Clusters = clusters(s.Clusters)
+		p.Clusters = &Clusters{Total: len(s.Clusters), Paused: []string{}, Items: make([]Cluster, 0, len(s.Clusters))}
+		for _, c := range s.Clusters {
+			if c.UsesAzureKeys() {
+				p.Clusters.EAR++
+			}
+			if c.Paused {
+				p.Clusters.Paused = append(p.Clusters.Paused, c.Name)
+			}
+			p.Clusters.Items = append(p.Clusters.Items, Cluster{Name: c.Name, EAR: c.UsesAzureKeys(), Paused: c.Paused, StateName: c.StateName})
+		}
+		slices.Sort(p.Clusters.Paused)
 	}
 	return p
-}
-
-func rank(s plan.Source) int {
-	if i := slices.Index(sourceOrder, s); i >= 0 {
-		return i
-	}
-	return len(sourceOrder)
 }
 
 // unread says, per source the summary holds no value from, why: the cause
@@ -212,18 +218,17 @@ func unread(s *reconcile.Summary, errs []plan.SourceError) map[plan.Source]strin
 		if !missing || out[src] != "" {
 			continue
 		}
+		why := "not read in the last reconcile"
 		switch {
 		case src == plan.SourcePrivateEndpoints || src == plan.SourceClusters:
-			out[src] = "not read in the last reconcile"
 		case out[plan.SourceEncryptionAtRest] != "":
-			out[src] = "Atlas's EAR config was not read, so the vault is unknown"
+			why = "Atlas's EAR config was not read, so the vault is unknown"
 		case s.Vault == "":
-			out[src] = "Atlas's EAR config names no Azure Key Vault"
+			why = "Atlas's EAR config names no Azure Key Vault"
 		case s.VaultFound != nil && !*s.VaultFound:
-			out[src] = "the vault was not found"
-		default:
-			out[src] = "not read in the last reconcile"
+			why = "the vault was not found"
 		}
+		out[src] = why
 	}
 	if len(out) == 0 {
 		return nil
@@ -234,26 +239,17 @@ func unread(s *reconcile.Summary, errs []plan.SourceError) map[plan.Source]strin
 // NotRead says why the last reconcile has no value from src; "" when it has.
 func (p Project) NotRead(src plan.Source) string { return p.Unread[src] }
 
-// StateOf is the state a set of open alerts gives a reconciled project:
-// Critical if any is critical, Warning if any is a warning, else Healthy.
-func StateOf(open []alert.Alert) State {
-	st := Healthy
-	for _, a := range open {
-		switch a.Severity {
-		case alert.Critical:
-			return Critical
-		case alert.Warning:
-			st = Warning
-		}
-	}
-	return st
-}
-
 // pair puts each Atlas endpoint beside the vault connection of its name and
-// the plan's decision; connections no endpoint names are returned apart. A
-// list whose source was not read is nil.
-func pair(s *reconcile.Summary, seen map[string]plan.EndpointSeen, epsRead, connsRead bool) ([]Endpoint, []Connection) {
-	var eps []Endpoint
+// the plan's decision (plan.Result lists connection rows first, so an
+// endpoint's connection row wins over its endpoint row); connections no
+// endpoint names are returned apart. A list whose source was not read is nil.
+func pair(s *reconcile.Summary, seen map[string]plan.EndpointSeen, epsRead, connsRead bool) (eps []Endpoint, foreign []Connection) {
+	decision := func(match func(plan.Decision) bool) (verdict, reason string) {
+		if i := slices.IndexFunc(s.Decisions, match); i >= 0 {
+			return s.Decisions[i].Verdict, s.Decisions[i].Reason
+		}
+		return "", ""
+	}
 	shown := map[string]bool{}
 	if epsRead {
 		eps = make([]Endpoint, 0, len(s.Endpoints))
@@ -267,62 +263,30 @@ func pair(s *reconcile.Summary, seen map[string]plan.EndpointSeen, epsRead, conn
 		if sn, ok := seen[e.ID]; ok && sn.Status == e.Status && !sn.Since.IsZero() {
 			row.AtlasStatusSince = &sn.Since
 		}
-		if i := slices.IndexFunc(s.Connections, func(c vault.Connection) bool { return c.Name == e.PrivateEndpointConnectionName }); i >= 0 && e.PrivateEndpointConnectionName != "" {
-			row.ConnectionStatus, row.ProvisioningState = s.Connections[i].Status, s.Connections[i].ProvisioningState
+		if j := slices.IndexFunc(s.Connections, func(c vault.Connection) bool { return c.Name == e.PrivateEndpointConnectionName }); j >= 0 && e.PrivateEndpointConnectionName != "" {
+			row.ConnectionStatus, row.ProvisioningState = s.Connections[j].Status, s.Connections[j].ProvisioningState
 			shown[e.PrivateEndpointConnectionName] = true
 		}
-		row.Verdict, row.Reason = decisionFor(s.Decisions, e)
+		row.Verdict, row.Reason = decision(func(d plan.Decision) bool { return d.EndpointID == e.ID })
 		eps = append(eps, row)
 	}
 	if !connsRead {
 		return eps, nil
 	}
-	foreign := []Connection{}
+	foreign = []Connection{}
 	for _, c := range s.Connections {
-		if shown[c.Name] {
-			continue
+		if !shown[c.Name] {
+			shown[c.Name] = true
+			row := Connection{Name: c.Name, Status: c.Status, PrivateEndpointID: c.PrivateEndpointID}
+			row.Verdict, row.Reason = decision(func(d plan.Decision) bool { return d.Connection == c.Name })
+			foreign = append(foreign, row)
 		}
-		shown[c.Name] = true
-		row := Connection{Name: c.Name, Status: c.Status, PrivateEndpointID: c.PrivateEndpointID}
-		if i := slices.IndexFunc(s.Decisions, func(d plan.Decision) bool { return d.Connection == c.Name }); i >= 0 {
-			row.Verdict, row.Reason = s.Decisions[i].Verdict, s.Decisions[i].Reason
-		}
-		foreign = append(foreign, row)
 	}
 	return eps, foreign
 }
 
-// decisionFor finds the decision about endpoint e: the connection row that
-// names it, else its endpoint row.
-func decisionFor(decisions []plan.Decision, e atlas.PrivateEndpoint) (verdict, reason string) {
-	found := false
-	for _, d := range decisions {
-		if d.EndpointID == e.ID && (d.Connection != "" || !found) {
-			verdict, reason, found = d.Verdict, d.Reason, true
-			if d.Connection != "" {
-				break
-			}
-		}
-	}
-	return verdict, reason
-}
-
-func clusters(cs []atlas.Cluster) *Clusters {
-	out := &Clusters{Total: len(cs), Paused: []string{}, Items: make([]Cluster, 0, len(cs))}
-	for _, c := range cs {
-		if c.UsesAzureKeys() {
-			out.EAR++
-		}
-		if c.Paused {
-			out.Paused = append(out.Paused, c.Name)
-		}
-		out.Items = append(out.Items, Cluster{Name: c.Name, EAR: c.UsesAzureKeys(), Paused: c.Paused, StateName: c.StateName})
-	}
-	slices.Sort(out.Paused)
-	return out
-}
-
-func roundAge(d time.Duration) string {
+// age says d coarsely: "5 minutes", "3 hours", "2 days".
+func age(d time.Duration) string {
 	switch {
 	case d >= 48*time.Hour:
 		return strconv.Itoa(int(d/(24*time.Hour))) + " days"
