@@ -111,6 +111,9 @@ func TestRaiseKeepResolve(t *testing.T) {
 			nil, []string{"unsupported-cluster:mc:warning"}},
 		{"AWS only", with(covered(), addCluster("aws", "AZURE", "AWS:US_EAST_1")),
 			nil, []string{"unsupported-cluster:aws:warning"}},
+		{"AWS-only EAR clusters and no endpoint: unsupported, and no endpoint in Azure would help", with(covered(), func(s *Snapshot) {
+			s.Endpoints, s.Clusters = []atlas.PrivateEndpoint{}, nil
+		}, addCluster("aws", "AZURE", "AWS:US_EAST_1")), nil, []string{"unsupported-cluster:aws:warning"}},
 		{"AWS without Azure keys is fine", with(covered(), addCluster("aws", "AWS", "AWS:US_EAST_1")), nil, nil},
 		{"public networking: coverage rules off", with(covered(), addCluster("mc", "AZURE", "EUROPE_WEST", "AWS:US_EAST_1"), func(s *Snapshot) {
 			s.Config.RequirePrivateNetworking = false

@@ -71,7 +71,9 @@ func (pl *planner) coverageAlerts() {
 		usable = usable || ok
 		covered[e.RegionName] = covered[e.RegionName] || ok || e.Status == atlas.StatusPendingRecreation
 	}
-	if len(ear) > 0 && !usable {
+	// Only EAR clusters in Azure regions need an endpoint; AWS- or GCP-only
+	// ones are unsupported-cluster, which an Azure endpoint would not fix.
+	if len(regions) > 0 && !usable {
 		slices.Sort(ear)
 		pl.raise(alert.Alert{
 			Kind: alert.NoPrivateEndpoint, Severity: alert.Critical,
