@@ -65,14 +65,13 @@ const recreateAfter = 15 * time.Second
 // MeasureReact runs the real handler binary against the world simulator on
 // a compressed clock and measures how long the guard takes to react:
 //
-//  1. floors: lone Reconcile and event invocations with nothing to do;
+//  1. the floor: lone Reconcile invocations with nothing to do;
 //  2. at once, on different projects, with Event Grid delivery off: key
 //     disabled → critical alert, and Atlas's recreated connection appears →
 //     approved (timer only); each run starts after a random delay so that
 //     its phase against the timer is uniform;
 //  3. with the timer off and events on: recreated connection appears →
-//     approved, with the API part of the window taken from Wire relays in
-//     front of every endpoint the guard calls.
+//     approved.
 func MeasureReact(ctx context.Context, o ReactOptions) (*ReactResult, error) {
 	if o.Binary == "" || o.Storage == "" {
 		return nil, errors.New("react: Binary and Storage are required")

@@ -168,8 +168,12 @@ func ScaleTable(rs []ScaleResult) string {
 	var b strings.Builder
 	b.WriteString("### Scale\n\n| projects | concurrency | latency | auth | wall | ideal | wall / ideal | Atlas 429s | peak heap added |\n|---:|---:|---:|---|---:|---:|---:|---:|---:|\n")
 	for _, r := range rs {
+		auth := cmp.Or(r.Auth, AuthServiceAccount)
+		if r.RateLimit > 0 {
+			auth += fmt.Sprintf(", Atlas token bucket %g/s", r.RateLimit)
+		}
 		fmt.Fprintf(&b, "| %d | %d | %s | %s | %s | %s | %.2f | %d | %.1f MiB |\n", r.Projects, r.Concurrency, r.Latency,
-			cmp.Or(r.Auth, AuthServiceAccount), r.Wall.Round(time.Millisecond), r.Ideal.Round(time.Millisecond), r.Ratio(), r.Atlas429,
+			auth, r.Wall.Round(time.Millisecond), r.Ideal.Round(time.Millisecond), r.Ratio(), r.Atlas429,
 			float64(r.PeakHeap-min(r.BaseHeap, r.PeakHeap))/(1<<20))
 	}
 	return b.String()

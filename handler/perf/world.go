@@ -9,8 +9,10 @@ package perf
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
@@ -61,7 +63,17 @@ func NewWorld(n int) (*World, error) {
 		w.Close()
 		return nil, err
 	}
-	if w.vc, err = s.VaultClient(policy.RetryOptions{RetryDelay: 50 * time.Millisecond}); err != nil {
+	// The ARM client as the app wires it, over a transport that keeps
+	// azcore's default of 10 idle connections per host.
+	retry := policy.RetryOptions{RetryDelay: 50 * time.Millisecond}
+	cred, err := s.Credential(retry)
+	if err == nil {
+		var cloudCfg cloud.Configuration
+		if cloudCfg, err = vault.CloudFor("AZURE", s.ARMURL); err == nil {
+			w.vc, err = vault.New(vault.Options{Credential: cred, Cloud: cloudCfg, Transport: w.client(10), Retry: retry, PollInterval: 5 * time.Millisecond})
+		}
+	}
+	if err != nil {
 		w.Close()
 		return nil, err
 	}
@@ -117,7 +129,7 @@ type ReconcilerOptions struct {
 // Reconciler wires a reconciler to the world the way app.Wire does in
 // production, in enforce mode.
 func (w *World) Reconciler(o ReconcilerOptions) (*reconcile.Reconciler, error) {
-	var ao atlas.Options
+	ao := atlas.Options{HTTPClient: w.client(8)} // atlas's default idle connections per host
 	if o.Auth == AuthDigest {
 		ao.PublicKey, ao.PrivateKey = publicKey, privateKey
 	}
@@ -139,6 +151,15 @@ func (w *World) Reconciler(o ReconcilerOptions) (*reconcile.Reconciler, error) {
 		Concurrency: o.Concurrency,
 		Timeout:     10 * time.Minute,
 	})
+}
+
+// client trusts the simulators' CA and keeps idle connections per host as
+// the production client's default transport does (net/http's own default
+// is 2, which would make concurrent runs pay TLS handshakes).
+func (w *World) client(idle int) *http.Client {
+	t := w.CA.Transport()
+	t.MaxIdleConnsPerHost = idle
+	return &http.Client{Transport: t, Timeout: time.Minute}
 }
 
 // Warm runs one reconcile of the world's first project so that tokens

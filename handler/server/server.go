@@ -166,15 +166,12 @@ func (s *router) badInput(r *http.Request, function string, body []byte, cause e
 
 // rejectBad answers an invocation that was bad input as a whole.
 func (s *router) rejectBad(w http.ResponseWriter, r *http.Request, function string, body []byte, cause error) {
+	status := http.StatusOK
 	line, retry := s.badInput(r, function, body, cause)
-	reply(w, statusFor(retry), []string{line}, nil)
-}
-
-func statusFor(retry bool) int {
 	if retry {
-		return http.StatusInternalServerError
+		status = http.StatusInternalServerError
 	}
-	return http.StatusOK
+	reply(w, status, []string{line}, nil)
 }
 
 // quarantine writes the bounded, scrubbed payload to a new document and
