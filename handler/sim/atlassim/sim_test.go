@@ -1,7 +1,6 @@
 package atlassim
 
 import (
-	"cmp"
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
@@ -19,9 +18,12 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtls"
 )
 
+// These tests check the wire details the guard's client tests (package
+// atlas, through this simulator) do not reach: exact error bodies, digest
+// edge cases, pagination links and the cluster shape.
+
 const (
 	grp       = "5f1e2d3c4b5a69788796a5b4"
-	otherGrp  = "aaaaaaaaaaaaaaaaaaaaaaaa"
 	clientID  = "mdb_sa_id_test"
 	secret    = "s3cret/with+chars=&"
 	pub       = "pubkey"
@@ -51,7 +53,6 @@ type env struct {
 	sim  *Sim
 	base string
 	hc   *http.Client
-	ca   *simtls.Authority
 	clk  *clock
 }
 
@@ -61,69 +62,52 @@ func start(t *testing.T, o Options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{ca: ca, clk: &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
-	if o.Now == nil {
-		o.Now = e.clk.Now
-	}
+	e := &env{clk: &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}, hc: ca.Client()}
+	o.Now = e.clk.Now
 	e.sim = New(o)
-	e.base, err = e.sim.Start(ca)
-	if err != nil {
+	if e.base, err = e.sim.Start(ca); err != nil {
 		t.Fatal(err)
 	}
-	e.hc = ca.Client()
-	t.Cleanup(func() {
-		e.hc.CloseIdleConnections()
-		if err := e.sim.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
+	t.Cleanup(func() { e.hc.CloseIdleConnections(); e.sim.Close() })
 	e.sim.AddServiceAccount(clientID, secret)
 	e.sim.AddAPIKey(pub, priv)
+	e.sim.PutProject(grp, AzureKeyVault{})
 	return e
 }
 
-// do sends a request and returns the response with its body read.
-func (e *env) do(t *testing.T, method, path string, h map[string]string, body string) (*http.Response, []byte) {
+// do sends a request; a dropped connection answers status 0.
+func (e *env) do(t *testing.T, method, path, auth, accept, body string) (*http.Response, string) {
 	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(t.Context(), method, e.base+path, rd)
+	req, err := http.NewRequestWithContext(t.Context(), method, e.base+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k, v := range h {
-		req.Header.Set(k, v)
+	req.Header.Set("Authorization", auth)
+	req.Header.Set("Accept", accept)
+	if method == "POST" {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
 	resp, err := e.hc.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return &http.Response{Header: http.Header{}}, err.Error()
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, b
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
 }
 
-func (e *env) token(t *testing.T) string {
+// token returns "Bearer <a token of id>".
+func (e *env) token(t *testing.T, id, sec string) string {
 	t.Helper()
-	resp, body := e.do(t, "POST", "/api/oauth/token", map[string]string{
-		"Content-Type":  "application/x-www-form-urlencoded",
-		"Authorization": basic(clientID, secret),
-	}, "grant_type=client_credentials")
-	if resp.StatusCode != 200 {
-		t.Fatalf("token: %d %s", resp.StatusCode, body)
-	}
+	resp, body := e.do(t, "POST", "/api/oauth/token", basic(id, sec), "", "grant_type=client_credentials")
 	var tj struct {
 		AccessToken string `json:"access_token"`
+		ExpiresIn   int    `json:"expires_in"`
 	}
-	if err := json.Unmarshal(body, &tj); err != nil {
-		t.Fatal(err)
+	if err := json.Unmarshal([]byte(body), &tj); err != nil || resp.StatusCode != 200 || tj.ExpiresIn != 3600 || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("token: %d %s", resp.StatusCode, body)
 	}
-	return tj.AccessToken
+	return "Bearer " + tj.AccessToken
 }
 
 func basic(id, sec string) string {
@@ -134,13 +118,85 @@ func basic(id, sec string) string {
 
 func earPath(g string) string { return "/api/atlas/v2/groups/" + g + "/encryptionAtRest" }
 
-func decodeError(t *testing.T, body []byte) apiErrorJSON {
-	t.Helper()
-	var ae apiErrorJSON
-	if err := json.Unmarshal(body, &ae); err != nil {
-		t.Fatalf("error body %q: %v", body, err)
+func apiError(status int, code, detail string, params ...string) string {
+	b, _ := json.Marshal(map[string]any{"detail": detail, "error": status, "errorCode": code, "parameters": append([]string{}, params...), "reason": http.StatusText(status)})
+	return string(b)
+}
+
+// TestAnswers runs requests in order against one simulator: versioned
+// Accept headers (406 otherwise), Atlas's and OAuth's error bodies byte for
+// byte, faults and the token bucket.
+func TestAnswers(t *testing.T) {
+	e := start(t, Options{})
+	e.sim.AddServiceAccount("blocked", "pw")
+	e.sim.Block("blocked", true)
+	tok, blocked := e.token(t, clientID, secret), e.token(t, "blocked", "pw")
+	clusters := "/api/atlas/v2/groups/" + grp + "/clusters"
+	notAcceptable := apiError(406, "INVALID_VERSION_DATE", "Invalid accept header or version date.")
+	for _, tc := range []struct {
+		name               string
+		setup              func()
+		method, path, auth string // method "" = GET, auth "" = the service account's token
+		accept, body       string
+		want               int    // 0: a dropped connection
+		wantHdr, wantBody  string // wantHdr "Name: value"; "" = not checked
+	}{
+		{name: "EAR 2023-01-01", path: earPath(grp), accept: acceptEAR, want: 200, wantHdr: "Content-Type: application/vnd.atlas.2023-01-01+json;charset=utf-8"},
+		{name: "plain json", path: earPath(grp), accept: "application/json", want: 406, wantHdr: "Content-Type: application/json", wantBody: notAcceptable},
+		{name: "no Accept", path: earPath(grp), want: 406, wantBody: notAcceptable},
+		{name: "clusters at the EAR version", path: clusters, accept: acceptEAR, want: 406, wantBody: notAcceptable},
+		{name: "list of media types", path: clusters, accept: "application/json, " + acceptCl + ";q=0.9", want: 200, wantHdr: "Content-Type: application/vnd.atlas.2024-08-05+json;charset=utf-8"},
+		{name: "unknown group", path: earPath("aaaaaaaaaaaaaaaaaaaaaaaa"), accept: acceptEAR, want: 404,
+			wantBody: apiError(404, "GROUP_NOT_FOUND", "No group with ID aaaaaaaaaaaaaaaaaaaaaaaa exists.", "aaaaaaaaaaaaaaaaaaaaaaaa")},
+		{name: "invalid group id", path: earPath("nothex"), accept: acceptEAR, want: 400, wantBody: apiError(400, "INVALID_GROUP_ID", "An invalid group ID nothex was specified.", "nothex")},
+		{name: "unknown provider", path: earPath(grp) + "/IBM/privateEndpoints", accept: acceptEAR, want: 400, wantBody: apiError(400, "VALIDATION_ERROR", "No provider IBM exists.", "IBM")},
+		{name: "unknown path", path: "/api/atlas/v2/nothing", accept: acceptEAR, want: 404, wantBody: apiError(404, "RESOURCE_NOT_FOUND", "Cannot find resource /api/atlas/v2/nothing.")},
+		{name: "blocked principal", path: earPath(grp), auth: blocked, accept: acceptEAR, want: 403,
+			wantBody: apiError(403, "IP_ADDRESS_NOT_ON_ACCESS_LIST", "IP address 127.0.0.1 is not allowed to access this resource.", "127.0.0.1")},
+		{name: "unknown token", path: earPath(grp), auth: "Bearer nope", accept: acceptEAR, want: 401, wantBody: apiError(401, "INVALID_OR_EXPIRED_TOKEN", "Invalid or expired access token.")},
+		{name: "token: credentials in the body", method: "POST", path: "/api/oauth/token", auth: "none",
+			body: "grant_type=client_credentials&client_id=" + url.QueryEscape(clientID) + "&client_secret=" + url.QueryEscape(secret), want: 401,
+			wantHdr: `WWW-Authenticate: Basic realm="oauth"`, wantBody: `{"error":"invalid_client","error_description":"invalid client credentials (HTTP Basic is required)"}`},
+		{name: "token: other grant", method: "POST", path: "/api/oauth/token", auth: basic(clientID, secret), body: "grant_type=password", want: 400,
+			wantBody: `{"error":"unsupported_grant_type","error_description":"only client_credentials is supported"}`},
+		{name: "429 fault", setup: func() { e.sim.Inject(Fault{Match: "/encryptionAtRest", Status: 429, RetryAfter: 2500 * time.Millisecond, Times: 1}) },
+			path: earPath(grp), accept: acceptEAR, want: 429, wantHdr: "Retry-After: 3",
+			wantBody: apiError(429, "RATE_LIMITED", "You have exceeded the rate limit. Please try again later.")},
+		{name: "fault used up", path: earPath(grp), accept: acceptEAR, want: 200},
+		{name: "fault on another path", setup: func() { e.sim.Inject(Fault{Match: "/clusters", Status: 500, Times: 1}) }, path: earPath(grp), accept: acceptEAR, want: 200},
+		{name: "500 fault", path: clusters, accept: acceptCl, want: 500, wantBody: apiError(500, "UNEXPECTED_ERROR", "Unexpected error.")},
+		{name: "503 fault", setup: func() { e.sim.Inject(Fault{Status: 503, Times: 1}) }, path: earPath(grp), accept: acceptEAR, want: 503,
+			wantBody: apiError(503, "SERVICE_UNAVAILABLE", "Service is temporarily unavailable. Please try again later.")},
+		{name: "raw body", setup: func() { e.sim.Inject(Fault{Body: "{oops", Times: 1}) }, path: earPath(grp), want: 200, wantBody: "{oops"},
+		{name: "latency", setup: func() { e.sim.Inject(Fault{Latency: 10 * time.Millisecond, Times: 1}) }, path: earPath(grp), accept: acceptEAR, want: 200},
+		{name: "drop", setup: func() { e.sim.Inject(Fault{Drop: true}); e.hc.CloseIdleConnections() }, path: earPath(grp), accept: acceptEAR, want: 0},
+		{name: "cleared", setup: e.sim.ClearFaults, path: earPath(grp), accept: acceptEAR, want: 200},
+		{name: "bucket", setup: func() { e.sim.SetRateLimit(1, 1) }, path: earPath(grp), accept: acceptEAR, want: 200, wantHdr: "RateLimit-Limit: 1"},
+		{name: "bucket empty", path: earPath(grp), accept: acceptEAR, want: 429, wantHdr: "Retry-After: 1",
+			wantBody: apiError(429, "RATE_LIMITED_TOKEN_BUCKET", "You have exceeded the rate limit of 1 requests per second. Please try again later.")},
+		{name: "token endpoint not limited", method: "POST", path: "/api/oauth/token", auth: basic(clientID, secret), body: "grant_type=client_credentials", want: 200},
+		{name: "bucket refilled", setup: func() { e.clk.Advance(time.Second) }, path: earPath(grp), accept: acceptEAR, want: 200},
+		{name: "no limit", setup: func() { e.sim.SetRateLimit(0, 0) }, path: earPath(grp), accept: acceptEAR, want: 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.setup != nil {
+				tc.setup()
+			}
+			auth := tc.auth
+			if auth == "" {
+				auth = tok
+			}
+			method := tc.method
+			if method == "" {
+				method = "GET"
+			}
+			resp, body := e.do(t, method, tc.path, auth, tc.accept, tc.body)
+			name, value, _ := strings.Cut(tc.wantHdr, ": ")
+			if resp.StatusCode != tc.want || (tc.wantBody != "" && body != tc.wantBody) || (name != "" && resp.Header.Get(name) != value) {
+				t.Errorf("got %d %v %s\nwant %d %s %s", resp.StatusCode, resp.Header, body, tc.want, tc.wantHdr, tc.wantBody)
+			}
+		})
 	}
-	return ae
 }
 
 var challengeRE = regexp.MustCompile(`^Digest realm="MMS Public API", domain="", nonce="([0-9a-f]{32})", algorithm=MD5, qop="auth", stale=(true|false)$`)
@@ -150,16 +206,17 @@ func md5h(s string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func digestHeader(user, pass, method, uri, nonce, nc, cnonce string) string {
-	ha1 := md5h(user + ":MMS Public API:" + pass)
-	ha2 := md5h(method + ":" + uri)
-	resp := md5h(strings.Join([]string{ha1, nonce, nc, cnonce, "auth", ha2}, ":"))
-	return fmt.Sprintf(`Digest username="%s", realm="MMS Public API", nonce="%s", uri="%s", response="%s", algorithm="MD5", qop=auth, nc=%s, cnonce="%s"`,
-		user, nonce, uri, resp, nc, cnonce)
+// digestHeader answers a challenge as RFC 7616 says, for cnonce "c<nc>".
+func digestHeader(user, pass, method, uri, nonce, nc string) string {
+	ha1, ha2 := md5h(user+":MMS Public API:"+pass), md5h(method+":"+uri)
+	resp := md5h(strings.Join([]string{ha1, nonce, nc, "c" + nc, "auth", ha2}, ":"))
+	return fmt.Sprintf(`Digest username="%s", realm="MMS Public API", nonce="%s", uri="%s", response="%s", algorithm="MD5", qop=auth, nc=%s, cnonce="c%s"`,
+		user, nonce, uri, resp, nc, nc)
 }
 
 func TestDigestVerification(t *testing.T) {
 	uri := earPath(grp)
+	valid := func(n string) string { return digestHeader(pub, priv, "GET", uri, n, "00000001") }
 	for _, tc := range []struct {
 		name string
 		// auth builds the Authorization header from a fresh nonce; it may
@@ -168,235 +225,99 @@ func TestDigestVerification(t *testing.T) {
 		want      int
 		wantStale bool
 	}{
-		{name: "valid", want: 200, auth: func(_ *env, n string) string { return digestHeader(pub, priv, "GET", uri, n, "00000001", "abcdef01") }},
-		{name: "wrong password", want: 401, auth: func(_ *env, n string) string {
-			return digestHeader(pub, priv+"x", "GET", uri, n, "00000001", "abcdef01")
-		}},
-		{name: "unknown user", want: 401, auth: func(_ *env, n string) string {
-			return digestHeader("nobody", priv, "GET", uri, n, "00000001", "abcdef01")
-		}},
-		{name: "other uri", want: 401, auth: func(_ *env, n string) string {
-			return digestHeader(pub, priv, "GET", earPath("aaaaaaaaaaaaaaaaaaaaaaaa"), n, "00000001", "abcdef01")
-		}},
-		{name: "other method", want: 401, auth: func(_ *env, n string) string { return digestHeader(pub, priv, "POST", uri, n, "00000001", "abcdef01") }},
-		{name: "unknown nonce", want: 401, wantStale: true, auth: func(_ *env, _ string) string {
-			return digestHeader(pub, priv, "GET", uri, strings.Repeat("0", 32), "00000001", "abcdef01")
-		}},
-		{name: "expired nonce", want: 401, wantStale: true, auth: func(e *env, n string) string {
-			e.clk.Advance(6 * time.Minute)
-			return digestHeader(pub, priv, "GET", uri, n, "00000001", "abcdef01")
-		}},
+		{name: "valid", want: 200, auth: func(_ *env, n string) string { return valid(n) }},
+		{name: "wrong password", want: 401, auth: func(_ *env, n string) string { return digestHeader(pub, priv+"x", "GET", uri, n, "00000001") }},
+		{name: "unknown user", want: 401, auth: func(_ *env, n string) string { return digestHeader("nobody", priv, "GET", uri, n, "00000001") }},
+		{name: "other uri", want: 401, auth: func(_ *env, n string) string { return digestHeader(pub, priv, "GET", earPath(strings.Repeat("a", 24)), n, "00000001") }},
+		{name: "other method", want: 401, auth: func(_ *env, n string) string { return digestHeader(pub, priv, "POST", uri, n, "00000001") }},
+		{name: "unknown nonce", want: 401, wantStale: true, auth: func(_ *env, _ string) string { return valid(strings.Repeat("0", 32)) }},
+		{name: "expired nonce", want: 401, wantStale: true, auth: func(e *env, n string) string { e.clk.Advance(6 * time.Minute); return valid(n) }},
 		{name: "replayed nonce count", want: 401, auth: func(e *env, n string) string {
-			h := digestHeader(pub, priv, "GET", uri, n, "00000001", "abcdef01")
-			if resp, _ := e.do(t, "GET", uri, map[string]string{"Accept": acceptEAR, "Authorization": h}, ""); resp.StatusCode != 200 {
+			if resp, _ := e.do(t, "GET", uri, valid(n), acceptEAR, ""); resp.StatusCode != 200 {
 				t.Fatalf("first use: %d", resp.StatusCode)
 			}
-			return h
+			return valid(n)
 		}},
 		{name: "next nonce count", want: 200, auth: func(e *env, n string) string {
-			h := digestHeader(pub, priv, "GET", uri, n, "00000001", "abcdef01")
-			e.do(t, "GET", uri, map[string]string{"Accept": acceptEAR, "Authorization": h}, "")
-			return digestHeader(pub, priv, "GET", uri, n, "00000002", "abcdef02")
+			e.do(t, "GET", uri, valid(n), acceptEAR, "")
+			return digestHeader(pub, priv, "GET", uri, n, "00000002")
 		}},
-		{name: "no qop", want: 401, auth: func(_ *env, n string) string {
-			return strings.Replace(digestHeader(pub, priv, "GET", uri, n, "00000001", "abcdef01"), "qop=auth, ", "", 1)
-		}},
-		{name: "SHA-256", want: 401, auth: func(_ *env, n string) string {
-			return strings.Replace(digestHeader(pub, priv, "GET", uri, n, "00000001", "abcdef01"), `"MD5"`, `"SHA-256"`, 1)
-		}},
+		{name: "no qop", want: 401, auth: func(_ *env, n string) string { return strings.Replace(valid(n), "qop=auth, ", "", 1) }},
+		{name: "SHA-256", want: 401, auth: func(_ *env, n string) string { return strings.Replace(valid(n), `"MD5"`, `"SHA-256"`, 1) }},
 		{name: "garbage", want: 401, auth: func(_ *env, _ string) string { return `Digest username="x", realm="unterminated` }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := start(t, Options{})
-			e.sim.PutProject(grp, AzureKeyVault{})
-			resp, body := e.do(t, "GET", uri, map[string]string{"Accept": acceptEAR}, "")
+			resp, body := e.do(t, "GET", uri, "", acceptEAR, "")
 			m := challengeRE.FindStringSubmatch(resp.Header.Get("WWW-Authenticate"))
-			if resp.StatusCode != 401 || m == nil || string(body) != `{"detail":"You are not authorized for this resource.","error":401,"errorCode":"USER_UNAUTHORIZED","parameters":[],"reason":"Unauthorized"}` {
+			if resp.StatusCode != 401 || m == nil || body != apiError(401, "USER_UNAUTHORIZED", "You are not authorized for this resource.") {
 				t.Fatalf("no challenge in Atlas's format: %d %q %s", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
 			}
-			h := tc.auth(e, m[1])
-			resp, body = e.do(t, "GET", uri, map[string]string{"Accept": acceptEAR, "Authorization": h}, "")
-			if resp.StatusCode != tc.want {
-				t.Fatalf("status %d (%s), want %d", resp.StatusCode, body, tc.want)
-			}
-			if tc.want == 401 {
-				stale := strings.HasSuffix(resp.Header.Get("WWW-Authenticate"), "stale=true")
-				if stale != tc.wantStale {
-					t.Errorf("challenge %q, want stale=%v", resp.Header.Get("WWW-Authenticate"), tc.wantStale)
-				}
+			resp, body = e.do(t, "GET", uri, tc.auth(e, m[1]), acceptEAR, "")
+			stale := strings.HasSuffix(resp.Header.Get("WWW-Authenticate"), "stale=true")
+			if resp.StatusCode != tc.want || stale != tc.wantStale {
+				t.Fatalf("%d (%s), stale %v; want %d, stale %v", resp.StatusCode, body, stale, tc.want, tc.wantStale)
 			}
 		})
 	}
-}
-
-func TestTokenEndpoint(t *testing.T) {
-	grant := "grant_type=client_credentials"
-	for _, tc := range []struct {
-		name, auth, body string
-		want             int
-		wantCode         string
-	}{
-		{"valid", basic(clientID, secret), grant, 200, ""},
-		{"wrong secret", basic(clientID, "x"), grant, 401, "invalid_client"},
-		{"unknown client", basic("who", secret), grant, 401, "invalid_client"},
-		{"credentials in body", "", grant + "&client_id=" + url.QueryEscape(clientID) + "&client_secret=" + url.QueryEscape(secret), 401, "invalid_client"},
-		{"other grant", basic(clientID, secret), "grant_type=password", 400, "unsupported_grant_type"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			e := start(t, Options{TokenTTL: 30 * time.Minute})
-			resp, body := e.do(t, "POST", "/api/oauth/token", map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Authorization": tc.auth}, tc.body)
-			var tj struct {
-				AccessToken string `json:"access_token"`
-				TokenType   string `json:"token_type"`
-				ExpiresIn   int    `json:"expires_in"`
-				Error       string `json:"error"`
-			}
-			_ = json.Unmarshal(body, &tj)
-			if resp.StatusCode != tc.want || resp.Header.Get("Cache-Control") != "no-store" || tj.Error != tc.wantCode ||
-				(tc.want == 200) != (tj.TokenType == "Bearer" && tj.ExpiresIn == 1800 && len(tj.AccessToken) >= 32) {
-				t.Errorf("%d %v %s, want %d %s", resp.StatusCode, resp.Header, body, tc.want, tc.wantCode)
-			}
-		})
-	}
-}
-
-// TestAnswers: versioned Accept headers (406 otherwise) and Atlas's error
-// bodies, byte for byte.
-func TestAnswers(t *testing.T) {
-	e := start(t, Options{})
-	e.sim.PutProject(grp, AzureKeyVault{})
-	e.sim.AddServiceAccount("blocked", "pw")
-	e.sim.Block("blocked", true)
-	tok := e.token(t)
-	resp, body := e.do(t, "POST", "/api/oauth/token", map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Authorization": basic("blocked", "pw")}, "grant_type=client_credentials")
-	var blocked struct {
-		AccessToken string `json:"access_token"`
-	}
-	if resp.StatusCode != 200 || json.Unmarshal(body, &blocked) != nil {
-		t.Fatalf("token: %d %s", resp.StatusCode, body)
-	}
-	const notAcceptable = `{"detail":"Invalid accept header or version date.","error":406,"errorCode":"INVALID_VERSION_DATE","parameters":[],"reason":"Not Acceptable"}`
-	clusters := "/api/atlas/v2/groups/" + grp + "/clusters"
-	for _, tc := range []struct {
-		name, path, accept string
-		want               int
-		wantCT, wantBody   string // "" = not checked
-		tok                string // "" = the service account's
-	}{
-		{"EAR 2023-01-01", earPath(grp), acceptEAR, 200, "application/vnd.atlas.2023-01-01+json;charset=utf-8", "", ""},
-		{"EAR plain json", earPath(grp), "application/json", 406, "application/json", notAcceptable, ""},
-		{"EAR no Accept", earPath(grp), "", 406, "", notAcceptable, ""},
-		{"EAR unknown date", earPath(grp), "application/vnd.atlas.2099-01-01+json", 406, "", notAcceptable, ""},
-		{"endpoints 2023-01-01", earPath(grp) + "/AZURE/privateEndpoints", acceptEAR, 200, "application/vnd.atlas.2023-01-01+json;charset=utf-8", "", ""},
-		{"clusters 2024-08-05", clusters, acceptCl, 200, "application/vnd.atlas.2024-08-05+json;charset=utf-8", "", ""},
-		{"clusters deprecated 2023-01-01", clusters, acceptEAR, 406, "", notAcceptable, ""},
-		{"list of media types", clusters, "application/json, " + acceptCl + ";q=0.9", 200, "", "", ""},
-		{"unknown group", earPath(otherGrp), acceptEAR, 404, "application/json",
-			`{"detail":"No group with ID aaaaaaaaaaaaaaaaaaaaaaaa exists.","error":404,"errorCode":"GROUP_NOT_FOUND","parameters":["aaaaaaaaaaaaaaaaaaaaaaaa"],"reason":"Not Found"}`, ""},
-		{"invalid group id", earPath("nothex"), acceptEAR, 400, "",
-			`{"detail":"An invalid group ID nothex was specified.","error":400,"errorCode":"INVALID_GROUP_ID","parameters":["nothex"],"reason":"Bad Request"}`, ""},
-		{"unknown provider", earPath(grp) + "/IBM/privateEndpoints", acceptEAR, 400, "",
-			`{"detail":"No provider IBM exists.","error":400,"errorCode":"VALIDATION_ERROR","parameters":["IBM"],"reason":"Bad Request"}`, ""},
-		{"unknown path", "/api/atlas/v2/nothing", acceptEAR, 404, "",
-			`{"detail":"Cannot find resource /api/atlas/v2/nothing.","error":404,"errorCode":"RESOURCE_NOT_FOUND","parameters":[],"reason":"Not Found"}`, ""},
-		{"blocked principal", earPath(grp), acceptEAR, 403, "", "", blocked.AccessToken},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			resp, body := e.do(t, "GET", tc.path, map[string]string{"Accept": tc.accept, "Authorization": "Bearer " + cmp.Or(tc.tok, tok)}, "")
-			if resp.StatusCode != tc.want || (tc.wantBody != "" && string(body) != tc.wantBody) {
-				t.Errorf("got %d %s\nwant %d %s", resp.StatusCode, body, tc.want, tc.wantBody)
-			}
-			if ct := resp.Header.Get("Content-Type"); tc.wantCT != "" && ct != tc.wantCT {
-				t.Errorf("Content-Type %q, want %q", ct, tc.wantCT)
-			}
-			if tc.want == 403 && decodeError(t, body).ErrorCode != "IP_ADDRESS_NOT_ON_ACCESS_LIST" {
-				t.Errorf("blocked: %s", body)
-			}
-		})
-	}
-}
-
-type pageJSON struct {
-	Links   []linkJSON `json:"links"`
-	Results []struct {
-		ID, CloudProvider, Status string
-	} `json:"results"`
-	TotalCount *int `json:"totalCount"`
 }
 
 func TestPagination(t *testing.T) {
+	e := start(t, Options{PageSizeCap: 3})
+	var ids []string
+	for i := range 5 {
+		ids = append(ids, e.sim.AddEndpoint(grp, "US_EAST_2", fmt.Sprintf("pe-%d", i), StatusActive))
+	}
+	tok := e.token(t, clientID, secret)
 	for _, tc := range []struct {
-		name      string
-		cap       int
-		query     string
-		want      int // status
-		wantIDs   []int
-		wantRels  []string
-		wantTotal *int
+		query, want string // want: status, item indexes, link rels, totalCount
 	}{
-		{name: "first page", query: "itemsPerPage=2&pageNum=1", want: 200, wantIDs: []int{0, 1}, wantRels: []string{"self", "next"}, wantTotal: ptr(5)},
-		{name: "middle page", query: "itemsPerPage=2&pageNum=2", want: 200, wantIDs: []int{2, 3}, wantRels: []string{"previous", "self", "next"}, wantTotal: ptr(5)},
-		{name: "last page", query: "itemsPerPage=2&pageNum=3", want: 200, wantIDs: []int{4}, wantRels: []string{"previous", "self"}, wantTotal: ptr(5)},
-		{name: "past the end", query: "itemsPerPage=2&pageNum=9", want: 200, wantIDs: []int{}, wantRels: []string{"previous", "self"}, wantTotal: ptr(5)},
-		{name: "defaults", query: "", want: 200, wantIDs: []int{0, 1, 2, 3, 4}, wantRels: []string{"self"}, wantTotal: ptr(5)},
-		{name: "no count", query: "includeCount=false", want: 200, wantIDs: []int{0, 1, 2, 3, 4}, wantRels: []string{"self"}},
-		{name: "server cap", cap: 2, query: "itemsPerPage=500", want: 200, wantIDs: []int{0, 1}, wantRels: []string{"self", "next"}, wantTotal: ptr(5)},
-		{name: "too many per page", query: "itemsPerPage=501", want: 400},
-		{name: "page zero", query: "pageNum=0", want: 400},
-		{name: "bad includeCount", query: "includeCount=maybe", want: 400},
+		{"itemsPerPage=2&pageNum=1", "200 [0 1] [self next] 5"},
+		{"itemsPerPage=2&pageNum=2", "200 [2 3] [previous self next] 5"},
+		{"itemsPerPage=2&pageNum=3", "200 [4] [previous self] 5"},
+		{"itemsPerPage=2&pageNum=9", "200 [] [previous self] 5"},
+		{"", "200 [0 1 2] [self next] 5"}, // 100 asked, 3 served
+		{"includeCount=false&pageNum=2", "200 [3 4] [previous self] <nil>"},
+		{"itemsPerPage=501", "400"},
+		{"pageNum=0", "400"},
+		{"includeCount=maybe", "400"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			e := start(t, Options{PageSizeCap: tc.cap})
-			e.sim.PutProject(grp, AzureKeyVault{})
-			var ids []string
-			for i := range 5 {
-				ids = append(ids, e.sim.AddEndpoint(grp, "US_EAST_2", fmt.Sprintf("pe-%d", i), StatusActive))
-			}
-			tok := e.token(t)
-			path := earPath(grp) + "/AZURE/privateEndpoints?" + tc.query
-			resp, body := e.do(t, "GET", path, map[string]string{"Accept": acceptEAR, "Authorization": "Bearer " + tok}, "")
-			if resp.StatusCode != tc.want {
-				t.Fatalf("status %d (%s), want %d", resp.StatusCode, body, tc.want)
-			}
-			if tc.want != 200 {
-				return
-			}
-			var p pageJSON
-			if err := json.Unmarshal(body, &p); err != nil {
-				t.Fatal(err)
-			}
-			var got []int
+		resp, body := e.do(t, "GET", earPath(grp)+"/AZURE/privateEndpoints?"+tc.query, tok, acceptEAR, "")
+		got := fmt.Sprint(resp.StatusCode)
+		var p struct {
+			Links []struct {
+				Href, Rel string
+			} `json:"links"`
+			Results []struct {
+				ID, CloudProvider, Status string
+			} `json:"results"`
+			TotalCount *int `json:"totalCount"`
+		}
+		if resp.StatusCode == 200 && json.Unmarshal([]byte(body), &p) == nil && p.Results != nil {
+			idx, rels := []int{}, []string{}
 			for _, r := range p.Results {
-				got = append(got, slices.Index(ids, r.ID))
+				idx = append(idx, slices.Index(ids, r.ID))
 				if r.CloudProvider != "AZURE" || r.Status != StatusActive {
-					t.Errorf("item %+v", r)
+					t.Errorf("%s: item %+v", tc.query, r)
 				}
 			}
-			if !slices.Equal(got, tc.wantIDs) && !(len(got) == 0 && len(tc.wantIDs) == 0) {
-				t.Errorf("items %v, want %v", got, tc.wantIDs)
-			}
-			if p.Results == nil {
-				t.Error("results is null, want []")
-			}
-			var rels []string
 			for _, l := range p.Links {
 				rels = append(rels, l.Rel)
-				u, err := url.Parse(l.Href)
-				if err != nil || u.Scheme != "https" || u.Path != earPath(grp)+"/AZURE/privateEndpoints" {
-					t.Errorf("link %+v", l)
+				if u, err := url.Parse(l.Href); err != nil || u.Scheme != "https" || u.Path != earPath(grp)+"/AZURE/privateEndpoints" {
+					t.Errorf("%s: link %+v", tc.query, l)
 				}
 			}
-			if !slices.Equal(rels, tc.wantRels) {
-				t.Errorf("link rels %v, want %v", rels, tc.wantRels)
+			total := "<nil>"
+			if p.TotalCount != nil {
+				total = fmt.Sprint(*p.TotalCount)
 			}
-			if (p.TotalCount == nil) != (tc.wantTotal == nil) || (p.TotalCount != nil && *p.TotalCount != *tc.wantTotal) {
-				t.Errorf("totalCount %v, want %v", p.TotalCount, tc.wantTotal)
-			}
-		})
+			got = fmt.Sprint(resp.StatusCode, " ", idx, " ", rels, " ", total)
+		}
+		if got != tc.want {
+			t.Errorf("%s: got %s (%s), want %s", tc.query, got, body, tc.want)
+		}
 	}
 }
-
-func ptr(n int) *int { return &n }
 
 // TestShapes decodes answers into generic maps to check the wire names
 // against the OpenAPI schemas, not against our own structs.
@@ -410,11 +331,11 @@ func TestShapes(t *testing.T) {
 	if !e.sim.AddRegion(grp, "orders", "AWS", "US_EAST_1") || e.sim.AddRegion(grp, "nope", "AWS", "US_EAST_1") {
 		t.Fatal("AddRegion")
 	}
-	tok := e.token(t)
+	tok := e.token(t, clientID, secret)
 	get := func(path, accept string) map[string]any {
-		resp, body := e.do(t, "GET", path, map[string]string{"Accept": accept, "Authorization": "Bearer " + tok}, "")
+		resp, body := e.do(t, "GET", path, tok, accept, "")
 		var m map[string]any
-		if err := json.Unmarshal(body, &m); resp.StatusCode != 200 || err != nil {
+		if err := json.Unmarshal([]byte(body), &m); resp.StatusCode != 200 || err != nil {
 			t.Fatalf("%d %s", resp.StatusCode, body)
 		}
 		return m
@@ -428,7 +349,7 @@ func TestShapes(t *testing.T) {
 		t.Errorf("after SetValid: %v", akv)
 	}
 	c := get("/api/atlas/v2/groups/"+grp+"/clusters", acceptCl)["results"].([]any)[0].(map[string]any)
-	if c["id"] != id || c["name"] != "orders" || c["paused"] != true || c["encryptionAtRestProvider"] != "AZURE" || c["groupId"] != grp || c["stateName"] != "IDLE" {
+	if c["id"] != id || c["name"] != "orders" || c["paused"] != true || c["encryptionAtRestProvider"] != "AZURE" || c["groupId"] != grp || c["stateName"] != "IDLE" || c["clusterType"] != "SHARDED" {
 		t.Errorf("cluster %v", c)
 	}
 	var regions []string
@@ -440,114 +361,5 @@ func TestShapes(t *testing.T) {
 	}
 	if want := []string{"AZURE:US_EAST_2", "AZURE:US_WEST_2", "AWS:US_EAST_1", "AZURE:US_EAST_2", "AZURE:US_WEST_2", "AWS:US_EAST_1"}; !slices.Equal(regions, want) {
 		t.Errorf("regions %v, want %v", regions, want)
-	}
-}
-
-func TestFaults(t *testing.T) {
-	const rateLimited = `{"detail":"You have exceeded the rate limit. Please try again later.","error":429,"errorCode":"RATE_LIMITED","parameters":[],"reason":"Too Many Requests"}`
-	for _, tc := range []struct {
-		name  string
-		fault Fault
-		want  []string // per request: "status body" (body "" = not checked; "drop" = no answer)
-	}{
-		{"429 like Atlas, twice", Fault{Match: "/encryptionAtRest", Status: 429, RetryAfter: 2500 * time.Millisecond, Times: 2},
-			[]string{"429 " + rateLimited, "429 " + rateLimited, "200 "}},
-		{"other path unaffected", Fault{Match: "/clusters", Status: 503}, []string{"200 "}},
-		{"503 until cleared", Fault{Status: 503}, []string{`503 {"detail":"Service is temporarily unavailable. Please try again later.","error":503,"errorCode":"SERVICE_UNAVAILABLE","parameters":[],"reason":"Service Unavailable"}`, "503 ", "clear", "200 "}},
-		{"drop once", Fault{Match: "/encryptionAtRest", Drop: true, Times: 1}, []string{"drop", "200 "}},
-		{"raw body", Fault{Body: "{oops", Times: 1}, []string{"200 {oops"}},
-		{"latency", Fault{Latency: 30 * time.Millisecond, Times: 1}, []string{"200 "}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			e := start(t, Options{})
-			e.sim.PutProject(grp, AzureKeyVault{})
-			tok := e.token(t)
-			e.sim.Inject(tc.fault)
-			e.hc.CloseIdleConnections() // a fresh connection: no silent replay by net/http
-			for i, want := range tc.want {
-				if want == "clear" {
-					e.sim.ClearFaults()
-					continue
-				}
-				req, _ := http.NewRequestWithContext(t.Context(), "GET", e.base+earPath(grp), nil)
-				req.Header.Set("Accept", acceptEAR)
-				req.Header.Set("Authorization", "Bearer "+tok)
-				begin := time.Now()
-				resp, err := e.hc.Do(req)
-				if want == "drop" {
-					if err == nil {
-						resp.Body.Close()
-						t.Fatalf("request %d answered %d, want a dropped connection", i, resp.StatusCode)
-					}
-					continue
-				}
-				if err != nil {
-					t.Fatalf("request %d: %v", i, err)
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				status, body, _ := strings.Cut(want, " ")
-				if fmt.Sprint(resp.StatusCode) != status || (body != "" && string(b) != body) {
-					t.Errorf("request %d: %d %s, want %s", i, resp.StatusCode, b, want)
-				}
-				if resp.StatusCode == 429 && resp.Header.Get("Retry-After") != "3" || time.Since(begin) < tc.fault.Latency {
-					t.Errorf("request %d: Retry-After %q after %v", i, resp.Header.Get("Retry-After"), time.Since(begin))
-				}
-			}
-		})
-	}
-}
-
-func TestRateLimiter(t *testing.T) {
-	e := start(t, Options{})
-	e.sim.PutProject(grp, AzureKeyVault{})
-	tok := e.token(t)
-	e.sim.SetRateLimit(1, 2)
-	get := func() *http.Response {
-		resp, _ := e.do(t, "GET", earPath(grp), map[string]string{"Accept": acceptEAR, "Authorization": "Bearer " + tok}, "")
-		return resp
-	}
-	for i, want := range []int{200, 200, 429} {
-		if resp := get(); resp.StatusCode != want {
-			t.Fatalf("request %d: %d, want %d", i, resp.StatusCode, want)
-		}
-	}
-	resp, body := e.do(t, "GET", earPath(grp), map[string]string{"Accept": acceptEAR, "Authorization": "Bearer " + tok}, "")
-	if ae := decodeError(t, body); resp.StatusCode != 429 || ae.ErrorCode != "RATE_LIMITED_TOKEN_BUCKET" || resp.Header.Get("Retry-After") != "1" {
-		t.Errorf("%d %s %v", resp.StatusCode, body, resp.Header)
-	}
-	// The token endpoint is not limited.
-	e.token(t)
-	e.clk.Advance(time.Second)
-	if resp := get(); resp.StatusCode != 200 || resp.Header.Get("RateLimit-Limit") != "2" {
-		t.Errorf("after refill: %d %v", resp.StatusCode, resp.Header)
-	}
-	e.sim.SetRateLimit(0, 0)
-	for range 5 {
-		if resp := get(); resp.StatusCode != 200 {
-			t.Fatalf("unlimited: %d", resp.StatusCode)
-		}
-	}
-}
-
-// TestMutators: copies out, false for what is unknown.
-func TestMutators(t *testing.T) {
-	s := New(Options{})
-	id := s.AddEndpoint(grp, "US_EAST_2", "", StatusInitiating)
-	s.AddCluster(grp, "c1", "AZURE", "US_EAST_2")
-	if _, ok := s.Project(grp); !ok || !hex24.MatchString(id) || !s.SetEndpoint(grp, id, StatusFailed, "boom") {
-		t.Fatalf("AddEndpoint: id %q, project created %v", id, ok)
-	}
-	eps, cl := s.Endpoints(grp), s.Clusters(grp)
-	eps[0].Status, cl[0].Regions[0] = "CHANGED", "X"
-	if eps = s.Endpoints(grp); eps[0].Status != StatusFailed || eps[0].ErrorMessage != "boom" || s.Clusters(grp)[0].Regions[0] != "US_EAST_2" {
-		t.Errorf("Endpoints and Clusters must return deep copies: %+v %+v", eps, s.Clusters(grp))
-	}
-	if s.SetEndpoint(grp, "nope", StatusActive, "") || s.SetEndpoint(otherGrp, id, StatusActive, "") || s.RemoveEndpoint(grp, "nope") ||
-		s.SetPaused(grp, "nope", true) || s.Endpoints(otherGrp) != nil || s.Clusters(otherGrp) != nil {
-		t.Error("an unknown endpoint, cluster or project was found")
-	}
-	if !s.RemoveEndpoint(grp, id) || len(s.Endpoints(grp)) != 0 {
-		t.Error("RemoveEndpoint")
 	}
 }
