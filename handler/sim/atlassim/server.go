@@ -15,27 +15,8 @@ import (
 	"strings"
 )
 
-// Wire shapes, from the OpenAPI schemas (names in comments).
-
-// apiErrorJSON is ApiError; field order matches what Atlas sends.
-type apiErrorJSON struct {
-	Detail     string `json:"detail"`
-	Error      int    `json:"error"`
-	ErrorCode  string `json:"errorCode"`
-	Parameters []any  `json:"parameters"`
-	Reason     string `json:"reason"`
-}
-
-type linkJSON struct {
-	Href string `json:"href"`
-	Rel  string `json:"rel"`
-}
-
-type paginatedJSON struct {
-	Links      []linkJSON `json:"links"`
-	Results    []any      `json:"results"`
-	TotalCount *int       `json:"totalCount,omitempty"`
-}
+// link is an RFC 5988 link of a paginated answer (PaginatedApiLink).
+func link(href, rel string) map[string]string { return map[string]string{"href": href, "rel": rel} }
 
 // route is one API operation: its name and the Accept versions it serves.
 type route struct {
@@ -136,17 +117,8 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func authKind(r *http.Request) string {
-	a := r.Header.Get("Authorization")
-	scheme, _, _ := strings.Cut(a, " ")
-	if a == "" {
-		return AuthNone
-	}
-	for _, k := range []string{AuthDigest, AuthBearer, AuthBasic} {
-		if strings.EqualFold(scheme, k) {
-			return k
-		}
-	}
-	return AuthOther
+	scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	return cmp.Or(strings.ToLower(scheme), AuthNone)
 }
 
 // acceptedVersion finds, among the media ranges of an Accept header, an
@@ -179,7 +151,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // writeError answers with an Atlas ApiError body.
 func writeError(w http.ResponseWriter, status int, code, detail string, params ...any) {
 	w.Header().Set("Content-Type", "application/json")
-	writeJSON(w, status, apiErrorJSON{Detail: detail, Error: status, ErrorCode: code, Parameters: append([]any{}, params...), Reason: http.StatusText(status)})
+	writeJSON(w, status, map[string]any{"detail": detail, "error": status, "errorCode": code, "parameters": append([]any{}, params...), "reason": http.StatusText(status)})
 }
 
 var hex24 = regexp.MustCompile(`^[a-f0-9]{24}$`)
@@ -262,7 +234,7 @@ func (s *Sim) handleClusters(w http.ResponseWriter, r *http.Request) {
 			"backupEnabled": false, "clusterType": clusterType, "createDate": "2025-01-15T09:00:00Z",
 			"connectionStrings":        map[string]string{"standardSrv": "mongodb+srv://" + strings.ToLower(c.Name) + ".sim.mongodb.net"},
 			"encryptionAtRestProvider": c.EncryptionAtRestProvider, "groupId": groupID, "id": c.ID, "name": c.Name,
-			"links":               []linkJSON{{Href: baseURL(r) + "/api/atlas/v2/groups/" + groupID + "/clusters/" + url.PathEscape(c.Name), Rel: "self"}},
+			"links":               []any{link(baseURL(r)+"/api/atlas/v2/groups/"+groupID+"/clusters/"+url.PathEscape(c.Name), "self")},
 			"mongoDBMajorVersion": "8.0", "mongoDBVersion": "8.0.12", "paused": c.Paused, "replicationSpecs": specs, "stateName": c.StateName,
 		})
 	}
@@ -321,23 +293,22 @@ func (s *Sim) writePage(w http.ResponseWriter, r *http.Request, items []any) {
 	}
 	start := min((pageNum-1)*served, len(items))
 	end := min(start+served, len(items))
-	link := func(n int, rel string) linkJSON {
+	var links []any
+	add := func(n int, rel string) {
 		v := maps.Clone(q)
 		v.Set("pageNum", strconv.Itoa(n))
 		v.Set("itemsPerPage", strconv.Itoa(perPage))
-		return linkJSON{Href: baseURL(r) + (&url.URL{Path: r.URL.Path, RawQuery: v.Encode()}).String(), Rel: rel}
+		links = append(links, link(baseURL(r)+(&url.URL{Path: r.URL.Path, RawQuery: v.Encode()}).String(), rel))
 	}
-	out := paginatedJSON{Results: append([]any{}, items[start:end]...)}
 	if pageNum > 1 {
-		out.Links = append(out.Links, link(pageNum-1, "previous"))
+		add(pageNum-1, "previous")
 	}
-	out.Links = append(out.Links, link(pageNum, "self"))
-	if end < len(items) {
-		out.Links = append(out.Links, link(pageNum+1, "next"))
+	if add(pageNum, "self"); end < len(items) {
+		add(pageNum+1, "next")
 	}
+	out := map[string]any{"links": links, "results": append([]any{}, items[start:end]...)}
 	if includeCount {
-		n := len(items)
-		out.TotalCount = &n
+		out["totalCount"] = len(items)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -14,7 +14,6 @@ package atlassim
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"maps"
 	"net/http"
 	"slices"
@@ -34,7 +33,8 @@ const (
 	StatusDeleting          = "DELETING"
 )
 
-// Route names and kinds of Authorization header, as Stats counts them.
+// Route names, and the kinds of Authorization header Stats counts besides
+// other schemes (lowercased).
 const (
 	RouteToken            = "token"
 	RouteEncryptionAtRest = "encryptionAtRest"
@@ -44,8 +44,6 @@ const (
 	AuthNone              = "none" // no Authorization header (digest challenges among them)
 	AuthDigest            = "digest"
 	AuthBearer            = "bearer"
-	AuthBasic             = "basic" // the token endpoint's client authentication
-	AuthOther             = "other"
 )
 
 // Options configures a Sim.
@@ -143,37 +141,26 @@ func New(o Options) *Sim {
 	return s
 }
 
-// Handler returns the simulator's HTTP handler (for callers that run their
-// own server).
-func (s *Sim) Handler() http.Handler { return s }
-
 // Start serves the simulator over TLS on a free loopback port, with a
 // certificate from ca, and returns its base URL ("https://127.0.0.1:port").
 // Call Close to stop it. Start may be called once.
 func (s *Sim) Start(ca *simtls.Authority) (string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stop != nil {
-		return "", errors.New("atlassim: already started")
-	}
 	ln, err := ca.Listen()
 	if err != nil {
 		return "", err
 	}
-	s.stop = simtls.Serve(ln, s)
+	s.locked(func() { s.stop = simtls.Serve(ln, s) })
 	return "https://" + ln.Addr().String(), nil
 }
 
 // Close stops the server started by Start, closing every connection. It is
 // safe to call more than once, and without Start.
-func (s *Sim) Close() error {
-	s.mu.Lock()
-	stop := s.stop
-	s.mu.Unlock()
+func (s *Sim) Close() {
+	var stop func()
+	s.locked(func() { stop = s.stop })
 	if stop != nil {
 		stop()
 	}
-	return nil
 }
 
 // newID returns 24 lowercase hex digits, like an Atlas ObjectId.
@@ -340,7 +327,8 @@ type Stats struct {
 	Requests int64
 	// ByRoute counts requests per Route* name.
 	ByRoute map[string]int64
-	// ByAuth counts requests per Auth* kind of Authorization header.
+	// ByAuth counts requests per Authorization scheme (lowercased; AuthNone
+	// without the header).
 	ByAuth map[string]int64
 	// ByStatus counts answers per HTTP status (dropped connections: 0).
 	ByStatus map[int]int64

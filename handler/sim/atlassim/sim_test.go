@@ -159,7 +159,9 @@ func TestAnswers(t *testing.T) {
 			wantHdr: `WWW-Authenticate: Basic realm="oauth"`, wantBody: `{"error":"invalid_client","error_description":"invalid client credentials (HTTP Basic is required)"}`},
 		{name: "token: other grant", method: "POST", path: "/api/oauth/token", auth: basic(clientID, secret), body: "grant_type=password", want: 400,
 			wantBody: `{"error":"unsupported_grant_type","error_description":"only client_credentials is supported"}`},
-		{name: "429 fault", setup: func() { e.sim.Inject(Fault{Match: "/encryptionAtRest", Status: 429, RetryAfter: 2500 * time.Millisecond, Times: 1}) },
+		{name: "429 fault", setup: func() {
+			e.sim.Inject(Fault{Match: "/encryptionAtRest", Status: 429, RetryAfter: 2500 * time.Millisecond, Times: 1})
+		},
 			path: earPath(grp), accept: acceptEAR, want: 429, wantHdr: "Retry-After: 3",
 			wantBody: apiError(429, "RATE_LIMITED", "You have exceeded the rate limit. Please try again later.")},
 		{name: "fault used up", path: earPath(grp), accept: acceptEAR, want: 200},
@@ -228,7 +230,9 @@ func TestDigestVerification(t *testing.T) {
 		{name: "valid", want: 200, auth: func(_ *env, n string) string { return valid(n) }},
 		{name: "wrong password", want: 401, auth: func(_ *env, n string) string { return digestHeader(pub, priv+"x", "GET", uri, n, "00000001") }},
 		{name: "unknown user", want: 401, auth: func(_ *env, n string) string { return digestHeader("nobody", priv, "GET", uri, n, "00000001") }},
-		{name: "other uri", want: 401, auth: func(_ *env, n string) string { return digestHeader(pub, priv, "GET", earPath(strings.Repeat("a", 24)), n, "00000001") }},
+		{name: "other uri", want: 401, auth: func(_ *env, n string) string {
+			return digestHeader(pub, priv, "GET", earPath(strings.Repeat("a", 24)), n, "00000001")
+		}},
 		{name: "other method", want: 401, auth: func(_ *env, n string) string { return digestHeader(pub, priv, "POST", uri, n, "00000001") }},
 		{name: "unknown nonce", want: 401, wantStale: true, auth: func(_ *env, _ string) string { return valid(strings.Repeat("0", 32)) }},
 		{name: "expired nonce", want: 401, wantStale: true, auth: func(e *env, n string) string { e.clk.Advance(6 * time.Minute); return valid(n) }},
