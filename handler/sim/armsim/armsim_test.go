@@ -168,7 +168,9 @@ func TestAnswers(t *testing.T) {
 			}
 			status, body, hdr := f.do(t, cmp.Or(tt.method, "GET"), f.base+tt.path, strings.ReplaceAll(tt.body, "%s", strconv.Quote(c.Etag)),
 				auth, "Content-Type: application/json", strings.ReplaceAll(tt.hdr, "%s", c.Etag))
-			var e struct{ Error struct{ Code, Message string } }
+			var e struct {
+				Error struct{ Code, Message string }
+			}
 			_ = json.Unmarshal([]byte(body), &e)
 			name, value, _ := strings.Cut(tt.header, ": ")
 			if status != tt.want || (tt.code == "") != (body == "") || (status >= 400 && (e.Error.Code != tt.code || e.Error.Message == "")) ||
