@@ -1,7 +1,9 @@
 // Package simtls gives the simulators a private certificate authority and a
 // server certificate for the loopback addresses, so clients under test verify
-// TLS for real: in-process through Pool/Client, in another process through
-// SSL_CERT_FILE pointing at the file WriteCA writes.
+// TLS for real: in-process through Client/Transport, in another process through
+// SSL_CERT_FILE pointing at the file WriteCA writes. (The clients' own tests
+// prove both: every call to a simulator verifies its certificate, and a client
+// without the authority fails.)
 package simtls
 
 import (
@@ -78,17 +80,9 @@ func New() (*Authority, error) {
 	return &Authority{
 		caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
 		pool:  pool,
-		leaf:  tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: leafKey, Leaf: nil},
+		leaf:  tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: leafKey},
 	}, nil
 }
-
-// ServerConfig returns a TLS configuration for a simulator's listener.
-func (a *Authority) ServerConfig() *tls.Config {
-	return &tls.Config{Certificates: []tls.Certificate{a.leaf}, MinVersion: tls.VersionTLS12}
-}
-
-// Pool returns a certificate pool that trusts only this authority.
-func (a *Authority) Pool() *x509.CertPool { return a.pool }
 
 // Transport returns an HTTP transport that trusts only this authority.
 func (a *Authority) Transport() *http.Transport {
@@ -102,9 +96,6 @@ func (a *Authority) Client() *http.Client {
 	return &http.Client{Transport: a.Transport(), Timeout: 30 * time.Second}
 }
 
-// CAPEM returns the CA certificate in PEM form.
-func (a *Authority) CAPEM() []byte { return a.caPEM }
-
 // WriteCA writes the CA certificate to path (for SSL_CERT_FILE in a child
 // process).
 func (a *Authority) WriteCA(path string) error {
@@ -113,7 +104,7 @@ func (a *Authority) WriteCA(path string) error {
 
 // Listen starts a TLS listener on a free loopback port.
 func (a *Authority) Listen() (net.Listener, error) {
-	return tls.Listen("tcp", "127.0.0.1:0", a.ServerConfig())
+	return tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{a.leaf}, MinVersion: tls.VersionTLS12})
 }
 
 // Serve serves h on ln in a goroutine, with header and idle timeouts and the
