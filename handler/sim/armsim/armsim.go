@@ -48,7 +48,6 @@ const (
 	RouteKeyGet          = "keys/get"
 	RouteKeyVersionGet   = "keys/versions/get"
 	RouteIdentity        = "identity"
-	RouteUnknown         = "unknown"
 )
 
 // Config tunes a Server. The zero value is usable.

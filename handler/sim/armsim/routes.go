@@ -67,7 +67,6 @@ func (s *Server) serveARM(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("x-ms-correlation-request-id", guid(randHex(8)))
 	rt, ok := parseRoute(r)
 	if !ok {
-		s.locked(func() { s.counts[RouteUnknown]++ })
 		writeARMError(w, http.StatusBadRequest, "UnsupportedRoute", fmt.Sprintf("armsim does not serve %s %s", r.Method, r.URL.Path))
 		return
 	}
@@ -205,37 +204,36 @@ func (s *Server) authorize(w http.ResponseWriter, rt route, tok token) bool {
 	return false
 }
 
-// serveVault runs f under the lock on the route's vault, or answers 404 as ARM
-// does (ResourceNotFound for the vault itself, VaultNotFound below it).
-func (s *Server) serveVault(w http.ResponseWriter, rt route, f func(v *vaultState)) {
+// serveVault answers the status and body (nil: none) f builds under the lock
+// on the route's vault, or 404 as ARM does (ResourceNotFound for the vault
+// itself, VaultNotFound below it).
+func (s *Server) serveVault(w http.ResponseWriter, rt route, f func(v *vaultState) (int, any)) {
 	s.mu.Lock()
 	v := s.vaults[rt.vault.Key()]
+	status, body := http.StatusNotFound, armError("VaultNotFound", fmt.Sprintf("Vault '%s' not found.", rt.vault.Name))
 	if v != nil {
-		defer s.mu.Unlock()
-		f(v)
-		return
-	}
-	s.mu.Unlock()
-	if rt.name == RouteVaultGet {
-		writeARMError(w, http.StatusNotFound, "ResourceNotFound", fmt.Sprintf(
+		status, body = f(v)
+	} else if rt.name == RouteVaultGet {
+		body = armError("ResourceNotFound", fmt.Sprintf(
 			"The Resource 'Microsoft.KeyVault/vaults/%s' under resource group '%s' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix",
 			rt.vault.Name, rt.vault.ResourceGroup))
-		return
 	}
-	writeARMError(w, http.StatusNotFound, "VaultNotFound", fmt.Sprintf("Vault '%s' not found.", rt.vault.Name))
+	s.mu.Unlock()
+	if body == nil {
+		w.WriteHeader(status)
+	} else {
+		writeJSON(w, status, body)
+	}
 }
 
-// The handlers below build their answer under the lock and write it after.
-
 func (s *Server) getVault(w http.ResponseWriter, rt route) {
-	var body map[string]any
-	s.serveVault(w, rt, func(v *vaultState) {
+	s.serveVault(w, rt, func(v *vaultState) (int, any) {
 		pecs := make([]map[string]any, 0, len(v.conns))
 		for _, c := range v.conns {
 			s.settle(c)
 			pecs = append(pecs, map[string]any{"id": c.public(v.id).ID, "etag": c.etag, "properties": connProperties(c)})
 		}
-		body = map[string]any{
+		return http.StatusOK, map[string]any{
 			"id": v.id.String(), "name": v.id.Name, "type": "Microsoft.KeyVault/vaults", "location": location, "tags": maps.Clone(v.tags),
 			"properties": map[string]any{
 				"tenantId":                   guid("tenant"),
@@ -253,9 +251,6 @@ func (s *Server) getVault(w http.ResponseWriter, rt route) {
 			},
 		}
 	})
-	if body != nil {
-		writeJSON(w, http.StatusOK, body)
-	}
 }
 
 // settle advances a connection that is Updating after a PUT; the caller holds
@@ -300,42 +295,32 @@ func (s *Server) listConnections(w http.ResponseWriter, r *http.Request, rt rout
 		}
 		skip = n
 	}
-	var body map[string]any
-	s.serveVault(w, rt, func(v *vaultState) {
+	s.serveVault(w, rt, func(v *vaultState) (int, any) {
 		page := []map[string]any{}
 		end := min(skip+s.cfg.PageSize, len(v.conns))
 		for _, c := range v.conns[min(skip, end):end] {
 			s.settle(c)
 			page = append(page, s.connJSON(v, c))
 		}
-		body = map[string]any{"value": page}
+		body := map[string]any{"value": page}
 		if end < len(v.conns) {
 			body["nextLink"] = fmt.Sprintf("https://%s%s?api-version=%s&$skiptoken=%d", r.Host, r.URL.Path, r.URL.Query().Get("api-version"), end)
 		}
+		return http.StatusOK, body
 	})
-	if body != nil {
-		writeJSON(w, http.StatusOK, body)
-	}
 }
 
 func (s *Server) getConnection(w http.ResponseWriter, rt route) {
-	var body map[string]any
-	found := false
-	s.serveVault(w, rt, func(v *vaultState) {
-		found = true
-		if c := v.conn(rt.conn); c != nil {
-			s.settle(c)
-			body = s.connJSON(v, c)
+	s.serveVault(w, rt, func(v *vaultState) (int, any) {
+		c := v.conn(rt.conn)
+		if c == nil {
+			// Key Vault answers a missing connection with 204 and no body
+			// (PrivateEndpointConnections_Get), not 404.
+			return http.StatusNoContent, nil
 		}
+		s.settle(c)
+		return http.StatusOK, s.connJSON(v, c)
 	})
-	switch {
-	case body != nil:
-		writeJSON(w, http.StatusOK, body)
-	case found:
-		// Key Vault answers a missing connection with 204 and no body
-		// (PrivateEndpointConnections_Get), not 404.
-		w.WriteHeader(http.StatusNoContent)
-	}
 }
 
 // putConnection changes the connection state. The BeforePut hook runs first.
@@ -368,15 +353,9 @@ func (s *Server) putConnection(w http.ResponseWriter, r *http.Request, rt route,
 	if hook != nil {
 		hook(rt.vault, rt.conn)
 	}
-	type answer struct {
-		status     int
-		code, text string
-	}
-	var a *answer
-	var body map[string]any
-	var ch Change
+	var ch *Change
 	var hooks []func(Change)
-	s.serveVault(w, rt, func(v *vaultState) {
+	s.serveVault(w, rt, func(v *vaultState) (int, any) {
 		c := v.conn(rt.conn)
 		etag := ""
 		if c != nil {
@@ -384,34 +363,27 @@ func (s *Server) putConnection(w http.ResponseWriter, r *http.Request, rt route,
 		}
 		switch im := r.Header.Values("If-Match"); {
 		case len(im) > 0 && !s.noIfMatch && !ifMatch(im, etag):
-			a = &answer{http.StatusPreconditionFailed, "PreconditionFailed", "The condition specified using HTTP conditional header(s) is not met."}
+			return http.StatusPreconditionFailed, armError("PreconditionFailed", "The condition specified using HTTP conditional header(s) is not met.")
 		case c == nil:
-			a = &answer{http.StatusNotFound, "PrivateEndpointConnectionNotFound", fmt.Sprintf("Private endpoint connection '%s' not found.", rt.conn)}
+			return http.StatusNotFound, armError("PrivateEndpointConnectionNotFound", fmt.Sprintf("Private endpoint connection '%s' not found.", rt.conn))
 		case in.Etag != "" && !s.noBodyEtag && in.Etag != c.etag:
-			a = &answer{http.StatusConflict, "Conflict", fmt.Sprintf("The etag '%s' does not match the current etag of private endpoint connection '%s'.", in.Etag, c.name)}
+			return http.StatusConflict, armError("Conflict", fmt.Sprintf("The etag '%s' does not match the current etag of private endpoint connection '%s'.", in.Etag, c.name))
 		case st.Status == vault.StatusApproved && (c.status == vault.StatusRejected || c.status == vault.StatusDisconnected):
-			a = &answer{http.StatusBadRequest, "InvalidPrivateEndpointConnectionStateTransition", fmt.Sprintf("Private endpoint connection '%s' is %s and cannot be approved.", c.name, c.status)}
-		default:
-			before := c.public(v.id)
-			c.status, c.desc, c.etag, c.actions = st.Status, st.Description, newEtag(), cmp.Or(st.ActionsRequired, c.actions)
-			c.prov, c.readsLeft = vault.ProvisioningUpdating, s.cfg.SettleReads
-			if s.cfg.SettleReads < 0 {
-				c.prov = vault.ProvisioningSucceeded
-			}
-			body = s.connJSON(v, c)
-			ch = Change{Time: s.now(), ClientID: tok.clientID, ObjectID: tok.objectID, ResourceURI: before.ID,
-				Operation: vault.ActionConnectionsWrite, Vault: v.id, Before: before, After: c.public(v.id)}
-			hooks = slices.Clone(s.hooks)
+			return http.StatusBadRequest, armError("InvalidPrivateEndpointConnectionStateTransition", fmt.Sprintf("Private endpoint connection '%s' is %s and cannot be approved.", c.name, c.status))
 		}
+		before := c.public(v.id)
+		c.status, c.desc, c.etag, c.actions = st.Status, st.Description, newEtag(), cmp.Or(st.ActionsRequired, c.actions)
+		c.prov, c.readsLeft = vault.ProvisioningUpdating, s.cfg.SettleReads
+		if s.cfg.SettleReads < 0 {
+			c.prov = vault.ProvisioningSucceeded
+		}
+		ch = &Change{Time: s.now(), ClientID: tok.clientID, ObjectID: tok.objectID, ResourceURI: before.ID,
+			Operation: vault.ActionConnectionsWrite, Vault: v.id, Before: before, After: c.public(v.id)}
+		hooks = slices.Clone(s.hooks)
+		return http.StatusOK, s.connJSON(v, c)
 	})
-	switch {
-	case a != nil:
-		writeARMError(w, a.status, a.code, a.text)
-	case body != nil:
-		writeJSON(w, http.StatusOK, body)
-		for _, h := range hooks {
-			h(ch)
-		}
+	for _, h := range hooks {
+		h(*ch)
 	}
 }
 
@@ -430,9 +402,7 @@ func ifMatch(values []string, etag string) bool {
 }
 
 func (s *Server) getKey(w http.ResponseWriter, rt route) {
-	var body map[string]any
-	var missing string
-	s.serveVault(w, rt, func(v *vaultState) {
+	s.serveVault(w, rt, func(v *vaultState) (int, any) {
 		k := v.keys[strings.ToLower(rt.key)]
 		var kv *keyVersion
 		if k != nil && len(k.versions) > 0 {
@@ -442,11 +412,11 @@ func (s *Server) getKey(w http.ResponseWriter, rt route) {
 			}
 		}
 		if kv == nil {
-			missing = fmt.Sprintf("Key '%s' was not found in vault '%s'.", rt.key, v.id.Name)
+			missing := fmt.Sprintf("Key '%s' was not found in vault '%s'.", rt.key, v.id.Name)
 			if rt.keyV != "" && k != nil {
 				missing = fmt.Sprintf("Key '%s' version '%s' was not found in vault '%s'.", rt.key, rt.keyV, v.id.Name)
 			}
-			return
+			return http.StatusNotFound, armError("KeyNotFound", missing)
 		}
 		attrs := map[string]any{"enabled": kv.enabled, "created": kv.created.Unix(), "updated": kv.updated.Unix(), "recoveryLevel": "Recoverable", "exportable": false}
 		if kv.nbf != nil {
@@ -460,7 +430,7 @@ func (s *Server) getKey(w http.ResponseWriter, rt route) {
 		if rt.keyV != "" {
 			id, name, typ = id+"/versions/"+kv.version, kv.version, "Microsoft.KeyVault/vaults/keys/versions"
 		}
-		body = map[string]any{
+		return http.StatusOK, map[string]any{
 			"id": id, "name": name, "type": typ, "location": location, "tags": map[string]string{},
 			"properties": map[string]any{
 				"attributes": attrs, "kty": "RSA", "keySize": 3072, "keyUri": keyURI, "keyUriWithVersion": keyURI + "/" + kv.version,
@@ -468,12 +438,6 @@ func (s *Server) getKey(w http.ResponseWriter, rt route) {
 			},
 		}
 	})
-	switch {
-	case body != nil:
-		writeJSON(w, http.StatusOK, body)
-	case missing != "":
-		writeARMError(w, http.StatusNotFound, "KeyNotFound", missing)
-	}
 }
 
 // serveIdentity is the App Service managed identity endpoint:
@@ -547,5 +511,10 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 }
 
 func writeARMError(w http.ResponseWriter, status int, code, message string) {
-	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": message}})
+	writeJSON(w, status, armError(code, message))
+}
+
+// armError is ARM's error body.
+func armError(code, message string) any {
+	return map[string]any{"error": map[string]string{"code": code, "message": message}}
 }
