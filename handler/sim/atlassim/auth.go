@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -118,38 +119,29 @@ func (s *Sim) authenticate(w http.ResponseWriter, r *http.Request) (principal st
 	return "", false
 }
 
-// parseDigest splits `k=v, k="v", …` (RFC 7616 auth-params).
+// digestParam is one RFC 7616 auth-param: key=token or key="quoted string".
+var digestParam = regexp.MustCompile(`(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]+))\s*(?:,|$)`)
+
+// parseDigest splits `k=v, k="v", …` (RFC 7616 auth-params); anything else,
+// or a repeated key, is an error.
 func parseDigest(s string) (map[string]string, error) {
 	out := map[string]string{}
-	for s = strings.TrimSpace(s); s != ""; s = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(s), ",")) {
-		key, rest, ok := strings.Cut(s, "=")
-		key = strings.ToLower(strings.TrimSpace(key))
-		if !ok || key == "" {
-			return nil, fmt.Errorf("malformed auth-param near %q", s)
+	rest := strings.TrimSpace(s)
+	for rest != "" {
+		m := digestParam.FindStringSubmatchIndex(rest)
+		if m == nil || m[0] != 0 {
+			return nil, fmt.Errorf("malformed auth-param near %q", rest)
 		}
-		s = strings.TrimSpace(rest)
-		var val string
-		if strings.HasPrefix(s, `"`) {
-			var b strings.Builder
-			i := 1
-			for ; i < len(s) && s[i] != '"'; i++ {
-				if s[i] == '\\' && i+1 < len(s) {
-					i++
-				}
-				b.WriteByte(s[i])
-			}
-			if i >= len(s) {
-				return nil, fmt.Errorf("unterminated quoted string for %s", key)
-			}
-			val, s = b.String(), s[i+1:]
+		key, val := strings.ToLower(rest[m[2]:m[3]]), ""
+		if m[4] >= 0 {
+			val = strings.NewReplacer(`\"`, `"`, `\\`, `\`).Replace(rest[m[4]:m[5]])
 		} else {
-			val, s, _ = strings.Cut(s, ",")
-			val = strings.TrimSpace(val)
+			val = rest[m[6]:m[7]]
 		}
 		if _, dup := out[key]; dup {
 			return nil, fmt.Errorf("duplicate %s", key)
 		}
-		out[key] = val
+		out[key], rest = val, strings.TrimSpace(rest[m[1]:])
 	}
 	return out, nil
 }
