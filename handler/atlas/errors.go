@@ -1,6 +1,7 @@
 package atlas
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,6 +12,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -52,7 +54,10 @@ type Error struct {
 
 func (e *Error) Error() string {
 	s := "atlas: " + e.Op + ":"
-	for _, part := range []string{statusText(e.StatusCode), e.Reason, e.ErrorCode} {
+	if e.StatusCode != 0 {
+		s += " " + strconv.Itoa(e.StatusCode)
+	}
+	for _, part := range []string{e.Reason, e.ErrorCode} {
 		if part != "" {
 			s += " " + part
 		}
@@ -64,13 +69,6 @@ func (e *Error) Error() string {
 		s += fmt.Sprintf(" (retry after %s)", e.RetryAfter)
 	}
 	return s
-}
-
-func statusText(code int) string {
-	if code == 0 {
-		return ""
-	}
-	return fmt.Sprint(code)
 }
 
 // classify marks err transient when a later attempt may succeed: Atlas
@@ -122,7 +120,9 @@ func errorFromBody(op string, status int, h http.Header, body []byte, now time.T
 	e := &Error{Op: op, StatusCode: status, Reason: http.StatusText(status), RetryAfter: backoff.RetryAfter(h.Get("Retry-After"), now)}
 	var ae struct{ ErrorCode, Detail, Reason string }
 	err := json.Unmarshal(body, &ae)
-	switch ct, _, _ := mime.ParseMediaType(h.Get("Content-Type")); {
+	ct, _, _ := mime.ParseMediaType(h.Get("Content-Type"))
+	ct = clean(cmp.Or(ct, "no content type"), 64)
+	switch {
 	case err == nil && (ae.ErrorCode != "" || ae.Detail != "" || ae.Reason != ""):
 		e.ErrorCode, e.Detail = clean(ae.ErrorCode, 64), clean(ae.Detail, maxDetail)
 		if ae.Reason != "" {
@@ -131,18 +131,11 @@ func errorFromBody(op string, status int, h http.Header, body []byte, now time.T
 	case len(body) == 0:
 		e.Detail = "empty body"
 	case err != nil:
-		e.Detail = fmt.Sprintf("body is not an Atlas error (%s, %d bytes)", clean(orNone(ct), 64), len(body))
+		e.Detail = fmt.Sprintf("body is not an Atlas error (%s, %d bytes)", ct, len(body))
 	default:
-		e.Detail = fmt.Sprintf("body has no Atlas error fields (%s, %d bytes)", clean(orNone(ct), 64), len(body))
+		e.Detail = fmt.Sprintf("body has no Atlas error fields (%s, %d bytes)", ct, len(body))
 	}
 	return e
-}
-
-func orNone(ct string) string {
-	if ct == "" {
-		return "no content type"
-	}
-	return ct
 }
 
 // clean keeps at most n bytes of s (on a rune boundary) and replaces control
