@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,22 +39,11 @@ const (
 var authMethods = []string{authSA, authKey}
 
 // clock is a settable clock shared by a test and the code under test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type clock struct{ ns atomic.Int64 }
 
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newClock(t time.Time) *clock        { c := &clock{}; c.ns.Store(t.UnixNano()); return c }
+func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 type fixture struct {
 	sim      *atlassim.Sim
@@ -68,7 +58,7 @@ func newFixture(tb testing.TB, o atlassim.Options) *fixture {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	f := &fixture{ca: ca, simClock: &clock{t: time.Now()}}
+	f := &fixture{ca: ca, simClock: newClock(time.Now())}
 	o.Now = f.simClock.Now
 	f.sim = atlassim.New(o)
 	if f.base, err = f.sim.Start(ca); err != nil {
@@ -231,7 +221,7 @@ func TestServiceAccountTokenLifecycle(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, atlassim.Options{TokenTTL: time.Hour})
 			seed(f.sim)
-			cc := &clock{t: time.Now()}
+			cc := newClock(time.Now())
 			c, _ := f.client(t, authSA, func(o *Options) { o.Now = cc.Now })
 			calls := &meter.Calls{}
 			if _, err := c.EncryptionAtRest(meter.WithCalls(t.Context(), calls), group); err != nil || calls.Atlas() != 2 {

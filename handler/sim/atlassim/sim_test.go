@@ -11,7 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,22 +32,12 @@ const (
 	acceptCl  = "application/vnd.atlas.2024-08-05+json"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// clock is a settable clock shared by a test and the code under test.
+type clock struct{ ns atomic.Int64 }
 
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newClock(t time.Time) *clock        { c := &clock{}; c.ns.Store(t.UnixNano()); return c }
+func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 type env struct {
 	sim  *Sim
@@ -62,7 +52,7 @@ func start(t *testing.T, o Options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{clk: &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}, hc: ca.Client()}
+	e := &env{clk: newClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)), hc: ca.Client()}
 	o.Now = e.clk.Now
 	e.sim = New(o)
 	if e.base, err = e.sim.Start(ca); err != nil {
