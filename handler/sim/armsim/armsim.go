@@ -189,11 +189,7 @@ func New(cfg Config) *Server {
 // as the ResourceManager endpoint.
 func (s *Server) Start(ca *simtls.Authority) (baseURL string, err error) {
 	ln, err := ca.Listen()
-	if err != nil {
-		return "", fmt.Errorf("armsim: listen: %w", err)
-	}
-	s.locked(func() { s.stops = append(s.stops, simtls.Serve(ln, http.HandlerFunc(s.serveARM))) })
-	return "https://" + ln.Addr().String(), nil
+	return s.serve(ln, err, s.serveARM, "https://", "")
 }
 
 // StartIdentity serves the App Service managed identity endpoint (see
@@ -201,11 +197,15 @@ func (s *Server) Start(ca *simtls.Authority) (baseURL string, err error) {
 // the value for IDENTITY_ENDPOINT; IDENTITY_HEADER is IdentityHeader().
 func (s *Server) StartIdentity() (endpoint string, err error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return s.serve(ln, err, s.serveIdentity, "http://", "/msi/token")
+}
+
+func (s *Server) serve(ln net.Listener, err error, h http.HandlerFunc, scheme, path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("armsim: listen: %w", err)
 	}
-	s.locked(func() { s.stops = append(s.stops, simtls.Serve(ln, http.HandlerFunc(s.serveIdentity))) })
-	return "http://" + ln.Addr().String() + "/msi/token", nil
+	s.locked(func() { s.stops = append(s.stops, simtls.Serve(ln, h)) })
+	return scheme + ln.Addr().String() + path, nil
 }
 
 // Close stops the listeners started by Start and StartIdentity and closes

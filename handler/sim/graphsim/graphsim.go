@@ -28,23 +28,19 @@ func New() *Sim { return &Sim{apps: map[string][]time.Time{}} }
 // SetSecrets registers the application appID with one password credential
 // per end time.
 func (s *Sim) SetSecrets(appID string, ends ...time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.apps[appID] = append([]time.Time(nil), ends...)
+	s.locked(func() { s.apps[appID] = append([]time.Time(nil), ends...) })
 }
 
 // SetForbidden makes every read answer 403 (the permission is missing).
-func (s *Sim) SetForbidden(f bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.forbidden = f
-}
+func (s *Sim) SetForbidden(f bool) { s.locked(func() { s.forbidden = f }) }
 
 // Calls counts the application reads received.
-func (s *Sim) Calls() int {
+func (s *Sim) Calls() (n int) { s.locked(func() { n = s.calls }); return n }
+
+func (s *Sim) locked(f func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.calls
+	f()
 }
 
 var appPath = regexp.MustCompile(`^/v1\.0/applications\(appId='([^']+)'\)$`)
