@@ -148,7 +148,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(b)
 }
 
-// writeError answers with an Atlas ApiError body.
+// writeError answers with an Atlas ApiError body (encoding/json sorts map
+// keys, which is the order Atlas sends them in).
 func writeError(w http.ResponseWriter, status int, code, detail string, params ...any) {
 	w.Header().Set("Content-Type", "application/json")
 	writeJSON(w, status, map[string]any{"detail": detail, "error": status, "errorCode": code, "parameters": append([]any{}, params...), "reason": http.StatusText(status)})
@@ -303,7 +304,8 @@ func (s *Sim) writePage(w http.ResponseWriter, r *http.Request, items []any) {
 	if pageNum > 1 {
 		add(pageNum-1, "previous")
 	}
-	if add(pageNum, "self"); end < len(items) {
+	add(pageNum, "self")
+	if end < len(items) {
 		add(pageNum+1, "next")
 	}
 	out := map[string]any{"links": links, "results": append([]any{}, items[start:end]...)}
