@@ -313,6 +313,7 @@ func TestRetries(t *testing.T) {
 	ear := "/encryptionAtRest"
 	for _, tc := range []struct {
 		name     string
+		fault    *atlassim.Fault // injected after the first call
 		setup    func(f *fixture)
 		opts     func(o *Options)
 		timeout  time.Duration
@@ -322,31 +323,26 @@ func TestRetries(t *testing.T) {
 		check    func(w []time.Duration) bool
 		attempts int64 // EAR requests the simulator saw (0: not checked)
 	}{
-		{name: "429 waits Retry-After", setup: func(f *fixture) {
-			f.sim.Inject(atlassim.Fault{Match: ear, Status: 429, RetryAfter: 7 * time.Second, Times: 1})
-		},
-			waits: []time.Duration{7 * time.Second}, attempts: 2},
-		{name: "Retry-After capped by MaxRetryWait", setup: func(f *fixture) {
-			f.sim.Inject(atlassim.Fault{Match: ear, Status: 429, RetryAfter: 90 * time.Second, Times: 2})
-		}, opts: func(o *Options) { o.MaxRetryWait = 20 * time.Second }, waits: []time.Duration{20 * time.Second, 20 * time.Second}, attempts: 3},
+		{name: "429 waits Retry-After", fault: &atlassim.Fault{Match: ear, Status: 429, RetryAfter: 7 * time.Second, Times: 1}, waits: []time.Duration{7 * time.Second}, attempts: 2},
+		{name: "Retry-After capped by MaxRetryWait", fault: &atlassim.Fault{Match: ear, Status: 429, RetryAfter: 90 * time.Second, Times: 2}, opts: func(o *Options) { o.MaxRetryWait = 20 * time.Second }, waits: []time.Duration{20 * time.Second, 20 * time.Second}, attempts: 3},
 		{name: "token bucket 429 then refilled", setup: func(f *fixture) {
 			f.sim.SetRateLimit(2, 2)
 			drain(f, 2) // the simulator's clock stands still: no refill
 		}, waits: []time.Duration{time.Second}, attempts: 2},
-		{name: "503 backs off exponentially", setup: func(f *fixture) { f.sim.Inject(atlassim.Fault{Match: ear, Status: 503, Times: 2}) },
+		{name: "503 backs off exponentially", fault: &atlassim.Fault{Match: ear, Status: 503, Times: 2},
 			check: func(w []time.Duration) bool {
 				return len(w) == 2 && w[0] >= 125*time.Millisecond && w[0] <= 250*time.Millisecond && w[1] >= 250*time.Millisecond && w[1] <= 500*time.Millisecond
 			}, attempts: 3},
-		{name: "wait would pass the deadline", setup: func(f *fixture) { f.sim.Inject(atlassim.Fault{Match: ear, Status: 429, RetryAfter: 7 * time.Second}) },
+		{name: "wait would pass the deadline", fault: &atlassim.Fault{Match: ear, Status: 429, RetryAfter: 7 * time.Second},
 			timeout: 2 * time.Second, wantErr: "would pass the deadline", wantCode: "RATE_LIMITED", attempts: 1},
-		{name: "gives up after MaxAttempts", setup: func(f *fixture) { f.sim.Inject(atlassim.Fault{Match: ear, Status: 500}) },
+		{name: "gives up after MaxAttempts", fault: &atlassim.Fault{Match: ear, Status: 500},
 			opts: func(o *Options) { o.MaxAttempts = 3 }, wantErr: "gave up after 3 attempts", wantCode: "UNEXPECTED_ERROR",
 			check: func(w []time.Duration) bool { return len(w) == 2 }, attempts: 3},
 		// On a reused connection net/http itself may replay the GET once,
 		// so the client may see no failure at all.
-		{name: "dropped connection is retried", setup: func(f *fixture) { f.sim.Inject(atlassim.Fault{Match: ear, Drop: true, Times: 1}) },
+		{name: "dropped connection is retried", fault: &atlassim.Fault{Match: ear, Drop: true, Times: 1},
 			check: func(w []time.Duration) bool { return len(w) <= 1 }},
-		{name: "dropped connections until the last attempt", setup: func(f *fixture) { f.sim.Inject(atlassim.Fault{Match: ear, Drop: true}) },
+		{name: "dropped connections until the last attempt", fault: &atlassim.Fault{Match: ear, Drop: true},
 			opts: func(o *Options) { o.MaxAttempts = 2 }, wantErr: "gave up after 2 attempts", check: func(w []time.Duration) bool { return len(w) == 1 }},
 	} {
 		for _, auth := range authMethods {
@@ -358,7 +354,11 @@ func TestRetries(t *testing.T) {
 				if _, err := c.Clusters(t.Context(), group); err != nil {
 					t.Fatal(err)
 				}
-				tc.setup(f)
+				if tc.fault != nil {
+					f.sim.Inject(*tc.fault)
+				} else {
+					tc.setup(f)
+				}
 				f.sim.ResetStats()
 				ctx := t.Context()
 				if tc.timeout > 0 {
@@ -450,6 +450,7 @@ func TestErrors(t *testing.T) {
 		name      string
 		auth      string
 		opts      func(o *Options)
+		fault     *atlassim.Fault
 		setup     func(f *fixture)
 		call      func(ctx context.Context, c *Client) error
 		status    int
@@ -473,36 +474,23 @@ func TestErrors(t *testing.T) {
 			_, err := c.EncryptionAtRest(ctx, "../../orgs")
 			return err
 		}, op: "EncryptionAtRest", trips: 0},
-		{name: "truncated JSON", auth: authSA, setup: func(f *fixture) {
-			f.sim.Inject(atlassim.Fault{Match: "/encryptionAtRest", Body: `{"azureKeyVault":{"enabled":tr`, Times: 1})
-		},
-			status: 200, op: "EncryptionAtRest", want: []string{"200", "malformed JSON"}, trips: -1},
-		{name: "wrong type", auth: authSA, setup: func(f *fixture) {
-			f.sim.Inject(atlassim.Fault{Match: "/encryptionAtRest", Body: `{"azureKeyVault":{"enabled":"yes"}}`, Times: 1})
-		},
-			status: 200, op: "EncryptionAtRest", want: []string{"malformed JSON", "bool"}, trips: -1},
-		{name: "results not an array", auth: authSA, setup: func(f *fixture) {
-			f.sim.Inject(atlassim.Fault{Match: "/privateEndpoints", Body: `{"results":5}`, Times: 1})
-		},
-			call: func(ctx context.Context, c *Client) error { _, err := c.PrivateEndpoints(ctx, group); return err }, status: 200, op: "PrivateEndpoints", want: []string{"malformed JSON"}, trips: -1},
-		{name: "no results", auth: authSA, setup: func(f *fixture) { f.sim.Inject(atlassim.Fault{Match: "/clusters", Body: `{"totalCount":3}`, Times: 1}) },
+		{name: "truncated JSON", auth: authSA, fault: &atlassim.Fault{Match: "/encryptionAtRest", Body: `{"azureKeyVault":{"enabled":tr`, Times: 1}, status: 200, op: "EncryptionAtRest", want: []string{"200", "malformed JSON"}, trips: -1},
+		{name: "wrong type", auth: authSA, fault: &atlassim.Fault{Match: "/encryptionAtRest", Body: `{"azureKeyVault":{"enabled":"yes"}}`, Times: 1}, status: 200, op: "EncryptionAtRest", want: []string{"malformed JSON", "bool"}, trips: -1},
+		{name: "results not an array", auth: authSA, fault: &atlassim.Fault{Match: "/privateEndpoints", Body: `{"results":5}`, Times: 1}, call: func(ctx context.Context, c *Client) error { _, err := c.PrivateEndpoints(ctx, group); return err }, status: 200, op: "PrivateEndpoints", want: []string{"malformed JSON"}, trips: -1},
+		{name: "no results", auth: authSA, fault: &atlassim.Fault{Match: "/clusters", Body: `{"totalCount":3}`, Times: 1},
 			call: func(ctx context.Context, c *Client) error { _, err := c.Clusters(ctx, group); return err }, status: 200, op: "Clusters", want: []string{"no results array"}, trips: -1},
 		{name: "HTML 502", auth: authSA, opts: func(o *Options) { o.MaxAttempts = 2 },
-			setup: func(f *fixture) {
-				f.sim.Inject(atlassim.Fault{Match: "/encryptionAtRest", Status: 502, Body: "<html><body>Bad gateway</body></html>", ContentType: "text/html"})
-			},
-			status: 502, op: "EncryptionAtRest", want: []string{"text/html", "gave up"}, trips: -1, transient: true},
-		{name: "plain 404", auth: authSA, setup: func(f *fixture) {
-			f.sim.Inject(atlassim.Fault{Match: "/encryptionAtRest", Status: 404, Body: "not here", ContentType: "text/plain", Times: 1})
-		}, status: 404, op: "EncryptionAtRest", want: []string{"text/plain", "not an Atlas error"}, trips: -1},
-		{name: "JSON 400 of another shape", auth: authSA, setup: func(f *fixture) {
-			f.sim.Inject(atlassim.Fault{Match: "/encryptionAtRest", Status: 400, Body: `{"message":"nope"}`, Times: 1})
-		}, status: 400, op: "EncryptionAtRest", want: []string{"no Atlas error fields"}, trips: -1},
+			fault: &atlassim.Fault{Match: "/encryptionAtRest", Status: 502, Body: "<html><body>Bad gateway</body></html>", ContentType: "text/html"}, status: 502, op: "EncryptionAtRest", want: []string{"text/html", "gave up"}, trips: -1, transient: true},
+		{name: "plain 404", auth: authSA, fault: &atlassim.Fault{Match: "/encryptionAtRest", Status: 404, Body: "not here", ContentType: "text/plain", Times: 1}, status: 404, op: "EncryptionAtRest", want: []string{"text/plain", "not an Atlas error"}, trips: -1},
+		{name: "JSON 400 of another shape", auth: authSA, fault: &atlassim.Fault{Match: "/encryptionAtRest", Status: 400, Body: `{"message":"nope"}`, Times: 1}, status: 400, op: "EncryptionAtRest", want: []string{"no Atlas error fields"}, trips: -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, atlassim.Options{})
 			seed(f.sim)
 			c, waits := f.client(t, tc.auth, tc.opts)
+			if tc.fault != nil {
+				f.sim.Inject(*tc.fault)
+			}
 			if tc.setup != nil {
 				tc.setup(f)
 			}
