@@ -32,25 +32,12 @@ func TestCloudFor(t *testing.T) {
 		{"AZURE", "https://user:pw@arm.example", "", "", "GUARD_ARM_ENDPOINT"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.env+" "+tt.override, func(t *testing.T) {
-			got, err := vault.CloudFor(tt.env, tt.override)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want one naming %s", err, tt.wantErr)
-				}
-				if strings.Contains(err.Error(), "pw") {
-					t.Errorf("error leaks the password: %v", err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			rm := got.Services[cloud.ResourceManager]
-			if rm.Endpoint != tt.endpoint || rm.Audience != tt.audience {
-				t.Errorf("ResourceManager = %+v", rm)
-			}
-		})
+		got, err := vault.CloudFor(tt.env, tt.override)
+		rm := got.Services[cloud.ResourceManager]
+		if (err == nil) != (tt.wantErr == "") || (err != nil && (!strings.Contains(err.Error(), tt.wantErr) || strings.Contains(err.Error(), "pw"))) ||
+			rm.Endpoint != tt.endpoint || rm.Audience != tt.audience {
+			t.Errorf("CloudFor(%q, %q) = %+v, %v; want %s %s, an error naming %q (without the password)", tt.env, tt.override, rm, err, tt.endpoint, tt.audience, tt.wantErr)
+		}
 	}
 	// The override never touches azcore's globals.
 	if cloud.AzurePublic.Services[cloud.ResourceManager] != publicRM {
@@ -76,25 +63,12 @@ func TestCredentialChoice(t *testing.T) {
 		{"developer login", map[string]string{}, false, ""},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cred, err := vault.Credential(envOf(tt.env), nil)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want one naming %s", err, tt.wantErr)
-				}
-				if strings.Contains(err.Error(), "secret-header") {
-					t.Errorf("error leaks IDENTITY_HEADER: %v", err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, isMI := cred.(*azidentity.ManagedIdentityCredential)
-			_, isDefault := cred.(*azidentity.DefaultAzureCredential)
-			if isMI != tt.wantMI || isDefault == tt.wantMI {
-				t.Errorf("credential %T", cred)
-			}
-		})
+		cred, err := vault.Credential(envOf(tt.env), nil)
+		_, isMI := cred.(*azidentity.ManagedIdentityCredential)
+		_, isDefault := cred.(*azidentity.DefaultAzureCredential)
+		if (err == nil) != (tt.wantErr == "") || (err != nil && (!strings.Contains(err.Error(), tt.wantErr) || strings.Contains(err.Error(), "secret-header"))) ||
+			(err == nil && (isMI != tt.wantMI || isDefault == tt.wantMI)) {
+			t.Errorf("%s: credential %T, %v; want managed identity %v or an error naming %q (without IDENTITY_HEADER)", tt.name, cred, err, tt.wantMI, tt.wantErr)
+		}
 	}
 }
