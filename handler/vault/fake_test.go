@@ -159,12 +159,8 @@ func TestApproveDecisions(t *testing.T) {
 			var slept []time.Duration
 			calls := &meter.Calls{}
 			got, err := fakeClient(t, rec, &slept).Approve(meter.WithCalls(t.Context(), calls), fakeVault, "pe-1", ours)
-			if tt.wantErr != nil {
-				if !tt.wantErr(err) {
-					t.Fatalf("Approve error = %v (%T)", err, err)
-				}
-			} else if err != nil {
-				t.Fatalf("Approve: %v", err)
+			if (tt.wantErr == nil && err != nil) || (tt.wantErr != nil && !tt.wantErr(err)) {
+				t.Fatalf("Approve error = %v (%T)", err, err)
 			}
 			if got.Outcome != tt.want || got.Changed != tt.changed {
 				t.Errorf("Approve = %s, Changed %v; want %s, %v", got.Outcome, got.Changed, tt.want, tt.changed)
