@@ -381,12 +381,14 @@ func (s *Server) RemoveConnection(id resource.ID, name string) error {
 }
 
 // Connection returns a connection as stored (without counting as a read).
-func (s *Server) Connection(id resource.ID, name string) (vault.Connection, bool) {
-	i := slices.IndexFunc(s.Connections(id), func(c vault.Connection) bool { return c.Name == name })
-	if i < 0 {
-		return vault.Connection{}, false
-	}
-	return s.Connections(id)[i], true
+func (s *Server) Connection(id resource.ID, name string) (c vault.Connection, ok bool) {
+	_ = s.withVault(id, func(v *vaultState) error {
+		if cs := v.conn(name); cs != nil {
+			c, ok = cs.public(v.id), true
+		}
+		return nil
+	})
+	return c, ok
 }
 
 // Connections returns the vault's connections as stored.
