@@ -82,11 +82,11 @@ sandbox: tools build-local
 bench: tools
 	AZURITE_BIN=$(AZURITE) $(GO) test -run '^$$' -bench . -benchmem -benchtime=200x ./handler/...
 
-## test-ui: render the Status page in headless Chromium → docs/status.png (installs Debian's chromium if missing: root, apt)
+## test-ui: render the Status page in headless Chromium → handler/status/status.png (installs Debian's chromium if missing: root, apt)
 test-ui:
 	@command -v chromium >/dev/null || { apt-get update && apt-get install -y --no-install-recommends chromium; }
-	GUARD_BROWSER_TEST=1 GUARD_SCREENSHOT_DIR=$(CURDIR)/docs $(GO) test -count=1 -run TestBrowser ./handler/status/
-	@echo "screenshot saved to docs/status.png"
+	GUARD_BROWSER_TEST=1 GUARD_SCREENSHOT_DIR=$(CURDIR)/handler/status $(GO) test -count=1 -run TestBrowser ./handler/status/
+	@echo "screenshot saved to handler/status/status.png"
 
 ## perf: the README's figures at full size → handler/perf/out (see README "Performance")
 perf: tools

@@ -21,7 +21,7 @@ import (
 //
 // It runs only with GUARD_BROWSER_TEST=1 (it needs /usr/bin/chromium, or
 // GUARD_CHROMIUM). The screenshot goes to $GUARD_SCREENSHOT_DIR/status.png,
-// default testdata/out/ (git-ignored); `make test-ui` writes docs/status.png:
+// default testdata/out/ (git-ignored); `make test-ui` writes handler/status/status.png:
 //
 //	GUARD_BROWSER_TEST=1 go test -count=1 -run TestBrowser -v ./handler/status/
 func TestBrowser(t *testing.T) {
