@@ -42,6 +42,7 @@ const (
 	AppSecretExpiring  Kind = "app-secret-expiring"
 	AppSecretExpired   Kind = "app-secret-expired"
 	StateUnreadable    Kind = "state-unreadable"
+	AtlasAlertsOff     Kind = "atlas-ear-alerts-off"
 )
 
 // Kinds lists every kind of the catalog, in catalog order.
@@ -49,7 +50,7 @@ func Kinds() []Kind {
 	return []Kind{KeyDisabled, KeyExpired, KeyNotYetValid, KeyExpiresSoon, KeyMissing, VaultMissing, ConfigInvalid,
 		ClustersPaused, EndpointFailed, EndpointStuck, ConnectionChanged, AccessChanged, ForeignConnection, KeyRotated,
 		Approved, WouldApprove, ApprovalHeld, GuardBlind, RegionUncovered, UnsupportedCluster, NoPrivateEndpoint,
-		PurgeUnprotected, AppSecretExpiring, AppSecretExpired, StateUnreadable}
+		PurgeUnprotected, AppSecretExpiring, AppSecretExpired, StateUnreadable, AtlasAlertsOff}
 }
 
 // Alert is one condition the guard reports. Fingerprint is stable for the same

@@ -1,6 +1,7 @@
 // Package atlas is a small client of the MongoDB Atlas Administration API v2,
 // limited to what the guard reads: a project's encryption-at-rest
-// configuration, its Azure EAR private endpoints and its clusters.
+// configuration, its Azure EAR private endpoints, its clusters and its alert
+// configurations.
 //
 // It authenticates with a service account (OAuth 2.0 client credentials,
 // preferred) or an API key (HTTP Digest), retries transient failures itself

@@ -6,16 +6,20 @@ import (
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/atlassim"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/world"
 )
 
-// The coverage, purge and app-secret rules through the host contract: each
-// is raised by the real handler from the simulators' wire data and reaches
-// the webhook with a runbook filled in with the project's identifiers.
+// The coverage, purge, app-secret and Atlas-alerts rules through the host
+// contract: each is raised by the real handler from the simulators' wire
+// data and reaches the webhook with a runbook filled in with the project's
+// identifiers. Atlas's alert configurations are read once per project (the
+// guard reads them hourly).
 func TestCoveragePurgeAndAppSecretRules(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, setup{Options: world.Options{Regions: []string{"US_EAST_2"}}})
 	p := w.Project(0)
+	offID := w.Atlas().SetAlertConfigs(p.ID, atlassim.EventEARConfigNoLongerValid, false)[0]
 	expiry := time.Now().UTC().AddDate(0, 0, 10).Format(time.DateOnly)
 	startGuard(t, w, world.GuardOptions{Env: map[string]string{"GUARD_AZURE_APP_SECRET_EXPIRY": expiry}})
 	ctx := deadline(t, 60*time.Second)
@@ -34,6 +38,7 @@ func TestCoveragePurgeAndAppSecretRules(t *testing.T) {
 	// Private networking is required and Atlas has no endpoint yet.
 	expect(alert.NoPrivateEndpoint, alert.Raised, p.ID, `"regionName":"US_EAST_2"`)
 	expect(alert.AppSecretExpiring, alert.Raised, "az ad app credential reset", p.ID)
+	expect(alert.AtlasAlertsOff, alert.Raised, p.ID+"/alertConfigs/"+offID, `{"enabled":true}`)
 	w.EnablePrivateNetworking(p)
 	expect(alert.NoPrivateEndpoint, alert.Resolved)
 
@@ -49,6 +54,9 @@ func TestCoveragePurgeAndAppSecretRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(alert.PurgeUnprotected, alert.Resolved)
+	if n := w.Atlas().Stats().ByRoute[atlassim.RouteAlertConfigs]; n != int64(len(w.Projects())) {
+		t.Errorf("%d reads of alertConfigs, want one per project (%d)", n, len(w.Projects()))
+	}
 	for _, k := range []alert.Kind{alert.RegionUncovered, alert.UnsupportedCluster, alert.NoPrivateEndpoint} {
 		if n := len(w.Notices(p, k, alert.Raised)); n != 1 {
 			t.Errorf("%s raised %d times, want once", k, n)

@@ -131,6 +131,23 @@ func TestRaiseKeepResolve(t *testing.T) {
 		{"secret read failed: carried, blind", with(covered(), secret(0, AppSecretFromGraph), func(s *Snapshot) {
 			s.Errors = append(s.Errors, SourceError{Source: SourceGraph, Message: "403", Permission: "Application.Read.All"})
 		}), nil, []string{"guard-blind:graph:application:critical"}},
+		// Atlas's own EAR alert configurations.
+		{"Atlas's invalid-config alert disabled", with(covered(), alertCfgs(EventConfigNoLongerValid, false, false)),
+			nil, []string{"atlas-ear-alerts-off:" + EventConfigNoLongerValid + ":info"}},
+		{"network-denied alert absent", with(covered(), alertCfgs(EventKMSNetworkAccessDenied)),
+			nil, []string{"atlas-ear-alerts-off:" + EventKMSNetworkAccessDenied + ":info"}},
+		{"one enabled configuration of the type is enough", with(covered(), alertCfgs(EventKMSNetworkAccessDenied, false, true)), nil, nil},
+		{"network-denied alert not wanted without private networking", with(covered(), alertCfgs(EventKMSNetworkAccessDenied), func(s *Snapshot) {
+			s.Config.RequirePrivateNetworking = false
+		}), nil, nil},
+		{"invalid-config alert wanted without private networking too", with(covered(), alertCfgs(EventConfigNoLongerValid), func(s *Snapshot) {
+			s.Config.RequirePrivateNetworking = false
+		}), nil, []string{"atlas-ear-alerts-off:" + EventConfigNoLongerValid + ":info"}},
+		{"neither wanted while EAR is off", with(covered(), alertCfgs(EventConfigNoLongerValid), alertCfgs(EventKMSNetworkAccessDenied), func(s *Snapshot) {
+			s.Config.Enabled = false
+		}), nil, nil},
+		{"alert configurations unreadable: blind, nothing else", with(covered(), alertCfgs(EventConfigNoLongerValid), fail(SourceAlertConfigs, "503")),
+			nil, []string{"guard-blind:atlas:alertConfigs:critical"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

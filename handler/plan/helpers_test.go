@@ -201,11 +201,12 @@ func azure(regions ...string) []atlas.RegionConfig {
 }
 
 // covered is settled() requiring private networking, with cluster prod in
-// US_EAST_2, where endpoint epA is ACTIVE.
+// US_EAST_2, where endpoint epA is ACTIVE, and Atlas's own EAR alerts on.
 func covered() Snapshot {
 	return with(settled(), func(s *Snapshot) {
 		s.Config.RequirePrivateNetworking = true
 		s.Clusters[0].RegionConfigs = azure("US_EAST_2")
+		s.AlertConfigs = []atlas.AlertConfig{{ID: "ac1", EventTypeName: EventConfigNoLongerValid, Enabled: true}, {ID: "ac2", EventTypeName: EventKMSNetworkAccessDenied, Enabled: true}}
 	})
 }
 

@@ -175,6 +175,9 @@ type Snapshot struct {
 	// Pending connection is not foreign here, and this project never approves
 	// it: only the project that asked for it does. Names compare exactly.
 	OtherRequests map[string]string `json:"otherRequests,omitempty"`
+	// AlertConfigs are the project's Atlas alert configurations; nil when
+	// not read (they are read at most hourly, while EAR is enabled).
+	AlertConfigs []atlas.AlertConfig `json:"alertConfigs,omitempty"`
 }
 
 // EndpointSeen is the status an Atlas endpoint had and since when the guard has
@@ -267,6 +270,7 @@ func Plan(s Snapshot, prev Memory, p Policy, now time.Time) Result {
 	pl.coverageAlerts()
 	pl.purgeAlerts()
 	pl.appSecretAlerts()
+	pl.atlasAlertsOff()
 
 	res := Result{Approvals: pl.approvals, Decisions: pl.decisions}
 	res.Memory.Open, res.Notices = pl.settle()

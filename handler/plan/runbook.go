@@ -113,6 +113,14 @@ func runbook(a alert.Alert, id ids) []string {
 		return []string{"Add a new secret: SECRET=$(az ad app credential reset --append --years 2 --query password -o tsv --id " + id.clientID + ")",
 			`Give it to Atlas: ` + atlasCall("PATCH", "/encryptionAtRest", `{"azureKeyVault":{"clientID":"`+id.clientID+`","secret":"'"$SECRET"'"}}`),
 			"After Atlas reports the config valid, delete the old secret: az ad app credential delete --id " + id.clientID + " --key-id <old keyId>"}
+	case alert.AtlasAlertsOff:
+		post := atlasCall("POST", "/alertConfigs", `{"eventTypeName":"`+a.Subject+`","enabled":true,`+
+			`"notifications":[{"typeName":"GROUP","roles":["GROUP_OWNER"],"emailEnabled":true,"smsEnabled":false,"intervalMin":60,"delayMin":0}]}`)
+		if id, _, _ := strings.Cut(a.Details["disabled"], ","); id != "" {
+			return []string{"Enable the disabled configuration: " + atlasCall("PATCH", "/alertConfigs/"+id, `{"enabled":true}`),
+				"Or create one that emails the Project Owners: " + post}
+		}
+		return []string{"Create Atlas's alert configuration, emailing the Project Owners: " + post}
 	case alert.StateUnreadable:
 		return []string{"Nothing to restore: the guard rebuilt its memory from Atlas and Azure. Inspect the unreadable copy: " +
 			"az storage blob list --auth-mode login --account-name <state storage account> --container-name atlas-akv-guard --prefix quarantine/projects/" + id.project + "/ -o table",

@@ -41,10 +41,11 @@ func TestRunbookEveryKind(t *testing.T) {
 		alert.AppSecretExpiring:  {proj, "0b1c2d3e-app", "az ad app credential reset"},
 		alert.AppSecretExpired:   {proj, "0b1c2d3e-app"},
 		alert.StateUnreadable:    {"quarantine/projects/" + proj + "/"},
+		alert.AtlasAlertsOff:     {"-X POST", proj + "/alertConfigs", `"eventTypeName":"` + EventKMSNetworkAccessDenied + `","enabled":true`, `"roles":["GROUP_OWNER"]`},
 	}
 	subject := map[alert.Kind]string{
 		alert.EndpointFailed: epA, alert.RegionUncovered: "US_EAST_2", alert.UnsupportedCluster: "prod",
-		alert.ForeignConnection: connA, alert.Approved: connA, alert.WouldApprove: connA,
+		alert.ForeignConnection: connA, alert.Approved: connA, alert.WouldApprove: connA, alert.AtlasAlertsOff: EventKMSNetworkAccessDenied,
 	}
 	details := map[string]string{"region": "US_EAST_2", "regions": "US_EAST_2,EUROPE_WEST", "latest": "v2", "permission": "Microsoft.KeyVault/vaults/read"}
 	for _, kind := range alert.Kinds() {

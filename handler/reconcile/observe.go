@@ -27,6 +27,7 @@ type Atlas interface {
 	EncryptionAtRest(ctx context.Context, groupID string) (atlas.EncryptionAtRest, error)
 	PrivateEndpoints(ctx context.Context, groupID string) ([]atlas.PrivateEndpoint, error)
 	Clusters(ctx context.Context, groupID string) ([]atlas.Cluster, error)
+	AlertConfigs(ctx context.Context, groupID string) ([]atlas.AlertConfig, error)
 }
 
 // Azure is what the reconciler reads from, and the one write it makes to,
@@ -109,6 +110,20 @@ func (r *Reconciler) observe(ctx context.Context, projectID string, hints []plan
 				sec, err := r.appSecrets(ctx, cfg.ClientID)
 				set(func() { s.AppSecret = sec })
 				return err
+			})
+		})
+	}
+	if cfg.Enabled {
+		wg.Go(func() {
+			read(plan.SourceAlertConfigs, func() error {
+				acs, se := r.alertConfigs(ctx, projectID) // hourly; a failure is reported, never retried
+				set(func() {
+					s.AlertConfigs = acs
+					if se != nil {
+						s.Errors = append(s.Errors, *se)
+					}
+				})
+				return nil
 			})
 		})
 	}

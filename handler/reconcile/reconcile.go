@@ -86,6 +86,8 @@ type Reconciler struct {
 	unsaved map[string][]alert.Notice // audit notices not yet recorded, by project
 	vaults  map[string]string         // project → vault resource ID
 	looked  time.Time                 // last Atlas look for projects of unknown vault
+
+	alertCfgs alertConfigCache // per project, read hourly
 }
 
 // Sources the reconciler adds to the plan's snapshot: a failed approval (a

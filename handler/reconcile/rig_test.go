@@ -129,6 +129,7 @@ type options struct {
 	projects []string        // default: the rig's project
 	atlas    reconcile.Atlas // default: the rig's Atlas client
 	timeout  time.Duration
+	now      func() time.Time // default time.Now
 }
 
 // guard builds a Reconciler over the rig, as app.Wire does.
@@ -157,7 +158,7 @@ func (r *rig) guard(o options) *reconcile.Reconciler {
 	g, err := reconcile.New(reconcile.Options{
 		Projects: o.projects, Atlas: o.atlas, Azure: r.azure, Store: o.store, Timeout: o.timeout,
 		Log: notify.NewLog(logging.New(lockedWriter{r}, slog.LevelInfo)), Sinks: sinks,
-		Policy: plan.Policy{Mode: o.mode, RenotifyAfter: time.Hour}, Instance: o.instance,
+		Policy: plan.Policy{Mode: o.mode, RenotifyAfter: time.Hour}, Instance: o.instance, Now: o.now,
 		Logger: logging.New(lockedWriter{r}, slog.LevelInfo),
 	})
 	if err != nil {

@@ -30,12 +30,13 @@ var routeTable = map[string]route{
 	"GET /api/atlas/v2/groups/{groupId}/encryptionAtRest":                                  {RouteEncryptionAtRest, []string{"2023-01-01"}, true},
 	"GET /api/atlas/v2/groups/{groupId}/encryptionAtRest/{cloudProvider}/privateEndpoints": {RoutePrivateEndpoints, []string{"2023-01-01"}, true},
 	"GET /api/atlas/v2/groups/{groupId}/clusters":                                          {RouteClusters, []string{"2024-08-05"}, true},
+	"GET /api/atlas/v2/groups/{groupId}/alertConfigs":                                      {RouteAlertConfigs, []string{"2023-01-01"}, true},
 }
 
 func (s *Sim) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	handlers := map[string]http.HandlerFunc{RouteToken: s.handleToken, RouteEncryptionAtRest: s.handleEncryptionAtRest,
-		RoutePrivateEndpoints: s.handlePrivateEndpoints, RouteClusters: s.handleClusters}
+		RoutePrivateEndpoints: s.handlePrivateEndpoints, RouteClusters: s.handleClusters, RouteAlertConfigs: s.handleAlertConfigs}
 	for pattern, rt := range routeTable {
 		mux.HandleFunc(pattern, handlers[rt.name])
 	}

@@ -100,9 +100,10 @@ type Cluster struct {
 }
 
 type project struct {
-	akv       AzureKeyVault
-	endpoints []Endpoint
-	clusters  []Cluster
+	akv          AzureKeyVault
+	endpoints    []Endpoint
+	clusters     []Cluster
+	alertConfigs []AlertConfig // nil until set: defaultAlertConfigs
 }
 
 // Sim is the simulator. Create it with New.
