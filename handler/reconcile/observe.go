@@ -50,7 +50,8 @@ type AzureFor func(azureEnvironment string) (Azure, error)
 
 // observe reads everything one project's plan needs. Atlas's three reads run
 // in parallel; the three ARM reads start as soon as the EAR config names the
-// vault. A read that fails — or panics — is recorded in the snapshot's
+// vault; while EAR is enabled the alert configurations come from the hourly
+// cache (see alertConfigs). A read that fails — or panics — is recorded in the snapshot's
 // Errors (the plan raises "guard blind" for it) and never aborts the others.
 // It returns the Azure client it used (nil when the config named no vault)
 // and whether a failed read may succeed if retried.

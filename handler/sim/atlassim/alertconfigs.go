@@ -7,7 +7,7 @@ const RouteAlertConfigs = "alertConfigs"
 
 // Atlas's alert event types for encryption at rest with customer keys.
 const (
-	EventEARConfigNoLongerValid   = "ENCRYPTION_AT_REST_CONFIG_NO_LONGER_VALID"
+	EventEARConfigNoLongerValid    = "ENCRYPTION_AT_REST_CONFIG_NO_LONGER_VALID"
 	EventEARKMSNetworkAccessDenied = "ENCRYPTION_AT_REST_KMS_NETWORK_ACCESS_DENIED"
 )
 
