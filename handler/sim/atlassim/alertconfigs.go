@@ -68,7 +68,7 @@ func (s *Sim) handleAlertConfigs(w http.ResponseWriter, r *http.Request) {
 			items = append(items, map[string]any{
 				"created": "2025-01-15T09:00:00Z", "updated": "2025-01-15T09:00:00Z", "enabled": a.Enabled, "eventTypeName": a.EventTypeName,
 				"groupId": groupID, "id": a.ID, "matchers": []any{},
-				"links": []linkJSON{{Href: baseURL(r) + "/api/atlas/v2/groups/" + groupID + "/alertConfigs/" + a.ID, Rel: "self"}},
+				"links": []any{link(baseURL(r)+"/api/atlas/v2/groups/"+groupID+"/alertConfigs/"+a.ID, "self")},
 				"notifications": []map[string]any{{"delayMin": 0, "emailEnabled": true, "intervalMin": 60,
 					"roles": []string{"GROUP_OWNER"}, "smsEnabled": false, "typeName": "GROUP"}},
 			})
