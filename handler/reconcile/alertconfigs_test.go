@@ -22,9 +22,10 @@ func (c *clock) Advance(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.t
 // TestAlertConfigsReadHourly: Atlas's alert configurations cost one Atlas
 // call per project per hour however often the project is reconciled. A
 // change inside the hour shows at the next hour's read. A failed read raises
-// guard-blind (service atlas, the missing role named) once, is neither
-// retried within the hour nor asks the platform to retry, and leaves the
-// rule unread (nothing raised or resolved) until a read succeeds.
+// guard-blind (service atlas, the missing role named) once, is retried after
+// AlertConfigsRetry (not at once: it never asks the platform to retry), and
+// leaves the rule unread (nothing raised or resolved) until a read succeeds,
+// which resolves the guard-blind within minutes, not an hour.
 func TestAlertConfigsReadHourly(t *testing.T) {
 	r := newRig(t)
 	clk := &clock{t: time.Now()}
@@ -60,7 +61,7 @@ func TestAlertConfigsReadHourly(t *testing.T) {
 	clk.Advance(time.Hour)
 	reconcile("read refused", 1, 3, map[string][2]int{blind: {1, 0}})
 	r.atlas.SetAlertConfigs(project, atlassim.EventEARConfigNoLongerValid)
-	reconcile("refused, inside the hour", 5, 3, map[string][2]int{blind: {1, 0}, off: {1, 1}})
+	reconcile("refused, retried every AlertConfigsRetry", 5, 8, map[string][2]int{blind: {1, 0}, off: {1, 1}})
 	for _, n := range r.hook.Notices() {
 		if n.Alert.Kind == alert.GuardBlind && (n.Alert.Details["service"] != "atlas" || n.Alert.Details["reads"] != "atlas:alertConfigs" ||
 			!strings.Contains(n.Alert.Details["permission"], "Project Read Only")) {
@@ -68,5 +69,5 @@ func TestAlertConfigsReadHourly(t *testing.T) {
 		}
 	}
 	r.atlas.ClearFaults()
-	reconcile("readable again, next hour", 1, 4, map[string][2]int{blind: {1, 1}, off: {2, 1}})
+	reconcile("readable again", 1, 9, map[string][2]int{blind: {1, 1}, off: {2, 1}})
 }
