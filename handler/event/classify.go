@@ -319,46 +319,32 @@ func (s epochSeconds) time() *time.Time {
 }
 
 // armData is the part of the ARM (resource group / subscription) event data
-// the guard uses.
+// the guard uses. Claims are the caller's token claims as ARM forwards them.
 type armData struct {
-	Claims        claims `json:"claims"`
-	OperationName string `json:"operationName"`
-	ResourceURI   string `json:"resourceUri"`
+	Claims        map[string]json.RawMessage `json:"claims"`
+	OperationName string                     `json:"operationName"`
+	ResourceURI   string                     `json:"resourceUri"`
 }
 
-// claims holds the token claims that identify the caller, as ARM forwards
-// them in data.claims (claim name → string). Non-string values are ignored.
-type claims struct {
-	UPN           claim `json:"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"`
-	UPNShort      claim `json:"upn"`
-	UniqueName    claim `json:"unique_name"`
-	Email         claim `json:"email"`
-	EmailAddress  claim `json:"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"`
-	Name          claim `json:"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name"`
-	AppID         claim `json:"appid"`
-	AZP           claim `json:"azp"`
-	ObjectID      claim `json:"http://schemas.microsoft.com/identity/claims/objectidentifier"`
-	ObjectIDShort claim `json:"oid"`
+// actorClaims name the caller, in order of preference: the user principal
+// name, then the application id, then the object id.
+var actorClaims = [...]string{
+	"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn", "upn", "unique_name", "email",
+	"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
+	"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name", "appid", "azp",
+	"http://schemas.microsoft.com/identity/claims/objectidentifier", "oid",
 }
 
-func (c *claims) actor() string {
-	for _, v := range [...]claim{c.UPN, c.UPNShort, c.UniqueName, c.Email, c.EmailAddress, c.Name, c.AppID, c.AZP, c.ObjectID, c.ObjectIDShort} {
-		if s := strings.TrimSpace(string(v)); s != "" {
-			return s
+// actor returns the first non-blank string claim of actorClaims; claims of
+// other JSON types are skipped.
+func actor(claims map[string]json.RawMessage) string {
+	for _, name := range actorClaims {
+		var v string
+		if json.Unmarshal(claims[name], &v) == nil && strings.TrimSpace(v) != "" {
+			return strings.TrimSpace(v)
 		}
 	}
 	return ""
-}
-
-// claim is a string claim; a value of any other JSON type reads as "".
-type claim string
-
-func (c *claim) UnmarshalJSON(b []byte) error {
-	var s string
-	if json.Unmarshal(b, &s) == nil {
-		*c = claim(s)
-	}
-	return nil
 }
 
 const roleAssignmentsSeg = "/providers/microsoft.authorization/roleassignments/"
@@ -378,7 +364,7 @@ func classifyARM(e Event, t *Trigger) error {
 		return nil
 	}
 	t.Operation = d.OperationName
-	t.Actor = d.Claims.actor()
+	t.Actor = actor(d.Claims)
 	uri := orElse(d.ResourceURI, e.Subject)
 	if uri == "" {
 		return malformed("data has no resourceUri and the event no subject")

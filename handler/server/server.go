@@ -132,6 +132,11 @@ func (s *router) guard(next http.Handler) http.Handler {
 // name. On failure it has answered the host and returns !ok.
 func (s *router) binding(w http.ResponseWriter, r *http.Request, function, name string) (body, raw []byte, ok bool) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, event.MaxInvocationSize+1))
+	if err == nil && len(body) > event.MaxInvocationSize {
+		// Read the rest (bounded by the server's ReadTimeout) so that the host
+		// receives the answer instead of a connection reset, and does not retry.
+		_, err = io.Copy(io.Discard, r.Body)
+	}
 	if err != nil {
 		// The host hung up or the read timed out: a retry may succeed.
 		s.Logger.WarnContext(r.Context(), "reading invocation body failed", "function", function, "error", err.Error())
