@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/internal/azurite"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/world"
 )
@@ -78,9 +79,7 @@ func newWorld(t *testing.T, s setup) *world.World {
 		s.Minute = 250 * time.Millisecond
 	}
 	w, err := world.New(s.Options)
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	t.Cleanup(func() {
 		w.Close()
 		if t.Failed() {
@@ -106,9 +105,7 @@ func startGuard(t *testing.T, w *world.World, o world.GuardOptions) *world.Guard
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	g, err := w.StartGuard(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("%s stderr: %s", g.Name(), g.Stderr())
@@ -165,7 +162,58 @@ func ticks(ctx context.Context, t *testing.T, w *world.World, n int) {
 
 func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	if err := world.WaitFor(ctx, what, cond); err != nil {
+	must(t, world.WaitFor(ctx, what, cond))
+}
+
+// notices waits for at least n notices of kind and action ("" = any) for p.
+func notices(ctx context.Context, t *testing.T, w *world.World, p *world.Project, kind alert.Kind, action alert.Action, n int) []alert.Notice {
+	t.Helper()
+	ns, err := w.WaitNotice(ctx, p, kind, action, n)
+	must(t, err)
+	return ns
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// allStatus reports whether every named connection on p's vault has status.
+func allStatus(w *world.World, p *world.Project, names []string, status string) bool {
+	for _, n := range names {
+		if w.ConnectionStatus(p, n) != status {
+			return false
+		}
+	}
+	return true
+}
+
+// blindSources returns the sources of the guard-blind notices with action.
+func blindSources(w *world.World, p *world.Project, action alert.Action) []string {
+	var out []string
+	for _, n := range w.Notices(p, alert.GuardBlind, action) {
+		out = append(out, n.Alert.Subject)
+	}
+	return out
+}
+
+// uniqueIDs fails the test when the webhook or the topic received a notice
+// twice.
+func uniqueIDs(t *testing.T, w *world.World) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, n := range w.Webhook().Notices() {
+		if seen["webhook "+n.ID] {
+			t.Errorf("notice %s (%s %s) delivered twice", n.ID, n.Alert.Kind, n.Action)
+		}
+		seen["webhook "+n.ID] = true
+	}
+	for _, e := range w.Topic().Events() {
+		if seen["topic "+e.ID] {
+			t.Errorf("topic event %s delivered twice", e.ID)
+		}
+		seen["topic "+e.ID] = true
 	}
 }

@@ -19,15 +19,6 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/backoff"
 )
 
-// Event types published by the EventGrid sink, one per alert.Action.
-const (
-	EventRaised    = "AtlasAkvGuard.Alert.Raised"
-	EventEscalated = "AtlasAkvGuard.Alert.Escalated"
-	EventReminder  = "AtlasAkvGuard.Alert.Reminder"
-	EventResolved  = "AtlasAkvGuard.Alert.Resolved"
-	EventAudit     = "AtlasAkvGuard.Alert.Audit"
-)
-
 // maxEvents is the most events one publish request carries.
 const maxEvents = 100
 
@@ -153,20 +144,9 @@ func CloudEvent(n alert.Notice) messaging.CloudEvent {
 	return ev
 }
 
-// EventType maps an action to its CloudEvent type.
+// EventType maps an action to its CloudEvent type:
+// AtlasAkvGuard.Alert.Raised, .Escalated, .Reminder, .Resolved or .Audit.
 func EventType(a alert.Action) string {
-	switch a {
-	case alert.Raised:
-		return EventRaised
-	case alert.Escalated:
-		return EventEscalated
-	case alert.Reminder:
-		return EventReminder
-	case alert.Resolved:
-		return EventResolved
-	case alert.AuditEvent:
-		return EventAudit
-	}
 	if a == "" {
 		return "AtlasAkvGuard.Alert"
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/notifytest"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtls"
@@ -60,7 +59,7 @@ func TestEventGridKey(t *testing.T) {
 	if ct := h.Get("Content-Type"); ct != "application/cloudevents-batch+json; charset=utf-8" {
 		t.Errorf("content type %q", ct)
 	}
-	wantTypes := []string{notify.EventRaised, notify.EventRaised, notify.EventAudit, notify.EventResolved}
+	wantTypes := []string{"AtlasAkvGuard.Alert.Raised", "AtlasAkvGuard.Alert.Raised", "AtlasAkvGuard.Alert.Audit", "AtlasAkvGuard.Alert.Resolved"}
 	for i, ev := range reqs[0].Events {
 		n := sample()[i]
 		if ev.ID != n.ID || ev.Type != wantTypes[i] || ev.SpecVersion != "1.0" ||
@@ -139,7 +138,6 @@ func TestEventGridTransientRetried(t *testing.T) {
 }
 
 func TestEventGridDown(t *testing.T) {
-	rec := notifytest.NewTopicRecorder(topicKey, "")
 	ca, _ := simtls.New()
 	ln, err := ca.Listen()
 	if err != nil {
@@ -147,7 +145,6 @@ func TestEventGridDown(t *testing.T) {
 	}
 	ep := "https://" + ln.Addr().String() + "/api/events"
 	ln.Close()
-	_ = rec
 	err = newEventGrid(t, ep, ca, topicKey, nil).Send(t.Context(), sample())
 	if err == nil || !transient.Is(err) || !strings.HasPrefix(err.Error(), "eventgrid: publish failed: ") || strings.Contains(err.Error(), topicKey) {
 		t.Fatalf("down: %v", err)
@@ -163,17 +160,6 @@ func TestEventGridOptions(t *testing.T) {
 	} {
 		if _, err := notify.NewEventGrid(o); err == nil || strings.Contains(err.Error(), topicKey) {
 			t.Errorf("%s: err = %v", o.Endpoint, err)
-		}
-	}
-}
-
-func TestEventType(t *testing.T) {
-	for a, want := range map[alert.Action]string{
-		alert.Raised: "AtlasAkvGuard.Alert.Raised", alert.Escalated: "AtlasAkvGuard.Alert.Escalated",
-		alert.Reminder: "AtlasAkvGuard.Alert.Reminder", alert.Resolved: "AtlasAkvGuard.Alert.Resolved", alert.AuditEvent: "AtlasAkvGuard.Alert.Audit",
-	} {
-		if got := notify.EventType(a); got != want {
-			t.Errorf("%s: %s", a, got)
 		}
 	}
 }

@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/backoff"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 )
 
 // Format is the shape of webhook payloads.
@@ -122,19 +121,9 @@ func NewWebhook(opts WebhookOptions) (*Webhook, error) {
 	}, nil
 }
 
-// CheckWebhookURL parses a webhook URL (GUARD_ALERT_WEBHOOK_URL): an absolute
-// https URL, or http to a loopback address (tests, the demo). Its errors never
-// repeat the URL, which is a secret.
-func CheckWebhookURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, errors.New("URL is not an absolute http(s) URL")
-	}
-	if u.Scheme == "http" && !loopback(u.Hostname()) {
-		return nil, errors.New("URL must be https (http only to a loopback address)")
-	}
-	return u, nil
-}
+// CheckWebhookURL parses a webhook URL (GUARD_ALERT_WEBHOOK_URL): https, or
+// http to a loopback address. Its errors never repeat the URL, a secret.
+func CheckWebhookURL(raw string) (*url.URL, error) { return resource.ParseEndpoint(raw) }
 
 // DetectFormat maps a webhook URL to its format: Teams for
 // *.webhook.office.com (connectors) and Workflows URLs (*.logic.azure.com,
@@ -149,14 +138,6 @@ func DetectFormat(u *url.URL) Format {
 		return FormatTeams
 	}
 	return FormatGeneric
-}
-
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Name implements Sink.

@@ -2,7 +2,9 @@ package reconcile_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/internal/azurite"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/logging"
@@ -193,12 +196,26 @@ func (r *rig) approvals() int {
 func (r *rig) puts() int { return r.arm.Count(armsim.RouteConnectionPut) }
 
 // noticeCount counts webhook notices by kind and action.
-func (r *rig) noticeCount(kind, action string) int {
+func (r *rig) noticeCount(kind alert.Kind, action alert.Action) int {
 	n := 0
 	for _, x := range r.hook.Notices() {
-		if string(x.Alert.Kind) == kind && string(x.Action) == action {
+		if x.Alert.Kind == kind && x.Action == action {
 			n++
 		}
 	}
 	return n
+}
+
+// doc reads the project document of p (the rig's project when "").
+func (r *rig) doc(p string) reconcile.Doc {
+	r.t.Helper()
+	var d reconcile.Doc
+	data, _, err := r.store.Get(context.Background(), reconcile.ProjectKey(cmp.Or(p, project)))
+	if err == nil {
+		err = json.Unmarshal(data, &d)
+	}
+	if err != nil {
+		r.t.Fatalf("document of %s: %v", cmp.Or(p, project), err)
+	}
+	return d
 }

@@ -1,12 +1,30 @@
-// Package resource names Azure resources the guard works with: a Key Vault's
-// ARM resource ID and the key identifier Atlas stores. It is a leaf: it
-// imports nothing of the guard and no Azure SDK.
+// Package resource names what the guard works with: a Key Vault's ARM
+// resource ID, the key identifier Atlas stores, and the endpoint URLs it
+// sends to. It is a leaf: it imports nothing of the guard and no Azure SDK.
 package resource
 
 import (
+	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"strings"
 )
+
+// ParseEndpoint parses a URL the guard sends to (storage, webhook): absolute
+// https, or http to a loopback host (emulators, tests, the demo). Its errors
+// never repeat the URL, which may hold a secret.
+func ParseEndpoint(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return nil, errors.New("not an absolute http(s) URL")
+	}
+	ip := net.ParseIP(u.Hostname())
+	if u.Scheme == "http" && u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return nil, errors.New("must be https (http only to a loopback address)")
+	}
+	return u, nil
+}
 
 // ID names a Key Vault by subscription, resource group and vault name. Azure
 // treats all three case-insensitively; use Equal to compare.

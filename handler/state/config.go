@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/url"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 )
 
 // DefaultContainer is the container used when GUARD_STATE_CONTAINER is unset.
@@ -180,32 +180,14 @@ func checkConnectionString(cs string) error {
 	return nil
 }
 
-// checkServiceURL requires https, or http to a loopback host (Azurite).
+// checkServiceURL requires https (http only to a loopback emulator) without
+// credentials or a query.
 func checkServiceURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" {
-		return errors.New("not an absolute URL")
+	u, err := resource.ParseEndpoint(s)
+	if err == nil && (u.User != nil || u.RawQuery != "") {
+		err = errors.New("must not carry credentials or a query")
 	}
-	if u.User != nil || u.RawQuery != "" {
-		return errors.New("must not carry credentials or a query")
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		if isLoopback(u.Hostname()) {
-			return nil
-		}
-	}
-	return errors.New("must be https (http only for a loopback emulator)")
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return err
 }
 
 func validAccountName(s string) bool {
