@@ -111,7 +111,7 @@ func (e *EventGrid) Send(ctx context.Context, notices []alert.Notice) error {
 			events[j] = CloudEvent(n)
 		}
 		if _, err := e.client.PublishCloudEvents(ctx, events, nil); err != nil {
-			return partial(publishError(err), notices, i)
+			return partial(publishError(err), i)
 		}
 	}
 	return nil

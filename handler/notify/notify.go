@@ -1,7 +1,7 @@
 // Package notify delivers alert notices to sinks: the structured log, a
 // webhook (generic JSON, Microsoft Teams or Slack) and an Event Grid topic
 // (CloudEvents). Retry wraps a sink with bounded backoff; a failed Send says
-// which notices were delivered (PartialError), so the caller can keep the
+// how many notices it delivered (PartialError), so the caller can keep the
 // rest pending (by notice ID and sink name) and send them again later.
 //
 // No sink ever puts a secret in an error or a log line: webhook URLs
@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
@@ -62,15 +61,15 @@ func failed(e *SendError) error {
 	return e
 }
 
-// PartialError says that a Send delivered some notices before it failed.
+// PartialError says that a Send delivered its first Delivered notices (a
+// sink sends in order) before it failed.
 type PartialError struct {
-	// Delivered holds the IDs of the notices that were delivered.
-	Delivered []string
+	Delivered int
 	Err       error
 }
 
 func (e *PartialError) Error() string {
-	return fmt.Sprintf("%v (%d notices delivered before the failure)", e.Err, len(e.Delivered))
+	return fmt.Sprintf("%v (%d notices delivered before the failure)", e.Err, e.Delivered)
 }
 
 func (e *PartialError) Unwrap() error { return e.Err }
@@ -79,32 +78,26 @@ func (e *PartialError) Unwrap() error { return e.Err }
 // deliver: none when err is nil, all of them unless err carries a
 // *PartialError.
 func Undelivered(err error, notices []alert.Notice) []alert.Notice {
-	if err == nil {
-		return nil
-	}
 	var pe *PartialError
-	if !errors.As(err, &pe) {
-		return notices
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &pe):
+		return notices[min(pe.Delivered, len(notices)):]
 	}
-	var out []alert.Notice
-	for _, n := range notices {
-		if !slices.Contains(pe.Delivered, n.ID) {
-			out = append(out, n)
-		}
-	}
-	return out
+	return notices
 }
 
-// partial wraps err with the IDs of notices[:n] when n > 0.
-func partial(err error, notices []alert.Notice, n int) error {
+// partial makes err say that the first n notices were delivered.
+func partial(err error, n int) error {
+	var pe *PartialError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
 	if n == 0 {
 		return err
 	}
-	ids := make([]string, n)
-	for i := range n {
-		ids[i] = notices[i].ID
-	}
-	return &PartialError{Delivered: ids, Err: err}
+	return &PartialError{Delivered: n, Err: err}
 }
 
 // transportCause describes an HTTP client error without the request URL.

@@ -47,45 +47,25 @@ type retrySink struct {
 func (r *retrySink) Name() string { return r.sink.Name() }
 
 func (r *retrySink) Send(ctx context.Context, notices []alert.Notice) error {
-	pending := notices
-	var delivered []string
-	delay := r.opts.BaseDelay
+	delay, sent := r.opts.BaseDelay, 0
 	for attempt := 1; ; attempt++ {
-		err := r.sink.Send(ctx, pending)
+		err := r.sink.Send(ctx, notices[sent:])
 		if err == nil {
 			return nil
 		}
-		var pe *PartialError
-		if errors.As(err, &pe) {
-			delivered = append(delivered, pe.Delivered...)
-		}
-		pending = Undelivered(err, pending)
+		sent = len(notices) - len(Undelivered(err, notices[sent:]))
+		err = partial(err, sent)
 		if !transient.Is(err) || attempt >= r.opts.Attempts || ctx.Err() != nil {
-			return withDelivered(err, delivered)
+			return err
 		}
 		wait := backoff.Jitter(delay)
 		var se *SendError
 		if errors.As(err, &se) && se.RetryAfter > wait {
 			wait = min(se.RetryAfter, r.opts.MaxDelay)
 		}
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
-			return withDelivered(err, delivered)
-		}
-		if backoff.Sleep(ctx, wait) != nil {
-			return withDelivered(err, delivered)
+		if dl, ok := ctx.Deadline(); (ok && time.Until(dl) < wait) || backoff.Sleep(ctx, wait) != nil {
+			return err
 		}
 		delay = min(delay*2, r.opts.MaxDelay)
 	}
-}
-
-// withDelivered makes err report all IDs delivered across attempts.
-func withDelivered(err error, delivered []string) error {
-	if len(delivered) == 0 {
-		return err
-	}
-	var pe *PartialError
-	if errors.As(err, &pe) {
-		err = pe.Err
-	}
-	return &PartialError{Delivered: delivered, Err: err}
 }

@@ -159,14 +159,14 @@ func (w *Webhook) Send(ctx context.Context, notices []alert.Notice) error {
 				body = TeamsMessage(n)
 			}
 			if err := w.post(ctx, body); err != nil {
-				return partial(err, notices, i)
+				return partial(err, i)
 			}
 		}
 	default:
 		for i := 0; i < len(notices); i += MaxBatch {
 			batch := notices[i:min(i+MaxBatch, len(notices))]
 			if err := w.post(ctx, GenericPayload(batch)); err != nil {
-				return partial(err, notices, i)
+				return partial(err, i)
 			}
 		}
 	}

@@ -170,47 +170,45 @@ func hintOf(t event.Trigger) plan.Hint {
 // at most once per atlasLookEvery, the EAR config of the projects whose
 // vault is still unknown), shared by all concurrent callers.
 func (r *Reconciler) projectsFor(ctx context.Context, t event.Trigger) ([]string, error) {
-	if ps := r.lookup(t); len(ps) > 0 {
+	if ps := r.projectsOn(t.Covers); len(ps) > 0 {
 		return ps, nil
 	}
-	_, err, _ := r.flight.Do("refresh", func() (any, error) { return nil, r.refresh(ctx) })
-	if ps := r.lookup(t); len(ps) > 0 || err == nil {
+	err := r.refreshShared(ctx)
+	if ps := r.projectsOn(t.Covers); len(ps) > 0 || err == nil {
 		return ps, nil
 	}
 	return nil, err
 }
 
-func (r *Reconciler) lookup(t event.Trigger) []string {
+// projectsOn returns the guarded projects whose indexed vault satisfies on.
+func (r *Reconciler) projectsOn(on func(resource.ID) bool) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []string
 	for _, p := range r.projects {
-		if id, err := resource.ParseID(r.vaults[p]); err == nil && t.Covers(id) {
+		if id, err := resource.ParseID(r.vaults[p]); err == nil && on(id) {
 			out = append(out, p)
 		}
 	}
 	return out
 }
 
-// list reads every project document's vault from the store's listing.
-func (r *Reconciler) list(ctx context.Context) error {
-	items, err := r.store.List(ctx, projectPrefix)
-	if err != nil {
-		return err
-	}
+// refreshShared is refresh, shared by all concurrent callers.
+func (r *Reconciler) refreshShared(ctx context.Context) error {
+	_, err, _ := r.flight.Do("refresh", func() (any, error) { return nil, r.refresh(ctx) })
+	return err
+}
+
+// refresh reads every project document's vault from the store's listing and, at most once per atlasLookEvery,
+// reads the EAR config of each guarded project whose vault is still unknown.
+// A transient failure is returned (the event is retried).
+func (r *Reconciler) refresh(ctx context.Context) error {
+	items, listErr := r.store.List(ctx, projectPrefix)
 	for _, it := range items {
 		if v := it.Meta["vault"]; v != "" {
 			r.remember(strings.TrimPrefix(it.Key, projectPrefix), v)
 		}
 	}
-	return nil
-}
-
-// refresh lists the project documents and, at most once per atlasLookEvery,
-// reads the EAR config of each guarded project whose vault is still unknown.
-// A transient failure is returned (the event is retried).
-func (r *Reconciler) refresh(ctx context.Context) error {
-	listErr := r.list(ctx)
 	unknown := r.unknown()
 	r.mu.Lock()
 	now := r.now()
@@ -285,20 +283,15 @@ func (r *Reconciler) otherRequests(ctx context.Context, projectID string, v reso
 	}
 	r.remember(projectID, v.String())
 	if len(r.unknown()) > 0 {
-		if _, err, _ := r.flight.Do("refresh", func() (any, error) { return nil, r.refresh(ctx) }); err != nil {
+		if err := r.refreshShared(ctx); err != nil {
 			r.log.WarnContext(ctx, "looking up the other projects' vaults failed", "error", err.Error())
 		}
 	}
-	var siblings []string
-	r.mu.Lock()
-	for _, p := range r.projects {
-		if id, err := resource.ParseID(r.vaults[p]); p != projectID && err == nil && id.Equal(v) {
-			siblings = append(siblings, p)
-		}
-	}
-	r.mu.Unlock()
 	out := map[string]string{}
-	for _, p := range siblings {
+	for _, p := range r.projectsOn(v.Equal) {
+		if p == projectID {
+			continue
+		}
 		names, err := r.requests(ctx, p)
 		if err != nil {
 			r.log.WarnContext(ctx, "reading another project's requests failed", "other", p, "error", err.Error())

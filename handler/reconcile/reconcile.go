@@ -10,6 +10,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -121,27 +122,16 @@ func New(o Options) (*Reconciler, error) {
 	case o.Log == nil:
 		return nil, errors.New("reconcile: no log sink")
 	}
+	host, _ := os.Hostname()
 	r := &Reconciler{
 		projects: slices.Clone(o.Projects), atlas: o.Atlas, azureFor: o.Azure, store: o.Store,
-		logSink: o.Log, sinks: o.Sinks, policy: o.Policy, appSecrets: o.AppSecrets, concurrency: max(o.Concurrency, 1),
-		timeout: o.Timeout, now: o.Now, instance: o.Instance, log: o.Logger,
+		logSink: o.Log, sinks: o.Sinks, policy: o.Policy, appSecrets: o.AppSecrets,
+		concurrency: cmp.Or(max(o.Concurrency, 0), 8), timeout: cmp.Or(max(o.Timeout, 0), 4*time.Minute), now: o.Now,
+		instance: cmp.Or(o.Instance, fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randHex(4))), log: cmp.Or(o.Logger, logging.Discard()),
 		locks: map[string]chan struct{}{}, unsaved: map[string][]alert.Notice{}, vaults: map[string]string{},
-	}
-	if o.Concurrency < 1 {
-		r.concurrency = 8
-	}
-	if r.timeout <= 0 {
-		r.timeout = 4 * time.Minute
 	}
 	if r.now == nil {
 		r.now = time.Now
-	}
-	if r.instance == "" {
-		host, _ := os.Hostname()
-		r.instance = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randHex(4))
-	}
-	if r.log == nil {
-		r.log = logging.Discard()
 	}
 	return r, nil
 }
@@ -240,9 +230,13 @@ func (r *Reconciler) Project(ctx context.Context, projectID string, hints []plan
 	r.remember(projectID, doc.Vault)
 	r.logSink.Send(ctx, rec.notices)
 
-	delivered, failed := r.deliver(ctx, rec.claimed)
-	rep.Delivered = len(delivered)
-	if err := r.settle(ctx, key, &read, run, delivered, failed); err != nil {
+	outcome := r.deliver(ctx, rec.claimed)
+	for _, msg := range outcome {
+		if msg == "" {
+			rep.Delivered++
+		}
+	}
+	if err := r.settle(ctx, key, &read, run, outcome); err != nil {
 		r.log.WarnContext(ctx, "recording deliveries failed; they will be retried", "error", err.Error())
 	}
 	if ap.transient || retry {
@@ -446,10 +440,9 @@ func randHex(n int) string {
 type deliveryKey struct{ notice, sink string }
 
 // deliver sends the claimed deliveries, one batch per external sink, and
-// says which went through and which failed (with the error).
-func (r *Reconciler) deliver(ctx context.Context, claimed []Delivery) (map[deliveryKey]bool, map[deliveryKey]string) {
-	delivered := map[deliveryKey]bool{}
-	failed := map[deliveryKey]string{}
+// returns each one's outcome: "" when it went through, else the error.
+func (r *Reconciler) deliver(ctx context.Context, claimed []Delivery) map[deliveryKey]string {
+	out := map[deliveryKey]string{}
 	for _, s := range r.sinks {
 		var batch []alert.Notice
 		for _, d := range claimed {
@@ -461,46 +454,37 @@ func (r *Reconciler) deliver(ctx context.Context, claimed []Delivery) (map[deliv
 			continue
 		}
 		err := s.Send(ctx, batch)
-		undelivered := map[string]bool{}
-		for _, n := range notify.Undelivered(err, batch) {
-			undelivered[n.ID] = true
-		}
 		for _, n := range batch {
-			if k := (deliveryKey{n.ID, s.Name()}); undelivered[n.ID] {
-				failed[k] = err.Error()
-			} else {
-				delivered[k] = true
-			}
+			out[deliveryKey{n.ID, s.Name()}] = ""
+		}
+		for _, n := range notify.Undelivered(err, batch) {
+			out[deliveryKey{n.ID, s.Name()}] = err.Error()
 		}
 		if err != nil {
 			r.log.WarnContext(ctx, "alert sink failed; notices stay pending", "sink", s.Name(), "notices", len(batch), "error", err.Error())
 		}
 	}
-	return delivered, failed
+	return out
 }
 
-// settle removes delivered notices from the project's pending list and
-// releases the claims of failed ones for the next reconcile. cur is the
-// Read of the record write, so an undisturbed settle costs one write.
-func (r *Reconciler) settle(ctx context.Context, key string, cur *state.Read, run string, delivered map[deliveryKey]bool, failed map[deliveryKey]string) error {
-	if len(delivered) == 0 && len(failed) == 0 {
+// settle removes this run's delivered notices from the project's pending
+// list and releases the claims of failed ones for the next reconcile. cur is
+// the Read of the record write, so an undisturbed settle costs one write.
+func (r *Reconciler) settle(ctx context.Context, key string, cur *state.Read, run string, outcome map[deliveryKey]string) error {
+	if len(outcome) == 0 {
 		return nil
 	}
 	_, _, err := state.Update(ctx, r.store, key, cur, func(d *Doc) error {
-		kept := d.Pending[:0]
-		for _, p := range d.Pending {
-			k := deliveryKey{p.Notice.ID, p.Sink}
-			if p.ClaimedBy == run && delivered[k] {
-				continue
+		d.Pending = slices.DeleteFunc(d.Pending, func(p Delivery) bool {
+			msg, ok := outcome[deliveryKey{p.Notice.ID, p.Sink}]
+			return ok && p.ClaimedBy == run && msg == ""
+		})
+		for i := range d.Pending {
+			p := &d.Pending[i]
+			if msg := outcome[deliveryKey{p.Notice.ID, p.Sink}]; msg != "" && p.ClaimedBy == run {
+				p.Attempts, p.LastError, p.ClaimedBy, p.ClaimUntil = p.Attempts+1, msg, "", time.Time{}
 			}
-			if msg, ok := failed[k]; ok && p.ClaimedBy == run {
-				p.Attempts++
-				p.LastError = msg
-				p.ClaimedBy, p.ClaimUntil = "", time.Time{}
-			}
-			kept = append(kept, p)
 		}
-		d.Pending = kept
 		return nil
 	})
 	return err

@@ -71,8 +71,8 @@ func TestEventsReachTheProjectsOfTheirScope(t *testing.T) {
 	g := r.guard(options{})
 	other := event.Trigger{Kind: event.ConnectionChanged, EventID: "ev-other", Vault: resource.ID{SubscriptionID: kv.SubscriptionID, ResourceGroup: "rg-other", Name: "kv-other"}, Object: peConn}
 	out, err := g.Events(t.Context(), []event.Trigger{other})
-	if err != nil || r.approvals() != 0 || len(out.Logs) != 1 || !strings.Contains(out.Logs[0], "no guarded project") {
-		t.Fatalf("event for another vault (%v): %d approvals, logs %v", err, r.approvals(), out.Logs)
+	if err != nil || r.puts() != 0 || len(out.Logs) != 1 || !strings.Contains(out.Logs[0], "no guarded project") {
+		t.Fatalf("event for another vault (%v): %d approvals, logs %v", err, r.puts(), out.Logs)
 	}
 	tr := event.Trigger{Kind: event.RoleAssignmentDeleted, EventID: "ev-ra", Scope: "/subscriptions/" + kv.SubscriptionID + "/resourceGroups/" + kv.ResourceGroup,
 		Operation: event.OpRoleAssignmentDelete, Actor: "mallory@contoso.com", Time: time.Now()}
@@ -127,8 +127,8 @@ func TestStorageDownStillApprovesAndLogs(t *testing.T) {
 	if !errors.As(err, &re) || !transient.Is(err) || !strings.Contains(err.Error(), "state") {
 		t.Fatalf("want a transient state error, got %v", err)
 	}
-	if r.approvals() != 1 || len(rep.Approved) != 1 || len(r.hook.Notices()) != 0 {
-		t.Fatalf("storage down: %d approvals (want 1), %d webhook notices (want 0: no de-duplication)", r.approvals(), len(r.hook.Notices()))
+	if r.puts() != 1 || len(rep.Approved) != 1 || len(r.hook.Notices()) != 0 {
+		t.Fatalf("storage down: %d approvals (want 1), %d webhook notices (want 0: no de-duplication)", r.puts(), len(r.hook.Notices()))
 	}
 	if !strings.Contains(r.logs(), `"kind":"key-disabled"`) || !strings.Contains(r.logs(), `"kind":"approved"`) {
 		t.Fatalf("log sink missed alerts with storage down:\n%s", r.logs())
@@ -169,8 +169,8 @@ func TestForbiddenApprovalMakesTheGuardBlind(t *testing.T) {
 	}
 	r.arm.Allow(vault.ActionConnectionsWrite)
 	run()
-	if r.approvals() == 0 || r.noticeCount(alert.GuardBlind, alert.Resolved) != 1 {
-		t.Fatalf("after the grant: %d approvals, notices %+v", r.approvals(), r.hook.Notices())
+	if c, _ := r.arm.Connection(kv, peConn); c.Status != vault.StatusApproved || r.noticeCount(alert.GuardBlind, alert.Resolved) != 1 {
+		t.Fatalf("after the grant: connection %s, notices %+v", c.Status, r.hook.Notices())
 	}
 }
 
@@ -178,8 +178,8 @@ func TestAtlasOutageIsTransientAndBlind(t *testing.T) {
 	r := newRig(t)
 	r.atlas.Inject(atlassim.Fault{Status: 503})
 	_, err := r.guard(options{}).Timer(t.Context(), event.Timer{})
-	if err == nil || !transient.Is(err) || r.approvals() != 0 || r.noticeCount(alert.GuardBlind, alert.Raised) == 0 {
-		t.Fatalf("timer with Atlas down: %v, %d approvals, notices %+v", err, r.approvals(), r.hook.Notices())
+	if err == nil || !transient.Is(err) || r.puts() != 0 || r.noticeCount(alert.GuardBlind, alert.Raised) == 0 {
+		t.Fatalf("timer with Atlas down: %v, %d approvals, notices %+v", err, r.puts(), r.hook.Notices())
 	}
 }
 

@@ -74,22 +74,14 @@ type rig struct {
 	keyVer  string
 	endpt   string
 
-	mu       sync.Mutex
-	log      bytes.Buffer
-	approved int // connections ARM changed from Pending to Approved
+	mu  sync.Mutex
+	log bytes.Buffer
 }
 
 func newRig(t testing.TB) *rig {
 	t.Helper()
 	s := simtest.New(t, simtest.Options{})
 	r := &rig{Sims: s, t: t, atlas: s.Atlas, arm: s.ARM, hook: notifytest.NewWebhookRecorder()}
-	r.arm.OnChange(func(c armsim.Change) {
-		if c.Before.Status == vault.StatusPending && c.After.Status == vault.StatusApproved {
-			r.mu.Lock()
-			r.approved++
-			r.mu.Unlock()
-		}
-	})
 	r.keyVer, r.endpt = r.addProject(project, kv, peConn)
 	vc, err := s.VaultClient(policy.RetryOptions{MaxRetries: 2, RetryDelay: 5 * time.Millisecond, MaxRetryDelay: 50 * time.Millisecond})
 	if err != nil {
@@ -182,14 +174,6 @@ func (r *rig) logs() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.log.String()
-}
-
-// approvals counts the connections ARM approved (PUTs that lost a race on
-// the etag do not count).
-func (r *rig) approvals() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.approved
 }
 
 // puts counts the approval PUTs ARM received.

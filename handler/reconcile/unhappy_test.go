@@ -75,8 +75,8 @@ func TestConcurrentEventsOnAColdIndexAreRouted(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if r.approvals() != 2 {
-		t.Fatalf("approvals = %d, want one per project", r.approvals())
+	if r.puts() != 2 {
+		t.Fatalf("approvals = %d, want one per project", r.puts())
 	}
 }
 
@@ -90,8 +90,8 @@ func TestPanicInAReadIsAFailedRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(rep.Blind, "atlas:clusters") || r.approvals() != 1 || r.noticeCount(alert.GuardBlind, alert.Raised) == 0 {
-		t.Fatalf("report %+v, %d approvals, notices %+v", rep, r.approvals(), r.hook.Notices())
+	if !slices.Contains(rep.Blind, "atlas:clusters") || r.puts() != 1 || r.noticeCount(alert.GuardBlind, alert.Raised) == 0 {
+		t.Fatalf("report %+v, %d approvals, notices %+v", rep, r.puts(), r.hook.Notices())
 	}
 }
 

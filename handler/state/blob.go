@@ -139,12 +139,12 @@ func (b *Blob) createContainer(ctx context.Context) error {
 // Get implements Store.
 func (b *Blob) Get(ctx context.Context, key string) ([]byte, string, error) {
 	if err := checkKey(key); err != nil {
-		return nil, "", &Error{Store: b.name, Op: "get", Key: key, Err: err, cause: err.Error()}
+		return nil, "", &Error{Store: b.name, Op: "get", Key: key, Err: err}
 	}
 	resp, err := b.client.NewBlockBlobClient(encodeKey(key)).DownloadStream(ctx, nil)
 	if err != nil {
 		if bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.ContainerNotFound) {
-			return nil, "", &Error{Store: b.name, Op: "get", Key: key, StatusCode: http.StatusNotFound, Err: ErrNotFound}
+			return nil, "", &Error{Store: b.name, Op: "get", Key: key, Err: ErrNotFound}
 		}
 		return nil, "", b.fail("get", key, err)
 	}
@@ -153,21 +153,21 @@ func (b *Blob) Get(ctx context.Context, key string) ([]byte, string, error) {
 	if err != nil {
 		return nil, "", b.fail("get", key, err)
 	}
-	if len(data) > maxDocSize {
-		err := fmt.Errorf("document larger than %d bytes", maxDocSize)
-		return nil, "", &Error{Store: b.name, Op: "get", Key: key, Err: err, cause: err.Error()}
+	switch {
+	case len(data) > maxDocSize:
+		err = fmt.Errorf("document larger than %d bytes", maxDocSize)
+	case resp.ETag == nil:
+		err = errors.New("response without ETag")
+	default:
+		return data, string(*resp.ETag), nil
 	}
-	if resp.ETag == nil {
-		err := errors.New("response without ETag")
-		return nil, "", &Error{Store: b.name, Op: "get", Key: key, Err: err, cause: err.Error()}
-	}
-	return data, string(*resp.ETag), nil
+	return nil, "", &Error{Store: b.name, Op: "get", Key: key, Err: err}
 }
 
 // Put implements Store.
 func (b *Blob) Put(ctx context.Context, key string, data []byte, etag string, meta map[string]string) (string, error) {
 	if err := checkKey(key); err != nil {
-		return "", &Error{Store: b.name, Op: "put", Key: key, Err: err, cause: err.Error()}
+		return "", &Error{Store: b.name, Op: "put", Key: key, Err: err}
 	}
 	md := map[string]*string{}
 	for k, v := range meta {
@@ -204,8 +204,7 @@ func (b *Blob) put(ctx context.Context, key string, data []byte, etag string, md
 	})
 	if err == nil {
 		if resp.ETag == nil {
-			err := errors.New("response without ETag")
-			return "", &Error{Store: b.name, Op: "put", Key: key, Err: err, cause: err.Error()}
+			return "", &Error{Store: b.name, Op: "put", Key: key, Err: errors.New("response without ETag")}
 		}
 		return string(*resp.ETag), nil
 	}
@@ -216,7 +215,7 @@ func (b *Blob) put(ctx context.Context, key string, data []byte, etag string, md
 		if props, perr := bc.GetProperties(ctx, nil); perr == nil && props.ETag != nil && metadata(props.Metadata, writeIDKey) == id {
 			return string(*props.ETag), nil
 		}
-		return "", transient.Mark(&Error{Store: b.name, Op: "put", Key: key, StatusCode: statusOf(err), Err: ErrConflict})
+		return "", transient.Mark(&Error{Store: b.name, Op: "put", Key: key, Err: ErrConflict})
 	}
 	if bloberror.HasCode(err, bloberror.ContainerNotFound) {
 		return "", err // Put recreates the container and tries again
@@ -248,7 +247,7 @@ func (b *Blob) List(ctx context.Context, prefix string) ([]Item, error) {
 			it := Item{Key: k, Meta: map[string]string{}}
 			for mk, mv := range bi.Metadata {
 				name, ok := strings.CutPrefix(strings.ToLower(mk), metaPrefix)
-				if v, err := url.QueryUnescape(deref(mv)); ok && err == nil && name != "" && mk != writeIDKey {
+				if v, err := url.QueryUnescape(deref(mv)); ok && err == nil && name != "" {
 					it.Meta[name] = v
 				}
 			}
@@ -274,7 +273,6 @@ func (b *Blob) fail(op, key string, err error) error {
 	var re *azcore.ResponseError
 	switch {
 	case errors.As(err, &re):
-		e.StatusCode, e.Code = re.StatusCode, re.ErrorCode
 		e.cause = fmt.Sprintf("status %d", re.StatusCode)
 		if re.ErrorCode != "" {
 			e.cause += " " + re.ErrorCode
@@ -313,14 +311,6 @@ func networkCause(err error) string {
 		return "transport error"
 	}
 	return msg
-}
-
-func statusOf(err error) int {
-	var re *azcore.ResponseError
-	if errors.As(err, &re) {
-		return re.StatusCode
-	}
-	return 0
 }
 
 func metadata(md map[string]*string, key string) string {

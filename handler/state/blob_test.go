@@ -98,38 +98,15 @@ func TestBlobWithInjectedClientOptions(t *testing.T) {
 	}
 }
 
-func BenchmarkUpdateAzurite(b *testing.B) {
-	s := newBlob(b)
-	ctx := b.Context()
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		if _, err := update(ctx, s, fmt.Sprintf("projects/p%d", i%8), func(c *counter) error { c.N++; return nil }); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func BenchmarkUpdateAzuriteContended(b *testing.B) {
-	s := newBlob(b)
-	ctx := b.Context()
-	b.SetParallelism(2) // 2×GOMAXPROCS writers on one key
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := update(ctx, s, "projects/hot", func(c *counter) error { c.N++; return nil }); err != nil {
-				b.Error(err)
-				return
+func BenchmarkUpdate(b *testing.B) {
+	for _, st := range stores {
+		b.Run(st.name, func(b *testing.B) {
+			s := st.new(b)
+			for i := 0; b.Loop(); i++ {
+				if _, err := update(b.Context(), s, fmt.Sprintf("projects/p%d", i%8), func(c *counter) error { c.N++; return nil }); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
-	})
-}
-
-func BenchmarkUpdateMemory(b *testing.B) {
-	s := state.NewMemory()
-	ctx := b.Context()
-	for b.Loop() {
-		if _, err := update(ctx, s, "projects/p", func(c *counter) error { c.N++; return nil }); err != nil {
-			b.Fatal(err)
-		}
+		})
 	}
 }

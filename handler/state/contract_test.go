@@ -72,23 +72,15 @@ func eachStore(t *testing.T, f func(t *testing.T, s state.Store)) {
 	}
 }
 
-func TestGetMissingIsNotFound(t *testing.T) {
-	eachStore(t, func(t *testing.T, s state.Store) {
-		_, _, err := s.Get(t.Context(), "projects/nope")
-		if !errors.Is(err, state.ErrNotFound) {
-			t.Fatalf("err = %v, want ErrNotFound", err)
-		}
-		var se *state.Error
-		if !errors.As(err, &se) || transient.Is(err) {
-			t.Fatalf("want a permanent *state.Error, got %#v", err)
-		}
-	})
-}
-
 func TestPutGetConflict(t *testing.T) {
 	eachStore(t, func(t *testing.T, s state.Store) {
 		ctx := t.Context()
 		const key = "projects/65a1b2c3d4e5f60718293a4b"
+		_, _, err := s.Get(ctx, key)
+		var se *state.Error
+		if !errors.Is(err, state.ErrNotFound) || !errors.As(err, &se) || transient.Is(err) {
+			t.Fatalf("get of a missing document: %#v, want a permanent *state.Error wrapping ErrNotFound", err)
+		}
 		e1, err := s.Put(ctx, key, []byte(`{"v":1}`), "", nil)
 		if err != nil || e1 == "" {
 			t.Fatalf("create: etag %q, err %v", e1, err)
@@ -197,6 +189,11 @@ func TestUpdate(t *testing.T) {
 		if _, err := update(ctx, s, "garbage", func(c *counter) error { return nil }); err == nil {
 			t.Fatal("update of a non-JSON document: want an error")
 		}
+		canceled, cancel := context.WithCancel(ctx)
+		cancel()
+		if _, err := update(canceled, s, "x", func(c *counter) error { c.N++; return nil }); err == nil {
+			t.Fatal("canceled context: want an error")
+		}
 	})
 }
 
@@ -232,16 +229,6 @@ func TestUpdateConcurrentIncrements(t *testing.T) {
 			t.Fatalf("counter = %d (%v), want exactly %d", got.N, err, 2*n)
 		}
 		t.Logf("%d increments took %d calls of fn (conflicts retried)", 2*n, calls.Load())
-	})
-}
-
-func TestUpdateHonoursContext(t *testing.T) {
-	eachStore(t, func(t *testing.T, s state.Store) {
-		ctx, cancel := context.WithCancel(t.Context())
-		cancel()
-		if _, err := update(ctx, s, "x", func(c *counter) error { c.N++; return nil }); err == nil {
-			t.Fatal("canceled context: want an error")
-		}
 	})
 }
 

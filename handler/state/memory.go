@@ -1,6 +1,7 @@
 package state
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -37,34 +38,28 @@ func (m *Memory) String() string { return "memory" }
 
 // Get implements Store.
 func (m *Memory) Get(ctx context.Context, key string) ([]byte, string, error) {
-	if err := checkKey(key); err != nil {
-		return nil, "", &Error{Store: "memory", Op: "get", Key: key, Err: err, cause: err.Error()}
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, "", &Error{Store: "memory", Op: "get", Key: key, Err: err, cause: err.Error()}
+	if err := cmp.Or(checkKey(key), ctx.Err()); err != nil {
+		return nil, "", &Error{Store: "memory", Op: "get", Key: key, Err: err}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	d, ok := m.docs[key]
 	if !ok {
-		return nil, "", &Error{Store: "memory", Op: "get", Key: key, StatusCode: 404, Err: ErrNotFound}
+		return nil, "", &Error{Store: "memory", Op: "get", Key: key, Err: ErrNotFound}
 	}
 	return slices.Clone(d.data), d.etag, nil
 }
 
 // Put implements Store.
 func (m *Memory) Put(ctx context.Context, key string, data []byte, etag string, meta map[string]string) (string, error) {
-	if err := checkKey(key); err != nil {
-		return "", &Error{Store: "memory", Op: "put", Key: key, Err: err, cause: err.Error()}
-	}
-	if err := ctx.Err(); err != nil {
-		return "", &Error{Store: "memory", Op: "put", Key: key, Err: err, cause: err.Error()}
+	if err := cmp.Or(checkKey(key), ctx.Err()); err != nil {
+		return "", &Error{Store: "memory", Op: "put", Key: key, Err: err}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	d, ok := m.docs[key]
 	if (etag == "" && ok) || (etag != "" && (!ok || d.etag != etag)) {
-		return "", transient.Mark(&Error{Store: "memory", Op: "put", Key: key, StatusCode: 412, Err: ErrConflict})
+		return "", transient.Mark(&Error{Store: "memory", Op: "put", Key: key, Err: ErrConflict})
 	}
 	m.seq++
 	tag := fmt.Sprintf("\"m%d\"", m.seq)
@@ -75,7 +70,7 @@ func (m *Memory) Put(ctx context.Context, key string, data []byte, etag string, 
 // List implements Store.
 func (m *Memory) List(ctx context.Context, prefix string) ([]Item, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, &Error{Store: "memory", Op: "list", Err: err, cause: err.Error()}
+		return nil, &Error{Store: "memory", Op: "list", Err: err}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -8,6 +8,7 @@
 package state
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -59,23 +60,15 @@ var (
 // MaxKeyLen bounds key length in bytes (an encoded key must fit a blob name).
 const MaxKeyLen = 300
 
-// Error is a failed store operation. Its message names the store, the
-// operation and the key, never a connection string, account key or SAS
-// token. Unwrap gives the underlying error (for errors.Is/As); the SDK's own
-// messages may contain request URLs, so log Error() only.
+// Error is a failed store operation. Its message names the store (e.g.
+// `blob 127.0.0.1:10000/devstoreaccount1/atlas-akv-guard`), the operation
+// and the key (empty for list), never a connection string, account key or
+// SAS token. Err is the cause — ErrNotFound, ErrConflict, or an SDK error
+// whose own message may contain request URLs: log Error() only.
 type Error struct {
-	Store string // which store, e.g. `blob 127.0.0.1:10000/devstoreaccount1/atlas-akv-guard`
-	Op    string // get, put, list, create-container
-	Key   string // empty for list and create-container
-	// StatusCode is the HTTP status of the failed request; 0 when there was
-	// no response (network failure, timeout).
-	StatusCode int
-	// Code is the storage error code (e.g. AuthorizationFailure), if any.
-	Code string
-	// Err is the cause; ErrNotFound or ErrConflict for those outcomes.
-	Err error
-
-	cause string // sanitized description of Err
+	Store, Op, Key string
+	Err            error
+	cause          string // sanitized description of Err ("" = Err.Error())
 }
 
 func (e *Error) Error() string {
@@ -89,7 +82,7 @@ func (e *Error) Error() string {
 	case errors.Is(e.Err, ErrConflict):
 		return msg + ": conflict (written by someone else)"
 	}
-	return msg + ": " + e.cause
+	return msg + ": " + cmp.Or(e.cause, e.Err.Error())
 }
 
 func (e *Error) Unwrap() error { return e.Err }
