@@ -2,6 +2,7 @@ package notify
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -78,22 +79,12 @@ type Webhook struct {
 // NewWebhook validates the options. Its errors never contain the URL.
 func NewWebhook(opts WebhookOptions) (*Webhook, error) {
 	u, err := CheckWebhookURL(opts.URL)
-	if err != nil {
-		return nil, fmt.Errorf("webhook: %w", err)
-	}
-	f := opts.Format
-	if f == "" {
-		f = FormatAuto
-	}
-	if _, err := ParseFormat(string(f)); err != nil {
+	f, ferr := ParseFormat(string(opts.Format))
+	if err = cmp.Or(err, ferr); err != nil {
 		return nil, fmt.Errorf("webhook: %w", err)
 	}
 	if f == FormatAuto {
 		f = DetectFormat(u)
-	}
-	timeout := opts.Timeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
 	}
 	secret := []string{opts.URL}
 	if p := u.EscapedPath(); len(p) > 1 {
@@ -115,7 +106,7 @@ func NewWebhook(opts WebhookOptions) (*Webhook, error) {
 		secret: secret,
 		client: &http.Client{
 			Transport:     opts.Transport,
-			Timeout:       timeout,
+			Timeout:       cmp.Or(max(opts.Timeout, 0), 10*time.Second),
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}, nil
@@ -142,9 +133,6 @@ func DetectFormat(u *url.URL) Format {
 
 // Name implements Sink.
 func (*Webhook) Name() string { return "webhook" }
-
-// Format returns the payload shape in use.
-func (w *Webhook) Format() Format { return w.format }
 
 // String describes the sink without its URL.
 func (w *Webhook) String() string { return "webhook (" + string(w.format) + ")" }

@@ -96,43 +96,27 @@ func (r *Reconciler) All(ctx context.Context) ([]Report, error) {
 // run reconciles projects with bounded concurrency; one project's failure
 // (or panic) never stops the others.
 func (r *Reconciler) run(ctx context.Context, projects []string, hints map[string][]plan.Hint) (RunResult, error) {
-	reports := make([]Report, len(projects))
-	errs := make([]error, len(projects))
-	sem := make(chan struct{}, r.concurrency)
-	var wg sync.WaitGroup
-	for i, p := range projects {
-		wg.Go(func() {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				reports[i] = Report{ProjectID: p, Error: "not started: " + ctx.Err().Error()}
-				errs[i] = &Error{ProjectID: p, Err: transient.Mark(ctx.Err())}
-				return
-			}
-			defer func() { <-sem }()
-			defer func() {
-				if v := recover(); v != nil {
-					errs[i] = &Error{ProjectID: p, Err: fmt.Errorf("internal error: panic: %v", v)}
-					reports[i] = Report{ProjectID: p, Error: "internal error"}
-				}
-			}()
-			reports[i], errs[i] = r.Project(ctx, p, hints[p])
-		})
-	}
-	wg.Wait()
-
-	out := RunResult{Reports: reports}
+	out := RunResult{Reports: make([]Report, len(projects))}
+	errs := r.parallel(len(projects), func(i int) (err error) {
+		p := projects[i]
+		if ctx.Err() != nil {
+			out.Reports[i] = Report{ProjectID: p, Error: "not started: " + ctx.Err().Error()}
+			return &Error{ProjectID: p, Err: transient.Mark(ctx.Err())}
+		}
+		out.Reports[i], err = r.Project(ctx, p, hints[p])
+		return err
+	})
 	run := &RunError{Total: len(projects)}
-	for i, rep := range reports {
-		out.Logs = append(out.Logs, reportLine(rep))
-		if errs[i] != nil {
-			run.Failed++
-			run.errs = append(run.errs, errs[i])
-		}
+	for i, rep := range out.Reports {
 		level := slog.LevelInfo
-		if errs[i] != nil {
-			level = slog.LevelWarn
+		if rep.ProjectID == "" { // Project panicked
+			rep = Report{ProjectID: projects[i], Error: "internal error"}
+			out.Reports[i], errs[i] = rep, &Error{ProjectID: projects[i], Err: errs[i]}
 		}
+		if errs[i] != nil {
+			level, run.Failed, run.errs = slog.LevelWarn, run.Failed+1, append(run.errs, errs[i])
+		}
+		out.Logs = append(out.Logs, reportLine(rep))
 		r.log.Log(ctx, level, "reconciled", "project", rep.ProjectID, "approved", len(rep.Approved),
 			"notices", rep.Notices, "open", rep.Open, "atlasCalls", rep.AtlasCalls, "armCalls", rep.ARMCalls,
 			"durationMs", rep.DurationMS, "blind", strings.Join(rep.Blind, ","), "error", rep.Error)
@@ -141,6 +125,28 @@ func (r *Reconciler) run(ctx context.Context, projects []string, hints map[strin
 		return out, run
 	}
 	return out, nil
+}
+
+// parallel calls f(0) … f(n-1), at most r.concurrency at once, and returns
+// their errors; a panic in f(i) becomes errs[i].
+func (r *Reconciler) parallel(n int, f func(i int) error) []error {
+	errs := make([]error, n)
+	sem := make(chan struct{}, r.concurrency)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			defer func() {
+				if v := recover(); v != nil {
+					errs[i] = fmt.Errorf("internal error: panic: %v", v)
+				}
+			}()
+			errs[i] = f(i)
+		})
+	}
+	wg.Wait()
+	return errs
 }
 
 func reportLine(rep Report) string {
@@ -220,31 +226,18 @@ func (r *Reconciler) refresh(ctx context.Context) error {
 	if !look {
 		return listErr
 	}
-	errs := make([]error, len(unknown))
-	sem := make(chan struct{}, r.concurrency)
-	var wg sync.WaitGroup
-	for i, p := range unknown {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			defer func() {
-				if v := recover(); v != nil {
-					errs[i] = fmt.Errorf("internal error reading the EAR config of %s: %v", p, v)
-				}
-			}()
-			// A project Atlas refuses to describe counts as known without a
-			// vault (its own reconcile records one), so it is not looked up
-			// again and again; a transient failure leaves it unknown.
-			ear, err := r.atlas.EncryptionAtRest(ctx, p)
-			if v := vaultOf(ear.AzureKeyVault); err == nil && !v.IsZero() {
-				r.remember(p, v.String())
-			} else if !transient.Is(err) {
-				r.remember(p, "")
-			}
-			errs[i] = err
-		})
-	}
-	wg.Wait()
+	errs := r.parallel(len(unknown), func(i int) error {
+		// A project Atlas refuses to describe counts as known without a
+		// vault (its own reconcile records one), so it is not looked up
+		// again and again; a transient failure leaves it unknown.
+		ear, err := r.atlas.EncryptionAtRest(ctx, unknown[i])
+		if v := vaultOf(ear.AzureKeyVault); err == nil && !v.IsZero() {
+			r.remember(unknown[i], v.String())
+		} else if !transient.Is(err) {
+			r.remember(unknown[i], "")
+		}
+		return err
+	})
 	if err := errors.Join(append(errs, listErr)...); transient.Is(err) {
 		return err
 	}

@@ -2,7 +2,6 @@ package reconcile_test
 
 import (
 	"context"
-	"encoding/json"
 	"slices"
 	"sync"
 	"testing"
@@ -154,24 +153,16 @@ func TestNoticesOfOneFingerprintAreStampedInCausalOrder(t *testing.T) {
 	reraised := time.Now().Add(time.Hour).UTC()
 	var fp string
 	st := &interceptStore{Store: r.store, key: key, before: func() {
-		data, etag, err := r.store.Get(ctx, key)
-		var doc map[string]any
-		if err == nil {
-			err = json.Unmarshal(data, &doc)
-		}
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		for f, a := range doc["memory"].(map[string]any)["open"].(map[string]any) {
-			if a.(map[string]any)["kind"] == string(alert.KeyDisabled) {
-				fp = f
-				a.(map[string]any)["lastNotified"] = reraised
-				doc["notified"] = map[string]any{f: reraised}
+		_, _, err := state.Update(ctx, r.store, key, nil, func(d *reconcile.Doc) error {
+			for f, a := range d.Memory.Open {
+				if a.Kind == alert.KeyDisabled {
+					fp, a.LastNotified = f, reraised
+					d.Memory.Open[f], d.Notified = a, map[string]time.Time{f: reraised}
+				}
 			}
-		}
-		data, _ = json.Marshal(doc)
-		if _, err := r.store.Put(ctx, key, data, etag, nil); err != nil {
+			return nil
+		})
+		if err != nil {
 			t.Error(err)
 		}
 	}}
