@@ -305,25 +305,10 @@ func assertNoSecret(t *testing.T, err error, u string) {
 	}
 }
 
-// failAfter succeeds for the first n requests, then answers 503 once.
-type failAfter struct {
-	n    atomic.Int32
-	next http.Handler
-}
-
-func (f *failAfter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if f.n.Add(-1) == -1 {
-		http.Error(w, "busy", http.StatusServiceUnavailable)
-		return
-	}
-	f.next.ServeHTTP(w, r)
-}
-
 func TestPartialDeliveryAndUndelivered(t *testing.T) {
 	rec := notifytest.NewWebhookRecorder()
-	fa := &failAfter{next: rec}
-	fa.n.Store(1)
-	w := newWebhook(t, webhookServer(t, fa), notify.FormatTeams)
+	rec.FailNext(0, http.StatusServiceUnavailable) // the second POST fails
+	w := newWebhook(t, webhookServer(t, rec), notify.FormatTeams)
 	err := w.Send(t.Context(), sample()[:3])
 	var pe *notify.PartialError
 	if !errors.As(err, &pe) || pe.Delivered != 1 {
@@ -338,7 +323,7 @@ func TestPartialDeliveryAndUndelivered(t *testing.T) {
 	}
 
 	// Retry sends only what is left.
-	fa.n.Store(1)
+	rec.FailNext(0, http.StatusServiceUnavailable)
 	if err := fastRetry(w).Send(t.Context(), sample()[:3]); err != nil {
 		t.Fatal(err)
 	}

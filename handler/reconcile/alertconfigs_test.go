@@ -31,10 +31,10 @@ func TestAlertConfigsReadHourly(t *testing.T) {
 	clk := &clock{t: time.Now()}
 	g := r.guard(options{now: clk.Now})
 	reads := func() int64 { return r.atlas.Stats().ByRoute[atlassim.RouteAlertConfigs] }
-	off, blind := string(alert.AtlasAlertsOff), string(alert.GuardBlind)
+	off, blind := alert.AtlasAlertsOff, alert.GuardBlind
 	// reconcile runs the project n times, 10 minutes apart, then checks the
 	// reads so far and the notices of the two kinds (raised/resolved).
-	reconcile := func(step string, n int, wantReads int64, want map[string][2]int) {
+	reconcile := func(step string, n int, wantReads int64, want map[alert.Kind][2]int) {
 		t.Helper()
 		for range n {
 			if rep, err := g.Project(t.Context(), project, nil); err != nil {
@@ -46,22 +46,22 @@ func TestAlertConfigsReadHourly(t *testing.T) {
 			t.Errorf("%s: %d reads of alertConfigs, want %d", step, got, wantReads)
 		}
 		for kind, w := range want {
-			if got := [2]int{r.noticeCount(kind, "raised"), r.noticeCount(kind, "resolved")}; got != w {
+			if got := [2]int{r.noticeCount(kind, alert.Raised), r.noticeCount(kind, alert.Resolved)}; got != w {
 				t.Errorf("%s: %s raised/resolved %v, want %v", step, kind, got, w)
 			}
 		}
 	}
 	r.atlas.SetAlertConfigs(project, atlassim.EventEARKMSNetworkAccessDenied, false)
-	reconcile("disabled", 1, 1, map[string][2]int{off: {1, 0}})
+	reconcile("disabled", 1, 1, map[alert.Kind][2]int{off: {1, 0}})
 	r.atlas.SetAlertConfigs(project, atlassim.EventEARKMSNetworkAccessDenied, true)
-	reconcile("enabled inside the hour", 5, 1, map[string][2]int{off: {1, 0}})
-	reconcile("next hour", 1, 2, map[string][2]int{off: {1, 1}})
+	reconcile("enabled inside the hour", 5, 1, map[alert.Kind][2]int{off: {1, 0}})
+	reconcile("next hour", 1, 2, map[alert.Kind][2]int{off: {1, 1}})
 
 	r.atlas.Inject(atlassim.Fault{Match: "/alertConfigs", Status: 403})
 	clk.Advance(time.Hour)
-	reconcile("read refused", 1, 3, map[string][2]int{blind: {1, 0}})
+	reconcile("read refused", 1, 3, map[alert.Kind][2]int{blind: {1, 0}})
 	r.atlas.SetAlertConfigs(project, atlassim.EventEARConfigNoLongerValid)
-	reconcile("refused, retried every AlertConfigsRetry", 5, 8, map[string][2]int{blind: {1, 0}, off: {1, 1}})
+	reconcile("refused, retried every AlertConfigsRetry", 5, 8, map[alert.Kind][2]int{blind: {1, 0}, off: {1, 1}})
 	for _, n := range r.hook.Notices() {
 		if n.Alert.Kind == alert.GuardBlind && (n.Alert.Details["service"] != "atlas" || n.Alert.Details["reads"] != "atlas:alertConfigs" ||
 			!strings.Contains(n.Alert.Details["permission"], "Project Read Only")) {
@@ -69,5 +69,5 @@ func TestAlertConfigsReadHourly(t *testing.T) {
 		}
 	}
 	r.atlas.ClearFaults()
-	reconcile("readable again", 1, 9, map[string][2]int{blind: {1, 1}, off: {2, 1}})
+	reconcile("readable again", 1, 9, map[alert.Kind][2]int{blind: {1, 1}, off: {2, 1}})
 }

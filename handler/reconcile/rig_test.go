@@ -120,7 +120,6 @@ type options struct {
 	mode     plan.Mode
 	store    state.Store
 	instance string
-	noHook   bool
 	projects []string        // default: the rig's project
 	atlas    reconcile.Atlas // default: the rig's Atlas client
 	timeout  time.Duration
@@ -130,30 +129,17 @@ type options struct {
 // guard builds a Reconciler over the rig, as app.Wire does.
 func (r *rig) guard(o options) *reconcile.Reconciler {
 	r.t.Helper()
-	if o.mode == "" {
-		o.mode = plan.ModeEnforce
-	}
-	if o.store == nil {
-		o.store = r.store
-	}
 	if o.projects == nil {
 		o.projects = []string{project}
 	}
-	if o.atlas == nil {
-		o.atlas = r.ac
-	}
-	var sinks []reconcile.Sink
-	if !o.noHook {
-		wh, err := notify.NewWebhook(notify.WebhookOptions{URL: r.hookURL, Format: notify.FormatGeneric})
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		sinks = append(sinks, wh)
+	wh, err := notify.NewWebhook(notify.WebhookOptions{URL: r.hookURL, Format: notify.FormatGeneric})
+	if err != nil {
+		r.t.Fatal(err)
 	}
 	g, err := reconcile.New(reconcile.Options{
-		Projects: o.projects, Atlas: o.atlas, Azure: r.azure, Store: o.store, Timeout: o.timeout,
-		Log: notify.NewLog(logging.New(lockedWriter{r}, slog.LevelInfo)), Sinks: sinks,
-		Policy: plan.Policy{Mode: o.mode, RenotifyAfter: time.Hour}, Instance: o.instance, Now: o.now,
+		Projects: o.projects, Atlas: cmp.Or(o.atlas, reconcile.Atlas(r.ac)), Azure: r.azure, Store: cmp.Or(o.store, r.store), Timeout: o.timeout,
+		Log: notify.NewLog(logging.New(lockedWriter{r}, slog.LevelInfo)), Sinks: []reconcile.Sink{wh},
+		Policy: plan.Policy{Mode: cmp.Or(o.mode, plan.ModeEnforce), RenotifyAfter: time.Hour}, Instance: o.instance, Now: o.now,
 		Logger: logging.New(lockedWriter{r}, slog.LevelInfo),
 	})
 	if err != nil {

@@ -15,17 +15,8 @@ import (
 // DefaultContainer is the container used when GUARD_STATE_CONTAINER is unset.
 const DefaultContainer = "atlas-akv-guard"
 
-// Settings read by ParseAzureWebJobsStorage.
-const (
-	EnvContainer        = "GUARD_STATE_CONTAINER"
-	EnvStorage          = "AzureWebJobsStorage"
-	EnvBlobServiceURI   = "AzureWebJobsStorage__blobServiceUri"
-	EnvAccountName      = "AzureWebJobsStorage__accountName"
-	EnvCredential       = "AzureWebJobsStorage__credential"
-	EnvClientID         = "AzureWebJobsStorage__clientId"
-	developmentStorage  = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
-	developmentEndpoint = "http://127.0.0.1:10000/devstoreaccount1"
-)
+// developmentStorage is Azurite's well-known connection string.
+const developmentStorage = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
 
 // BlobOptions configures NewBlob. Exactly one of ConnectionString and
 // ServiceURL is used (the connection string wins). Its String, GoString and
@@ -94,49 +85,49 @@ func (o BlobOptions) LogValue() slog.Value { return slog.StringValue(o.String())
 // AzureWebJobsStorage__clientId. Errors name the setting, never its value.
 func ParseAzureWebJobsStorage(env func(string) string) (BlobOptions, error) {
 	var o BlobOptions
-	o.Container = strings.TrimSpace(env(EnvContainer))
+	o.Container = strings.TrimSpace(env("GUARD_STATE_CONTAINER"))
 	if o.Container == "" {
 		o.Container = DefaultContainer
 	}
 	if err := validContainerName(o.Container); err != nil {
-		return BlobOptions{}, fmt.Errorf("%s: %w", EnvContainer, err)
+		return BlobOptions{}, fmt.Errorf("GUARD_STATE_CONTAINER: %w", err)
 	}
-	if cs := strings.TrimSpace(env(EnvStorage)); cs != "" {
+	if cs := strings.TrimSpace(env("AzureWebJobsStorage")); cs != "" {
 		if strings.EqualFold(connValue(cs, "UseDevelopmentStorage"), "true") {
 			o.ConnectionString = developmentStorage
 			return o, nil
 		}
 		if err := checkConnectionString(cs); err != nil {
-			return BlobOptions{}, fmt.Errorf("%s: %w", EnvStorage, err)
+			return BlobOptions{}, fmt.Errorf("AzureWebJobsStorage: %w", err)
 		}
 		o.ConnectionString = cs
 		return o, nil
 	}
-	switch uri, acct := strings.TrimSpace(env(EnvBlobServiceURI)), strings.TrimSpace(env(EnvAccountName)); {
+	switch uri, acct := strings.TrimSpace(env("AzureWebJobsStorage__blobServiceUri")), strings.TrimSpace(env("AzureWebJobsStorage__accountName")); {
 	case uri != "":
 		if err := checkServiceURL(uri); err != nil {
-			return BlobOptions{}, fmt.Errorf("%s: %w", EnvBlobServiceURI, err)
+			return BlobOptions{}, fmt.Errorf("AzureWebJobsStorage__blobServiceUri: %w", err)
 		}
 		o.ServiceURL = uri
 	case acct != "":
 		if !validAccountName(acct) {
-			return BlobOptions{}, fmt.Errorf("%s: not a storage account name (3-24 lower-case letters and digits)", EnvAccountName)
+			return BlobOptions{}, errors.New("AzureWebJobsStorage__accountName: not a storage account name (3-24 lower-case letters and digits)")
 		}
 		o.ServiceURL = "https://" + acct + ".blob.core.windows.net"
 	default:
-		return BlobOptions{}, fmt.Errorf("%s: not set (need a connection string, or %s or %s for identity-based access)",
-			EnvStorage, EnvBlobServiceURI, EnvAccountName)
+		return BlobOptions{}, errors.New("AzureWebJobsStorage: not set (need a connection string, or " +
+			"AzureWebJobsStorage__blobServiceUri or AzureWebJobsStorage__accountName for identity-based access)")
 	}
-	switch cred := strings.TrimSpace(env(EnvCredential)); {
+	switch cred := strings.TrimSpace(env("AzureWebJobsStorage__credential")); {
 	case strings.EqualFold(cred, "managedidentity"):
 		o.ManagedIdentity = true
-		o.ClientID = strings.TrimSpace(env(EnvClientID))
+		o.ClientID = strings.TrimSpace(env("AzureWebJobsStorage__clientId"))
 	case cred == "":
-		if env(EnvClientID) != "" {
-			return BlobOptions{}, fmt.Errorf("%s is set but %s is not managedidentity", EnvClientID, EnvCredential)
+		if env("AzureWebJobsStorage__clientId") != "" {
+			return BlobOptions{}, errors.New("AzureWebJobsStorage__clientId is set but AzureWebJobsStorage__credential is not managedidentity")
 		}
 	default:
-		return BlobOptions{}, fmt.Errorf("%s: unsupported value (only managedidentity)", EnvCredential)
+		return BlobOptions{}, errors.New("AzureWebJobsStorage__credential: unsupported value (only managedidentity)")
 	}
 	return o, nil
 }
