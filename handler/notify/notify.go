@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
@@ -28,7 +27,7 @@ type Sink interface {
 	Name() string
 	// Send delivers the notices, in order. On failure it returns an error;
 	// when some notices were delivered before the failure the error is (or
-	// wraps) a *PartialError listing them. Send with no notices does nothing.
+	// wraps) a *PartialError counting them. Send with no notices does nothing.
 	Send(ctx context.Context, notices []alert.Notice) error
 }
 
@@ -102,29 +101,16 @@ func partial(err error, n int) error {
 
 // transportCause describes an HTTP client error without the request URL.
 func transportCause(err error) string {
+	var ne net.Error
+	var oe *net.OpError
 	switch {
 	case errors.Is(err, context.Canceled):
 		return "canceled"
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return "timeout"
-	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		if ue.Timeout() {
-			return "timeout"
-		}
-		err = ue.Err
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return "timeout"
-	}
-	var oe *net.OpError
-	if errors.As(err, &oe) {
+	case errors.As(err, &oe):
 		return oe.Error()
-	}
-	var de *net.DNSError
-	if errors.As(err, &de) {
+	case errors.As(err, new(*net.DNSError)):
 		return "DNS lookup failed"
 	}
 	return "transport error"

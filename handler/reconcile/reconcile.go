@@ -13,7 +13,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -127,7 +126,7 @@ func New(o Options) (*Reconciler, error) {
 		projects: slices.Clone(o.Projects), atlas: o.Atlas, azureFor: o.Azure, store: o.Store,
 		logSink: o.Log, sinks: o.Sinks, policy: o.Policy, appSecrets: o.AppSecrets,
 		concurrency: cmp.Or(max(o.Concurrency, 0), 8), timeout: cmp.Or(max(o.Timeout, 0), 4*time.Minute), now: o.Now,
-		instance: cmp.Or(o.Instance, fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randHex(4))), log: cmp.Or(o.Logger, logging.Discard()),
+		instance: cmp.Or(o.Instance, fmt.Sprintf("%s-%d-%s", host, os.Getpid(), rand.Text()[:8])), log: cmp.Or(o.Logger, logging.Discard()),
 		locks: map[string]chan struct{}{}, unsaved: map[string][]alert.Notice{}, vaults: map[string]string{},
 	}
 	if r.now == nil {
@@ -183,7 +182,7 @@ func (r *Reconciler) Project(ctx context.Context, projectID string, hints []plan
 	}
 	defer unlock()
 
-	run := r.instance + "/" + randHex(4)
+	run := r.instance + "/" + rand.Text()[:8]
 	key := ProjectKey(projectID)
 	prev, cur, unreadable, stateErr := r.load(ctx, key)
 	snap, az, retry := r.observe(ctx, projectID, hints)
@@ -429,12 +428,6 @@ func (r *Reconciler) takeAudit(projectID string) []alert.Notice {
 	out := r.unsaved[projectID]
 	delete(r.unsaved, projectID)
 	return out
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 type deliveryKey struct{ notice, sink string }

@@ -2,9 +2,9 @@ package state
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -53,42 +53,34 @@ var _ Store = (*Blob)(nil)
 // nil, a managed identity / default Azure credential built from
 // opts.ManagedIdentity and opts.ClientID) against opts.ServiceURL.
 func NewBlob(ctx context.Context, opts BlobOptions) (*Blob, error) {
-	name := opts.Container
-	if name == "" {
-		name = DefaultContainer
-	}
+	name := cmp.Or(opts.Container, DefaultContainer)
 	if err := validContainerName(name); err != nil {
 		return nil, fmt.Errorf("state: container %q: %w", name, err)
 	}
-	copts := opts.ClientOptions
-	if copts == nil {
-		copts = &azblob.ClientOptions{}
+	var copts azblob.ClientOptions
+	if opts.ClientOptions != nil {
+		copts = *opts.ClientOptions
 	}
 	if r := copts.Retry; r.MaxRetries == 0 && r.TryTimeout == 0 && r.RetryDelay == 0 && r.MaxRetryDelay == 0 && r.StatusCodes == nil && r.ShouldRetry == nil {
-		c := *copts
-		c.Retry = defaultRetry
-		copts = &c
+		copts.Retry = defaultRetry
 	}
 	var (
 		svc *azblob.Client
 		err error
 	)
-	switch {
+	switch cred := opts.Credential; {
 	case opts.ConnectionString != "":
-		svc, err = azblob.NewClientFromConnectionString(opts.ConnectionString, copts)
-		if err != nil {
+		if svc, err = azblob.NewClientFromConnectionString(opts.ConnectionString, &copts); err != nil {
 			// The SDK's message may quote the connection string: don't wrap it.
 			return nil, errors.New("state: storage connection string is malformed")
 		}
 	case opts.ServiceURL != "":
-		cred := opts.Credential
 		if cred == nil {
 			cred, err = defaultCredential(opts)
-			if err != nil {
-				return nil, fmt.Errorf("state: storage credential: %w", err)
-			}
 		}
-		svc, err = azblob.NewClient(opts.ServiceURL, cred, copts)
+		if err == nil {
+			svc, err = azblob.NewClient(opts.ServiceURL, cred, &copts)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("state: blob service %s: %w", redactURL(opts.ServiceURL), err)
 		}
@@ -188,7 +180,7 @@ func (b *Blob) Put(ctx context.Context, key string, data []byte, etag string, me
 const metaPrefix = "m"
 
 func (b *Blob) put(ctx context.Context, key string, data []byte, etag string, md map[string]*string) (string, error) {
-	id := newWriteID()
+	id := rand.Text()
 	md[writeIDKey] = to.Ptr(id)
 	cond := &blob.ModifiedAccessConditions{}
 	if etag == "" {
@@ -273,10 +265,7 @@ func (b *Blob) fail(op, key string, err error) error {
 	var re *azcore.ResponseError
 	switch {
 	case errors.As(err, &re):
-		e.cause = fmt.Sprintf("status %d", re.StatusCode)
-		if re.ErrorCode != "" {
-			e.cause += " " + re.ErrorCode
-		}
+		e.cause = strings.TrimSpace(fmt.Sprintf("status %d %s", re.StatusCode, re.ErrorCode))
 		if re.StatusCode == http.StatusRequestTimeout || re.StatusCode == http.StatusTooManyRequests || re.StatusCode >= 500 {
 			return transient.Mark(e)
 		}
@@ -302,10 +291,6 @@ func networkCause(err error) string {
 	if errors.As(err, &oe) {
 		return oe.Error()
 	}
-	var ae *azcore.ResponseError
-	if errors.As(err, &ae) {
-		return fmt.Sprintf("status %d", ae.StatusCode)
-	}
 	msg := err.Error()
 	if strings.Contains(msg, "://") || strings.Contains(msg, "sig=") {
 		return "transport error"
@@ -320,12 +305,6 @@ func metadata(md map[string]*string, key string) string {
 		}
 	}
 	return ""
-}
-
-func newWriteID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // redactURL returns host/path of u, without scheme, user info or query.
