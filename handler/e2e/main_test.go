@@ -165,7 +165,7 @@ func notices(ctx context.Context, t *testing.T, w *world.World, p *world.Project
 	return ns
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

@@ -46,13 +46,9 @@ func TestCoveragePurgeAndAppSecretRules(t *testing.T) {
 	expect(alert.RegionUncovered, alert.Raised, p.ID, `"regionName":"EUROPE_WEST"`)
 	w.Atlas().AddRegion(p.ID, "payments", "AWS", "US_EAST_1")
 	expect(alert.UnsupportedCluster, alert.Raised, p.ID, "/clusters/payments")
-	if err := w.ARM().SetProtection(p.Vault, false, true); err != nil {
-		t.Fatal(err)
-	}
+	must(t, w.ARM().SetProtection(p.Vault, false, true))
 	expect(alert.PurgeUnprotected, alert.Raised, "--enable-purge-protection true", p.Vault.SubscriptionID, p.Vault.ResourceGroup, p.Vault.Name)
-	if err := w.ARM().SetProtection(p.Vault, true, true); err != nil {
-		t.Fatal(err)
-	}
+	must(t, w.ARM().SetProtection(p.Vault, true, true))
 	expect(alert.PurgeUnprotected, alert.Resolved)
 	if n := w.Atlas().Stats().ByRoute[atlassim.RouteAlertConfigs]; n != int64(len(w.Projects())) {
 		t.Errorf("%d reads of alertConfigs, want one per project (%d)", n, len(w.Projects()))

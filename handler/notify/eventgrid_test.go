@@ -20,9 +20,7 @@ const topicKey = "dG9waWMta2V5LXRoYXQtbXVzdC1ub3QtbGVhaw=="
 func topic(t *testing.T, rec *notifytest.TopicRecorder) (endpoint string, ca *simtls.Authority) {
 	t.Helper()
 	ca, err := simtls.New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	return notifytest.ServeTLS(t, ca, rec) + "/api/events", ca
 }
 
@@ -32,9 +30,7 @@ func newEventGrid(t *testing.T, endpoint string, ca *simtls.Authority, key strin
 		Endpoint: endpoint, Key: key, Credential: cred,
 		ClientOptions: &azcore.ClientOptions{Transport: &http.Client{Transport: ca.Transport(), Timeout: 10 * time.Second}},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	return eg
 }
 
@@ -45,9 +41,7 @@ func TestEventGridKey(t *testing.T) {
 	if eg.Name() != "eventgrid" || strings.Contains(eg.String(), topicKey) {
 		t.Fatalf("name %q string %q", eg.Name(), eg.String())
 	}
-	if err := eg.Send(t.Context(), sample()); err != nil {
-		t.Fatal(err)
-	}
+	must(t, eg.Send(t.Context(), sample()))
 	reqs := rec.Requests()
 	if len(reqs) != 1 || len(reqs[0].Events) != 4 {
 		t.Fatalf("requests %d", len(reqs))
@@ -83,9 +77,7 @@ func TestEventGridToken(t *testing.T) {
 	ep, ca := topic(t, rec)
 	// An endpoint without a path gets /api/events.
 	eg := newEventGrid(t, strings.TrimSuffix(ep, "/api/events"), ca, "", notifytest.StaticToken("token-123"))
-	if err := eg.Send(t.Context(), sample()[:1]); err != nil {
-		t.Fatal(err)
-	}
+	must(t, eg.Send(t.Context(), sample()[:1]))
 	evs := rec.Events()
 	if len(evs) != 1 || rec.Requests()[0].Header.Get("Authorization") != "Bearer token-123" || rec.Requests()[0].Header.Get("aeg-sas-key") != "" {
 		t.Fatalf("events %+v headers %v", evs, rec.Requests()[0].Header)
@@ -120,9 +112,7 @@ func TestEventGridFailures(t *testing.T) {
 	}
 
 	ln, err := ca.Listen()
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	down := "https://" + ln.Addr().String() + "/api/events"
 	ln.Close()
 	err = newEventGrid(t, down, ca, topicKey, nil).Send(t.Context(), sample())

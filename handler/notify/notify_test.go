@@ -62,15 +62,20 @@ func sample() []alert.Notice {
 	}
 }
 
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestLogSink(t *testing.T) {
 	var buf bytes.Buffer
 	l := notify.NewLog(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if l.Name() != "log" {
 		t.Fatalf("name %q", l.Name())
 	}
-	if err := l.Send(t.Context(), sample()); err != nil {
-		t.Fatal(err)
-	}
+	must(t, l.Send(t.Context(), sample()))
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	if len(lines) != 4 {
 		t.Fatalf("%d records, want 4:\n%s", len(lines), buf.String())
@@ -78,9 +83,7 @@ func TestLogSink(t *testing.T) {
 	wantLevel := []string{"ERROR", "WARN", "INFO", "INFO"}
 	for i, line := range lines {
 		var rec map[string]any
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Fatal(err)
-		}
+		must(t, json.Unmarshal([]byte(line), &rec))
 		n := sample()[i]
 		if rec["level"] != wantLevel[i] {
 			t.Errorf("record %d level %v, want %s", i, rec["level"], wantLevel[i])
@@ -113,9 +116,7 @@ func webhookServer(t *testing.T, h http.Handler) string {
 func newWebhook(t *testing.T, u string, f notify.Format) *notify.Webhook {
 	t.Helper()
 	w, err := notify.NewWebhook(notify.WebhookOptions{URL: u, Format: f, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	return w
 }
 
@@ -132,9 +133,7 @@ func TestWebhookPayloads(t *testing.T) {
 			if w.String() != "webhook ("+string(f)+")" || w.Name() != "webhook" {
 				t.Fatalf("name %q, String %q", w.Name(), w.String())
 			}
-			if err := w.Send(t.Context(), sample()); err != nil {
-				t.Fatal(err)
-			}
+			must(t, w.Send(t.Context(), sample()))
 			var bodies []json.RawMessage
 			for _, r := range rec.Requests() {
 				if ct := r.Header.Get("Content-Type"); ct != "application/json" {
@@ -167,9 +166,7 @@ func TestWebhookGenericSplitsLargeBatches(t *testing.T) {
 	for i := range notify.MaxBatch + 3 {
 		many = append(many, notice(fmt.Sprint("n", i), alert.Raised, alert.Info, alert.Approved))
 	}
-	if err := w.Send(t.Context(), many); err != nil {
-		t.Fatal(err)
-	}
+	must(t, w.Send(t.Context(), many))
 	if len(rec.Requests()) != 2 || len(rec.Notices()) != notify.MaxBatch+3 {
 		t.Fatalf("%d requests, %d notices", len(rec.Requests()), len(rec.Notices()))
 	}
@@ -324,9 +321,7 @@ func TestPartialDeliveryAndUndelivered(t *testing.T) {
 
 	// Retry sends only what is left.
 	rec.FailNext(0, http.StatusServiceUnavailable)
-	if err := fastRetry(w).Send(t.Context(), sample()[:3]); err != nil {
-		t.Fatal(err)
-	}
+	must(t, fastRetry(w).Send(t.Context(), sample()[:3]))
 	if got := len(rec.Requests()); got != 1+3 {
 		t.Fatalf("%d requests, want 4 (1 + 3 without duplicates)", got)
 	}

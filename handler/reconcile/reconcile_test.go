@@ -90,9 +90,7 @@ func TestWebhookDownDeliversOnALaterReconcile(t *testing.T) {
 	r.hook.SetStatus(503)
 	r.arm.SetKeyEnabled(kv, keyName, r.keyVer, false)
 	g := r.guard(options{})
-	if _, err := g.Project(t.Context(), project, nil); err != nil {
-		t.Fatal(err)
-	}
+	r.project(g)
 	if r.noticeCount(alert.KeyDisabled, alert.Raised) != 0 || !strings.Contains(r.logs(), `"kind":"key-disabled"`) {
 		t.Fatal("delivered while the webhook was down, or not logged")
 	}
@@ -102,9 +100,7 @@ func TestWebhookDownDeliversOnALaterReconcile(t *testing.T) {
 		t.Fatalf("nothing pending for the webhook: %+v", r.doc("").Pending)
 	}
 	r.hook.SetStatus(0)
-	if _, err := g.Project(t.Context(), project, nil); err != nil {
-		t.Fatal(err)
-	}
+	r.project(g)
 	if r.noticeCount(alert.KeyDisabled, alert.Raised) != 1 || len(r.doc("").Pending) != 0 {
 		t.Fatalf("key-disabled not delivered once after recovery: %+v", r.hook.Notices())
 	}
@@ -114,9 +110,7 @@ func TestStorageDownStillApprovesAndLogs(t *testing.T) {
 	r := newRig(t)
 	own := azurite.Start(t)
 	store, err := state.NewBlob(t.Context(), state.BlobOptions{ConnectionString: own.ConnectionString, Container: "down"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	own.Stop()
 	r.arm.SetKeyEnabled(kv, keyName, r.keyVer, false)
 	g := r.guard(options{store: store})
@@ -133,12 +127,8 @@ func TestStorageDownStillApprovesAndLogs(t *testing.T) {
 	if !strings.Contains(r.logs(), `"kind":"key-disabled"`) || !strings.Contains(r.logs(), `"kind":"approved"`) {
 		t.Fatalf("log sink missed alerts with storage down:\n%s", r.logs())
 	}
-	if err := own.Restart(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := g.Project(t.Context(), project, nil); err != nil {
-		t.Fatal(err)
-	}
+	must(t, own.Restart())
+	r.project(g)
 	if r.noticeCount(alert.KeyDisabled, alert.Raised) != 1 || r.noticeCount(alert.Approved, alert.AuditEvent) != 1 {
 		t.Fatalf("key-disabled and approved not delivered once after storage came back: %+v", r.hook.Notices())
 	}
@@ -150,14 +140,8 @@ func TestForbiddenApprovalMakesTheGuardBlind(t *testing.T) {
 	r := newRig(t)
 	r.arm.Deny(vault.ActionConnectionsWrite)
 	g := r.guard(options{})
-	run := func() {
-		for range 2 {
-			if _, err := g.Project(t.Context(), project, nil); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	run()
+	r.project(g)
+	r.project(g)
 	i := slices.IndexFunc(r.hook.Notices(), func(n alert.Notice) bool {
 		return n.Alert.Kind == alert.GuardBlind && slices.Contains(strings.Split(n.Alert.Details["reads"], ","), string(reconcile.SourceApprove))
 	})
@@ -168,7 +152,8 @@ func TestForbiddenApprovalMakesTheGuardBlind(t *testing.T) {
 		t.Fatalf("guard-blind does not name %s: %+v", vault.ActionConnectionsWrite, a)
 	}
 	r.arm.Allow(vault.ActionConnectionsWrite)
-	run()
+	r.project(g)
+	r.project(g)
 	if c, _ := r.arm.Connection(kv, peConn); c.Status != vault.StatusApproved || r.noticeCount(alert.GuardBlind, alert.Resolved) != 1 {
 		t.Fatalf("after the grant: connection %s, notices %+v", c.Status, r.hook.Notices())
 	}

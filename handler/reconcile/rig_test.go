@@ -84,17 +84,13 @@ func newRig(t testing.TB) *rig {
 	r := &rig{Sims: s, t: t, atlas: s.Atlas, arm: s.ARM, hook: notifytest.NewWebhookRecorder()}
 	r.keyVer, r.endpt = r.addProject(project, kv, peConn)
 	vc, err := s.VaultClient(policy.RetryOptions{MaxRetries: 2, RetryDelay: 5 * time.Millisecond, MaxRetryDelay: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	r.azure = func(string) (reconcile.Azure, error) { return vc, nil }
 	if r.ac, err = s.AtlasClient(atlas.Options{MaxRetryWait: 50 * time.Millisecond, MaxAttempts: 2}); err != nil {
 		t.Fatal(err)
 	}
 	r.store, err = state.NewBlob(t.Context(), state.BlobOptions{ConnectionString: blobConn, Container: "t" + simtest.RandHex(8)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	srv := httptest.NewServer(r.hook)
 	t.Cleanup(srv.Close)
 	r.hookURL = srv.URL + "/hook"
@@ -110,9 +106,7 @@ func (r *rig) addProject(id string, v resource.ID, conn string) (keyVer, endpoin
 	if err == nil {
 		endpoint, err = r.AddEndpoint(id, v, "US_EAST_2", conn, atlas.StatusPendingAcceptance, vault.StatusPending)
 	}
-	if err != nil {
-		r.t.Fatal(err)
-	}
+	must(r.t, err)
 	return keyVer, endpoint
 }
 
@@ -133,18 +127,14 @@ func (r *rig) guard(o options) *reconcile.Reconciler {
 		o.projects = []string{project}
 	}
 	wh, err := notify.NewWebhook(notify.WebhookOptions{URL: r.hookURL, Format: notify.FormatGeneric})
-	if err != nil {
-		r.t.Fatal(err)
-	}
+	must(r.t, err)
 	g, err := reconcile.New(reconcile.Options{
 		Projects: o.projects, Atlas: cmp.Or(o.atlas, reconcile.Atlas(r.ac)), Azure: r.azure, Store: cmp.Or(o.store, r.store), Timeout: o.timeout,
 		Log: notify.NewLog(logging.New(lockedWriter{r}, slog.LevelInfo)), Sinks: []reconcile.Sink{wh},
 		Policy: plan.Policy{Mode: cmp.Or(o.mode, plan.ModeEnforce), RenotifyAfter: time.Hour}, Instance: o.instance, Now: o.now,
 		Logger: logging.New(lockedWriter{r}, slog.LevelInfo),
 	})
-	if err != nil {
-		r.t.Fatal(err)
-	}
+	must(r.t, err)
 	return g
 }
 
@@ -160,6 +150,21 @@ func (r *rig) logs() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.log.String()
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// project reconciles the rig's project with g and fails the test on error.
+func (r *rig) project(g *reconcile.Reconciler) reconcile.Report {
+	r.t.Helper()
+	rep, err := g.Project(context.Background(), project, nil)
+	must(r.t, err)
+	return rep
 }
 
 // puts counts the approval PUTs ARM received.

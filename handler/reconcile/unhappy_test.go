@@ -86,9 +86,7 @@ func (panickyAtlas) Clusters(context.Context, string) ([]atlas.Cluster, error) {
 func TestPanicInAReadIsAFailedRead(t *testing.T) {
 	r := newRig(t)
 	rep, err := r.guard(options{atlas: panickyAtlas{r.ac}}).Project(t.Context(), project, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	if !slices.Contains(rep.Blind, "atlas:clusters") || r.puts() != 1 || r.noticeCount(alert.GuardBlind, alert.Raised) == 0 {
 		t.Fatalf("report %+v, %d approvals, notices %+v", rep, r.puts(), r.hook.Notices())
 	}
@@ -103,9 +101,7 @@ func (stuckAtlas) EncryptionAtRest(ctx context.Context, _ string) (atlas.Encrypt
 
 func TestEventReconcileHasTheTimersDeadline(t *testing.T) {
 	r := newRig(t)
-	if _, err := r.guard(options{}).Project(t.Context(), project, nil); err != nil { // the document records the vault
-		t.Fatal(err)
-	}
+	r.project(r.guard(options{})) // the document records the vault
 	g := r.guard(options{atlas: stuckAtlas{r.ac}, timeout: 100 * time.Millisecond})
 	done := make(chan error, 1)
 	go func() {
@@ -145,9 +141,7 @@ func TestNoticesOfOneFingerprintAreStampedInCausalOrder(t *testing.T) {
 	r := newRig(t)
 	ctx := t.Context()
 	r.arm.SetKeyEnabled(kv, keyName, r.keyVer, false)
-	if _, err := r.guard(options{}).Project(ctx, project, nil); err != nil {
-		t.Fatal(err)
-	}
+	r.project(r.guard(options{}))
 	r.arm.SetKeyEnabled(kv, keyName, r.keyVer, true)
 	key := reconcile.ProjectKey(project)
 	reraised := time.Now().Add(time.Hour).UTC()
@@ -168,9 +162,7 @@ func TestNoticesOfOneFingerprintAreStampedInCausalOrder(t *testing.T) {
 	}}
 	g := r.guard(options{store: st})
 	for range 2 {
-		if _, err := g.Project(ctx, project, nil); err != nil {
-			t.Fatal(err)
-		}
+		r.project(g)
 	}
 	resolved := 0
 	for _, n := range r.hook.Notices() {
@@ -203,9 +195,7 @@ func TestRejectBetweenReadAndWriteIsNotOverridden(t *testing.T) {
 		t.Fatalf("connection is %s, want Rejected", c.Status)
 	}
 	r.arm.BeforePut(nil)
-	if _, err := g.Project(t.Context(), project, nil); err != nil {
-		t.Fatal(err)
-	}
+	r.project(g)
 	if r.puts() != 1 || r.noticeCount(alert.GuardBlind, alert.Raised) != 0 {
 		t.Fatalf("%d PUTs, notices %+v", r.puts(), r.hook.Notices())
 	}
@@ -251,9 +241,7 @@ func TestPendingForUnconfiguredSinksIsDropped(t *testing.T) {
 	if _, err := r.store.Put(t.Context(), reconcile.ProjectKey(project), []byte(old), "", nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.guard(options{}).Project(t.Context(), project, nil); err != nil {
-		t.Fatal(err)
-	}
+	r.project(r.guard(options{}))
 	if doc := r.doc(""); len(doc.Pending) != 0 {
 		t.Fatalf("pending after the reconcile: %+v", doc.Pending)
 	}

@@ -18,9 +18,7 @@ func TestBlobStorageDownThenBack(t *testing.T) {
 	az := azurite.Start(t) // own instance: this test stops it
 	ctx := t.Context()
 	b, err := state.NewBlob(ctx, state.BlobOptions{ConnectionString: az.ConnectionString})
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	if _, err := update(ctx, b, "projects/p1", func(c *counter) error { c.N++; return nil }); err != nil {
 		t.Fatal(err)
 	}
@@ -48,9 +46,7 @@ func TestBlobStorageDownThenBack(t *testing.T) {
 		t.Fatalf("list with storage down: %v", err)
 	}
 
-	if err := az.Restart(); err != nil {
-		t.Fatal(err)
-	}
+	must(t, az.Restart())
 	got, err := update(ctx, b, "projects/p1", func(c *counter) error { c.N++; return nil })
 	if err != nil || got.N != 2 {
 		t.Fatalf("after restart: %+v, %v; want N=2 (data kept)", got, err)
@@ -75,9 +71,7 @@ func TestBlobOptionsAndPermanentErrors(t *testing.T) {
 	opts := &azblob.ClientOptions{}
 	opts.Retry = policy.RetryOptions{MaxRetries: -1}
 	b, err := state.NewBlob(t.Context(), state.BlobOptions{ConnectionString: az.ConnectionString, Container: fmt.Sprintf("injected-options-%d", containerN.Add(1)), ClientOptions: opts})
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	if _, err := b.Put(t.Context(), "k", []byte(`{}`), "", nil); err != nil {
 		t.Fatal(err)
 	}

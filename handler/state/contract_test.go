@@ -48,9 +48,7 @@ func newBlob(t testing.TB) *state.Blob {
 	az := sharedAzurite(t)
 	name := fmt.Sprintf("test-%d-%d", os.Getpid(), containerN.Add(1))
 	b, err := state.NewBlob(t.Context(), state.BlobOptions{ConnectionString: az.ConnectionString, Container: name})
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	return b
 }
 
@@ -128,9 +126,7 @@ func TestArbitraryKeysAndList(t *testing.T) {
 			}
 		}
 		all, err := s.List(ctx, "")
-		if err != nil {
-			t.Fatal(err)
-		}
+		must(t, err)
 		want := slices.Sorted(slices.Values(keys))
 		if !slices.Equal(listed(all), want) {
 			t.Fatalf("List(\"\") = %q\nwant %q", listed(all), want)
@@ -255,6 +251,13 @@ func TestUpdateStartsWithTheCallersRead(t *testing.T) {
 			t.Fatalf("update from a stale read = %+v, %v after %d calls; want 11 after 2", got, err, calls)
 		}
 	})
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // update is state.Update without a first read and without the new Read.
