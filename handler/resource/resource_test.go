@@ -145,3 +145,15 @@ func TestEqualIsASCIIOnly(t *testing.T) {
 		t.Fatalf("a Unicode look-alike must not equal %v", a)
 	}
 }
+
+func TestParseEndpoint(t *testing.T) {
+	for raw, want := range map[string]string{
+		"https://x.example/p?sig=s": "", "http://127.0.0.1:1/x": "", "http://localhost/x": "", "http://[::1]:1/x": "",
+		"http://x.example/p": "must be https", "ftp://x/p": "not an absolute", "/relative": "not an absolute",
+	} {
+		_, err := resource.ParseEndpoint(raw)
+		if (want == "") != (err == nil) || err != nil && (!strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "x.example")) {
+			t.Errorf("%s: %v, want %q", raw, err, want)
+		}
+	}
+}
