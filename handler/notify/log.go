@@ -65,11 +65,5 @@ func level(n alert.Notice) slog.Level {
 	if n.Action == alert.Resolved {
 		return slog.LevelInfo
 	}
-	switch n.Alert.Severity {
-	case alert.Critical:
-		return slog.LevelError
-	case alert.Warning:
-		return slog.LevelWarn
-	}
-	return slog.LevelInfo
+	return map[alert.Severity]slog.Level{alert.Critical: slog.LevelError, alert.Warning: slog.LevelWarn}[n.Alert.Severity] // else Info
 }

@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -59,12 +60,9 @@ func facts(n alert.Notice) []fact {
 // the shape accepted by Teams Workflows ("post to a channel when a webhook
 // request is received") and by incoming-webhook connectors.
 func TeamsMessage(n alert.Notice) map[string]any {
-	color := map[alert.Severity]string{alert.Critical: "Attention", alert.Warning: "Warning", alert.Info: "Accent"}[n.Alert.Severity]
+	color := cmp.Or(map[alert.Severity]string{alert.Critical: "Attention", alert.Warning: "Warning", alert.Info: "Accent"}[n.Alert.Severity], "Default")
 	if n.Action == alert.Resolved {
 		color = "Good"
-	}
-	if color == "" {
-		color = "Default"
 	}
 	var fs []map[string]string
 	for _, f := range facts(n) {

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,10 +44,7 @@ type BlobOptions struct {
 
 // String describes the options without secrets.
 func (o BlobOptions) String() string {
-	c := o.Container
-	if c == "" {
-		c = DefaultContainer
-	}
+	c := cmp.Or(o.Container, DefaultContainer)
 	switch {
 	case o.ConnectionString != "":
 		ep := "account " + connValue(o.ConnectionString, "AccountName")
@@ -85,10 +83,7 @@ func (o BlobOptions) LogValue() slog.Value { return slog.StringValue(o.String())
 // AzureWebJobsStorage__clientId. Errors name the setting, never its value.
 func ParseAzureWebJobsStorage(env func(string) string) (BlobOptions, error) {
 	var o BlobOptions
-	o.Container = strings.TrimSpace(env("GUARD_STATE_CONTAINER"))
-	if o.Container == "" {
-		o.Container = DefaultContainer
-	}
+	o.Container = cmp.Or(strings.TrimSpace(env("GUARD_STATE_CONTAINER")), DefaultContainer)
 	if err := validContainerName(o.Container); err != nil {
 		return BlobOptions{}, fmt.Errorf("GUARD_STATE_CONTAINER: %w", err)
 	}

@@ -1,6 +1,8 @@
 package state
 
 import (
+	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -11,42 +13,35 @@ import (
 // characters that need URL escaping, so no key can collide with another,
 // create virtual directories or end in a dot.
 
-const hexDigits = "0123456789ABCDEF"
-
 func encodeKey(key string) string {
 	var b strings.Builder
-	b.Grow(len(key))
 	for i := 0; i < len(key); i++ {
-		c := key[i]
-		if c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' {
+		if c := key[i]; c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' {
 			b.WriteByte(c)
-			continue
+		} else {
+			fmt.Fprintf(&b, "~%02X", c)
 		}
-		b.WriteByte('~')
-		b.WriteByte(hexDigits[c>>4])
-		b.WriteByte(hexDigits[c&15])
 	}
 	return b.String()
 }
 
-// decodeKey reverses encodeKey; ok is false for names it did not produce.
+// decodeKey reverses encodeKey; ok is false for names it could not have
+// produced (List also drops names that do not encode back to themselves).
 func decodeKey(name string) (string, bool) {
 	var b strings.Builder
-	b.Grow(len(name))
 	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if c != '~' {
-			b.WriteByte(c)
+		if name[i] != '~' {
+			b.WriteByte(name[i])
 			continue
 		}
-		if i+2 >= len(name) {
+		if i+3 > len(name) {
 			return "", false
 		}
-		hi, lo := strings.IndexByte(hexDigits, name[i+1]), strings.IndexByte(hexDigits, name[i+2])
-		if hi < 0 || lo < 0 {
+		v, err := strconv.ParseUint(name[i+1:i+3], 16, 8)
+		if err != nil {
 			return "", false
 		}
-		b.WriteByte(byte(hi<<4 | lo))
+		b.WriteByte(byte(v))
 		i += 2
 	}
 	return b.String(), true
