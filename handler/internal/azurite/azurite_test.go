@@ -3,7 +3,7 @@
 package azurite_test
 
 import (
-	"net/http"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -11,64 +11,39 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/internal/azurite"
 )
 
-func get(t *testing.T, url string) error {
-	t.Helper()
-	resp, err := http.Get(url + "?comp=list")
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	return nil
-}
-
-func TestStartStopRestart(t *testing.T) {
-	az := azurite.Start(t)
-	if az.Port == 0 || az.BlobURL == "" {
-		t.Fatalf("no port: %+v", az)
-	}
-	if err := get(t, az.BlobURL); err != nil {
-		t.Fatalf("running instance: %v", err)
-	}
-	az.Stop()
-	if az.Running() {
-		t.Fatal("still running after Stop")
-	}
-	if err := get(t, az.BlobURL); err == nil {
-		t.Fatal("stopped instance still answers")
-	}
-	port := az.Port
-	if err := az.Restart(); err != nil {
-		t.Fatal(err)
-	}
-	if az.Port != port {
-		t.Fatalf("restart moved the port: %d -> %d", port, az.Port)
-	}
-	if err := get(t, az.BlobURL); err != nil {
-		t.Fatalf("restarted instance: %v", err)
-	}
-}
-
-func TestStartProcessLeavesNoOrphan(t *testing.T) {
+// Stop ends the process; Restart brings the same service back (same port,
+// same data); Close leaves no process and no workspace behind.
+func TestLifecycle(t *testing.T) {
 	az, err := azurite.StartProcess(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer az.Close()
+	alive := func(pid int) bool { return pid != 0 && syscall.Kill(pid, 0) == nil }
 	pid := az.PID()
+	if !alive(pid) {
+		t.Fatal("not running")
+	}
+	az.Stop()
+	if az.PID() != 0 || alive(pid) {
+		t.Fatalf("process %d still there after Stop", pid)
+	}
+	conn := az.ConnectionString
+	if err := az.Restart(); err != nil || az.ConnectionString != conn || !alive(az.PID()) {
+		t.Fatalf("restart: %v; %q, was %q", err, az.ConnectionString, conn)
+	}
+	pid = az.PID()
 	if err := az.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Kill(-pid, 0); err == nil {
-		t.Fatalf("process group %d still alive after Close", pid)
+	if _, err := os.Stat(az.Dir); !os.IsNotExist(err) || alive(pid) {
+		t.Errorf("after Close: workspace %v, process %d", err, pid)
 	}
 }
 
 func TestMissingBinaryIsAnError(t *testing.T) {
-	t.Setenv(azurite.EnvBin, "/nonexistent/azurite-blob")
-	_, err := azurite.FindBinary()
-	if err == nil {
-		t.Fatal("want an error")
-	}
-	if want := "make test"; !strings.Contains(err.Error(), want) {
-		t.Fatalf("error %q does not say %q", err, want)
+	t.Setenv("AZURITE_BIN", "/nonexistent/azurite-blob")
+	if _, err := azurite.StartProcess(t.Context()); err == nil || !strings.Contains(err.Error(), "make test") {
+		t.Fatalf("error %v does not say `make test`", err)
 	}
 }

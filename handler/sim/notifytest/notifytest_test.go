@@ -1,93 +1,90 @@
 package notifytest_test
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
-	"time"
 
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/notifytest"
 )
 
-func TestWebhookRecorderWaitAndFaults(t *testing.T) {
-	rec := notifytest.NewWebhookRecorder()
-	srv := httptest.NewServer(rec)
-	t.Cleanup(srv.Close)
-	post := func(body string) int {
-		resp, err := http.Post(srv.URL+"/hook", "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+// post sends body to h and returns the status.
+func post(t *testing.T, h http.Handler, path, ct, key, body string) int {
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", ct)
+	if key != "" {
+		req.Header.Set("aeg-sas-key", key)
 	}
-	rec.FailNext(503)
-	if got := post(`{"source":"atlas-akv-guard","notices":[{"id":"a"}]}`); got != 503 {
-		t.Fatalf("FailNext: %d", got)
-	}
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_, err := rec.WaitNotices(ctx, 2)
-		done <- err
-	}()
-	post(`{"source":"atlas-akv-guard","notices":[{"id":"a"},{"id":"b"}]}`)
-	if err := <-done; err != nil {
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if got := post(`not json`); got != 400 {
-		t.Fatalf("bad body: %d", got)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestWebhookRecorder(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	rec := &notifytest.WebhookRecorder{OnNotice: func(n alert.Notice) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, n.ID)
+	}}
+	const js = "application/json"
+	rec.FailNext(503)
+	for _, c := range []struct {
+		ct, body string
+		want     int
+	}{
+		{js, `{"source":"atlas-akv-guard","notices":[{"id":"a"}]}`, 503},
+		{js, `{"source":"atlas-akv-guard","notices":[{"id":"a"},{"id":"b"}]}`, 200},
+		{js, `not json`, 400},
+		{"text/plain", `{}`, 415},
+		{js, `{"text":"slack"}`, 200},
+	} {
+		if got := post(t, rec, "/hook", c.ct, "", c.body); got != c.want {
+			t.Errorf("%s %s: %d, want %d", c.ct, c.body, got, c.want)
+		}
 	}
 	rec.SetStatus(500)
-	if got := post(`{}`); got != 500 {
-		t.Fatalf("SetStatus: %d", got)
+	if got := post(t, rec, "/hook", js, "", `{}`); got != 500 {
+		t.Errorf("SetStatus: %d", got)
 	}
-	rec.SetStatus(0)
-	if got := post(`{"text":"slack"}`); got != 200 || len(rec.Requests()) != 2 || len(rec.Notices()) != 2 {
-		t.Fatalf("status %d, %d requests, %d notices", got, len(rec.Requests()), len(rec.Notices()))
+	mu.Lock()
+	defer mu.Unlock()
+	if len(rec.Requests()) != 2 || len(rec.Notices()) != 2 || strings.Join(seen, ",") != "a,b" {
+		t.Errorf("%d requests, %d notices, seen %v", len(rec.Requests()), len(rec.Notices()), seen)
 	}
 }
 
-func TestTopicRecorderRejects(t *testing.T) {
+func TestTopicRecorder(t *testing.T) {
 	rec := notifytest.NewTopicRecorder("k", "")
-	srv := httptest.NewServer(rec)
-	t.Cleanup(srv.Close)
-	do := func(path, ct, key, body string) int {
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader(body))
-		req.Header.Set("Content-Type", ct)
-		if key != "" {
-			req.Header.Set("aeg-sas-key", key)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	const ce = "application/cloudevents-batch+json; charset=utf-8"
+	const ce, path = "application/cloudevents-batch+json; charset=utf-8", "/api/events?api-version=2018-01-01"
 	const ev = `[{"id":"1","source":"/s","type":"T","specversion":"1.0","data":{},"x1":"y"}]`
-	for _, tc := range []struct {
+	for _, c := range []struct {
 		path, ct, key, body string
 		want                int
 	}{
-		{"/api/events?api-version=2018-01-01", ce, "", ev, 401},
-		{"/api/events?api-version=2018-01-01", ce, "wrong", ev, 401},
+		{path, ce, "", ev, 401},
+		{path, ce, "wrong", ev, 401},
 		{"/other?api-version=2018-01-01", ce, "k", ev, 404},
 		{"/api/events", ce, "k", ev, 400},
-		{"/api/events?api-version=2018-01-01", "application/json", "k", ev, 400},
-		{"/api/events?api-version=2018-01-01", ce, "k", `[{"id":"1"}]`, 400},
-		{"/api/events?api-version=2018-01-01", ce, "k", ev, 200},
+		{path, "application/json", "k", ev, 400},
+		{path, ce, "k", `[{"id":"1"}]`, 400},
+		{path, ce, "k", `[` + strings.Repeat(" ", 1<<20) + `]`, 413},
+		{path, ce, "k", ev, 200},
 	} {
-		if got := do(tc.path, tc.ct, tc.key, tc.body); got != tc.want {
-			t.Errorf("%s %s key=%q: %d, want %d", tc.path, tc.ct, tc.key, got, tc.want)
+		if got := post(t, rec, c.path, c.ct, c.key, c.body); got != c.want {
+			t.Errorf("%s %s key=%q: %d, want %d", c.path, c.ct, c.key, got, c.want)
 		}
 	}
-	evs := rec.Events()
-	if len(evs) != 1 || evs[0].Extensions["x1"] != "y" {
+	if evs := rec.Events(); len(evs) != 1 || evs[0].Extensions["x1"] != "y" {
 		t.Fatalf("events %+v", evs)
 	}
 }

@@ -2,6 +2,7 @@ package world
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,7 +12,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"sort"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,31 +23,24 @@ import (
 
 // GuardOptions configure a handler process.
 type GuardOptions struct {
-	// Binary is the path of the built handler.
-	Binary string
-	// Name labels the process in the timeline and results; empty means
-	// "guard".
-	Name string
-	// Mode is GUARD_MODE; empty means enforce.
-	Mode string
-	// Env adds or overrides environment variables ("" removes one).
-	Env map[string]string
-	// Quiet keeps the guard's records out of the timeline.
-	Quiet bool
+	Binary string            // the built handler
+	Name   string            // its label in the timeline and results; empty means "guard"
+	Mode   string            // GUARD_MODE; empty means enforce
+	Env    map[string]string // adds or overrides environment variables ("" removes one)
+	Quiet  bool              // keeps its records out of the timeline
 }
 
 // Guard is one running handler process.
 type Guard struct {
-	w    *World
-	name string
-	url  string
-	cmd  *exec.Cmd
-	done chan struct{}
+	w       *World
+	name    string
+	url     string
+	cmd     *exec.Cmd
+	errFile string
+	done    chan struct{} // closed when the process has exited
 
 	mu      sync.Mutex
 	records []Record
-	stderr  strings.Builder
-	exit    int
 }
 
 // Record is one JSON log record of the handler.
@@ -56,47 +51,46 @@ func (r Record) Msg() string { return r.Str("msg") }
 
 // Str returns attribute key as a string ("" when absent).
 func (r Record) Str(key string) string {
-	switch v := r[key].(type) {
-	case string:
-		return v
-	case nil:
-		return ""
-	case float64:
-		return strconv.FormatFloat(v, 'f', -1, 64)
-	default:
+	if v, ok := r[key]; ok && v != nil {
 		return fmt.Sprint(v)
 	}
+	return ""
 }
 
-// Env returns the environment a guard process gets: exactly the settings
-// the handler reads, pointing at this world (TLS endpoints trusted through
+// Env returns the environment of a guard process: exactly the settings the
+// handler reads, pointing at this world (its TLS endpoints trusted through
 // SSL_CERT_FILE, the managed identity endpoint, Azurite), nothing inherited.
 func (w *World) Env(port int, mode string) map[string]string {
-	if mode == "" {
-		mode = "enforce"
-	}
 	return map[string]string{
 		"FUNCTIONS_CUSTOMHANDLER_PORT": strconv.Itoa(port),
-		"ATLAS_PROJECT_IDS":            strings.Join(w.ProjectIDs(), ","),
+		"ATLAS_PROJECT_IDS":            strings.Join(w.projectIDs(), ","),
 		"ATLAS_BASE_URL":               w.sims.AtlasURL,
 		"ATLAS_CLIENT_ID":              w.sims.AtlasClientID,
 		"ATLAS_CLIENT_SECRET":          w.sims.AtlasSecret,
 		"GUARD_ARM_ENDPOINT":           w.sims.ARMURL,
 		"IDENTITY_ENDPOINT":            w.sims.IdentityURL,
-		"IDENTITY_HEADER":              w.arm.IdentityHeader(),
-		"SSL_CERT_FILE":                w.caFile,
+		"IDENTITY_HEADER":              w.sims.ARM.IdentityHeader(),
+		"SSL_CERT_FILE":                filepath.Join(w.dir, "ca.pem"),
 		"AzureWebJobsStorage":          w.opts.StorageConnectionString,
-		"GUARD_STATE_CONTAINER":        w.opts.Container,
-		"GUARD_MODE":                   mode,
+		"GUARD_STATE_CONTAINER":        w.container,
+		"GUARD_MODE":                   cmp.Or(mode, "enforce"),
 		"GUARD_SCHEDULE":               "0 */1 * * * *",
 		"GUARD_STUCK_AFTER":            "30m",
 		"GUARD_RECONCILE_TIMEOUT":      "1m",
 		"GUARD_ALERT_WEBHOOK_URL":      w.hookURL,
 		"GUARD_ALERT_TOPIC_ENDPOINT":   w.topicURL,
-		"GUARD_ALERT_TOPIC_KEY":        w.topicKey,
+		"GUARD_ALERT_TOPIC_KEY":        w.topic.Key,
 		"GUARD_LOG_LEVEL":              "info",
 		"TMPDIR":                       os.TempDir(),
 	}
+}
+
+func (w *World) projectIDs() []string {
+	var ids []string
+	for _, p := range w.projects {
+		ids = append(ids, p.ID)
+	}
+	return ids
 }
 
 // StartGuard starts the handler binary as a separate process configured only
@@ -106,85 +100,58 @@ func (w *World) StartGuard(ctx context.Context, o GuardOptions) (*Guard, error) 
 	if w.opts.StorageConnectionString == "" {
 		return nil, errors.New("world: no storage connection string (Options.StorageConnectionString)")
 	}
-	if o.Name == "" {
-		o.Name = "guard"
-	}
-	port, err := freePort()
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // a free port for the guard
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("world: %w", err)
 	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
 	env := w.Env(port, o.Mode)
 	for k, v := range o.Env {
-		if v == "" {
-			delete(env, k)
-		} else {
-			env[k] = v
+		env[k] = v
+	}
+	g := &Guard{w: w, name: cmp.Or(o.Name, "guard"), url: "http://" + ln.Addr().String(), cmd: exec.Command(o.Binary, "serve"),
+		done: make(chan struct{})}
+	for k, v := range env {
+		if v != "" {
+			g.cmd.Env = append(g.cmd.Env, k+"="+v)
 		}
 	}
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	cmd := exec.Command(o.Binary, "serve")
-	for _, k := range keys {
-		cmd.Env = append(cmd.Env, k+"="+env[k])
-	}
-	g := &Guard{w: w, name: o.Name, url: "http://127.0.0.1:" + strconv.Itoa(port), cmd: cmd, done: make(chan struct{}), exit: -1}
-	stdout, err := cmd.StdoutPipe()
+	stderr, err := os.CreateTemp(w.dir, "stderr-*")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("world: %w", err)
 	}
-	cmd.Stderr = &lockedWriter{mu: &g.mu, b: &g.stderr}
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
+	defer stderr.Close()
+	g.errFile, g.cmd.Stderr = stderr.Name(), stderr
+	stdout, err := g.cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("world: %w", err)
+	}
+	if err := g.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("world: start %s: %w", o.Binary, err)
 	}
-	read := make(chan struct{})
 	go func() {
-		defer close(read)
 		g.read(stdout, o.Quiet)
-	}()
-	go func() {
-		<-read
-		err := cmd.Wait()
-		g.mu.Lock()
-		g.exit = cmd.ProcessState.ExitCode()
-		g.mu.Unlock()
-		if err != nil && g.exit < 0 {
-			g.mu.Lock()
-			fmt.Fprintf(&g.stderr, "\nwait: %v", err)
-			g.mu.Unlock()
-		}
+		g.cmd.Wait()
 		close(g.done)
 	}()
 	if err := g.waitReady(ctx); err != nil {
 		g.kill()
-		return nil, fmt.Errorf("world: %s did not become ready: %w; stderr: %s", o.Name, err, g.Stderr())
+		return nil, fmt.Errorf("world: %s did not become ready: %w; stderr: %s", g.name, err, g.Stderr())
 	}
 	w.mu.Lock()
 	w.guards = append(w.guards, g)
 	w.mu.Unlock()
-	w.Logf(SourceWorld, "%s started (pid %d, mode %s)", o.Name, cmd.Process.Pid, env["GUARD_MODE"])
+	w.Logf(SourceWorld, "%s started (pid %d, mode %s)", g.name, g.PID(), env["GUARD_MODE"])
 	return g, nil
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("world: free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (g *Guard) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	c := &http.Client{Timeout: time.Second}
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, g.url+"/", nil)
-		if resp, err := c.Do(req); err == nil {
+		if resp, err := (&http.Client{Timeout: time.Second}).Do(req); err == nil {
 			resp.Body.Close()
 			return nil
 		}
@@ -198,10 +165,15 @@ func (g *Guard) waitReady(ctx context.Context) error {
 	}
 }
 
-// read parses the handler's JSON log lines.
+// read keeps the handler's JSON log records and puts the notable ones in
+// the timeline.
 func (g *Guard) read(r io.Reader, quiet bool) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
+	prefix := ""
+	if g.name != "guard" {
+		prefix = "[" + g.name + "] "
+	}
 	for sc.Scan() {
 		var rec Record
 		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
@@ -210,49 +182,35 @@ func (g *Guard) read(r io.Reader, quiet bool) {
 		g.mu.Lock()
 		g.records = append(g.records, rec)
 		g.mu.Unlock()
-		if !quiet {
-			if line := describe(rec); line != "" {
-				g.w.Logf(SourceGuard, "%s%s", g.prefix(), line)
-			}
+		if line := describe(rec); line != "" && !quiet {
+			g.w.Logf(SourceGuard, "%s%s", prefix, line)
 		}
 	}
 }
 
-func (g *Guard) prefix() string {
-	if g.name == "guard" {
-		return ""
-	}
-	return "[" + g.name + "] "
-}
-
 // describe turns the records worth a timeline line into one. Approvals and
-// notices are not among them: the ARM write and the webhook line show each
-// once.
+// notices are not among them: the ARM write and the webhook line show each.
 func describe(r Record) string {
 	switch msg := r.Msg(); {
-	case strings.HasPrefix(msg, "alert "):
-		return ""
 	case msg == "approval failed":
 		return "approval of " + Short(r.Str("connection")) + " failed: " + r.Str("error")
-	case msg == "invocation failed; the platform will retry", msg == "invocation failed":
-		return r.Str("function") + " failed: " + truncate(r.Str("error"), 160)
+	case strings.HasPrefix(msg, "invocation failed"):
+		return r.Str("function") + " failed: " + truncate(r.Str("error"))
 	case msg == "listening":
 		return "listening on " + r.Str("addr") + " (mode " + r.Str("mode") + ")"
 	case msg == "stopped":
 		return "stopped cleanly"
-	case msg == "reconciled" && r.Str("approved") == "0" && r.Str("notices") == "0":
-		return ""
-	case r.Str("level") == "ERROR":
-		return "error: " + msg + " " + truncate(r.Str("error"), 160)
+	case r.Str("level") == "ERROR" && !strings.HasPrefix(msg, "alert "):
+		return "error: " + msg + " " + truncate(r.Str("error"))
 	}
 	return ""
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
+func truncate(s string) string {
+	if len(s) <= 160 {
 		return s
 	}
-	return s[:n] + "…"
+	return s[:160] + "…"
 }
 
 // Name returns the guard's label.
@@ -268,36 +226,31 @@ func (g *Guard) PID() int { return g.cmd.Process.Pid }
 func (g *Guard) Records() []Record {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return append([]Record(nil), g.records...)
+	return slices.Clone(g.records)
 }
 
-// Find returns the records whose message is msg and whose attributes
-// include every key/value pair in kv (key, value, key, value, …).
+// Find returns the records with message msg whose attributes include every
+// pair in kv (key, value, key, value, …).
 func (g *Guard) Find(msg string, kv ...string) []Record {
-	var out []Record
-	for _, r := range g.Records() {
-		if r.Msg() != msg {
-			continue
-		}
-		ok := true
+	return slices.DeleteFunc(g.Records(), func(r Record) bool {
 		for i := 0; i+1 < len(kv); i += 2 {
 			if r.Str(kv[i]) != kv[i+1] {
-				ok = false
-				break
+				return true
 			}
 		}
-		if ok {
-			out = append(out, r)
-		}
-	}
-	return out
+		return r.Msg() != msg
+	})
 }
 
-// Stderr returns what the process wrote to stderr.
+// Stderr returns what the process wrote to stderr (the first MB).
 func (g *Guard) Stderr() string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.stderr.String()
+	f, err := os.Open(g.errFile)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(io.LimitReader(f, 1<<20))
+	return string(b)
 }
 
 // Done is closed when the process has exited.
@@ -306,9 +259,12 @@ func (g *Guard) Done() <-chan struct{} { return g.done }
 // ExitCode returns the exit status, or -1 while running (or when killed by
 // a signal).
 func (g *Guard) ExitCode() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.exit
+	select {
+	case <-g.done:
+		return g.cmd.ProcessState.ExitCode()
+	default:
+		return -1
+	}
 }
 
 // Signal sends sig to the process without waiting; Stop detaches and waits.
@@ -319,23 +275,14 @@ func (g *Guard) Signal(sig os.Signal) error { return g.cmd.Process.Signal(sig) }
 // it when ctx ends first. It returns the exit status.
 func (g *Guard) Stop(ctx context.Context) (int, error) {
 	g.detach()
-	select {
-	case <-g.done:
-		return g.ExitCode(), nil
-	default:
-	}
-	if err := g.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return -1, err
-	}
-	select {
-	case <-g.done:
-		code := g.ExitCode()
-		g.w.Logf(SourceWorld, "%s exited with status %d", g.name, code)
-		return code, nil
-	case <-ctx.Done():
+	_ = g.Signal(syscall.SIGTERM)
+	code, err := g.Wait(ctx)
+	if err != nil {
 		g.kill()
-		return -1, fmt.Errorf("world: %s did not stop after SIGTERM: %w", g.name, ctx.Err())
+		return -1, fmt.Errorf("world: %s did not stop after SIGTERM: %w", g.name, err)
 	}
+	g.w.Logf(SourceWorld, "%s exited with status %d", g.name, code)
+	return code, nil
 }
 
 // Wait waits for the process to exit (after Signal) and detaches it.
@@ -352,12 +299,7 @@ func (g *Guard) Wait(ctx context.Context) (int, error) {
 func (g *Guard) detach() {
 	g.w.mu.Lock()
 	defer g.w.mu.Unlock()
-	for i, x := range g.w.guards {
-		if x == g {
-			g.w.guards = append(g.w.guards[:i], g.w.guards[i+1:]...)
-			return
-		}
-	}
+	g.w.guards = slices.DeleteFunc(slices.Clone(g.w.guards), func(x *Guard) bool { return x == g })
 }
 
 func (g *Guard) kill() {
@@ -367,18 +309,4 @@ func (g *Guard) kill() {
 	case <-g.done:
 	case <-time.After(10 * time.Second):
 	}
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *strings.Builder
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.b.Len() < 1<<20 {
-		l.b.Write(p)
-	}
-	return len(p), nil
 }
