@@ -1,13 +1,13 @@
 // Command demo plays atlas-akv-guard's story against the simulated world
-// (package world) with no cloud account: it starts Azurite, the Atlas and ARM
-// simulators, the managed identity endpoint and the alert receivers, runs the
-// real handler binary as a separate process configured only through its
-// environment, and prints a timeline and whether every expectation held.
+// (package world), no cloud account needed: Azurite, the Atlas and ARM
+// simulators, managed identity and alert receivers, and the real handler
+// binary as a separate process configured only through its environment. It
+// prints a timeline and whether every expectation held.
 //
-//	go run ./handler/demo -handler bin/handler-local
+//	go run ./handler/demo -handler bin/handler-local   # what `make demo` runs
 //
-// `make demo` builds the handler and runs it. Exit status 0 when every
-// expectation held, 1 otherwise, 2 when the demo could not run.
+// Exit status 0 when every expectation held, 1 otherwise, 2 when the demo
+// could not run.
 package main
 
 import (
@@ -30,14 +30,9 @@ import (
 )
 
 func main() {
-	bin := flag.String("handler", "bin/handler-local", "path of the handler binary built for this machine")
+	bin := flag.String("handler", "bin/handler-local", "the handler binary built for this machine")
 	minute := flag.Duration("minute", 200*time.Millisecond, "real duration of one world minute")
 	quiet := flag.Bool("quiet", false, "print only the scenes, expectations and the verdict")
-	flag.Usage = func() {
-		fmt.Fprintln(flag.CommandLine.Output(), "usage: demo [-handler FILE] [-minute D] [-quiet]")
-		flag.PrintDefaults()
-		fmt.Fprintln(flag.CommandLine.Output(), "exit status: 0 every expectation held, 1 one did not, 2 the demo could not run")
-	}
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -45,15 +40,13 @@ func main() {
 }
 
 type demo struct {
-	ctx  context.Context
-	out  io.Writer
-	w    *world.World
-	p    *world.Project
-	g    *world.Guard
-	bin  string
-	mu   sync.Mutex
-	held int
-	all  int
+	ctx       context.Context
+	out       io.Writer
+	w         *world.World
+	p         *world.Project
+	g         *world.Guard
+	bin       string
+	held, all int
 }
 
 func run(ctx context.Context, bin string, minute time.Duration, quiet bool, out io.Writer) int {
@@ -70,94 +63,83 @@ func run(ctx context.Context, bin string, minute time.Duration, quiet bool, out 
 		return 2
 	}
 	defer az.Close()
-
-	d := &demo{ctx: ctx, out: out, bin: bin}
-	var printMu sync.Mutex
-	w, err := world.New(world.Options{
-		Minute:                  minute,
-		StorageConnectionString: az.ConnectionString,
-		Timeline: func(e world.Entry) {
-			if quiet {
-				return
-			}
-			printMu.Lock()
-			defer printMu.Unlock()
+	var mu sync.Mutex
+	w, err := world.New(world.Options{Minute: minute, StorageConnectionString: az.ConnectionString, Timeline: func(e world.Entry) {
+		if !quiet {
+			mu.Lock()
+			defer mu.Unlock()
 			fmt.Fprintln(out, "  "+e.String())
-		},
-	})
+		}
+	}})
 	if err != nil {
 		fmt.Fprintln(out, "demo:", err)
 		return 2
 	}
 	defer w.Close()
-	d.w, d.p = w, w.Project(0)
+	d := &demo{ctx: ctx, out: out, w: w, p: w.Project(0), bin: bin}
 	fmt.Fprintf(out, "demo: world ready: Atlas project %s, vault %s, clusters %s (+ %s without EAR)\n",
 		d.p.ID, d.p.Vault.Name, strings.Join(d.p.Clusters, ", "), d.p.Plain)
 	fmt.Fprintf(out, "demo: timeline columns: real seconds since start, world time (1 world minute = %s), source, what happened\n", minute)
-
 	start := time.Now()
 	if err := d.story(); err != nil {
 		fmt.Fprintln(out, "demo: stopped early:", err)
 	}
-	verdict := fmt.Sprintf("demo: %d/%d expectations held (%.1fs)", d.held, d.all, time.Since(start).Seconds())
-	fmt.Fprintln(out, verdict)
+	fmt.Fprintf(out, "demo: %d/%d expectations held (%.1fs)\n", d.held, d.all, time.Since(start).Seconds())
 	if d.held != d.all || d.all == 0 {
 		return 1
 	}
-	fmt.Fprint(out, `
-next: explore this world yourself with `+"`make sandbox`"+`: it keeps the simulators and the handler
-running, prints the Status page URL and the `+"`handler check`"+` command that reports on it, and lets
-you reject connections, disable the key or add a stranger's endpoint while you watch
-(README "Sandbox"). Against your real Atlas and Azure, `+"`handler check`"+` is the first step
-(README "Deploying to Azure", first run).
-`)
+	fmt.Fprintln(out, "\nnext: `make sandbox` keeps this world running for you to explore (README \"Sandbox\");\n"+
+		"against your real Atlas and Azure, `handler check` is the first step (README \"Deploying to Azure\").")
 	return 0
 }
 
 // expect records and prints one expectation.
-func (d *demo) expect(what string, ok bool, detail string) bool {
-	d.mu.Lock()
+func (d *demo) expect(what string, ok bool, detail string) {
 	d.all++
+	mark := "[ok]  "
 	if ok {
 		d.held++
-	}
-	d.mu.Unlock()
-	mark := "[ok]  "
-	if !ok {
+	} else {
 		mark = "[FAIL]"
 	}
-	line := fmt.Sprintf("  %s %s", mark, what)
 	if detail != "" {
-		line += " — " + detail
+		what += " — " + detail
 	}
-	fmt.Fprintln(d.out, line)
-	return ok
+	fmt.Fprintf(d.out, "  %s %s\n", mark, what)
 }
 
-func (d *demo) scene(title string) {
-	fmt.Fprintf(d.out, "\n== %s\n", title)
-}
+func (d *demo) scene(title string) { fmt.Fprintf(d.out, "\n== %s\n", title) }
 
-// within returns a context for one wait: world minutes, as real time.
+// within returns a context for a wait of so many world minutes.
 func (d *demo) within(worldMinutes int) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(d.ctx, d.w.Real(time.Duration(worldMinutes)*time.Minute)+5*time.Second)
 }
 
-func (d *demo) waitCond(worldMinutes int, what string, cond func() bool) error {
+func (d *demo) waitFor(worldMinutes int, what string, cond func() bool) error {
 	ctx, cancel := d.within(worldMinutes)
 	defer cancel()
 	return d.w.WaitFor(ctx, what, cond)
 }
 
-func (d *demo) startGuard(mode string) error {
+// notice waits up to so many world minutes for n notices of kind with
+// action for the project.
+func (d *demo) notice(worldMinutes int, kind alert.Kind, action alert.Action, n int) ([]alert.Notice, error) {
+	ctx, cancel := d.within(worldMinutes)
+	defer cancel()
+	return d.w.WaitNotice(ctx, d.p, kind, action, n)
+}
+
+// ticks waits until the guard finished three more reconciles.
+func (d *demo) ticks() {
+	base := len(d.g.Find("reconciled"))
+	d.waitFor(5, "three reconciles", func() bool { return len(d.g.Find("reconciled")) >= base+3 })
+}
+
+func (d *demo) startGuard(mode string) (err error) {
 	ctx, cancel := context.WithTimeout(d.ctx, 30*time.Second)
 	defer cancel()
-	g, err := d.w.StartGuard(ctx, world.GuardOptions{Binary: d.bin, Mode: mode})
-	if err != nil {
-		return err
-	}
-	d.g = g
-	return nil
+	d.g, err = d.w.StartGuard(ctx, world.GuardOptions{Binary: d.bin, Mode: mode})
+	return err
 }
 
 func (d *demo) stopGuard() {
@@ -167,18 +149,25 @@ func (d *demo) stopGuard() {
 	d.expect("the handler stops cleanly on SIGTERM", err == nil && code == 0, fmt.Sprintf("exit status %d", code))
 }
 
+// newConn returns an Atlas connection of p not in old with one of statuses.
+func (d *demo) newConn(old []string, statuses ...string) string {
+	for _, n := range d.w.AtlasConnections(d.p, statuses...) {
+		if !slices.Contains(old, n) {
+			return n
+		}
+	}
+	return ""
+}
+
 func (d *demo) story() error {
 	w, p := d.w, d.p
 	if err := d.startGuard("enforce"); err != nil {
 		return err
 	}
 
-	// 1. First setup.
 	d.scene("1. Atlas sets up private networking: its endpoints ask for access to the vault")
 	names := w.EnablePrivateNetworking(p)
-	err := d.waitCond(10, "Atlas's endpoints ACTIVE", func() bool {
-		return len(w.AtlasConnections(p, "ACTIVE")) == len(names)
-	})
+	err := d.waitFor(10, "Atlas's endpoints ACTIVE", func() bool { return len(w.AtlasConnections(p, "ACTIVE")) == len(names) })
 	approved := 0
 	for _, n := range names {
 		if w.ConnectionStatus(p, n) == vault.StatusApproved {
@@ -188,42 +177,42 @@ func (d *demo) story() error {
 	d.expect("the guard approves exactly Atlas's connections", approved == len(names) && len(w.Approvals()) == len(names),
 		fmt.Sprintf("%d/%d approved, %d ARM approvals", approved, len(names), len(w.Approvals())))
 	d.expect("Atlas's endpoints turn ACTIVE", err == nil, "")
-	ctx, cancel := d.within(5)
-	_, err = w.WaitNotice(ctx, p, alert.Approved, alert.AuditEvent, len(names))
-	cancel()
-	d.expect("the webhook receives one 'approved' notice per connection", err == nil && len(w.Notices(p, alert.Approved, "")) == len(names),
-		fmt.Sprintf("%d notices", len(w.Notices(p, alert.Approved, ""))))
+	_, err = d.notice(5, alert.Approved, alert.AuditEvent, len(names))
+	got := len(w.Notices(p, alert.Approved, ""))
+	d.expect("the webhook receives one 'approved' notice per connection", err == nil && got == len(names), fmt.Sprintf("%d notices", got))
 
-	if err := d.regionCoverage(); err != nil {
-		return err
+	const region = "CANADA_CENTRAL"
+	d.scene("1b. Cluster " + p.Clusters[0] + " adds Azure region " + region + ", where Atlas has no private endpoint")
+	w.Atlas().AddRegion(p.ID, p.Clusters[0], "AZURE", region)
+	step := ""
+	if ns, err := d.notice(5, alert.RegionUncovered, alert.Raised, 1); err == nil && len(ns[0].Alert.Runbook) > 0 {
+		step = ns[0].Alert.Runbook[0]
 	}
+	d.expect("the webhook receives region-uncovered with the call that fixes it", strings.Contains(step, `"regionName":"`+region+`"`), step)
+	name := w.AddRegion(p, region)
+	err = d.waitFor(10, "the new connection approved", func() bool { return w.ConnectionStatus(p, name) == vault.StatusApproved })
+	d.expect("the guard approves the new region's connection", err == nil, "")
+	_, err = d.notice(5, alert.RegionUncovered, alert.Resolved, 1)
+	d.expect("region-uncovered is resolved", err == nil, "")
 
-	// 2. Foreign connection.
 	d.scene("2. A stranger asks for a private endpoint to the vault")
-	foreign := "mallory-pe." + "7f1e2d3c-4b5a-4697-8888-9a0b1c2d3e4f"
+	foreign := "mallory-pe.7f1e2d3c-4b5a-4697-8888-9a0b1c2d3e4f"
 	if err := w.AddForeignConnection(p, foreign); err != nil {
 		return err
 	}
-	ctx, cancel = d.within(5)
-	_, err = w.WaitNotice(ctx, p, alert.ForeignConnection, alert.Raised, 1)
-	cancel()
+	_, err = d.notice(5, alert.ForeignConnection, alert.Raised, 1)
 	d.expect("the webhook receives a foreign-connection warning", err == nil, "")
 	before := len(w.Approvals())
-	ctx, cancel = d.within(4)
-	_ = waitTicks(ctx, d.g, 3)
-	cancel()
+	d.ticks()
 	d.expect("the foreign connection is left Pending", w.ConnectionStatus(p, foreign) == vault.StatusPending && len(w.Approvals()) == before,
 		"status "+w.ConnectionStatus(p, foreign))
 
-	// 3. Rejected → recreated → approved, event path.
 	d.scene("3. Someone rejects Atlas's connection; Atlas recreates its endpoint (events only, timer off)")
 	w.SetTimer(false)
 	if err := d.rejectAndRecover(names[0], "event"); err != nil {
 		return err
 	}
 	w.SetTimer(true)
-
-	// 4. Same, timer only.
 	d.scene("4. The same again with Event Grid delivery off (timer only)")
 	w.SetEvents(false)
 	if err := d.rejectAndRecover(names[1], "timer"); err != nil {
@@ -231,9 +220,8 @@ func (d *demo) story() error {
 	}
 	w.SetEvents(true)
 
-	// 5. Key disabled.
 	d.scene("5. The key is disabled (Azure has no event for it): alert before Atlas's validity check")
-	ctx, cancel = d.within(20)
+	ctx, cancel := d.within(20)
 	err = w.WaitValidityCheck(ctx)
 	cancel()
 	if err != nil {
@@ -242,11 +230,9 @@ func (d *demo) story() error {
 	if err := w.SetKeyEnabled(p, false); err != nil {
 		return err
 	}
-	ctx, cancel = d.within(20)
-	crit, errAlert := w.WaitNotice(ctx, p, alert.KeyDisabled, alert.Raised, 1)
-	cancel()
+	crit, errAlert := d.notice(20, alert.KeyDisabled, alert.Raised, 1)
 	d.expect("the webhook receives a critical key-disabled alert", errAlert == nil && crit[0].Alert.Severity == alert.Critical, "")
-	err = d.waitCond(20, "clusters paused", func() bool { return len(w.Paused(p)) == len(p.Clusters) })
+	err = d.waitFor(20, "clusters paused", func() bool { return len(w.Paused(p)) == len(p.Clusters) })
 	d.expect("Atlas's validity check then shuts the EAR clusters down", err == nil && !slices.Contains(w.Paused(p), p.Plain),
 		"paused: "+strings.Join(w.Paused(p), ", "))
 	if errAlert == nil && err == nil {
@@ -254,24 +240,17 @@ func (d *demo) story() error {
 		d.expect("the alert came before the shutdown", lead > 0,
 			fmt.Sprintf("%.1fs real = %d world minutes ahead", lead.Seconds(), int(lead/w.Real(time.Minute))))
 	}
-	ctx, cancel = d.within(5)
-	_, err = w.WaitNotice(ctx, p, alert.ClustersPaused, alert.Raised, 1)
-	cancel()
+	_, err = d.notice(5, alert.ClustersPaused, alert.Raised, 1)
 	d.expect("the webhook receives a clusters-paused alert", err == nil, "")
 	if err := w.SetKeyEnabled(p, true); err != nil {
 		return err
 	}
-	ctx, cancel = d.within(5)
-	_, err = w.WaitNotice(ctx, p, alert.KeyDisabled, alert.Resolved, 1)
-	cancel()
+	_, err = d.notice(5, alert.KeyDisabled, alert.Resolved, 1)
 	d.expect("key-disabled is resolved once the key is enabled", err == nil, "")
-	err = d.waitCond(20, "clusters resumed", func() bool { return len(w.Paused(p)) == 0 })
-	ctx, cancel = d.within(5)
-	_, err2 := w.WaitNotice(ctx, p, alert.ClustersPaused, alert.Resolved, 1)
-	cancel()
+	err = d.waitFor(20, "clusters resumed", func() bool { return len(w.Paused(p)) == 0 })
+	_, err2 := d.notice(5, alert.ClustersPaused, alert.Resolved, 1)
 	d.expect("Atlas resumes the clusters and clusters-paused is resolved", err == nil && err2 == nil, "")
 
-	// 6. Observe mode.
 	d.scene("6. Observe mode: the guard is restarted with GUARD_MODE=observe and approves nothing")
 	d.stopGuard()
 	if err := d.startGuard("observe"); err != nil {
@@ -286,49 +265,18 @@ func (d *demo) story() error {
 		return err
 	}
 	var fresh string
-	err = d.waitCond(20, "Atlas's replacement connection", func() bool {
-		fresh = newPending(w, p, current)
-		return fresh != ""
-	})
-	if err != nil {
+	if err := d.waitFor(20, "Atlas's replacement connection", func() bool {
+		fresh = d.newConn(current, "INITIATING", "PENDING_ACCEPTANCE")
+		return fresh != "" && w.ConnectionStatus(p, fresh) == vault.StatusPending
+	}); err != nil {
 		return err
 	}
-	ctx, cancel = d.within(10)
-	_, err = w.WaitNotice(ctx, p, alert.WouldApprove, alert.Raised, 1)
-	cancel()
+	_, err = d.notice(10, alert.WouldApprove, alert.Raised, 1)
 	d.expect("the webhook says which connection the guard would approve", err == nil, "")
-	ctx, cancel = d.within(5)
-	_ = waitTicks(ctx, d.g, 3)
-	cancel()
+	d.ticks()
 	d.expect("observe mode approves nothing", len(w.Approvals()) == before && w.ConnectionStatus(p, fresh) == vault.StatusPending,
 		fmt.Sprintf("%s is %s", world.Short(fresh), w.ConnectionStatus(p, fresh)))
 	d.stopGuard()
-	return nil
-}
-
-// regionCoverage: a cluster grows into a region without an endpoint; the
-// guard warns with the exact call to make, Atlas makes it, the guard approves
-// the new connection and the warning resolves.
-func (d *demo) regionCoverage() error {
-	w, p := d.w, d.p
-	const region = "CANADA_CENTRAL"
-	d.scene("1b. Cluster " + p.Clusters[0] + " adds Azure region " + region + ", where Atlas has no private endpoint")
-	w.Atlas().AddRegion(p.ID, p.Clusters[0], "AZURE", region)
-	ctx, cancel := d.within(5)
-	got, err := w.WaitNotice(ctx, p, alert.RegionUncovered, alert.Raised, 1)
-	cancel()
-	step := ""
-	if err == nil && len(got[0].Alert.Runbook) > 0 {
-		step = got[0].Alert.Runbook[0]
-	}
-	d.expect("the webhook receives region-uncovered with the call that fixes it", strings.Contains(step, `"regionName":"`+region+`"`), step)
-	name := w.AddRegion(p, region)
-	err = d.waitCond(10, "the new connection approved", func() bool { return w.ConnectionStatus(p, name) == vault.StatusApproved })
-	d.expect("the guard approves the new region's connection", err == nil, "")
-	ctx, cancel = d.within(5)
-	_, err = w.WaitNotice(ctx, p, alert.RegionUncovered, alert.Resolved, 1)
-	cancel()
-	d.expect("region-uncovered is resolved", err == nil, "")
 	return nil
 }
 
@@ -336,57 +284,24 @@ func (d *demo) regionCoverage() error {
 // recreate its endpoint and the guard to approve the new connection.
 func (d *demo) rejectAndRecover(name, path string) error {
 	w, p := d.w, d.p
-	before := len(w.Approvals())
-	old := w.AtlasConnections(p)
+	before, old := len(w.Approvals()), w.AtlasConnections(p)
 	if err := w.RejectConnection(p, name, world.Ada); err != nil {
 		return err
 	}
 	var fresh string
-	err := d.waitCond(20, "a new connection approved", func() bool {
-		fresh = newConn(w, p, old)
+	err := d.waitFor(20, "a new connection approved", func() bool {
+		fresh = d.newConn(old)
 		return fresh != "" && w.ConnectionStatus(p, fresh) == vault.StatusApproved
 	})
-	d.expect(fmt.Sprintf("the recreated connection is approved (%s path)", path), err == nil && len(w.Approvals()) == before+1,
-		world.Short(fresh))
+	d.expect("the recreated connection is approved ("+path+" path)", err == nil && len(w.Approvals()) == before+1, world.Short(fresh))
 	if path == "event" {
-		ctx, cancel := d.within(5)
-		ns, err := w.WaitNotice(ctx, p, alert.ConnectionChanged, alert.Raised, 1)
-		cancel()
 		who := ""
-		if err == nil {
+		if ns, err := d.notice(5, alert.ConnectionChanged, alert.Raised, 1); err == nil {
 			who = ns[len(ns)-1].Alert.Actor
 		}
-		d.expect("the webhook names who rejected the connection", err == nil && strings.Contains(who, world.Ada.UPN), "actor "+who)
+		d.expect("the webhook names who rejected the connection", strings.Contains(who, world.Ada.UPN), "actor "+who)
 	}
-	err = d.waitCond(20, "the new endpoint ACTIVE", func() bool {
-		return slices.Contains(w.AtlasConnections(p, "ACTIVE"), fresh)
-	})
+	err = d.waitFor(20, "the new endpoint ACTIVE", func() bool { return slices.Contains(w.AtlasConnections(p, "ACTIVE"), fresh) })
 	d.expect("Atlas's new endpoint turns ACTIVE", err == nil, "")
 	return nil
-}
-
-// newConn returns an Atlas connection name not in old.
-func newConn(w *world.World, p *world.Project, old []string) string {
-	for _, n := range w.AtlasConnections(p) {
-		if !slices.Contains(old, n) {
-			return n
-		}
-	}
-	return ""
-}
-
-// newPending returns a Pending Atlas connection not in old.
-func newPending(w *world.World, p *world.Project, old []string) string {
-	for _, n := range w.AtlasConnections(p, "INITIATING", "PENDING_ACCEPTANCE") {
-		if !slices.Contains(old, n) && w.ConnectionStatus(p, n) == vault.StatusPending {
-			return n
-		}
-	}
-	return ""
-}
-
-// waitTicks waits until the guard finished n more reconciles.
-func waitTicks(ctx context.Context, g *world.Guard, n int) error {
-	base := len(g.Find("reconciled"))
-	return world.WaitFor(ctx, "reconciles", func() bool { return len(g.Find("reconciled")) >= base+n })
 }

@@ -1,18 +1,8 @@
-// Command sandbox runs the demo's simulated world — Atlas, ARM and the managed
+// Command sandbox runs the demo's simulated world (Atlas, ARM and managed
 // identity over TLS, Azurite, a webhook receiver, Event Grid delivery and the
-// Reconcile timer — with the real handler, as the Functions host runs it, and
-// keeps it all running until Ctrl-C or SIGTERM, so that you can open the
-// Status page, run `handler check` against it and change the world yourself.
-//
-//	sandbox [-handler bin/handler-local] [-period 1m] [-dir .cache/sandbox]
-//	sandbox reject [connection] | disable-key | add-region REGION | foreign | restore
-//
-// The first form runs the sandbox; the others change the running one through
-// its control endpoint on loopback (found through -dir). `make sandbox`
-// builds both binaries and runs it.
-//
-// Exit status: 0 stopped cleanly or the change was made, 1 the change was
-// refused, 2 the sandbox could not run (or bad usage).
+// Reconcile timer) with the real handler until Ctrl-C or SIGTERM, so that you
+// can open the Status page, run `handler check` against it and change the
+// world yourself (see usage). `make sandbox` builds and runs it.
 package main
 
 import (
@@ -21,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -28,13 +19,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/internal/azurite"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtest"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/simtls"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/world"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
@@ -76,7 +67,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() > 0 {
-		return change(ctx, *dir, fs.Args(), stdout, stderr)
+		return change(*dir, fs.Args(), stdout, stderr)
 	}
 	if *period < 100*time.Millisecond {
 		fmt.Fprintln(stderr, "sandbox: -period must be at least 100ms")
@@ -124,9 +115,7 @@ func serve(ctx context.Context, bin string, period time.Duration, dir string, ou
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: controls(w, p), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
+	defer simtls.Serve(ln, controls(w, p))()
 
 	envFile, ctlFile := filepath.Join(dir, "sandbox.env"), filepath.Join(dir, "control")
 	defer os.Remove(envFile)
@@ -163,12 +152,7 @@ func writeEnv(path string, env map[string]string) error {
 	delete(env, "FUNCTIONS_CUSTOMHANDLER_PORT")
 	var b strings.Builder
 	b.WriteString("# atlas-akv-guard sandbox: source this, then run `bin/handler-local check`\n")
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(env)) {
 		fmt.Fprintf(&b, "export %s='%s'\n", k, strings.ReplaceAll(env[k], "'", `'\''`))
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o600)
@@ -236,7 +220,7 @@ func apply(w *world.World, p *world.Project, what, arg string) (string, error) {
 }
 
 // change asks the running sandbox to make one change.
-func change(ctx context.Context, dir string, args []string, stdout, stderr io.Writer) int {
+func change(dir string, args []string, stdout, stderr io.Writer) int {
 	known := map[string]int{"reject": 1, "disable-key": 0, "add-region": 1, "foreign": 0, "restore": 0}
 	maxArgs, ok := known[args[0]]
 	if !ok || len(args)-1 > maxArgs {
@@ -252,14 +236,7 @@ func change(ctx context.Context, dir string, args []string, stdout, stderr io.Wr
 	if len(args) > 1 {
 		u += "?arg=" + url.QueryEscape(args[1])
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
-	if err != nil {
-		fmt.Fprintln(stderr, "sandbox:", err)
-		return 2
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Post(u, "text/plain", nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "sandbox: the sandbox does not answer (%v)\n", err)
 		return 2

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/world"
 )
 
 // The sandbox as a user meets it: it starts, `handler check` run the printed
@@ -37,14 +39,12 @@ func TestSandbox(t *testing.T) {
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"-handler", bin, "-period", "200ms", "-dir", dir}, &out, &out) }()
 
+	waitCtx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
 	wait := func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(90 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s; output:\n%s", what, out.String())
-			}
-			time.Sleep(20 * time.Millisecond)
+		if err := world.WaitFor(waitCtx, what, cond); err != nil {
+			t.Fatalf("%v; output:\n%s", err, out.String())
 		}
 	}
 	wait("the sandbox to run", func() bool { return strings.Contains(out.String(), "sandbox: running") })

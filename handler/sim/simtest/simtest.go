@@ -1,28 +1,22 @@
-// Package simtest starts the in-repo simulators the way every test and tool
-// needs them: one private CA (simtls), Atlas (atlassim) with a service
-// account, and ARM with its App Service managed identity endpoint (armsim),
-// all over TLS on loopback. It seeds healthy projects and wires the real Atlas
-// and ARM clients to the simulators as the app wires them in Azure.
+// Package simtest starts the in-repo simulators as every test and tool needs
+// them: one private CA (simtls), Atlas (atlassim) with a service account, and
+// ARM with its App Service managed identity endpoint (armsim), over TLS on
+// loopback; it seeds healthy projects and wires the real Atlas and ARM
+// clients to them as the app wires them in Azure. Tests use New (stopped by
+// t.Cleanup), programs Start and Close.
 //
-//	s := simtest.New(t, simtest.Options{})    // stopped by t.Cleanup
-//	ver, err := s.AddProject(simtest.Project{ID: p, Vault: kv, Clusters: []string{"orders"}})
-//	_, err = s.AddEndpoint(p, kv, "US_EAST_2", conn, atlassim.StatusPendingAcceptance, vault.StatusPending)
-//	ac, err := s.AtlasClient(atlas.Options{MaxAttempts: 2}) // the service account filled in
-//	vc, err := s.VaultClient(policy.RetryOptions{MaxRetries: 1})
-//
-// Programs (the demo, the sandbox) use Start and Close instead of New.
-//
-// Managed identity: azidentity reads IDENTITY_ENDPOINT and IDENTITY_HEADER
-// from the process environment, and MSAL caches managed identity tokens
-// process-wide by client ID. New therefore sets both in the test's process
-// environment (t.Setenv), and every Sims has its own random AZURE_CLIENT_ID
-// in Env, so no test receives a token another simulator issued. A program
-// that runs the clients in-process calls Setenv itself.
+// azidentity reads IDENTITY_ENDPOINT and IDENTITY_HEADER from the process
+// environment, and MSAL caches managed identity tokens process-wide by client
+// ID: New sets both variables (t.Setenv), and every Sims has its own random
+// AZURE_CLIENT_ID in Env, so no test receives a token another simulator
+// issued. A program running the clients in-process calls Setenv.
 package simtest
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"testing"
@@ -67,17 +61,13 @@ func Start(o Options) (*Sims, error) {
 	}
 	s := &Sims{CA: ca, Atlas: atlassim.New(o.Atlas), ARM: armsim.New(o.ARM),
 		AtlasClientID: "mdb_sa_id_" + RandHex(8), AtlasSecret: "mdb_sa_sk_" + RandHex(16)}
-	if s.AtlasURL, err = s.Atlas.Start(ca); err != nil {
+	var errs [3]error
+	s.AtlasURL, errs[0] = s.Atlas.Start(ca)
+	s.ARMURL, errs[1] = s.ARM.Start(ca)
+	s.IdentityURL, errs[2] = s.ARM.StartIdentity()
+	if err := errors.Join(errs[:]...); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("simtest: atlas: %w", err)
-	}
-	if s.ARMURL, err = s.ARM.Start(ca); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("simtest: arm: %w", err)
-	}
-	if s.IdentityURL, err = s.ARM.StartIdentity(); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("simtest: identity: %w", err)
+		return nil, fmt.Errorf("simtest: %w", err)
 	}
 	s.Atlas.AddServiceAccount(s.AtlasClientID, s.AtlasSecret)
 	s.Env = map[string]string{
@@ -112,19 +102,13 @@ func (s *Sims) Close() {
 // Setenv puts IDENTITY_ENDPOINT and IDENTITY_HEADER in the process
 // environment, for programs that run the ARM client in-process.
 func (s *Sims) Setenv() error {
-	if err := os.Setenv("IDENTITY_ENDPOINT", s.IdentityURL); err != nil {
-		return err
-	}
-	return os.Setenv("IDENTITY_HEADER", s.ARM.IdentityHeader())
+	return errors.Join(os.Setenv("IDENTITY_ENDPOINT", s.IdentityURL), os.Setenv("IDENTITY_HEADER", s.ARM.IdentityHeader()))
 }
-
-// Getenv reads Env: pass it where the guard takes its environment.
-func (s *Sims) Getenv(k string) string { return s.Env[k] }
 
 // Credential is the guard's managed identity credential from Env, trusting
 // the simulators' CA.
 func (s *Sims) Credential(retry policy.RetryOptions) (azcore.TokenCredential, error) {
-	return vault.Credential(s.Getenv, &azcore.ClientOptions{Transport: s.CA.Client(), Retry: retry})
+	return vault.Credential(func(k string) string { return s.Env[k] }, &azcore.ClientOptions{Transport: s.CA.Client(), Retry: retry})
 }
 
 // VaultClient is the ARM client wired to the simulator as the app wires it:
@@ -167,7 +151,6 @@ type Project struct {
 	// Key is the key name ("" means atlas-ear); KeyVersion "" means a new
 	// random version. The key is enabled and expires in a year.
 	Key, KeyVersion string
-	TenantID        string // "" means a fixed GUID
 	// Clusters are EAR clusters (provider AZURE) in Regions ("" means
 	// US_EAST_2).
 	Clusters []string
@@ -178,12 +161,7 @@ type Project struct {
 // configuration (requirePrivateNetworking, pinning that key version) and its
 // clusters in Atlas. It returns the key version.
 func (s *Sims) AddProject(p Project) (string, error) {
-	if p.Key == "" {
-		p.Key = "atlas-ear"
-	}
-	if p.TenantID == "" {
-		p.TenantID = "0b1c2d3e-0000-4000-8000-000000000002"
-	}
+	p.Key = cmp.Or(p.Key, "atlas-ear")
 	if len(p.Regions) == 0 {
 		p.Regions = []string{"US_EAST_2"}
 	}
@@ -195,7 +173,7 @@ func (s *Sims) AddProject(p Project) (string, error) {
 	}
 	valid := true
 	s.Atlas.PutProject(p.ID, atlassim.AzureKeyVault{
-		AzureEnvironment: "AZURE", ClientID: "0b1c2d3e-0000-4000-8000-000000000001", Enabled: true, TenantID: p.TenantID,
+		AzureEnvironment: "AZURE", ClientID: "0b1c2d3e-0000-4000-8000-000000000001", Enabled: true, TenantID: "0b1c2d3e-0000-4000-8000-000000000002",
 		KeyIdentifier: "https://" + p.Vault.Name + ".vault.azure.net/keys/" + p.Key + "/" + ver,
 		KeyVaultName:  p.Vault.Name, ResourceGroupName: p.Vault.ResourceGroup, SubscriptionID: p.Vault.SubscriptionID,
 		RequirePrivateNetworking: true, Valid: &valid,
@@ -206,15 +184,12 @@ func (s *Sims) AddProject(p Project) (string, error) {
 	return ver, nil
 }
 
-// AtlasPE is the resource ID prefix of Atlas's private endpoints.
-const AtlasPE = "/subscriptions/atlas-sub/resourceGroups/atlas-rg/providers/Microsoft.Network/privateEndpoints/"
-
 // AddEndpoint adds Atlas's EAR private endpoint in region with status
 // atlasStatus and its connection on v with connStatus, and returns the Atlas
 // endpoint id.
 func (s *Sims) AddEndpoint(project string, v resource.ID, region, conn, atlasStatus, connStatus string) (string, error) {
 	id := s.Atlas.AddEndpoint(project, region, conn, atlasStatus)
-	return id, s.ARM.AddConnection(v, conn, connStatus, AtlasPE+"pe-"+id)
+	return id, s.ARM.AddConnection(v, conn, connStatus, "/subscriptions/atlas-sub/resourceGroups/atlas-rg/providers/Microsoft.Network/privateEndpoints/pe-"+id)
 }
 
 // RandHex returns n random bytes in hex.

@@ -13,7 +13,7 @@ import (
 )
 
 // endpoint is what Atlas remembers about one of its endpoints (world
-// times); only atlasLoop changes it once it is in World.endpoints.
+// times); only atlasStep changes it once it is in World.endpoints.
 type endpoint struct {
 	created, approvedAt, recreateAt time.Time
 }
@@ -41,39 +41,27 @@ func (w *World) AddRegion(p *Project, region string) string {
 	if err := w.sims.ARM.AddConnection(p.Vault, name, vault.StatusPending, peID); err != nil {
 		w.Logf(SourceAtlas, "cannot create connection %s: %v", Short(name), err)
 	}
-	w.mu.Lock()
-	w.endpoints[id] = &endpoint{created: w.now()}
-	w.mu.Unlock()
+	w.with(func() { w.endpoints[id] = &endpoint{created: w.now()} })
 	w.Logf(SourceAtlas, "endpoint %s (%s) INITIATING; Pending connection %s appears on %s", id[:8], region, Short(name), p.Vault.Name)
 	w.Emit(connEvent(p.Vault, name, opProxyWrite, atlasActor, time.Now()))
 	return name
 }
 
-// atlasLoop is Atlas's control plane, ten times per world minute: endpoint
-// lifecycles and the validity check.
-func (w *World) atlasLoop() {
-	t := time.NewTicker(w.opts.Minute / 10)
-	defer t.Stop()
-	for {
-		select {
-		case <-w.ctx.Done():
-			return
-		case <-t.C:
-		}
-		now := w.now()
-		for _, p := range w.projects {
-			w.stepEndpoints(p, now)
-		}
-		w.mu.Lock()
+// atlasStep is one step of Atlas's control plane (ten per world minute):
+// endpoint lifecycles and, when due, the validity check.
+func (w *World) atlasStep() {
+	now := w.now()
+	due := locked(w, func() bool {
 		due := now.Sub(w.start) >= time.Duration(w.validChecks+1)*validityEvery
 		if due {
 			w.validChecks++
 		}
-		w.mu.Unlock()
+		return due
+	})
+	for _, p := range w.projects {
+		w.stepEndpoints(p, now)
 		if due {
-			for _, p := range w.projects {
-				w.validityCheck(p)
-			}
+			w.validityCheck(p)
 		}
 	}
 }
@@ -84,9 +72,7 @@ func (w *World) stepEndpoints(p *Project, now time.Time) {
 		conns[c.Name] = c
 	}
 	for _, e := range w.sims.Atlas.Endpoints(p.ID) {
-		w.mu.Lock()
-		st := w.endpoints[e.ID]
-		w.mu.Unlock()
+		st := locked(w, func() *endpoint { return w.endpoints[e.ID] })
 		if st == nil { // not ours, or its connection is still being created
 			continue
 		}
@@ -109,9 +95,7 @@ func (w *World) stepEndpoints(p *Project, now time.Time) {
 			if ok {
 				_ = w.sims.ARM.RemoveConnection(p.Vault, c.Name)
 			}
-			w.mu.Lock()
-			delete(w.endpoints, e.ID)
-			w.mu.Unlock()
+			w.with(func() { delete(w.endpoints, e.ID) })
 			w.Logf(SourceAtlas, "endpoint %s (%s) deleted, recreating", e.ID[:8], e.RegionName)
 			w.AddRegion(p, e.RegionName)
 		case why != "":
@@ -181,11 +165,7 @@ func (w *World) validityCheck(p *Project) {
 
 // WaitValidityCheck waits until Atlas ran its next validity check.
 func (w *World) WaitValidityCheck(ctx context.Context) error {
-	checks := func() int {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		return w.validChecks
-	}
+	checks := func() int { return locked(w, func() int { return w.validChecks }) }
 	n := checks()
 	return w.WaitFor(ctx, "Atlas's next validity check", func() bool { return checks() > n })
 }
@@ -194,9 +174,7 @@ func (w *World) WaitValidityCheck(ctx context.Context) error {
 // approvals) and publishes the ARM event Azure would.
 func (w *World) onChange(c armsim.Change) {
 	if c.After.Status == vault.StatusApproved {
-		w.mu.Lock()
-		w.approvals = append(w.approvals, c)
-		w.mu.Unlock()
+		w.with(func() { w.approvals = append(w.approvals, c) })
 	}
 	w.Logf(SourceAzure, "ARM write by managed identity %.8s: connection %s %s → %s", c.ClientID, Short(c.After.Name), c.Before.Status, c.After.Status)
 	w.Emit(connEvent(c.Vault, c.After.Name, opConnWrite, managedIdentityActor(c.ClientID, c.ObjectID, c.Vault), c.Time))
@@ -244,15 +222,11 @@ func (w *World) AddForeignConnection(p *Project, name string) error {
 // SetKeyEnabled disables or enables the key version Atlas uses; Azure
 // publishes no event for it.
 func (w *World) SetKeyEnabled(p *Project, enabled bool) error {
-	w.mu.Lock()
-	version := p.keyVersion
-	w.mu.Unlock()
+	version := locked(w, func() string { return p.keyVersion })
 	if err := w.sims.ARM.SetKeyEnabled(p.Vault, p.KeyName, version, enabled); err != nil {
 		return err
 	}
-	w.mu.Lock()
-	p.keyEnabled = enabled
-	w.mu.Unlock()
+	w.with(func() { p.keyEnabled = enabled })
 	verb := map[bool]string{false: "disables", true: "re-enables"}[enabled]
 	w.Logf(SourceWorld, "%s %s key %s/%s (Event Grid has no event for this)", Ada.Name, verb, p.KeyName, version[:8])
 	return nil
@@ -261,16 +235,12 @@ func (w *World) SetKeyEnabled(p *Project, enabled bool) error {
 // SetKeyExpiry sets (real time) the expiry of the key version Atlas uses;
 // Azure publishes KeyNearExpiry within 30 days of it and KeyExpired after.
 func (w *World) SetKeyExpiry(p *Project, exp time.Time) error {
-	w.mu.Lock()
-	version := p.keyVersion
-	w.mu.Unlock()
+	version := locked(w, func() string { return p.keyVersion })
 	exp = exp.UTC().Truncate(time.Second)
 	if err := w.sims.ARM.SetKeyExpiry(p.Vault, p.KeyName, version, &exp); err != nil {
 		return err
 	}
-	w.mu.Lock()
-	p.keyExpires = exp
-	w.mu.Unlock()
+	w.with(func() { p.keyExpires = exp })
 	w.Logf(SourceWorld, "%s sets key %s to expire at %s", Ada.Name, p.KeyName, exp.Format(time.RFC3339))
 	if time.Until(exp) <= 30*24*time.Hour {
 		w.Emit(keyEvent(p, typeKeyNearExpiry, version, exp))
@@ -296,9 +266,7 @@ func (w *World) RotateKey(p *Project) (string, error) {
 
 // RevokeAccess is who deleting Atlas's role assignment on p's vault.
 func (w *World) RevokeAccess(p *Project, who User) {
-	w.mu.Lock()
-	p.revoked = true
-	w.mu.Unlock()
+	w.with(func() { p.revoked = true })
 	w.Logf(SourceWorld, "%s deletes Atlas's role assignment on %s", who.Name, p.Vault.Name)
 	w.Emit(armEvent(p.Vault, p.Vault.String()+"/providers/Microsoft.Authorization/roleAssignments/"+guid(), opRoleAssignmentDelete, userActor(who), time.Now()))
 }

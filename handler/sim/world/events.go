@@ -155,9 +155,7 @@ func (w *World) SetEvents(on bool) { w.set(&w.events, on, "Event Grid delivery")
 func (w *World) SetTimer(on bool) { w.set(&w.timerOn, on, "Reconcile timer") }
 
 func (w *World) set(flag *bool, on bool, what string) {
-	w.mu.Lock()
-	*flag = on
-	w.mu.Unlock()
+	w.with(func() { *flag = on })
 	w.Logf(SourceWorld, "%s %s", what, map[bool]string{false: "off", true: "on"}[on])
 }
 
@@ -179,21 +177,18 @@ func (w *World) Emit(ev Event) {
 		defer w.wg.Done()
 		wait := w.opts.Minute / 2
 		for attempt := range 6 {
-			w.mu.Lock()
-			running := len(w.guards) > 0
-			w.mu.Unlock()
-			if !running {
+			if locked(w, func() bool { return len(w.guards) == 0 }) {
 				w.Logf(SourceAzure, "event %s not delivered: no handler running", ev)
 				return
 			}
 			if attempt == 0 { // before the delivery, so before what it causes
 				w.Logf(SourceAzure, "Event Grid → %s: %s", ev.Function, ev)
 			}
-			res, err := w.Deliver(w.ctx, ev)
-			if err == nil && allOK(res) {
+			why := failed(w.invokeAll(w.ctx, ev.Function, eventBody(ev)))
+			if why == "" {
 				return
 			}
-			w.Logf(SourceAzure, "Event Grid → %s: %s failed (%s), retrying", ev.Function, ev, statuses(res, err))
+			w.Logf(SourceAzure, "Event Grid → %s: %s failed (%s), retrying", ev.Function, ev, why)
 			select {
 			case <-w.ctx.Done():
 				return
@@ -205,28 +200,29 @@ func (w *World) Emit(ev Event) {
 	}()
 }
 
-// timerLoop fires the Reconcile timer every world minute while it is on;
-// like the host's singleton timer, one invocation at a time.
-func (w *World) timerLoop() {
-	t := time.NewTicker(w.Real(timerEvery))
+// tick fires the Reconcile timer while it is on; like the host's singleton
+// timer, one invocation at a time.
+func (w *World) tick() {
+	if !locked(w, func() bool { return w.timerOn && len(w.guards) > 0 }) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, time.Minute)
+	defer cancel()
+	if why := failed(w.Tick(ctx)); why != "" && w.ctx.Err() == nil {
+		w.Logf(SourceAzure, "timer → Reconcile: %s", why)
+	}
+}
+
+// every runs f every d until the world closes.
+func (w *World) every(d time.Duration, f func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-w.ctx.Done():
 			return
 		case <-t.C:
-		}
-		w.mu.Lock()
-		on := w.timerOn && len(w.guards) > 0
-		w.mu.Unlock()
-		if !on {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(w.ctx, time.Minute)
-		res, err := w.Tick(ctx)
-		cancel()
-		if err == nil && !allOK(res) && w.ctx.Err() == nil {
-			w.Logf(SourceAzure, "timer → Reconcile: %s", statuses(res, nil))
+			f()
 		}
 	}
 }
@@ -240,33 +236,25 @@ type Result struct {
 	Duration time.Duration
 }
 
-func allOK(rs []Result) bool {
-	for _, r := range rs {
-		if r.Status/100 != 2 {
-			return false
-		}
-	}
-	return true
-}
-
-func statuses(rs []Result, err error) string {
+// failed describes the failure of an invocation of every guard, "" when
+// each answered 2xx.
+func failed(rs []Result, err error) string {
 	if err != nil {
 		return err.Error()
 	}
 	var parts []string
+	ok := true
 	for _, r := range rs {
+		ok = ok && r.Status/100 == 2
 		parts = append(parts, fmt.Sprintf("%s: %d in %dms", r.Guard, r.Status, r.Duration.Milliseconds()))
+	}
+	if ok {
+		return ""
 	}
 	return strings.Join(parts, ", ")
 }
 
 var errNoGuard = errors.New("world: no guard is running")
-
-// Deliver invokes ev's function once on every running guard at once, as the
-// Functions host would, and returns their answers.
-func (w *World) Deliver(ctx context.Context, ev Event) ([]Result, error) {
-	return w.invokeAll(ctx, ev.Function, eventBody(ev))
-}
 
 // DeliverTo invokes ev's function once on guard g.
 func (w *World) DeliverTo(ctx context.Context, g *Guard, ev Event) Result {
@@ -304,9 +292,7 @@ func hostBody(function, binding string, data []byte) []byte {
 }
 
 func (w *World) invokeAll(ctx context.Context, function string, body []byte) ([]Result, error) {
-	w.mu.Lock()
-	guards := slices.Clone(w.guards)
-	w.mu.Unlock()
+	guards := locked(w, func() []*Guard { return slices.Clone(w.guards) })
 	if len(guards) == 0 {
 		return nil, errNoGuard
 	}
@@ -323,11 +309,7 @@ func (w *World) invokeAll(ctx context.Context, function string, body []byte) ([]
 func (w *World) invoke(ctx context.Context, g *Guard, function string, body []byte) Result {
 	start := time.Now()
 	r := Result{Guard: g.name}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.url+"/"+function, bytes.NewReader(body))
-	if err != nil {
-		r.Err = err
-		return r
-	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, g.url+"/"+function, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Azure-Functions-InvocationId", guid())
 	resp, err := (&http.Client{Timeout: 2 * time.Minute}).Do(req)

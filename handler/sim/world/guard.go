@@ -32,15 +32,12 @@ type GuardOptions struct {
 
 // Guard is one running handler process.
 type Guard struct {
-	w       *World
-	name    string
-	url     string
-	cmd     *exec.Cmd
-	errFile string
-	done    chan struct{} // closed when the process has exited
-
-	mu      sync.Mutex
-	records []Record
+	w                  *World
+	name, url, errFile string
+	cmd                *exec.Cmd
+	done               chan struct{} // closed when the process has exited
+	mu                 sync.Mutex
+	records            []Record
 }
 
 // Record is one JSON log record of the handler.
@@ -124,10 +121,10 @@ func (w *World) StartGuard(ctx context.Context, o GuardOptions) (*Guard, error) 
 	defer stderr.Close()
 	g.errFile, g.cmd.Stderr = stderr.Name(), stderr
 	stdout, err := g.cmd.StdoutPipe()
-	if err != nil {
-		return nil, fmt.Errorf("world: %w", err)
+	if err == nil {
+		err = g.cmd.Start()
 	}
-	if err := g.cmd.Start(); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("world: start %s: %w", o.Binary, err)
 	}
 	go func() {
@@ -139,9 +136,7 @@ func (w *World) StartGuard(ctx context.Context, o GuardOptions) (*Guard, error) 
 		g.kill()
 		return nil, fmt.Errorf("world: %s did not become ready: %w; stderr: %s", g.name, err, g.Stderr())
 	}
-	w.mu.Lock()
-	w.guards = append(w.guards, g)
-	w.mu.Unlock()
+	w.with(func() { w.guards = append(w.guards, g) })
 	w.Logf(SourceWorld, "%s started (pid %d, mode %s)", g.name, g.PID(), env["GUARD_MODE"])
 	return g, nil
 }
@@ -149,20 +144,17 @@ func (w *World) StartGuard(ctx context.Context, o GuardOptions) (*Guard, error) 
 func (g *Guard) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, g.url+"/", nil)
-		if resp, err := (&http.Client{Timeout: time.Second}).Do(req); err == nil {
+	err := WaitFor(ctx, "GET / to answer", func() bool {
+		resp, err := (&http.Client{Timeout: time.Second}).Get(g.url + "/")
+		if err == nil {
 			resp.Body.Close()
-			return nil
 		}
-		select {
-		case <-g.done:
-			return fmt.Errorf("exited with status %d", g.ExitCode())
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
+		return err == nil || g.exited()
+	})
+	if g.exited() {
+		return fmt.Errorf("exited with status %d", g.ExitCode())
 	}
+	return err
 }
 
 // read keeps the handler's JSON log records and puts the notable ones in
@@ -229,27 +221,14 @@ func (g *Guard) Records() []Record {
 	return slices.Clone(g.records)
 }
 
-// Find returns the records with message msg whose attributes include every
-// pair in kv (key, value, key, value, …).
-func (g *Guard) Find(msg string, kv ...string) []Record {
-	return slices.DeleteFunc(g.Records(), func(r Record) bool {
-		for i := 0; i+1 < len(kv); i += 2 {
-			if r.Str(kv[i]) != kv[i+1] {
-				return true
-			}
-		}
-		return r.Msg() != msg
-	})
+// Find returns the records with message msg.
+func (g *Guard) Find(msg string) []Record {
+	return slices.DeleteFunc(g.Records(), func(r Record) bool { return r.Msg() != msg })
 }
 
-// Stderr returns what the process wrote to stderr (the first MB).
+// Stderr returns what the process wrote to stderr.
 func (g *Guard) Stderr() string {
-	f, err := os.Open(g.errFile)
-	if err != nil {
-		return err.Error()
-	}
-	defer f.Close()
-	b, _ := io.ReadAll(io.LimitReader(f, 1<<20))
+	b, _ := os.ReadFile(g.errFile)
 	return string(b)
 }
 
@@ -259,11 +238,18 @@ func (g *Guard) Done() <-chan struct{} { return g.done }
 // ExitCode returns the exit status, or -1 while running (or when killed by
 // a signal).
 func (g *Guard) ExitCode() int {
+	if !g.exited() {
+		return -1
+	}
+	return g.cmd.ProcessState.ExitCode()
+}
+
+func (g *Guard) exited() bool {
 	select {
 	case <-g.done:
-		return g.cmd.ProcessState.ExitCode()
+		return true
 	default:
-		return -1
+		return false
 	}
 }
 
@@ -297,9 +283,9 @@ func (g *Guard) Wait(ctx context.Context) (int, error) {
 }
 
 func (g *Guard) detach() {
-	g.w.mu.Lock()
-	defer g.w.mu.Unlock()
-	g.w.guards = slices.DeleteFunc(slices.Clone(g.w.guards), func(x *Guard) bool { return x == g })
+	g.w.with(func() {
+		g.w.guards = slices.DeleteFunc(slices.Clone(g.w.guards), func(x *Guard) bool { return x == g })
+	})
 }
 
 func (g *Guard) kill() {

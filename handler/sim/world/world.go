@@ -1,25 +1,15 @@
-// Package world composes the simulators into a small world that behaves like
-// MongoDB Atlas and Azure around a customer's Key Vault, on a compressed
-// clock, and drives the real handler binary through the Azure Functions host
-// contract:
-//
-//   - Atlas creates its EAR private endpoints with Pending connections on the
-//     vault; marks an endpoint PENDING_RECREATION when its connection is
-//     rejected or removed and later replaces it (new endpoint, new Pending
-//     connection); turns it ACTIVE a while after approval; and every 15 world
-//     minutes checks the key (disabled, expired or access revoked → invalid,
-//     EAR clusters paused; fixed → valid, resumed).
-//   - Azure publishes the Event Grid events it would (ARM write/delete
-//     success with the caller's claims; Key Vault key events), delivers them
-//     as the Functions host does (POST /PrivateLinkEvents or /KeyVaultEvents,
-//     the event as a JSON string) and fires the timer (POST /Reconcile) every
-//     world minute.
-//   - Alert receivers: a webhook (HTTP) and an Event Grid topic (TLS, key).
-//
-// Guards are separate processes (StartGuard) configured only through their
-// environment; everything that happens goes to a timeline. World durations
-// are compressed (Options.Minute is one world minute in real time); the guard
-// itself runs on real time.
+// Package world composes the simulators into a world that behaves like
+// MongoDB Atlas and Azure around a customer's Key Vault, on a compressed clock
+// (Options.Minute is one world minute in real time), and drives the real
+// handler binary (StartGuard: a process configured only through its
+// environment) through the Azure Functions host contract. Atlas creates its
+// endpoints with Pending connections, recreates those whose connection was
+// rejected or removed, turns approved ones ACTIVE, and every 15 world minutes
+// checks the key (invalid → EAR clusters paused). Azure publishes the Event
+// Grid events it would (ARM writes with the caller's claims, Key Vault key
+// events), delivers them as the host does (the event as a JSON string) and
+// fires the timer every world minute. A webhook and an Event Grid topic
+// receive the alerts. Everything that happens goes to a timeline.
 package world
 
 import (
@@ -54,18 +44,14 @@ const (
 
 // Options configure a World. Zero values take the defaults noted.
 type Options struct {
-	Projects int      // Atlas projects, each with its own vault; 0 means 1
-	Regions  []string // each project's EAR endpoint regions; empty means US_EAST_2 and EUROPE_WEST
-	// Minute is the real duration of one world minute; 0 means 200ms.
-	Minute time.Duration
-	// RecreateAfter is how long (world time) a PENDING_RECREATION endpoint
-	// waits before Atlas replaces it; 0 means 5m.
-	RecreateAfter time.Duration
+	Projects      int           // Atlas projects, each with its own vault; 0 means 1
+	Regions       []string      // each project's EAR endpoint regions; empty means US_EAST_2 and EUROPE_WEST
+	Minute        time.Duration // real duration of one world minute; 0 means 200ms
+	RecreateAfter time.Duration // world time before Atlas replaces a PENDING_RECREATION endpoint; 0 means 5m
 	// StorageConnectionString is the guards' AzureWebJobsStorage (Azurite);
-	// each world uses its own fresh state container in it.
+	// each world uses a fresh state container in it.
 	StorageConnectionString string
-	// Timeline, when set, receives each timeline entry as it happens.
-	Timeline func(Entry)
+	Timeline                func(Entry) // when set, receives each timeline entry as it happens
 }
 
 // Project is one Atlas project with its vault, key and clusters.
@@ -77,111 +63,97 @@ type Project struct {
 	Plain    string   // a cluster without EAR
 
 	// Under World.mu.
-	keyVersion string
-	keyEnabled bool
-	keyExpires time.Time
-	revoked    bool
-	valid      bool
-	pausedAt   time.Time
+	keyVersion                 string
+	keyEnabled, revoked, valid bool
+	keyExpires, pausedAt       time.Time
 }
 
 // World is the simulated Atlas + Azure. Create it with New, stop it with Close.
 type World struct {
-	opts      Options
-	scale     float64 // world time per real time
-	start     time.Time
-	dir       string
-	container string
-	sims      *simtest.Sims
-	webhook   *notifytest.WebhookRecorder
-	topic     *notifytest.TopicRecorder
-	hookURL   string
-	topicURL  string
-	stops     []func()
-	projects  []*Project
+	opts                              Options
+	scale                             float64 // world time per real time
+	start                             time.Time
+	dir, container, hookURL, topicURL string
+	sims                              *simtest.Sims
+	webhook                           *notifytest.WebhookRecorder
+	topic                             *notifytest.TopicRecorder
+	stops                             []func()
+	projects                          []*Project
+	ctx                               context.Context
+	cancel                            context.CancelFunc
+	wg                                sync.WaitGroup
 
-	mu          sync.Mutex
-	endpoints   map[string]*endpoint // Atlas endpoint id → what Atlas remembers
-	approvals   []armsim.Change
-	timeline    []Entry
-	events      bool
-	timerOn     bool
-	guards      []*Guard
-	validChecks int
-
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	mu              sync.Mutex
+	endpoints       map[string]*endpoint // Atlas endpoint id → what Atlas remembers
+	approvals       []armsim.Change
+	timeline        []Entry
+	events, timerOn bool
+	guards          []*Guard
+	validChecks     int
 }
 
 // New starts a world: simulators, alert receivers, Atlas's control plane and
 // the timer; events and the timer are on. Private endpoints do not exist yet:
 // see EnablePrivateNetworking.
-func New(o Options) (w *World, err error) {
+func New(o Options) (*World, error) {
 	o.Projects = max(o.Projects, 1)
 	if len(o.Regions) == 0 {
 		o.Regions = []string{"US_EAST_2", "EUROPE_WEST"}
 	}
 	o.Minute = cmp.Or(o.Minute, 200*time.Millisecond)
 	o.RecreateAfter = cmp.Or(o.RecreateAfter, 5*time.Minute)
-	w = &World{opts: o, scale: float64(time.Minute) / float64(o.Minute), start: time.Now(), container: "guard-" + simtest.RandHex(8),
+	w := &World{opts: o, scale: float64(time.Minute) / float64(o.Minute), start: time.Now(), container: "guard-" + simtest.RandHex(8),
 		endpoints: map[string]*endpoint{}, events: true, timerOn: true, topic: notifytest.NewTopicRecorder(simtest.RandHex(16), "")}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
-	defer func() {
-		if err != nil {
-			w.Close()
-			err = fmt.Errorf("world: %w", err)
-		}
-	}()
+	w.webhook = &notifytest.WebhookRecorder{OnNotice: w.noteNotice}
+	if err := w.setup(); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("world: %w", err)
+	}
+	w.wg.Go(func() { w.every(o.Minute/10, w.atlasStep) })
+	w.wg.Go(func() { w.every(w.Real(timerEvery), w.tick) })
+	w.Logf(SourceWorld, "world started: %d project(s), %d region(s), 1 world minute = %s", o.Projects, len(o.Regions), o.Minute)
+	return w, nil
+}
+
+func (w *World) setup() (err error) {
 	if w.dir, err = os.MkdirTemp("", "world-*"); err != nil {
-		return nil, err
+		return err
 	}
 	// Approvals settle at once: polling provisioningState is covered by
 	// package vault, and a second of polling is minutes of world time here.
 	if w.sims, err = simtest.Start(simtest.Options{ARM: armsim.Config{SettleReads: -1}}); err != nil {
-		return nil, err
-	}
-	if err = w.sims.CA.WriteCA(filepath.Join(w.dir, "ca.pem")); err != nil {
-		return nil, err
+		return err
 	}
 	w.sims.ARM.OnChange(w.onChange)
-	w.webhook = &notifytest.WebhookRecorder{OnNotice: w.noteNotice}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	w.hookURL = "http://" + ln.Addr().String() + "/hook"
-	w.stops = append(w.stops, simtls.Serve(ln, w.webhook))
-	if ln, err = w.sims.CA.Listen(); err != nil {
-		return nil, err
-	}
-	w.topicURL = "https://" + ln.Addr().String() + "/api/events"
-	w.stops = append(w.stops, simtls.Serve(ln, w.topic))
-	for i := range o.Projects {
-		if err = w.addProject(i); err != nil {
-			return nil, err
+	for i := range w.opts.Projects {
+		if err := w.addProject(i); err != nil {
+			return err
 		}
 	}
-	w.wg.Go(w.atlasLoop)
-	w.wg.Go(w.timerLoop)
-	w.Logf(SourceWorld, "world started: %d project(s), %d region(s), 1 world minute = %s", o.Projects, len(o.Regions), o.Minute)
-	return w, nil
+	hook, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	w.stops = append(w.stops, simtls.Serve(hook, w.webhook))
+	topic, err := w.sims.CA.Listen()
+	if err != nil {
+		return err
+	}
+	w.stops = append(w.stops, simtls.Serve(topic, w.topic))
+	w.hookURL, w.topicURL = "http://"+hook.Addr().String()+"/hook", "https://"+topic.Addr().String()+"/api/events"
+	return w.sims.CA.WriteCA(filepath.Join(w.dir, "ca.pem"))
 }
 
 // Close stops every guard still running, the loops, the deliveries and the
 // simulators, and removes the world's temporary files.
 func (w *World) Close() {
-	w.mu.Lock()
-	guards := slices.Clone(w.guards)
-	w.mu.Unlock()
-	for _, g := range guards {
+	for _, g := range locked(w, func() []*Guard { return slices.Clone(w.guards) }) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		g.Stop(ctx)
 		cancel()
 	}
-	w.mu.Lock()
-	w.cancel() // under mu: Emit adds no delivery after this
-	w.mu.Unlock()
+	w.with(w.cancel) // under mu: Emit adds no delivery after this
 	w.wg.Wait()
 	for _, stop := range w.stops {
 		stop()
@@ -234,19 +206,26 @@ func (w *World) Elapsed() time.Duration { return time.Since(w.start) }
 // now returns the world time.
 func (w *World) now() time.Time { return w.start.Add(time.Duration(float64(w.Elapsed()) * w.scale)) }
 
-// Approvals returns the ARM API writes that set a connection Approved.
-func (w *World) Approvals() []armsim.Change {
+// with runs f with w.mu held.
+func (w *World) with(f func()) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return append([]armsim.Change(nil), w.approvals...)
+	f()
+}
+
+// locked returns f() with w.mu held.
+func locked[T any](w *World, f func() T) (v T) {
+	w.with(func() { v = f() })
+	return v
+}
+
+// Approvals returns the ARM API writes that set a connection Approved.
+func (w *World) Approvals() []armsim.Change {
+	return locked(w, func() []armsim.Change { return slices.Clone(w.approvals) })
 }
 
 // KeyEnabled reports whether the key version Atlas uses is enabled.
-func (w *World) KeyEnabled(p *Project) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return p.keyEnabled
-}
+func (w *World) KeyEnabled(p *Project) bool { return locked(w, func() bool { return p.keyEnabled }) }
 
 // Paused returns the names of p's paused clusters.
 func (w *World) Paused(p *Project) []string {
@@ -262,9 +241,7 @@ func (w *World) Paused(p *Project) []string {
 // PausedAt returns when (real time) Atlas last paused p's clusters; zero if
 // never.
 func (w *World) PausedAt(p *Project) time.Time {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return p.pausedAt
+	return locked(w, func() time.Time { return p.pausedAt })
 }
 
 // Notices returns the notices the webhook received for p (every project when
@@ -355,9 +332,7 @@ func (e Entry) String() string {
 func (w *World) Logf(source, format string, args ...any) {
 	el := w.Elapsed()
 	e := Entry{Elapsed: el, World: time.Duration(float64(el) * w.scale), Source: source, Text: fmt.Sprintf(format, args...)}
-	w.mu.Lock()
-	w.timeline = append(w.timeline, e)
-	w.mu.Unlock()
+	w.with(func() { w.timeline = append(w.timeline, e) })
 	if w.opts.Timeline != nil {
 		w.opts.Timeline(e)
 	}

@@ -1,16 +1,12 @@
 package world
 
 import (
-	"context"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/atlassim"
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
 // What the world delivers is what the handler's own decoders and classifier
@@ -64,73 +60,4 @@ func TestHostBodiesDecode(t *testing.T) {
 	if tm, err := event.DecodeTimer(inv.Data["timer"]); err != nil || tm.ScheduleStatus == nil || !tm.ScheduleStatus.Next.After(time.Now()) {
 		t.Errorf("timer: %+v, %v", tm, err)
 	}
-}
-
-// Atlas's control plane: approved → ACTIVE; rejected → PENDING_RECREATION →
-// replaced by a new endpoint with a new Pending connection; and the validity
-// check pauses the EAR clusters while the key is disabled, resumes them after.
-func TestAtlas(t *testing.T) {
-	w, err := New(Options{Minute: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		w.Close()
-		if t.Failed() {
-			var b strings.Builder
-			w.WriteTimeline(&b)
-			t.Logf("timeline:\n%s", b.String())
-		}
-	})
-	w.SetEvents(false)
-	p := w.Project(0)
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	wait := func(what string, cond func() bool) {
-		t.Helper()
-		if err := w.WaitFor(ctx, what, cond); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := w.StartGuard(ctx, GuardOptions{Binary: "/nonexistent"}); err == nil {
-		t.Error("StartGuard without storage succeeded")
-	}
-
-	names := w.EnablePrivateNetworking(p)
-	wait("PENDING_ACCEPTANCE", func() bool { return len(w.AtlasConnections(p, atlassim.StatusPendingAcceptance)) == 2 })
-	for _, n := range names {
-		if err := w.ARM().SetConnectionStatus(p.Vault, n, vault.StatusApproved, "test"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	wait("ACTIVE", func() bool { return len(w.AtlasConnections(p, atlassim.StatusActive)) == 2 })
-	if err := w.RejectConnection(p, names[0], Ada); err != nil {
-		t.Fatal(err)
-	}
-	wait("PENDING_RECREATION", func() bool {
-		return slices.ContainsFunc(w.Atlas().Endpoints(p.ID), func(e atlassim.Endpoint) bool {
-			return e.Status == atlassim.StatusPendingRecreation && strings.Contains(e.ErrorMessage, "rejected")
-		})
-	})
-	var fresh []string
-	wait("a new endpoint", func() bool {
-		fresh = w.AtlasConnections(p, atlassim.StatusInitiating, atlassim.StatusPendingAcceptance)
-		return len(fresh) == 1
-	})
-	if fresh[0] == names[0] || w.ConnectionStatus(p, fresh[0]) != vault.StatusPending || w.ConnectionStatus(p, names[0]) != "" {
-		t.Errorf("new connection %s is %q; the rejected one is %q", fresh[0], w.ConnectionStatus(p, fresh[0]), w.ConnectionStatus(p, names[0]))
-	}
-	if len(w.Approvals()) != 0 {
-		t.Errorf("the world's own changes were reported as API writes")
-	}
-
-	valid := func() bool { akv, _ := w.Atlas().Project(p.ID); return *akv.Valid }
-	if err := w.SetKeyEnabled(p, false); err != nil {
-		t.Fatal(err)
-	}
-	wait("clusters paused", func() bool { return !valid() && len(w.Paused(p)) == len(p.Clusters) })
-	if err := w.SetKeyEnabled(p, true); err != nil {
-		t.Fatal(err)
-	}
-	wait("clusters resumed", func() bool { return valid() && len(w.Paused(p)) == 0 })
 }
