@@ -11,8 +11,8 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/internal/azurite"
 )
 
-// Stop ends the process; Restart brings the same service back (same port,
-// same data); Close leaves no process and no workspace behind.
+// Stop ends the process, Restart brings the same service back (same
+// connection string), Close leaves no process and no workspace behind.
 func TestLifecycle(t *testing.T) {
 	az, err := azurite.StartProcess(t.Context())
 	if err != nil {
@@ -20,15 +20,10 @@ func TestLifecycle(t *testing.T) {
 	}
 	defer az.Close()
 	alive := func(pid int) bool { return pid != 0 && syscall.Kill(pid, 0) == nil }
-	pid := az.PID()
-	if !alive(pid) {
-		t.Fatal("not running")
-	}
-	az.Stop()
-	if az.PID() != 0 || alive(pid) {
+	pid, conn := az.PID(), az.ConnectionString
+	if az.Stop(); alive(pid) || az.PID() != 0 {
 		t.Fatalf("process %d still there after Stop", pid)
 	}
-	conn := az.ConnectionString
 	if err := az.Restart(); err != nil || az.ConnectionString != conn || !alive(az.PID()) {
 		t.Fatalf("restart: %v; %q, was %q", err, az.ConnectionString, conn)
 	}
@@ -37,7 +32,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(az.Dir); !os.IsNotExist(err) || alive(pid) {
-		t.Errorf("after Close: workspace %v, process %d", err, pid)
+		t.Errorf("after Close: workspace %v, process %d alive %v", err, pid, alive(pid))
 	}
 }
 

@@ -55,6 +55,24 @@ func (f *faults) fault() int {
 	return f.status
 }
 
+// list is a list safe for concurrent use.
+type list[T any] struct {
+	mu    sync.Mutex
+	items []T
+}
+
+func (l *list[T]) add(v ...T) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.items = append(l.items, v...)
+}
+
+func (l *list[T]) all() []T {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.items)
+}
+
 // WebhookRequest is one POST the WebhookRecorder accepted.
 type WebhookRequest struct {
 	Header http.Header
@@ -69,9 +87,8 @@ type WebhookRecorder struct {
 	OnNotice func(alert.Notice)
 
 	faults
-	mu       sync.Mutex
-	requests []WebhookRequest
-	notices  []alert.Notice
+	requests list[WebhookRequest]
+	notices  list[alert.Notice]
 }
 
 // NewWebhookRecorder returns an empty recorder.
@@ -100,10 +117,8 @@ func (w *WebhookRecorder) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if json.Unmarshal(body, &payload); payload.Source == "" {
 		payload.Notices = nil
 	}
-	w.mu.Lock()
-	w.requests = append(w.requests, WebhookRequest{Header: r.Header.Clone(), Body: body})
-	w.notices = append(w.notices, payload.Notices...)
-	w.mu.Unlock()
+	w.requests.add(WebhookRequest{Header: r.Header.Clone(), Body: body})
+	w.notices.add(payload.Notices...)
 	for _, n := range payload.Notices {
 		if w.OnNotice != nil {
 			w.OnNotice(n)
@@ -112,18 +127,10 @@ func (w *WebhookRecorder) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 }
 
 // Requests returns the accepted requests, oldest first.
-func (w *WebhookRecorder) Requests() []WebhookRequest {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Clone(w.requests)
-}
+func (w *WebhookRecorder) Requests() []WebhookRequest { return w.requests.all() }
 
 // Notices returns the notices of accepted guard payloads, oldest first.
-func (w *WebhookRecorder) Notices() []alert.Notice {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Clone(w.notices)
-}
+func (w *WebhookRecorder) Notices() []alert.Notice { return w.notices.all() }
 
 // CloudEvent is one event as received by the TopicRecorder.
 type CloudEvent struct {
@@ -162,8 +169,7 @@ type TopicRecorder struct {
 	Key, Token string
 
 	faults
-	mu       sync.Mutex
-	requests []PublishRequest
+	requests list[PublishRequest]
 }
 
 // NewTopicRecorder returns a recorder that accepts key and/or token.
@@ -180,9 +186,7 @@ func (t *TopicRecorder) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 			events, status, msg = decodeBatch(body)
 		}
 		if status == 0 {
-			t.mu.Lock()
-			t.requests = append(t.requests, PublishRequest{Header: r.Header.Clone(), Events: events})
-			t.mu.Unlock()
+			t.requests.add(PublishRequest{Header: r.Header.Clone(), Events: events})
 			return
 		}
 	}
@@ -231,11 +235,7 @@ func decodeBatch(body []byte) ([]CloudEvent, int, string) {
 }
 
 // Requests returns the accepted publish requests, oldest first.
-func (t *TopicRecorder) Requests() []PublishRequest {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return slices.Clone(t.requests)
-}
+func (t *TopicRecorder) Requests() []PublishRequest { return t.requests.all() }
 
 // Events returns the events of all accepted requests, oldest first.
 func (t *TopicRecorder) Events() []CloudEvent {

@@ -4,87 +4,65 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/notifytest"
 )
 
-// post sends body to h and returns the status.
-func post(t *testing.T, h http.Handler, path, ct, key, body string) int {
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	req, _ := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader(body))
-	req.Header.Set("Content-Type", ct)
-	if key != "" {
-		req.Header.Set("aeg-sas-key", key)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
-func TestWebhookRecorder(t *testing.T) {
-	var mu sync.Mutex
-	var seen []string
-	rec := &notifytest.WebhookRecorder{OnNotice: func(n alert.Notice) {
-		mu.Lock()
-		defer mu.Unlock()
-		seen = append(seen, n.ID)
-	}}
-	const js = "application/json"
-	rec.FailNext(503)
+// Each recorder answers what the real receiver would, fails on demand, and
+// records only what it accepted.
+func TestRecorders(t *testing.T) {
+	var seen atomic.Int32
+	hook, topic := &notifytest.WebhookRecorder{OnNotice: func(alert.Notice) { seen.Add(1) }}, notifytest.NewTopicRecorder("k", "")
+	const js, ce = "application/json", "application/cloudevents-batch+json; charset=utf-8"
+	const publish, ev = "/api/events?api-version=2018-01-01", `[{"id":"1","source":"/s","type":"T","specversion":"1.0","data":{},"x1":"y"}]`
+	const notices = `{"source":"atlas-akv-guard","notices":[{"id":"a"},{"id":"b"}]}`
 	for _, c := range []struct {
-		ct, body string
-		want     int
-	}{
-		{js, `{"source":"atlas-akv-guard","notices":[{"id":"a"}]}`, 503},
-		{js, `{"source":"atlas-akv-guard","notices":[{"id":"a"},{"id":"b"}]}`, 200},
-		{js, `not json`, 400},
-		{"text/plain", `{}`, 415},
-		{js, `{"text":"slack"}`, 200},
-	} {
-		if got := post(t, rec, "/hook", c.ct, "", c.body); got != c.want {
-			t.Errorf("%s %s: %d, want %d", c.ct, c.body, got, c.want)
-		}
-	}
-	rec.SetStatus(500)
-	if got := post(t, rec, "/hook", js, "", `{}`); got != 500 {
-		t.Errorf("SetStatus: %d", got)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(rec.Requests()) != 2 || len(rec.Notices()) != 2 || strings.Join(seen, ",") != "a,b" {
-		t.Errorf("%d requests, %d notices, seen %v", len(rec.Requests()), len(rec.Notices()), seen)
-	}
-}
-
-func TestTopicRecorder(t *testing.T) {
-	rec := notifytest.NewTopicRecorder("k", "")
-	const ce, path = "application/cloudevents-batch+json; charset=utf-8", "/api/events?api-version=2018-01-01"
-	const ev = `[{"id":"1","source":"/s","type":"T","specversion":"1.0","data":{},"x1":"y"}]`
-	for _, c := range []struct {
+		h                   http.Handler
+		fail                int
 		path, ct, key, body string
 		want                int
 	}{
-		{path, ce, "", ev, 401},
-		{path, ce, "wrong", ev, 401},
-		{"/other?api-version=2018-01-01", ce, "k", ev, 404},
-		{"/api/events", ce, "k", ev, 400},
-		{path, "application/json", "k", ev, 400},
-		{path, ce, "k", `[{"id":"1"}]`, 400},
-		{path, ce, "k", `[` + strings.Repeat(" ", 1<<20) + `]`, 413},
-		{path, ce, "k", ev, 200},
+		{hook, 503, "/hook", js, "", notices, 503},
+		{hook, 0, "/hook", js, "", notices, 200},
+		{hook, 0, "/hook", js, "", `not json`, 400},
+		{hook, 0, "/hook", "text/plain", "", `{}`, 415},
+		{hook, 0, "/hook", js, "", `{"text":"slack"}`, 200},
+		{topic, 0, publish, ce, "", ev, 401},
+		{topic, 0, publish, ce, "wrong", ev, 401},
+		{topic, 0, "/other?api-version=2018-01-01", ce, "k", ev, 404},
+		{topic, 0, "/api/events", ce, "k", ev, 400},
+		{topic, 0, publish, js, "k", ev, 400},
+		{topic, 0, publish, ce, "k", `[{"id":"1"}]`, 400},
+		{topic, 0, publish, ce, "k", `[` + strings.Repeat(" ", 1<<20) + `]`, 413},
+		{topic, 500, publish, ce, "k", ev, 500},
+		{topic, 0, publish, ce, "k", ev, 200},
 	} {
-		if got := post(t, rec, c.path, c.ct, c.key, c.body); got != c.want {
-			t.Errorf("%s %s key=%q: %d, want %d", c.path, c.ct, c.key, got, c.want)
+		if c.fail != 0 {
+			c.h.(interface{ FailNext(...int) }).FailNext(c.fail)
+		}
+		srv := httptest.NewServer(c.h)
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+c.path, strings.NewReader(c.body))
+		req.Header.Set("Content-Type", c.ct)
+		if c.key != "" {
+			req.Header.Set("aeg-sas-key", c.key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		srv.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%s %s key=%q %.20s: %d, want %d", c.path, c.ct, c.key, c.body, resp.StatusCode, c.want)
 		}
 	}
-	if evs := rec.Events(); len(evs) != 1 || evs[0].Extensions["x1"] != "y" {
-		t.Fatalf("events %+v", evs)
+	if len(hook.Requests()) != 2 || len(hook.Notices()) != 2 || seen.Load() != 2 {
+		t.Errorf("webhook: %d requests, %d notices, %d seen", len(hook.Requests()), len(hook.Notices()), seen.Load())
+	}
+	if evs := topic.Events(); len(evs) != 1 || evs[0].Extensions["x1"] != "y" {
+		t.Errorf("topic events %+v", evs)
 	}
 }

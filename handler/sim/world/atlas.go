@@ -67,16 +67,12 @@ func (w *World) atlasStep() {
 }
 
 func (w *World) stepEndpoints(p *Project, now time.Time) {
-	conns := map[string]vault.Connection{}
-	for _, c := range w.sims.ARM.Connections(p.Vault) {
-		conns[c.Name] = c
-	}
 	for _, e := range w.sims.Atlas.Endpoints(p.ID) {
 		st := locked(w, func() *endpoint { return w.endpoints[e.ID] })
 		if st == nil { // not ours, or its connection is still being created
 			continue
 		}
-		c, ok := conns[e.PrivateEndpointConnectionName]
+		c, ok := w.sims.ARM.Connection(p.Vault, e.PrivateEndpointConnectionName)
 		set := func(status, why string) {
 			w.sims.Atlas.SetEndpoint(p.ID, e.ID, status, why)
 			if why != "" {
