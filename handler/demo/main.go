@@ -149,14 +149,22 @@ func (d *demo) stopGuard() {
 	d.expect("the handler stops cleanly on SIGTERM", err == nil && code == 0, fmt.Sprintf("exit status %d", code))
 }
 
-// newConn returns an Atlas connection of p not in old with one of statuses.
-func (d *demo) newConn(old []string, statuses ...string) string {
-	for _, n := range d.w.AtlasConnections(d.p, statuses...) {
-		if !slices.Contains(old, n) {
-			return n
-		}
+// reject rejects Atlas's connection name and waits until Atlas's
+// replacement is on the vault with status; it returns the replacement.
+func (d *demo) reject(name, status string) (fresh string, err error) {
+	old := d.w.AtlasConnections(d.p)
+	if err := d.w.RejectConnection(d.p, name, world.Ada); err != nil {
+		return "", err
 	}
-	return ""
+	err = d.waitFor(20, "Atlas's replacement connection "+status, func() bool {
+		for _, n := range d.w.AtlasConnections(d.p) {
+			if !slices.Contains(old, n) {
+				fresh = n
+			}
+		}
+		return fresh != "" && d.w.ConnectionStatus(d.p, fresh) == status
+	})
+	return fresh, err
 }
 
 func (d *demo) story() error {
@@ -209,15 +217,11 @@ func (d *demo) story() error {
 
 	d.scene("3. Someone rejects Atlas's connection; Atlas recreates its endpoint (events only, timer off)")
 	w.SetTimer(false)
-	if err := d.rejectAndRecover(names[0], "event"); err != nil {
-		return err
-	}
+	d.rejectAndRecover(names[0], "event")
 	w.SetTimer(true)
 	d.scene("4. The same again with Event Grid delivery off (timer only)")
 	w.SetEvents(false)
-	if err := d.rejectAndRecover(names[1], "timer"); err != nil {
-		return err
-	}
+	d.rejectAndRecover(names[1], "timer")
 	w.SetEvents(true)
 
 	d.scene("5. The key is disabled (Azure has no event for it): alert before Atlas's validity check")
@@ -261,14 +265,8 @@ func (d *demo) story() error {
 	if len(current) == 0 {
 		return fmt.Errorf("no ACTIVE endpoint left to reject")
 	}
-	if err := w.RejectConnection(p, current[0], world.Ada); err != nil {
-		return err
-	}
-	var fresh string
-	if err := d.waitFor(20, "Atlas's replacement connection", func() bool {
-		fresh = d.newConn(current, "INITIATING", "PENDING_ACCEPTANCE")
-		return fresh != "" && w.ConnectionStatus(p, fresh) == vault.StatusPending
-	}); err != nil {
+	fresh, err := d.reject(current[0], vault.StatusPending)
+	if err != nil {
 		return err
 	}
 	_, err = d.notice(10, alert.WouldApprove, alert.Raised, 1)
@@ -282,17 +280,10 @@ func (d *demo) story() error {
 
 // rejectAndRecover rejects Atlas's connection name and expects Atlas to
 // recreate its endpoint and the guard to approve the new connection.
-func (d *demo) rejectAndRecover(name, path string) error {
+func (d *demo) rejectAndRecover(name, path string) {
 	w, p := d.w, d.p
-	before, old := len(w.Approvals()), w.AtlasConnections(p)
-	if err := w.RejectConnection(p, name, world.Ada); err != nil {
-		return err
-	}
-	var fresh string
-	err := d.waitFor(20, "a new connection approved", func() bool {
-		fresh = d.newConn(old)
-		return fresh != "" && w.ConnectionStatus(p, fresh) == vault.StatusApproved
-	})
+	before := len(w.Approvals())
+	fresh, err := d.reject(name, vault.StatusApproved)
 	d.expect("the recreated connection is approved ("+path+" path)", err == nil && len(w.Approvals()) == before+1, world.Short(fresh))
 	if path == "event" {
 		who := ""
@@ -303,5 +294,4 @@ func (d *demo) rejectAndRecover(name, path string) error {
 	}
 	err = d.waitFor(20, "the new endpoint ACTIVE", func() bool { return slices.Contains(w.AtlasConnections(p, "ACTIVE"), fresh) })
 	d.expect("Atlas's new endpoint turns ACTIVE", err == nil, "")
-	return nil
 }

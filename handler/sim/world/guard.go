@@ -58,9 +58,13 @@ func (r Record) Str(key string) string {
 // handler reads, pointing at this world (its TLS endpoints trusted through
 // SSL_CERT_FILE, the managed identity endpoint, Azurite), nothing inherited.
 func (w *World) Env(port int, mode string) map[string]string {
+	var ids []string
+	for _, p := range w.projects {
+		ids = append(ids, p.ID)
+	}
 	return map[string]string{
 		"FUNCTIONS_CUSTOMHANDLER_PORT": strconv.Itoa(port),
-		"ATLAS_PROJECT_IDS":            strings.Join(w.projectIDs(), ","),
+		"ATLAS_PROJECT_IDS":            strings.Join(ids, ","),
 		"ATLAS_BASE_URL":               w.sims.AtlasURL,
 		"ATLAS_CLIENT_ID":              w.sims.AtlasClientID,
 		"ATLAS_CLIENT_SECRET":          w.sims.AtlasSecret,
@@ -80,14 +84,6 @@ func (w *World) Env(port int, mode string) map[string]string {
 		"GUARD_LOG_LEVEL":              "info",
 		"TMPDIR":                       os.TempDir(),
 	}
-}
-
-func (w *World) projectIDs() []string {
-	var ids []string
-	for _, p := range w.projects {
-		ids = append(ids, p.ID)
-	}
-	return ids
 }
 
 // StartGuard starts the handler binary as a separate process configured only
