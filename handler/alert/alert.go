@@ -45,12 +45,16 @@ const (
 	AtlasAlertsOff     Kind = "atlas-ear-alerts-off"
 )
 
-// Kinds lists every kind of the catalog, in catalog order.
-func Kinds() []Kind {
-	return []Kind{KeyDisabled, KeyExpired, KeyNotYetValid, KeyExpiresSoon, KeyMissing, VaultMissing, ConfigInvalid,
-		ClustersPaused, EndpointFailed, EndpointStuck, ConnectionChanged, AccessChanged, ForeignConnection, KeyRotated,
-		Approved, WouldApprove, ApprovalHeld, GuardBlind, RegionUncovered, UnsupportedCluster, NoPrivateEndpoint,
-		PurgeUnprotected, AppSecretExpiring, AppSecretExpired, StateUnreadable, AtlasAlertsOff}
+// Catalog gives every kind its severity. Two escalate to critical while worse
+// holds: key-rotated when the pinned version is disabled, access-changed once
+// Atlas reports the config invalid.
+var Catalog = map[Kind]Severity{
+	KeyDisabled: Critical, KeyExpired: Critical, KeyNotYetValid: Critical, KeyExpiresSoon: Warning, KeyMissing: Critical,
+	VaultMissing: Critical, ConfigInvalid: Critical, ClustersPaused: Critical, EndpointFailed: Critical, EndpointStuck: Warning,
+	ConnectionChanged: Warning, AccessChanged: Warning, ForeignConnection: Warning, KeyRotated: Info, Approved: Info,
+	WouldApprove: Info, ApprovalHeld: Warning, GuardBlind: Critical, RegionUncovered: Warning, UnsupportedCluster: Warning,
+	NoPrivateEndpoint: Critical, PurgeUnprotected: Warning, AppSecretExpiring: Warning, AppSecretExpired: Critical,
+	StateUnreadable: Warning, AtlasAlertsOff: Info,
 }
 
 // Alert is one condition the guard reports. Fingerprint is stable for the same

@@ -48,7 +48,7 @@ func TestRunbookEveryKind(t *testing.T) {
 		alert.ForeignConnection: connA, alert.Approved: connA, alert.WouldApprove: connA, alert.AtlasAlertsOff: EventKMSNetworkAccessDenied,
 	}
 	details := map[string]string{"region": "US_EAST_2", "regions": "US_EAST_2,EUROPE_WEST", "latest": "v2", "permission": "Microsoft.KeyVault/vaults/read"}
-	for _, kind := range alert.Kinds() {
+	for kind := range alert.Catalog {
 		steps := runbook(alert.Alert{Kind: kind, Subject: subject[kind], Details: details}, id)
 		all := strings.Join(steps, "\n")
 		if len(steps) < 1 || len(steps) > 3 {
