@@ -39,39 +39,29 @@ func (pl *planner) guardBlind() {
 			read[src], expected[src] = false, true
 		}
 	}
-	judged := map[Source]bool{}     // read (or moot), or failed: an open alert about it is judged
+	waiting := map[Source]bool{}    // neither read (nor moot) nor failed: an open alert listing it is carried forward
 	groups := map[string][]Source{} // subject → the failed reads it covers
 	for _, src := range slices.Sorted(maps.Keys(read)) {
 		switch {
-		case pl.vaultGone && (src == SourceConnections || src == SourceKey):
-			// vault-missing explains failed reads below the vault.
+		case pl.vaultGone && (src == SourceConnections || src == SourceKey): // vault-missing explains them
+			waiting[src] = true
 		case src == SourceVault && vaultNamed && !pl.armTrusted,
 			len(pl.errs[src]) > 0, expected[src] && !read[src]:
-			judged[src] = true
 			subject := string(src)
 			if e := pl.errs[src]; len(e) > 0 && e[0].Cause != "" {
 				subject = e[0].Service + ": " + alert.Scrub(e[0].Cause)
 			}
 			groups[subject] = append(groups[subject], src)
-		case read[src] || (pl.noVault && strings.HasPrefix(string(src), "arm:")):
-			judged[src] = true
+		case !read[src] && !(pl.noVault && strings.HasPrefix(string(src), "arm:")):
+			waiting[src] = true
 		}
 	}
 	for subject, srcs := range groups {
 		pl.raiseBlind(subject, srcs)
 	}
 	for fp, a := range pl.prev.Open {
-		if a.Kind != alert.GuardBlind {
-			continue
-		}
-		listed := strings.Split(a.Details["reads"], ",")
-		if a.Details["reads"] == "" {
-			listed = []string{a.Subject}
-		}
-		if !slices.ContainsFunc(listed, func(s string) bool {
-			_, known := read[Source(s)]
-			return known && !judged[Source(s)]
-		}) {
+		listed := strings.Split(cmp.Or(a.Details["reads"], a.Subject), ",")
+		if a.Kind == alert.GuardBlind && !slices.ContainsFunc(listed, func(s string) bool { return waiting[Source(s)] }) {
 			pl.judged[fp] = true
 		}
 	}
@@ -95,7 +85,7 @@ func (pl *planner) raiseBlind(subject string, srcs []Source) {
 			}
 		}
 	}
-	what := strings.Join(reads, ", ")
+	what, missing := strings.Join(reads, ", "), ""
 	a := alertOf(alert.GuardBlind, subject, map[string]string{"reads": strings.Join(reads, ",")}, "")
 	switch e := pl.errs[srcs[0]]; {
 	case len(e) > 0 && e[0].Cause != "":
@@ -107,11 +97,11 @@ func (pl *planner) raiseBlind(subject string, srcs []Source) {
 	default:
 		a.Details["source"], a.Details["error"] = string(srcs[0]), cmp.Or(strings.Join(msgs, "; "), "not read in this reconcile")
 	}
-	a.Summary = fmt.Sprintf("atlas-akv-guard cannot read %s; monitoring that depends on it is off.", what)
 	if len(perms) > 0 {
 		a.Details["permission"] = strings.Join(perms, "; ")
-		a.Summary = fmt.Sprintf("atlas-akv-guard cannot read %s: permission %s is missing; monitoring that depends on it is off.", what, a.Details["permission"])
+		missing = ": permission " + a.Details["permission"] + " is missing"
 	}
+	a.Summary = fmt.Sprintf("atlas-akv-guard cannot read %s%s; monitoring that depends on it is off.", what, missing)
 	pl.raise(a)
 }
 

@@ -2,7 +2,7 @@ package plan
 
 import (
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,57 +26,45 @@ import (
 // those are neither foreign nor approved here. Those that fail rule 4 raise
 // would-approve (observe) or approval-held (hold).
 func (pl *planner) connections() {
-	s := pl.s
-	decisionsKnown := pl.endpointsOK && ((pl.connsOK && pl.vaultOK) || pl.noVault)
 	if pl.endpointsOK && (pl.connsOK || pl.noVault) {
 		pl.judge(alert.ForeignConnection)
 	}
-	if decisionsKnown {
+	if pl.endpointsOK && ((pl.connsOK && pl.vaultOK) || pl.noVault) {
 		pl.judge(alert.WouldApprove, alert.ApprovalHeld)
 	}
-
 	// Atlas endpoints by exact connection name; requesting ones first so a
 	// requesting endpoint wins over a stale one of the same name.
 	var eps []atlas.PrivateEndpoint
 	if pl.endpointsOK {
-		eps = append(eps, s.Endpoints...)
-		sort.SliceStable(eps, func(i, j int) bool {
-			if eps[i].Requesting() != eps[j].Requesting() {
-				return eps[i].Requesting()
+		eps = slices.Clone(pl.s.Endpoints)
+		slices.SortStableFunc(eps, func(a, b atlas.PrivateEndpoint) int {
+			if a.Requesting() != b.Requesting() {
+				return map[bool]int{true: -1, false: 1}[a.Requesting()]
 			}
-			return eps[i].ID < eps[j].ID
+			return strings.Compare(a.ID, b.ID)
 		})
 	}
-	byName := make(map[string]atlas.PrivateEndpoint, len(eps))
-	for _, e := range eps {
-		if e.PrivateEndpointConnectionName == "" {
-			continue
-		}
-		if _, dup := byName[e.PrivateEndpointConnectionName]; !dup {
+	byName := map[string]atlas.PrivateEndpoint{}
+	for _, e := range slices.Backward(eps) { // the first of a name wins
+		if e.PrivateEndpointConnectionName != "" {
 			byName[e.PrivateEndpointConnectionName] = e
 		}
 	}
-
 	matched := map[string]bool{} // endpoint ids explained by a connection row
-	if pl.connsOK {
-		seen := make(map[string]bool, len(s.Connections))
-		for _, c := range s.Connections {
-			if seen[c.Name] {
-				continue
-			}
-			seen[c.Name] = true
-			e, has := byName[c.Name]
-			if has {
-				matched[e.ID] = true
-			}
-			pl.decideConnection(c, e, has, eps)
-		}
-	}
-	for _, e := range eps {
-		if matched[e.ID] {
+	seen := map[string]bool{}    // connection names decided: the first of a name counts
+	for _, c := range pl.s.Connections {
+		if !pl.connsOK || seen[c.Name] {
 			continue
 		}
-		pl.decisions = append(pl.decisions, pl.decideEndpoint(e))
+		seen[c.Name] = true
+		e, has := byName[c.Name]
+		matched[e.ID] = matched[e.ID] || has
+		pl.decideConnection(c, e, has, eps)
+	}
+	for _, e := range eps {
+		if !matched[e.ID] {
+			pl.decisions = append(pl.decisions, pl.decideEndpoint(e))
+		}
 	}
 }
 
@@ -216,6 +204,6 @@ func ApprovedNotice(projectID string, a Approval, actor string, now time.Time) a
 	if !a.Vault.IsZero() {
 		al.Vault = a.Vault.String()
 	}
-	al.Runbook = runbook(al, ids{project: projectID, vault: a.Vault})
+	al.Runbook = runbook(al, projectID, a.Vault, nil)
 	return alert.Notice{ID: noticeID(al.Fingerprint, alert.AuditEvent, now), Action: alert.AuditEvent, At: now, Alert: al}
 }

@@ -4,11 +4,8 @@
 // Time comes in as a parameter, the previous alert state comes in as Memory and
 // the next one goes out in Result.Memory.
 //
-// The security core lives in approvals.go: a vault connection is approved only
-// when it is Pending on the vault the project's Atlas EAR config names, its name
-// equals exactly the connection name of an Atlas endpoint of the project that is
-// INITIATING or PENDING_ACCEPTANCE, the mode is enforce and the vault carries no
-// hold tag. Everything else is reported, never touched.
+// The security core, the rules for approving a connection, is in approvals.go
+// (planner.connections). Everything else is reported, never touched.
 package plan
 
 import (

@@ -106,7 +106,7 @@ func alertOf(kind alert.Kind, subject string, details map[string]string, format 
 func (pl *planner) raise(a alert.Alert) {
 	a.ProjectID, a.Vault = pl.s.ProjectID, pl.vaultStr
 	a.Fingerprint = Fingerprint(a.Kind, a.ProjectID, a.Subject)
-	a.Runbook = runbook(a, pl.ids())
+	a.Runbook = runbook(a, pl.s.ProjectID, cmp.Or(pl.cfgVault, pl.s.Vault), pl.s.Config)
 	if prev, ok := pl.computed[a.Fingerprint]; !ok || rank(a.Severity) >= rank(prev.Severity) {
 		pl.computed[a.Fingerprint] = a
 	}
