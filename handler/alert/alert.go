@@ -66,17 +66,14 @@ type Alert struct {
 	Kind        Kind     `json:"kind"`
 	Severity    Severity `json:"severity"`
 	ProjectID   string   `json:"projectId"`
-	// Vault is the ARM resource ID of the vault concerned, when known.
-	Vault string `json:"vault,omitempty"`
-	// Subject names the object within the project: a connection, endpoint,
-	// key version or cluster list; empty for project-wide conditions.
-	Subject string `json:"subject,omitempty"`
-	// Summary is one human sentence; it never contains a secret.
-	Summary string            `json:"summary"`
+	Vault       string   `json:"vault,omitempty"` // the vault's ARM resource ID, when known
+	// Subject names the object within the project (a connection, endpoint,
+	// key version, region...); empty for project-wide conditions.
+	Subject string            `json:"subject,omitempty"`
+	Summary string            `json:"summary"` // one human sentence, never a secret
 	Details map[string]string `json:"details,omitempty"`
-	// Actor is who caused the condition, when an event said so.
-	Actor string `json:"actor,omitempty"`
-	// Runbook is what to do: one to three steps, with the exact command
+	Actor   string            `json:"actor,omitempty"` // who caused it, when an event said so
+	// Runbook is what to do: one to three steps, each with the exact command
 	// filled in with the snapshot's identifiers (never a secret).
 	Runbook      []string   `json:"runbook,omitempty"`
 	FirstSeen    time.Time  `json:"firstSeen"`

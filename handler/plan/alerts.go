@@ -306,15 +306,9 @@ func (pl *planner) connectionChanged() {
 // hintNames reports whether an event's object names connection name: the name
 // itself or a resource ID ending in /privateEndpointConnections/{name}.
 func hintNames(object, name string) bool {
-	if object == name {
-		return true
-	}
-	i := strings.LastIndexByte(object, '/')
-	if i < 0 || object[i+1:] != name {
-		return false
-	}
 	const seg = "/privateEndpointConnections"
-	return len(object[:i]) >= len(seg) && resource.EqualFold(object[i-len(seg):i], seg)
+	prefix, ok := strings.CutSuffix(object, "/"+name)
+	return object == name || ok && len(prefix) >= len(seg) && resource.EqualFold(prefix[len(prefix)-len(seg):], seg)
 }
 
 // accessChanged is the event-only alert: opened by an access hint, kept open

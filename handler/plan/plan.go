@@ -176,7 +176,9 @@ type Approval struct {
 	Description string      `json:"description"`
 }
 
-// Verdicts of connection rows (one per connection on the vault).
+// Verdicts of a Decision: of connection rows (one per connection on the
+// vault), then of endpoint rows (an Atlas endpoint with no connection of its
+// name on the vault).
 const (
 	VerdictApprove               = "approve"
 	VerdictWouldApprove          = "would-approve"
@@ -188,11 +190,7 @@ const (
 	VerdictOtherProject          = "other-project"
 	VerdictEndpointNotRequesting = "endpoint-not-requesting"
 	VerdictEndpointsUnreadable   = "endpoints-unreadable"
-)
 
-// Verdicts of endpoint rows (an Atlas endpoint with no connection of its
-// name on the vault).
-const (
 	VerdictAwaitingConnection    = "awaiting-connection"
 	VerdictConnectionMissing     = "connection-missing"
 	VerdictNoConnection          = "no-connection"
@@ -225,21 +223,11 @@ type Result struct {
 // unchanged: neither raised nor resolved.
 func Plan(s Snapshot, prev Memory, p Policy, now time.Time) Result {
 	pl := newPlanner(s, prev, p.withDefaults(), now.Round(0))
-	pl.guardBlind()
-	pl.stateAlert()
-	pl.configAlerts()
-	pl.vaultAlerts()
-	pl.keyAlerts()
-	pl.clusterAlerts()
-	pl.endpointAlerts()
-	pl.connections()
-	pl.connectionChanged()
-	pl.accessChanged()
-	pl.coverageAlerts()
-	pl.purgeAlerts()
-	pl.appSecretAlerts()
-	pl.atlasAlertsOff()
-
+	for _, rule := range []func(){pl.guardBlind, pl.stateAlert, pl.configAlerts, pl.vaultAlerts, pl.keyAlerts, pl.clusterAlerts,
+		pl.endpointAlerts, pl.connections, pl.connectionChanged, pl.accessChanged, pl.coverageAlerts, pl.purgeAlerts,
+		pl.appSecretAlerts, pl.atlasAlertsOff} {
+		rule()
+	}
 	res := Result{Approvals: pl.approvals, Decisions: pl.decisions, Memory: pl.memory()}
 	res.Memory.Open, res.Notices = pl.settle()
 

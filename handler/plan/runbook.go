@@ -34,7 +34,7 @@ func runbook(a alert.Alert, project string, v resource.ID, cfg *atlas.AzureKeyVa
 		return c + " " + atlasAPI + project + path
 	}
 	rotate := atlasCall("PATCH", "/encryptionAtRest", fmt.Sprintf(`{"azureKeyVault":{"keyIdentifier":"https://%s.vault.azure.net/keys/%s/<new version>"}}`, v.Name, key))
-	region := a.Details["region"]
+	region := cmp.Or(a.Details["region"], strings.Split(a.Details["regions"]+",", ",")[0])
 	createEndpoint := atlasCall("POST", "/encryptionAtRest/AZURE/privateEndpoints", `{"regionName":"`+region+`"}`)
 	conn := v.String() + "/privateEndpointConnections/" + a.Subject
 	listConns := "az network private-endpoint-connection list --id " + v.String() + " --query \"[].{name:name,status:properties.privateLinkServiceConnectionState.status}\""
@@ -88,9 +88,7 @@ func runbook(a alert.Alert, project string, v resource.ID, cfg *atlas.AzureKeyVa
 	case alert.RegionUncovered:
 		return []string{"Create an endpoint in " + region + " (the guard approves its connection): " + createEndpoint}
 	case alert.NoPrivateEndpoint:
-		region = strings.Split(a.Details["regions"]+",", ",")[0]
-		return []string{"Create an endpoint in each Azure region of the clusters (" + a.Details["regions"] + "), e.g.: " +
-			atlasCall("POST", "/encryptionAtRest/AZURE/privateEndpoints", `{"regionName":"`+region+`"}`)}
+		return []string{"Create an endpoint in each Azure region of the clusters (" + a.Details["regions"] + "), e.g.: " + createEndpoint}
 	case alert.UnsupportedCluster:
 		return []string{"Move cluster " + a.Subject + " to Azure regions only: " + atlasCall("GET", "/clusters/"+a.Subject, "") + " then PATCH its replicationSpecs",
 			"Or stop requiring private networking: " + atlasCall("PATCH", "/encryptionAtRest", `{"azureKeyVault":{"requirePrivateNetworking":false}}`)}

@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
@@ -192,28 +193,25 @@ func unread(s *reconcile.Summary, errs []plan.SourceError) map[plan.Source]strin
 			out[e.Source] = cmp.Or(e.Cause, e.Message, "the read failed")
 		}
 	}
-	absent := map[plan.Source]bool{
+	armWhy := "not read in the last reconcile" // why a read on the vault has no value
+	switch {
+	case out[plan.SourceEncryptionAtRest] != "":
+		armWhy = "Atlas's EAR config was not read, so the vault is unknown"
+	case s.Vault == "":
+		armWhy = "Atlas's EAR config names no Azure Key Vault"
+	case s.VaultFound != nil && !*s.VaultFound:
+		armWhy = "the vault was not found"
+	}
+	for src, absent := range map[plan.Source]bool{
 		plan.SourcePrivateEndpoints: s.Endpoints == nil, plan.SourceClusters: s.Clusters == nil,
 		plan.SourceVault: s.VaultFound == nil, plan.SourceConnections: s.Connections == nil, plan.SourceKey: s.Key == nil,
-	}
-	for src, missing := range absent {
-		if !missing || out[src] != "" {
-			continue
+	} {
+		if absent && out[src] == "" {
+			out[src] = "not read in the last reconcile"
+			if strings.HasPrefix(string(src), "arm:") {
+				out[src] = armWhy
+			}
 		}
-		why := "not read in the last reconcile"
-		switch {
-		case src == plan.SourcePrivateEndpoints || src == plan.SourceClusters:
-		case out[plan.SourceEncryptionAtRest] != "":
-			why = "Atlas's EAR config was not read, so the vault is unknown"
-		case s.Vault == "":
-			why = "Atlas's EAR config names no Azure Key Vault"
-		case s.VaultFound != nil && !*s.VaultFound:
-			why = "the vault was not found"
-		}
-		out[src] = why
-	}
-	if len(out) == 0 {
-		return nil
 	}
 	return out
 }
@@ -240,14 +238,13 @@ func pair(s *reconcile.Summary, seen map[string]plan.EndpointSeen, epsRead, conn
 		if !epsRead {
 			break
 		}
-		row := Endpoint{ID: e.ID, Region: e.RegionName, AtlasStatus: e.Status, ErrorMessage: alert.Scrub(e.ErrorMessage),
-			ConnectionName: e.PrivateEndpointConnectionName}
+		name := e.PrivateEndpointConnectionName
+		row := Endpoint{ID: e.ID, Region: e.RegionName, AtlasStatus: e.Status, ErrorMessage: alert.Scrub(e.ErrorMessage), ConnectionName: name}
 		if sn, ok := seen[e.ID]; ok && sn.Status == e.Status && !sn.Since.IsZero() {
 			row.AtlasStatusSince = &sn.Since
 		}
-		if j := slices.IndexFunc(s.Connections, func(c vault.Connection) bool { return c.Name == e.PrivateEndpointConnectionName }); j >= 0 && e.PrivateEndpointConnectionName != "" {
-			row.ConnectionStatus, row.ProvisioningState = s.Connections[j].Status, s.Connections[j].ProvisioningState
-			shown[e.PrivateEndpointConnectionName] = true
+		if j := slices.IndexFunc(s.Connections, func(c vault.Connection) bool { return c.Name == name }); j >= 0 && name != "" {
+			row.ConnectionStatus, row.ProvisioningState, shown[name] = s.Connections[j].Status, s.Connections[j].ProvisioningState, true
 		}
 		row.Verdict, row.Reason = decision(func(d plan.Decision) bool { return d.EndpointID == e.ID })
 		eps = append(eps, row)
