@@ -55,15 +55,11 @@ func (pl *planner) appSecretAlerts() {
 // purge protection or soft delete (a deleted key could be purged for good and
 // the data it encrypts would be unreadable), private networking or not.
 func (pl *planner) purgeAlerts() {
-	if pl.noVault {
+	if pl.noVault || pl.vaultOK {
 		pl.judge(alert.PurgeUnprotected)
 	}
-	if !pl.vaultOK {
-		return
-	}
-	pl.judge(alert.PurgeUnprotected)
 	v := pl.s.VaultState
-	if !v.Found || !pl.s.Config.Enabled || (v.EnablePurgeProtection && v.EnableSoftDelete) {
+	if !pl.vaultOK || !v.Found || !pl.s.Config.Enabled || (v.EnablePurgeProtection && v.EnableSoftDelete) {
 		return
 	}
 	onOff := map[bool]string{true: "on", false: "off"}
