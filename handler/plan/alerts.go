@@ -34,8 +34,8 @@ func (pl *planner) guardBlind() {
 		SourceEncryptionAtRest: true, SourcePrivateEndpoints: true, SourceClusters: true,
 		SourceVault: vaultNamed, SourceConnections: pl.vaultOK && !pl.vaultGone, SourceKey: pl.vaultOK && !pl.vaultGone,
 	}
-	for src := range pl.errs { // other sources (e.g. a failed write): judged by their errors alone
-		if _, ok := read[src]; !ok {
+	for src := range pl.errs { // other sources (e.g. a failed write) but the state: judged by their errors alone
+		if _, ok := read[src]; !ok && src != SourceState {
 			read[src], expected[src] = false, true
 		}
 	}
@@ -110,8 +110,8 @@ func (pl *planner) raiseBlind(subject string, srcs []Source) {
 // reads the fresh one.
 func (pl *planner) stateAlert() {
 	pl.judge(alert.StateUnreadable)
-	if len(pl.stateErr) > 0 {
-		pl.raise(alertOf(alert.StateUnreadable, "", map[string]string{"error": alert.Scrub(pl.stateErr[0].Message)},
+	if e := pl.errs[SourceState]; len(e) > 0 {
+		pl.raise(alertOf(alert.StateUnreadable, "", map[string]string{"error": alert.Scrub(e[0].Message)},
 			"atlas-akv-guard could not decode this project's state document; it was kept aside and memory restarted "+
 				"empty, so alerts already sent may be sent again. Monitoring goes on."))
 	}

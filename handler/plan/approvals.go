@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -123,10 +124,7 @@ func (pl *planner) decideConnection(c vault.Connection, e atlas.PrivateEndpoint,
 // unrequestedSince records and returns since when the Pending connection
 // name has been seen without an Atlas endpoint asking for it.
 func (pl *planner) unrequestedSince(name string) time.Time {
-	since, ok := pl.prev.Unrequested[name]
-	if !ok {
-		since = pl.now
-	}
+	since := cmp.Or(pl.prev.Unrequested[name], pl.now)
 	if pl.unrequested == nil {
 		pl.unrequested = map[string]time.Time{}
 	}

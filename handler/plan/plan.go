@@ -25,10 +25,9 @@ import (
 type Mode string
 
 const (
-	// ModeEnforce approves the connections Atlas asked for.
-	ModeEnforce Mode = "enforce"
-	// ModeObserve never approves; it reports what it would approve. Any mode
-	// other than ModeEnforce, the empty one included, behaves as ModeObserve.
+	ModeEnforce Mode = "enforce" // approves the connections Atlas asked for
+	// ModeObserve never approves; it reports what it would. Any mode other
+	// than ModeEnforce, the empty one included, behaves as ModeObserve.
 	ModeObserve Mode = "observe"
 )
 

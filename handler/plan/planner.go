@@ -35,8 +35,7 @@ type planner struct {
 	p    Policy
 	now  time.Time
 
-	errs     map[Source][]SourceError
-	stateErr []SourceError // the state document did not decode (see SourceState)
+	errs map[Source][]SourceError
 
 	// Readability, derived once.
 	cfgOK       bool        // Config read
@@ -65,10 +64,6 @@ type planner struct {
 func newPlanner(s Snapshot, prev Memory, p Policy, now time.Time) *planner {
 	pl := &planner{s: s, prev: prev, p: p, now: now, errs: map[Source][]SourceError{}, computed: map[string]alert.Alert{}, judged: map[string]bool{}}
 	for _, e := range s.Errors {
-		if e.Source == SourceState {
-			pl.stateErr = append(pl.stateErr, e)
-			continue
-		}
 		pl.errs[e.Source] = append(pl.errs[e.Source], e)
 	}
 	ok := func(src Source, present bool) bool { return present && len(pl.errs[src]) == 0 }
