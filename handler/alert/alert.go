@@ -45,12 +45,16 @@ const (
 	AtlasAlertsOff     Kind = "atlas-ear-alerts-off"
 )
 
-// Kinds lists every kind of the catalog, in catalog order.
-func Kinds() []Kind {
-	return []Kind{KeyDisabled, KeyExpired, KeyNotYetValid, KeyExpiresSoon, KeyMissing, VaultMissing, ConfigInvalid,
-		ClustersPaused, EndpointFailed, EndpointStuck, ConnectionChanged, AccessChanged, ForeignConnection, KeyRotated,
-		Approved, WouldApprove, ApprovalHeld, GuardBlind, RegionUncovered, UnsupportedCluster, NoPrivateEndpoint,
-		PurgeUnprotected, AppSecretExpiring, AppSecretExpired, StateUnreadable, AtlasAlertsOff}
+// Catalog gives every kind its severity. Two escalate to critical while worse
+// holds: key-rotated when the pinned version is disabled, access-changed once
+// Atlas reports the config invalid.
+var Catalog = map[Kind]Severity{
+	KeyDisabled: Critical, KeyExpired: Critical, KeyNotYetValid: Critical, KeyExpiresSoon: Warning, KeyMissing: Critical,
+	VaultMissing: Critical, ConfigInvalid: Critical, ClustersPaused: Critical, EndpointFailed: Critical, EndpointStuck: Warning,
+	ConnectionChanged: Warning, AccessChanged: Warning, ForeignConnection: Warning, KeyRotated: Info, Approved: Info,
+	WouldApprove: Info, ApprovalHeld: Warning, GuardBlind: Critical, RegionUncovered: Warning, UnsupportedCluster: Warning,
+	NoPrivateEndpoint: Critical, PurgeUnprotected: Warning, AppSecretExpiring: Warning, AppSecretExpired: Critical,
+	StateUnreadable: Warning, AtlasAlertsOff: Info,
 }
 
 // Alert is one condition the guard reports. Fingerprint is stable for the same
@@ -62,17 +66,14 @@ type Alert struct {
 	Kind        Kind     `json:"kind"`
 	Severity    Severity `json:"severity"`
 	ProjectID   string   `json:"projectId"`
-	// Vault is the ARM resource ID of the vault concerned, when known.
-	Vault string `json:"vault,omitempty"`
-	// Subject names the object within the project: a connection, endpoint,
-	// key version or cluster list; empty for project-wide conditions.
-	Subject string `json:"subject,omitempty"`
-	// Summary is one human sentence; it never contains a secret.
-	Summary string            `json:"summary"`
+	Vault       string   `json:"vault,omitempty"` // the vault's ARM resource ID, when known
+	// Subject names the object within the project (a connection, endpoint,
+	// key version, region...); empty for project-wide conditions.
+	Subject string            `json:"subject,omitempty"`
+	Summary string            `json:"summary"` // one human sentence, never a secret
 	Details map[string]string `json:"details,omitempty"`
-	// Actor is who caused the condition, when an event said so.
-	Actor string `json:"actor,omitempty"`
-	// Runbook is what to do: one to three steps, with the exact command
+	Actor   string            `json:"actor,omitempty"` // who caused it, when an event said so
+	// Runbook is what to do: one to three steps, each with the exact command
 	// filled in with the snapshot's identifiers (never a secret).
 	Runbook      []string   `json:"runbook,omitempty"`
 	FirstSeen    time.Time  `json:"firstSeen"`

@@ -36,11 +36,7 @@ func ScrubN(msg string, max int) string {
 		return r
 	}, msg)
 	if len(msg) > max {
-		cut := max
-		for cut > 0 && msg[cut]&0xC0 == 0x80 {
-			cut--
-		}
-		msg = msg[:cut] + "…"
+		msg = strings.ToValidUTF8(msg[:max], "") + "…" // valid after Map, but for a cut rune
 	}
 	return msg
 }

@@ -30,15 +30,14 @@ const (
 	// ExitHealthy: every project was checked and none has an open warning or
 	// critical alert (info alerts such as would-approve don't count).
 	ExitHealthy = 0
-	// ExitProblems: at least one open warning or critical alert in some
-	// project — guard-blind included, so a project that could not be read
-	// while others could is a problem, not a failed check.
+	// ExitProblems: an open warning or critical alert in some project
+	// (guard-blind included: a project that could not be read while others
+	// could is a problem, not a failed check) or a prerequisite problem.
 	ExitProblems = 1
-	// ExitFailed: the check itself could not run: o is incomplete, nothing
-	// to check, the context ended before the reconcile finished, the store
-	// or output failed, or NOT ONE project was checked (for each, the
-	// reconcile recorded nothing or Atlas's EAR config read failed: wrong
-	// Atlas credentials, unreachable Atlas, every project id wrong).
+	// ExitFailed: the check could not run: o is incomplete, nothing to
+	// check, the context ended before the reconcile finished, the store or
+	// output failed, or NOT ONE project was checked (wrong Atlas
+	// credentials, unreachable Atlas, every project id wrong).
 	ExitFailed = 2
 )
 
@@ -49,61 +48,51 @@ const (
 	OutcomeFailed   = "failed"
 )
 
-// Options are what app.check hands over. Reconciler, Store and Out are required.
+// Options are what app.check hands over: Reconciler, the Store it writes to
+// (a fresh state.Memory) and Out are required; Projects are reported in
+// this order; JSON prints one JSON document instead of the text report; Now
+// is the clock (default time.Now); Prereqs, if set, reads each vault's
+// prerequisites.
 type Options struct {
 	Reconciler *reconcile.Reconciler
-	// Store is the store the Reconciler writes to (a fresh state.Memory).
-	Store state.Store
-	// Projects are the configured projects, reported in this order.
-	Projects []string
-	// JSON prints one JSON document instead of the text report.
-	JSON bool
-	Out  io.Writer
-	// Now is the clock for expiry days (default time.Now).
-	Now func() time.Time
-	// Prereqs, if set, reads each vault's prerequisites (see prereq.go).
-	Prereqs Prereqs
+	Store      state.Store
+	Projects   []string
+	JSON       bool
+	Out        io.Writer
+	Now        func() time.Time
+	Prereqs    Prereqs
 }
 
 // Result is the JSON document of `handler check -json`.
 type Result struct {
-	GeneratedAt time.Time `json:"generatedAt"`
-	Mode        plan.Mode `json:"mode"`
-	// Outcome is healthy, problems or failed; ExitCode is the process's.
-	Outcome  string `json:"outcome"`
-	ExitCode int    `json:"exitCode"`
-	// Reason says why the check failed (Outcome failed), else "".
-	Reason string `json:"reason,omitempty"`
-	// Counts of open alerts by severity across all projects.
-	Alerts   map[alert.Severity]int `json:"alerts"`
-	Projects []Project              `json:"projects"`
-	// Prerequisites of each vault's subscription; a problem among them
-	// makes the outcome problems.
-	Prerequisites []Prerequisite `json:"prerequisites,omitempty"`
+	GeneratedAt   time.Time              `json:"generatedAt"`
+	Mode          plan.Mode              `json:"mode"`
+	Outcome       string                 `json:"outcome"`          // healthy, problems or failed
+	ExitCode      int                    `json:"exitCode"`         // the process's
+	Reason        string                 `json:"reason,omitempty"` // why the check failed
+	Alerts        map[alert.Severity]int `json:"alerts"`           // open alerts across all projects
+	Projects      []Project              `json:"projects"`
+	Prerequisites []Prerequisite         `json:"prerequisites,omitempty"` // of each vault's subscription
 }
 
-// Project is one project's part of the Result.
+// Project is one project's part of the Result: the reconcile's own Report
+// and the Status page's digest. Checked is false when the check learned
+// nothing: the reconcile recorded nothing, or Atlas's EAR config (which
+// names the vault) could not be read.
 type Project struct {
-	ProjectID string `json:"projectId"`
-	// Checked is false when the check learned nothing about the project:
-	// its reconcile recorded nothing, or Atlas's EAR config (which names the
-	// vault) could not be read.
-	Checked bool `json:"checked"`
-	// Report is the reconcile's own account (would-approve, calls, errors).
-	Report reconcile.Report `json:"report"`
-	// Status is the digest the Status page shows, open alerts included.
-	Status status.Project `json:"status"`
-	// MissingPermissions are the role actions whose absence made a read fail.
-	MissingPermissions []Permission `json:"missingPermissions"`
+	ProjectID          string           `json:"projectId"`
+	Checked            bool             `json:"checked"`
+	Report             reconcile.Report `json:"report"`
+	Status             status.Project   `json:"status"`
+	MissingPermissions []Permission     `json:"missingPermissions"`
 }
 
-// Permission is a permission the guard lacks, and what to do about it.
+// Permission is a permission the guard lacks (the ARM role action or, for
+// Atlas, the kind of role) and what to do about it.
 type Permission struct {
 	Source plan.Source `json:"source"`
-	// Action is the ARM role action (Microsoft.KeyVault/…) or, for Atlas,
-	// the kind of Atlas role needed.
-	Action string `json:"action"`
-	Remedy string `json:"remedy"`
+	Action string      `json:"action"`
+	Remedy string      `json:"remedy"`
 }
 
 // Run reconciles every project once, prints the report to o.Out and returns

@@ -1,7 +1,6 @@
 package check
 
 import (
-	"bufio"
 	"cmp"
 	_ "embed"
 	"fmt"
@@ -41,15 +40,11 @@ var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 }).Parse(reportText))
 
 func writeText(out io.Writer, res Result) error {
-	w := bufio.NewWriter(out)
-	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	t := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	if err := reportTmpl.ExecuteTemplate(t, "report", res); err != nil {
 		return err
 	}
-	if err := t.Flush(); err != nil {
-		return err
-	}
-	return w.Flush()
+	return t.Flush()
 }
 
 func clean(v any) string { return alert.Scrub(fmt.Sprint(v)) }

@@ -1,26 +1,17 @@
 package plan
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 )
 
-// SourceAlertConfigs is the Atlas read of the project's alert
-// configurations (GET /groups/{groupId}/alertConfigs, Project Read Only).
-const SourceAlertConfigs Source = "atlas:alertConfigs"
-
 // Atlas's own alert event types for encryption at rest that the guard wants
-// an enabled alert configuration for.
+// an enabled alert configuration for: the first whenever EAR uses Azure Key
+// Vault, the second when the config requires private networking (Atlas then
+// reaches the vault only through connections someone can reject or remove).
 const (
-	// EventConfigNoLongerValid: Atlas found the EAR configuration invalid
-	// (and pauses the clusters). Wanted whenever EAR uses Azure Key Vault.
-	EventConfigNoLongerValid = "ENCRYPTION_AT_REST_CONFIG_NO_LONGER_VALID"
-	// EventKMSNetworkAccessDenied: Atlas was denied network access to the
-	// key. Wanted only when the config requires private networking: Atlas
-	// then reaches the vault only through the private endpoints, whose
-	// connections someone can reject or remove.
+	EventConfigNoLongerValid    = "ENCRYPTION_AT_REST_CONFIG_NO_LONGER_VALID"
 	EventKMSNetworkAccessDenied = "ENCRYPTION_AT_REST_KMS_NETWORK_ACCESS_DENIED"
 )
 
@@ -40,13 +31,13 @@ func (pl *planner) atlasAlertsOff() {
 	}
 	c := pl.s.Config
 	if !c.Enabled {
-		pl.settled(alert.AtlasAlertsOff)
+		pl.judge(alert.AtlasAlertsOff)
 		return
 	}
 	if pl.s.AlertConfigs == nil || len(pl.errs[SourceAlertConfigs]) > 0 {
 		return
 	}
-	pl.settled(alert.AtlasAlertsOff)
+	pl.judge(alert.AtlasAlertsOff)
 	wanted := []string{EventConfigNoLongerValid}
 	if c.RequirePrivateNetworking {
 		wanted = append(wanted, EventKMSNetworkAccessDenied)
@@ -63,13 +54,10 @@ func (pl *planner) atlasAlertsOff() {
 		if on {
 			continue
 		}
-		a := alert.Alert{Kind: alert.AtlasAlertsOff, Severity: alert.Info, Subject: ev, Details: map[string]string{"eventTypeName": ev}}
-		state := "absent"
-		if len(disabled) > 0 {
-			state = "disabled"
-			a.Details["disabled"] = strings.Join(disabled, ",")
-		}
-		a.Summary = fmt.Sprintf("Atlas's own alert configuration for %s is %s in the project: Atlas notifies nobody %s.", ev, state, atlasWould[ev])
+		state := map[bool]string{true: "disabled", false: "absent"}[len(disabled) > 0]
+		a := alertOf(alert.AtlasAlertsOff, ev, map[string]string{"eventTypeName": ev},
+			"Atlas's own alert configuration for %s is %s in the project: Atlas notifies nobody %s.", ev, state, atlasWould[ev])
+		setDetail(&a, "disabled", strings.Join(disabled, ","))
 		pl.raise(a)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -33,47 +32,37 @@ func (pl *planner) guardBlind() {
 	}
 	expected := map[Source]bool{
 		SourceEncryptionAtRest: true, SourcePrivateEndpoints: true, SourceClusters: true,
-		SourceVault: vaultNamed, SourceConnections: pl.vaultFound, SourceKey: pl.vaultFound,
+		SourceVault: vaultNamed, SourceConnections: pl.vaultOK && !pl.vaultGone, SourceKey: pl.vaultOK && !pl.vaultGone,
 	}
-	for src := range pl.errs { // other sources (e.g. a failed write): judged by their errors alone
-		if _, ok := read[src]; !ok {
+	for src := range pl.errs { // other sources (e.g. a failed write) but the state: judged by their errors alone
+		if _, ok := read[src]; !ok && src != SourceState {
 			read[src], expected[src] = false, true
 		}
 	}
-	judged := map[Source]bool{}     // read (or moot), or failed: an open alert about it is judged
+	waiting := map[Source]bool{}    // neither read (nor moot) nor failed: an open alert listing it is carried forward
 	groups := map[string][]Source{} // subject → the failed reads it covers
 	for _, src := range slices.Sorted(maps.Keys(read)) {
 		switch {
-		case pl.vaultGone && (src == SourceConnections || src == SourceKey):
-			// vault-missing explains failed reads below the vault.
+		case pl.vaultGone && (src == SourceConnections || src == SourceKey): // vault-missing explains them
+			waiting[src] = true
 		case src == SourceVault && vaultNamed && !pl.armTrusted,
 			len(pl.errs[src]) > 0, expected[src] && !read[src]:
-			judged[src] = true
 			subject := string(src)
 			if e := pl.errs[src]; len(e) > 0 && e[0].Cause != "" {
 				subject = e[0].Service + ": " + alert.Scrub(e[0].Cause)
 			}
 			groups[subject] = append(groups[subject], src)
-		case read[src] || (pl.noVault && strings.HasPrefix(string(src), "arm:")):
-			judged[src] = true
+		case !read[src] && !(pl.noVault && strings.HasPrefix(string(src), "arm:")):
+			waiting[src] = true
 		}
 	}
 	for subject, srcs := range groups {
 		pl.raiseBlind(subject, srcs)
 	}
 	for fp, a := range pl.prev.Open {
-		if a.Kind != alert.GuardBlind {
-			continue
-		}
-		listed := strings.Split(a.Details["reads"], ",")
-		if a.Details["reads"] == "" {
-			listed = []string{a.Subject}
-		}
-		if !slices.ContainsFunc(listed, func(s string) bool {
-			_, known := read[Source(s)]
-			return known && !judged[Source(s)]
-		}) {
-			pl.settledFP[fp] = true
+		listed := strings.Split(cmp.Or(a.Details["reads"], a.Subject), ",")
+		if a.Kind == alert.GuardBlind && !slices.ContainsFunc(listed, func(s string) bool { return waiting[Source(s)] }) {
+			pl.judged[fp] = true
 		}
 	}
 }
@@ -96,9 +85,8 @@ func (pl *planner) raiseBlind(subject string, srcs []Source) {
 			}
 		}
 	}
-	a := alert.Alert{Kind: alert.GuardBlind, Severity: alert.Critical, Subject: subject,
-		Details: map[string]string{"reads": strings.Join(reads, ",")}}
-	what := strings.Join(reads, ", ")
+	what, missing := strings.Join(reads, ", "), ""
+	a := alertOf(alert.GuardBlind, subject, map[string]string{"reads": strings.Join(reads, ",")}, "")
 	switch e := pl.errs[srcs[0]]; {
 	case len(e) > 0 && e[0].Cause != "":
 		a.Details["service"], a.Details["cause"] = e[0].Service, alert.Scrub(e[0].Cause)
@@ -109,11 +97,11 @@ func (pl *planner) raiseBlind(subject string, srcs []Source) {
 	default:
 		a.Details["source"], a.Details["error"] = string(srcs[0]), cmp.Or(strings.Join(msgs, "; "), "not read in this reconcile")
 	}
-	a.Summary = fmt.Sprintf("atlas-akv-guard cannot read %s; monitoring that depends on it is off.", what)
 	if len(perms) > 0 {
 		a.Details["permission"] = strings.Join(perms, "; ")
-		a.Summary = fmt.Sprintf("atlas-akv-guard cannot read %s: permission %s is missing; monitoring that depends on it is off.", what, a.Details["permission"])
+		missing = ": permission " + a.Details["permission"] + " is missing"
 	}
+	a.Summary = fmt.Sprintf("atlas-akv-guard cannot read %s%s; monitoring that depends on it is off.", what, missing)
 	pl.raise(a)
 }
 
@@ -121,17 +109,12 @@ func (pl *planner) raiseBlind(subject string, srcs []Source) {
 // the run that kept the document aside and resolves with the next run that
 // reads the fresh one.
 func (pl *planner) stateAlert() {
-	pl.settled(alert.StateUnreadable)
-	if len(pl.stateErr) == 0 {
-		return
+	pl.judge(alert.StateUnreadable)
+	if e := pl.errs[SourceState]; len(e) > 0 {
+		pl.raise(alertOf(alert.StateUnreadable, "", map[string]string{"error": alert.Scrub(e[0].Message)},
+			"atlas-akv-guard could not decode this project's state document; it was kept aside and memory restarted "+
+				"empty, so alerts already sent may be sent again. Monitoring goes on."))
 	}
-	pl.raise(alert.Alert{
-		Kind:     alert.StateUnreadable,
-		Severity: alert.Warning,
-		Summary: "atlas-akv-guard could not decode this project's state document; it was kept aside and memory restarted " +
-			"empty, so alerts already sent may be sent again. Monitoring goes on.",
-		Details: map[string]string{"error": alert.Scrub(pl.stateErr[0].Message)},
-	})
 }
 
 // configAlerts: Atlas says the EAR config is invalid. Valid not reported is
@@ -140,36 +123,32 @@ func (pl *planner) configAlerts() {
 	if !pl.cfgOK || pl.s.Config.Valid == nil {
 		return
 	}
-	pl.settled(alert.ConfigInvalid)
-	if *pl.s.Config.Valid {
-		return
+	pl.judge(alert.ConfigInvalid)
+	if c := pl.s.Config; !*c.Valid {
+		pl.raise(alertOf(alert.ConfigInvalid, "", map[string]string{"keyIdentifier": c.KeyIdentifier, "keyVaultName": c.KeyVaultName},
+			"Atlas reports the Azure Key Vault encryption-at-rest configuration as invalid; clusters are or will be shut down."))
 	}
-	pl.raise(alert.Alert{
-		Kind: alert.ConfigInvalid, Severity: alert.Critical,
-		Summary: "Atlas reports the Azure Key Vault encryption-at-rest configuration as invalid; clusters are or will be shut down.",
-		Details: map[string]string{"keyIdentifier": pl.s.Config.KeyIdentifier, "keyVaultName": pl.s.Config.KeyVaultName},
-	})
 }
 
 // vaultAlerts: vault-missing. When the vault is missing, key and connection
 // alerts do not apply: they are neither raised nor resolved.
 func (pl *planner) vaultAlerts() {
 	if pl.noVault || pl.vaultOK {
-		pl.settled(alert.VaultMissing)
+		pl.judge(alert.VaultMissing)
 	}
 	if pl.noVault {
-		pl.settled(alert.KeyMissing, alert.KeyDisabled, alert.KeyExpired, alert.KeyNotYetValid, alert.KeyExpiresSoon, alert.KeyRotated)
+		pl.judge(keyKinds...)
 	}
-	if !pl.vaultGone {
-		return
+	if pl.vaultGone {
+		a := alertOf(alert.VaultMissing, "", nil,
+			"Key Vault %s named in Atlas's EAR config was not found; Atlas cannot reach the key and will shut down clusters.", pl.cfgVault.Name)
+		enrich(&a, pl.latestHint(func(h Hint) bool { return h.Kind == event.VaultChanged }))
+		pl.raise(a)
 	}
-	a := alert.Alert{
-		Kind: alert.VaultMissing, Severity: alert.Critical,
-		Summary: fmt.Sprintf("Key Vault %s named in Atlas's EAR config was not found; Atlas cannot reach the key and will shut down clusters.", pl.cfgVault.Name),
-	}
-	enrich(&a, pl.latestHint(func(h Hint) bool { return h.Kind == event.VaultChanged }))
-	pl.raise(a)
 }
+
+// keyKinds are the alerts about the pinned key version.
+var keyKinds = []alert.Kind{alert.KeyMissing, alert.KeyDisabled, alert.KeyExpired, alert.KeyNotYetValid, alert.KeyExpiresSoon, alert.KeyRotated}
 
 // keyAlerts covers the key rows. When the pinned version is missing, the
 // other key rows do not apply.
@@ -177,95 +156,62 @@ func (pl *planner) keyAlerts() {
 	if !pl.keyOK {
 		return
 	}
-	pl.settled(alert.KeyMissing)
-	if !pl.s.Key.Found {
-		subject := pl.keySubject()
-		pl.raise(alert.Alert{
-			Kind: alert.KeyMissing, Severity: alert.Critical, Subject: subject,
-			Summary: fmt.Sprintf("Key version %s that Atlas uses was not found in the vault; Atlas will shut down clusters at its next check.", subject),
-			Details: map[string]string{"keyIdentifier": pl.s.Config.KeyIdentifier},
-		})
+	k, subject := pl.s.Key, pl.keySubject()
+	// key is an alert about the pinned version with extra details (k1, v1,
+	// ...), enriched by the latest hint of kind hint about the key.
+	key := func(kind alert.Kind, hint event.Kind, summary string, details ...string) alert.Alert {
+		a := alertOf(kind, subject, map[string]string{"keyIdentifier": pl.s.Config.KeyIdentifier, "version": k.Version}, "%s", summary)
+		for i := 0; i+1 < len(details); i += 2 {
+			a.Details[details[i]] = details[i+1]
+		}
+		enrich(&a, pl.latestHint(func(h Hint) bool {
+			return hint != "" && h.Kind == hint && (h.Object == "" || h.Object == k.Name || h.Object == subject)
+		}))
+		return a
+	}
+	pl.judge(keyKinds...)
+	if !k.Found { // the other key rows do not apply
+		pl.raise(alertOf(alert.KeyMissing, subject, map[string]string{"keyIdentifier": pl.s.Config.KeyIdentifier},
+			"Key version %s that Atlas uses was not found in the vault; Atlas will shut down clusters at its next check.", subject))
 		return
 	}
-	pl.settled(alert.KeyDisabled, alert.KeyExpired, alert.KeyNotYetValid, alert.KeyExpiresSoon, alert.KeyRotated)
-	pl.keyValidity()
-	pl.keyRotated()
-}
-
-// keyAlert is an alert about the pinned key version, enriched with the latest
-// hint of kind hint about that key (none when hint is "").
-func (pl *planner) keyAlert(kind alert.Kind, sev alert.Severity, hint event.Kind, summary string, details ...string) alert.Alert {
-	k, subject := pl.s.Key, pl.keySubject()
-	a := alert.Alert{Kind: kind, Severity: sev, Subject: subject, Summary: summary,
-		Details: map[string]string{"keyIdentifier": pl.s.Config.KeyIdentifier, "version": k.Version}}
-	for i := 0; i+1 < len(details); i += 2 {
-		a.Details[details[i]] = details[i+1]
-	}
-	if hint != "" {
-		enrich(&a, pl.latestHint(func(h Hint) bool {
-			return h.Kind == hint && (h.Object == "" || h.Object == k.Name || h.Object == subject)
-		}))
-	}
-	return a
-}
-
-// keyValidity: key-disabled, key-expired, key-expires-soon, key-not-yet-valid.
-func (pl *planner) keyValidity() {
-	k, subject := pl.s.Key, pl.keySubject()
 	if !k.Enabled {
-		pl.raise(pl.keyAlert(alert.KeyDisabled, alert.Critical, "",
-			fmt.Sprintf("Key version %s that Atlas uses is disabled; Atlas shuts down the project's clusters at its next validity check (within 15 minutes).", subject)))
+		pl.raise(key(alert.KeyDisabled, "", fmt.Sprintf("Key version %s that Atlas uses is disabled; Atlas shuts down the project's clusters at its next validity check (within 15 minutes).", subject)))
 	}
 	if k.Expires != nil {
 		exp := k.Expires.UTC().Format(time.RFC3339)
 		switch left := k.Expires.Sub(pl.now); {
 		case left <= 0:
-			pl.raise(pl.keyAlert(alert.KeyExpired, alert.Critical, event.KeyExpired,
-				fmt.Sprintf("Key version %s that Atlas uses expired at %s; Atlas shuts down the project's clusters.", subject, exp), "expires", exp))
+			pl.raise(key(alert.KeyExpired, event.KeyExpired, fmt.Sprintf("Key version %s that Atlas uses expired at %s; Atlas shuts down the project's clusters.", subject, exp), "expires", exp))
 		case left <= pl.p.KeyExpiryWarn:
-			pl.raise(pl.keyAlert(alert.KeyExpiresSoon, alert.Warning, event.KeyNearExpiry,
-				fmt.Sprintf("Key version %s that Atlas uses expires at %s (in %s); rotate it and update keyIdentifier in Atlas.", subject, exp, roundDays(left)), "expires", exp))
+			pl.raise(key(alert.KeyExpiresSoon, event.KeyNearExpiry, fmt.Sprintf("Key version %s that Atlas uses expires at %s (in %s); rotate it and update keyIdentifier in Atlas.", subject, exp, roundDays(left)), "expires", exp))
 		}
 	}
 	if k.NotBefore != nil && k.NotBefore.After(pl.now) {
 		nb := k.NotBefore.UTC().Format(time.RFC3339)
-		pl.raise(pl.keyAlert(alert.KeyNotYetValid, alert.Critical, "",
-			fmt.Sprintf("Key version %s that Atlas uses is not valid before %s.", subject, nb), "notBefore", nb))
+		pl.raise(key(alert.KeyNotYetValid, "", fmt.Sprintf("Key version %s that Atlas uses is not valid before %s.", subject, nb), "notBefore", nb))
 	}
-}
-
-// keyRotated: a newer enabled version exists while Atlas pins this one;
-// critical when the pinned version is disabled.
-func (pl *planner) keyRotated() {
-	k := pl.s.Key
+	// key-rotated: a newer enabled version exists while Atlas pins this one;
+	// critical when the pinned version is disabled.
 	if k.Latest == "" || k.Latest == k.Version || !k.LatestEnabled {
 		return
 	}
-	a := pl.keyAlert(alert.KeyRotated, alert.Info, event.KeyNewVersion,
-		fmt.Sprintf("Key %s has a newer enabled version %s, but Atlas's keyIdentifier still pins %s; rotate keyIdentifier in Atlas.", k.Name, k.Latest, k.Version),
-		"latest", k.Latest)
+	summary := fmt.Sprintf("Key %s has a newer enabled version %s, but Atlas's keyIdentifier still pins %s; rotate keyIdentifier in Atlas.", k.Name, k.Latest, k.Version)
+	a := key(alert.KeyRotated, event.KeyNewVersion, summary, "latest", k.Latest)
 	if !k.Enabled {
 		a.Severity = alert.Critical
-		a.Summary = fmt.Sprintf("Key version %s that Atlas pins is disabled while the newer version %s is enabled; update keyIdentifier in Atlas now.", pl.keySubject(), k.Latest)
+		a.Summary = fmt.Sprintf("Key version %s that Atlas pins is disabled while the newer version %s is enabled; update keyIdentifier in Atlas now.", subject, k.Latest)
 	}
 	pl.raise(a)
 }
 
-// keySubject names the pinned key version as "name/version".
+// keySubject names the pinned key version as "name/version" (or less).
 func (pl *planner) keySubject() string {
 	name, version := pl.s.Key.Name, pl.s.Key.Version
 	if name == "" && pl.s.Config != nil {
-		if _, n, v, err := resource.ParseKeyIdentifier(pl.s.Config.KeyIdentifier); err == nil {
-			name, version = n, v
-		}
+		_, name, version, _ = resource.ParseKeyIdentifier(pl.s.Config.KeyIdentifier)
 	}
-	switch {
-	case name == "":
-		return "key"
-	case version == "":
-		return name
-	}
-	return name + "/" + version
+	return strings.TrimSuffix(cmp.Or(name, "key")+"/"+version, "/")
 }
 
 func roundDays(d time.Duration) string {
@@ -280,27 +226,18 @@ func (pl *planner) clusterAlerts() {
 	if !pl.clustersOK {
 		return
 	}
-	pl.settled(alert.ClustersPaused)
+	pl.judge(alert.ClustersPaused)
 	var names []string
 	for _, c := range pl.s.Clusters {
 		if c.UsesAzureKeys() && c.Paused {
 			names = append(names, c.Name)
 		}
 	}
-	if len(names) == 0 {
-		return
+	slices.Sort(names)
+	if len(names) > 0 {
+		pl.raise(alertOf(alert.ClustersPaused, "", map[string]string{"clusters": strings.Join(names, ","), "count": strconv.Itoa(len(names))},
+			"%d cluster(s) encrypted with the Azure Key Vault key are paused: %s.", len(names), strings.Join(names, ", ")))
 	}
-	sort.Strings(names)
-	pl.raise(alert.Alert{
-		Kind: alert.ClustersPaused, Severity: alert.Critical,
-		Summary: fmt.Sprintf("%d cluster(s) encrypted with the Azure Key Vault key are paused: %s.", len(names), strings.Join(names, ", ")),
-		Details: map[string]string{"clusters": strings.Join(names, ","), "count": strconv.Itoa(len(names))},
-	})
-}
-
-// waiting reports whether Atlas is waiting in status: endpoint-stuck applies.
-func waiting(status string) bool {
-	return status == atlas.StatusInitiating || status == atlas.StatusPendingAcceptance || status == atlas.StatusPendingRecreation
 }
 
 // endpointAlerts: endpoint-failed and endpoint-stuck, per Atlas endpoint id.
@@ -308,31 +245,18 @@ func (pl *planner) endpointAlerts() {
 	if !pl.endpointsOK {
 		return
 	}
-	pl.settled(alert.EndpointFailed, alert.EndpointStuck)
+	pl.judge(alert.EndpointFailed, alert.EndpointStuck)
 	for _, e := range pl.s.Endpoints {
 		d := map[string]string{"endpointId": e.ID, "region": e.RegionName, "status": e.Status, "connection": e.PrivateEndpointConnectionName}
-		switch {
+		switch seen := pl.seen(e.ID, e.Status); {
 		case e.Status == atlas.StatusFailed:
-			if e.ErrorMessage != "" {
-				d["errorMessage"] = alert.Scrub(e.ErrorMessage)
-			}
-			pl.raise(alert.Alert{
-				Kind: alert.EndpointFailed, Severity: alert.Critical, Subject: e.ID,
-				Summary: fmt.Sprintf("Atlas EAR private endpoint %s (%s) FAILED: %s", e.ID, e.RegionName, alert.Scrub(e.ErrorMessage)),
-				Details: d,
-			})
-		case waiting(e.Status):
-			seen := pl.seen(e.ID, e.Status)
-			if pl.now.Sub(seen.Since) <= pl.p.StuckAfter {
-				continue
-			}
+			a := alertOf(alert.EndpointFailed, e.ID, d, "Atlas EAR private endpoint %s (%s) FAILED: %s", e.ID, e.RegionName, alert.Scrub(e.ErrorMessage))
+			setDetail(&a, "errorMessage", alert.Scrub(e.ErrorMessage))
+			pl.raise(a)
+		case (e.Requesting() || e.Status == atlas.StatusPendingRecreation) && pl.now.Sub(seen.Since) > pl.p.StuckAfter:
 			d["since"] = seen.Since.UTC().Format(time.RFC3339)
-			pl.raise(alert.Alert{
-				Kind: alert.EndpointStuck, Severity: alert.Warning, Subject: e.ID,
-				Summary: fmt.Sprintf("Atlas EAR private endpoint %s (%s) has been %s since %s (longer than %s).",
-					e.ID, e.RegionName, e.Status, d["since"], pl.p.StuckAfter),
-				Details: d,
-			})
+			pl.raise(alertOf(alert.EndpointStuck, e.ID, d, "Atlas EAR private endpoint %s (%s) has been %s since %s (longer than %s).",
+				e.ID, e.RegionName, e.Status, d["since"], pl.p.StuckAfter))
 		}
 	}
 }
@@ -346,56 +270,35 @@ func (pl *planner) connectionChanged() {
 		return
 	}
 	if pl.connsOK || pl.noVault {
-		pl.settled(alert.ConnectionChanged)
-	}
-	var byName map[string]vault.Connection
-	if pl.connsOK {
-		byName = make(map[string]vault.Connection, len(pl.s.Connections))
-		for _, c := range pl.s.Connections {
-			if _, dup := byName[c.Name]; !dup {
-				byName[c.Name] = c
-			}
-		}
+		pl.judge(alert.ConnectionChanged)
 	}
 	for _, e := range pl.s.Endpoints {
 		name := e.PrivateEndpointConnectionName
-		if e.Status == atlas.StatusDeleting {
-			continue
+		i := slices.IndexFunc(pl.s.Connections, func(c vault.Connection) bool { return c.Name == name })
+		var c vault.Connection // the first of that name on the vault, when read
+		onVault := pl.connsOK && name != "" && i >= 0
+		if onVault {
+			c = pl.s.Connections[i]
 		}
-		why, connStatus := "", ""
+		why, connStatus := "", c.Status
 		switch {
+		case e.Status == atlas.StatusDeleting:
 		case e.Status == atlas.StatusPendingRecreation:
 			why = "Atlas marked the endpoint PENDING_RECREATION: its connection was rejected or removed on the vault"
-			if c, ok := byName[name]; ok && name != "" {
-				connStatus = c.Status
-			}
-		case pl.connsOK && name != "":
-			c, ok := byName[name]
-			switch {
-			case ok && (c.Status == vault.StatusRejected || c.Status == vault.StatusDisconnected):
-				why, connStatus = "the connection is "+c.Status+" on the vault", c.Status
-			case !ok && e.Status == atlas.StatusActive:
-				why, connStatus = "the connection of an ACTIVE endpoint is absent from the vault", "absent"
-			}
+		case !pl.connsOK || name == "":
+		case onVault && (c.Status == vault.StatusRejected || c.Status == vault.StatusDisconnected):
+			why = "the connection is " + c.Status + " on the vault"
+		case !onVault && e.Status == atlas.StatusActive:
+			why, connStatus = "the connection of an ACTIVE endpoint is absent from the vault", "absent"
 		}
 		if why == "" {
 			continue
 		}
-		subject := name
-		if subject == "" {
-			subject = e.ID
-		}
-		a := alert.Alert{
-			Kind: alert.ConnectionChanged, Severity: alert.Warning, Subject: subject,
-			Summary: fmt.Sprintf("Private endpoint connection %s of Atlas endpoint %s (%s) was rejected or removed: %s.", subject, e.ID, e.RegionName, why),
-			Details: map[string]string{"endpointId": e.ID, "region": e.RegionName, "endpointStatus": e.Status, "reason": why},
-		}
-		if connStatus != "" {
-			a.Details["connectionStatus"] = connStatus
-		}
-		if name != "" {
-			enrich(&a, pl.latestHint(func(h Hint) bool { return h.Kind == event.ConnectionChanged && hintNames(h.Object, name) }))
-		}
+		subject := cmp.Or(name, e.ID)
+		a := alertOf(alert.ConnectionChanged, subject, map[string]string{"endpointId": e.ID, "region": e.RegionName, "endpointStatus": e.Status, "reason": why},
+			"Private endpoint connection %s of Atlas endpoint %s (%s) was rejected or removed: %s.", subject, e.ID, e.RegionName, why)
+		setDetail(&a, "connectionStatus", connStatus)
+		enrich(&a, pl.latestHint(func(h Hint) bool { return name != "" && h.Kind == event.ConnectionChanged && hintNames(h.Object, name) }))
 		pl.raise(a)
 	}
 }
@@ -403,15 +306,9 @@ func (pl *planner) connectionChanged() {
 // hintNames reports whether an event's object names connection name: the name
 // itself or a resource ID ending in /privateEndpointConnections/{name}.
 func hintNames(object, name string) bool {
-	if object == name {
-		return true
-	}
-	i := strings.LastIndexByte(object, '/')
-	if i < 0 || object[i+1:] != name {
-		return false
-	}
 	const seg = "/privateEndpointConnections"
-	return len(object[:i]) >= len(seg) && resource.EqualFold(object[i-len(seg):i], seg)
+	prefix, ok := strings.CutSuffix(object, "/"+name)
+	return object == name || ok && len(prefix) >= len(seg) && resource.EqualFold(prefix[len(prefix)-len(seg):], seg)
 }
 
 // accessChanged is the event-only alert: opened by an access hint, kept open
@@ -420,34 +317,24 @@ func hintNames(object, name string) bool {
 func (pl *planner) accessChanged() {
 	fp := Fingerprint(alert.AccessChanged, pl.s.ProjectID, "")
 	old, open := pl.prev.Open[fp]
-	h := pl.latestHint(func(h Hint) bool {
-		return h.Kind == event.AccessPolicyChanged || h.Kind == event.RoleAssignmentDeleted
-	})
-	if h == nil && !open {
-		return
-	}
+	h := pl.latestHint(func(h Hint) bool { return h.Kind == event.AccessPolicyChanged || h.Kind == event.RoleAssignmentDeleted })
 	known := pl.cfgOK && pl.s.Config.Valid != nil
 	invalid := known && !*pl.s.Config.Valid
-	last := pl.now
-	if h == nil {
-		t, err := time.Parse(time.RFC3339Nano, old.Details["lastChangeSeenAt"])
-		if err != nil {
-			t = old.LastSeen
-		}
-		last = t
-		if !known {
-			return // carried forward unchanged
-		}
-		if !invalid && !pl.now.Before(last.Add(pl.p.AccessChangeSettle)) {
-			pl.settledFP[fp] = true
-			return
-		}
+	last, err := time.Parse(time.RFC3339Nano, old.Details["lastChangeSeenAt"])
+	if err != nil {
+		last = old.LastSeen
 	}
-	a := alert.Alert{
-		Kind: alert.AccessChanged, Severity: alert.Warning,
-		Summary: "Access to the vault changed (access policy or role assignment); Atlas may lose access to the key at its next validity check.",
-		Details: map[string]string{"lastChangeSeenAt": last.UTC().Format(time.RFC3339Nano), "atlasValid": "unknown"},
+	switch {
+	case h != nil:
+		last = pl.now
+	case !open || !known: // nothing to open, or carried forward unchanged
+		return
+	case !invalid && !pl.now.Before(last.Add(pl.p.AccessChangeSettle)):
+		pl.judged[fp] = true
+		return
 	}
+	a := alertOf(alert.AccessChanged, "", map[string]string{"lastChangeSeenAt": last.UTC().Format(time.RFC3339Nano), "atlasValid": "unknown"},
+		"Access to the vault changed (access policy or role assignment); Atlas may lose access to the key at its next validity check.")
 	if known {
 		a.Details["atlasValid"] = strconv.FormatBool(!invalid)
 	}
@@ -458,11 +345,10 @@ func (pl *planner) accessChanged() {
 	case !known && open:
 		a.Severity = old.Severity
 	}
+	setDetail(&a, "eventKind", old.Details["eventKind"])
 	if h != nil {
 		enrich(&a, h)
 		a.Details["eventKind"] = string(h.Kind)
-	} else if k, ok := old.Details["eventKind"]; ok {
-		a.Details["eventKind"] = k
 	}
 	pl.raise(a)
 }

@@ -378,3 +378,15 @@ func TestAlertLifecycle(t *testing.T) {
 			s.Key = &vault.Key{Found: true, Name: "ear-key", Version: "v2", Enabled: true, Latest: "v2", LatestEnabled: true}
 		}), []string{"key-disabled/resolved", "key-rotated/resolved"}})
 }
+
+// TestStateUnreadable: raised, with the scrubbed error, in the run that kept
+// the project's document aside; resolved by the next run, which read it.
+func TestStateUnreadable(t *testing.T) {
+	bad := with(settled(), func(s *Snapshot) {
+		s.Errors = []SourceError{{Source: SourceState, Message: "invalid character 'x' near token=s3cret"}}
+	})
+	rs := run(t, enforce(), step{0, bad, []string{"state-unreadable/raised"}}, step{time.Minute, settled(), []string{"state-unreadable/resolved"}})
+	if a := rs[0].Notices[0].Alert; a.Severity != alert.Warning || strings.Contains(a.Details["error"], "s3cret") || len(a.Runbook) == 0 {
+		t.Errorf("%+v", a)
+	}
+}

@@ -1,7 +1,6 @@
 package plan
 
 import (
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -22,13 +21,13 @@ func (pl *planner) coverageAlerts() {
 		return
 	}
 	if c := pl.s.Config; !c.Enabled || !c.RequirePrivateNetworking {
-		pl.settled(alert.UnsupportedCluster, alert.NoPrivateEndpoint, alert.RegionUncovered)
+		pl.judge(alert.UnsupportedCluster, alert.NoPrivateEndpoint, alert.RegionUncovered)
 		return
 	}
 	if !pl.clustersOK {
 		return
 	}
-	pl.settled(alert.UnsupportedCluster)
+	pl.judge(alert.UnsupportedCluster)
 	regions := map[string][]string{} // Azure region → EAR clusters there
 	var ear []string
 	for _, cl := range pl.s.Clusters {
@@ -53,16 +52,13 @@ func (pl *planner) coverageAlerts() {
 		default:
 			continue
 		}
-		pl.raise(alert.Alert{
-			Kind: alert.UnsupportedCluster, Severity: alert.Warning, Subject: cl.Name,
-			Summary: fmt.Sprintf("Cluster %s is encrypted with the Azure Key Vault key, but %s.", cl.Name, why),
-			Details: map[string]string{"cluster": cl.Name, "providers": names},
-		})
+		pl.raise(alertOf(alert.UnsupportedCluster, cl.Name, map[string]string{"cluster": cl.Name, "providers": names},
+			"Cluster %s is encrypted with the Azure Key Vault key, but %s.", cl.Name, why))
 	}
 	if !pl.endpointsOK {
 		return
 	}
-	pl.settled(alert.NoPrivateEndpoint, alert.RegionUncovered)
+	pl.judge(alert.NoPrivateEndpoint, alert.RegionUncovered)
 	// A region is covered by an endpoint that is ACTIVE or being created, or
 	// that Atlas is recreating (connection-rejected already says so).
 	covered, usable := map[string]bool{}, false
@@ -75,11 +71,8 @@ func (pl *planner) coverageAlerts() {
 	// ones are unsupported-cluster, which an Azure endpoint would not fix.
 	if len(regions) > 0 && !usable {
 		slices.Sort(ear)
-		pl.raise(alert.Alert{
-			Kind: alert.NoPrivateEndpoint, Severity: alert.Critical,
-			Summary: fmt.Sprintf("Atlas requires private networking to the vault, but the project has no EAR private endpoint that is ACTIVE or being created; Atlas cannot reach the key for cluster(s) %s.", strings.Join(ear, ", ")),
-			Details: map[string]string{"clusters": strings.Join(ear, ","), "regions": strings.Join(slices.Sorted(maps.Keys(regions)), ",")},
-		})
+		pl.raise(alertOf(alert.NoPrivateEndpoint, "", map[string]string{"clusters": strings.Join(ear, ","), "regions": strings.Join(slices.Sorted(maps.Keys(regions)), ",")},
+			"Atlas requires private networking to the vault, but the project has no EAR private endpoint that is ACTIVE or being created; Atlas cannot reach the key for cluster(s) %s.", strings.Join(ear, ", ")))
 		return // region-uncovered would repeat it per region
 	}
 	for region, clusters := range regions {
@@ -87,10 +80,7 @@ func (pl *planner) coverageAlerts() {
 			continue
 		}
 		slices.Sort(clusters)
-		pl.raise(alert.Alert{
-			Kind: alert.RegionUncovered, Severity: alert.Warning, Subject: region,
-			Summary: fmt.Sprintf("Azure region %s of cluster(s) %s has no Atlas EAR private endpoint that is ACTIVE or being created; Atlas deploys new clusters and nodes only in regions with approved endpoints.", region, strings.Join(clusters, ", ")),
-			Details: map[string]string{"region": region, "clusters": strings.Join(clusters, ",")},
-		})
+		pl.raise(alertOf(alert.RegionUncovered, region, map[string]string{"region": region, "clusters": strings.Join(clusters, ",")},
+			"Azure region %s of cluster(s) %s has no Atlas EAR private endpoint that is ACTIVE or being created; Atlas deploys new clusters and nodes only in regions with approved endpoints.", region, strings.Join(clusters, ", ")))
 	}
 }

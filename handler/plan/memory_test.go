@@ -117,7 +117,7 @@ func TestFingerprint(t *testing.T) {
 }
 
 func TestPolicyDefaults(t *testing.T) {
-	got := Policy{Mode: ModeEnforce, RenotifyAfter: -time.Hour}.withDefaults()
+	got := Policy{Mode: ModeEnforce, RenotifyAfter: -time.Hour, StuckAfter: -time.Minute}.withDefaults()
 	want := Policy{Mode: ModeEnforce, KeyExpiryWarn: 30 * day, StuckAfter: 30 * time.Minute, AccessChangeSettle: 20 * time.Minute, ForeignGrace: 10 * time.Minute}
 	if got != want {
 		t.Errorf("withDefaults = %+v, want %+v", got, want)

@@ -4,11 +4,8 @@
 // Time comes in as a parameter, the previous alert state comes in as Memory and
 // the next one goes out in Result.Memory.
 //
-// The security core lives in approvals.go: a vault connection is approved only
-// when it is Pending on the vault the project's Atlas EAR config names, its name
-// equals exactly the connection name of an Atlas endpoint of the project that is
-// INITIATING or PENDING_ACCEPTANCE, the mode is enforce and the vault carries no
-// hold tag. Everything else is reported, never touched.
+// The security core, the rules for approving a connection, is in approvals.go
+// (planner.connections). Everything else is reported, never touched.
 package plan
 
 import (
@@ -28,10 +25,9 @@ import (
 type Mode string
 
 const (
-	// ModeEnforce approves the connections Atlas asked for.
-	ModeEnforce Mode = "enforce"
-	// ModeObserve never approves; it reports what it would approve. Any mode
-	// other than ModeEnforce, the empty one included, behaves as ModeObserve.
+	ModeEnforce Mode = "enforce" // approves the connections Atlas asked for
+	// ModeObserve never approves; it reports what it would. Any mode other
+	// than ModeEnforce, the empty one included, behaves as ModeObserve.
 	ModeObserve Mode = "observe"
 )
 
@@ -43,29 +39,24 @@ const (
 	DefaultForeignGrace       = 10 * time.Minute
 )
 
-// Policy holds the thresholds of the plan. A zero (or negative) KeyExpiryWarn,
-// StuckAfter or AccessChangeSettle means its Default; a zero RenotifyAfter means
-// open critical alerts are never re-notified.
+// Policy holds the thresholds of the plan. A zero (or negative) duration means
+// its Default, except RenotifyAfter: zero never re-notifies.
 type Policy struct {
 	Mode Mode `json:"mode"`
-	// KeyExpiryWarn raises key-expires-soon when the pinned key version expires
-	// within this duration (expiry - now <= KeyExpiryWarn).
+	// KeyExpiryWarn: key-expires-soon once expiry - now <= KeyExpiryWarn.
 	KeyExpiryWarn time.Duration `json:"keyExpiryWarn"`
-	// StuckAfter raises endpoint-stuck when an endpoint has stayed in
-	// INITIATING, PENDING_ACCEPTANCE or PENDING_RECREATION for strictly longer.
+	// StuckAfter: endpoint-stuck once an endpoint has waited (INITIATING,
+	// PENDING_ACCEPTANCE, PENDING_RECREATION) strictly longer.
 	StuckAfter time.Duration `json:"stuckAfter"`
-	// RenotifyAfter sends a Reminder for an open critical alert once this much
-	// time has passed since it was last notified (now - LastNotified >= RenotifyAfter).
+	// RenotifyAfter: a Reminder for an open critical alert once
+	// now - LastNotified >= RenotifyAfter.
 	RenotifyAfter time.Duration `json:"renotifyAfter"`
-	// AccessChangeSettle is how long an access-changed alert stays open after
-	// the last access hint while Atlas still says the config is valid. It
-	// should exceed Atlas's 15-minute validity check.
+	// AccessChangeSettle: how long access-changed stays open after the last
+	// access hint while Atlas says valid (beyond Atlas's 15-minute check).
 	AccessChangeSettle time.Duration `json:"accessChangeSettle"`
-	// ForeignGrace defers the foreign-connection alert for an unrequested
-	// Pending connection while Atlas is creating an endpoint whose connection
-	// it has not named yet (the new connection may be Atlas's own and show up
-	// on the vault before Atlas's API names it). Such a connection is never
-	// approved meanwhile; after ForeignGrace it is reported anyway.
+	// ForeignGrace defers foreign-connection for an unrequested Pending
+	// connection while Atlas creates an endpoint it has not named the
+	// connection of yet (it may be Atlas's own). It is never approved meanwhile.
 	ForeignGrace time.Duration `json:"foreignGrace"`
 }
 
@@ -73,15 +64,10 @@ type Policy struct {
 func DefaultPolicy(mode Mode) Policy { return Policy{Mode: mode}.withDefaults() }
 
 func (p Policy) withDefaults() Policy {
-	orDefault := func(d *time.Duration, def time.Duration) {
-		if *d <= 0 {
-			*d = def
-		}
-	}
-	orDefault(&p.KeyExpiryWarn, DefaultKeyExpiryWarn)
-	orDefault(&p.StuckAfter, DefaultStuckAfter)
-	orDefault(&p.AccessChangeSettle, DefaultAccessChangeSettle)
-	orDefault(&p.ForeignGrace, DefaultForeignGrace)
+	p.KeyExpiryWarn = cmp.Or(max(p.KeyExpiryWarn, 0), DefaultKeyExpiryWarn)
+	p.StuckAfter = cmp.Or(max(p.StuckAfter, 0), DefaultStuckAfter)
+	p.AccessChangeSettle = cmp.Or(max(p.AccessChangeSettle, 0), DefaultAccessChangeSettle)
+	p.ForeignGrace = cmp.Or(max(p.ForeignGrace, 0), DefaultForeignGrace)
 	p.RenotifyAfter = max(p.RenotifyAfter, 0)
 	return p
 }
@@ -96,28 +82,25 @@ const (
 	SourceVault            Source = "arm:vault"
 	SourceConnections      Source = "arm:privateEndpointConnections"
 	SourceKey              Source = "arm:key"
-	// SourceGraph is the Microsoft Graph read of the Atlas application's
-	// secrets (only with GUARD_AZURE_APP_SECRET_FROM_GRAPH).
+	SourceAlertConfigs     Source = "atlas:alertConfigs" // read at most hourly
+	// SourceGraph reads the Atlas application's secrets (only with
+	// GUARD_AZURE_APP_SECRET_FROM_GRAPH).
 	SourceGraph Source = "graph:application"
-	// SourceState is the project's own state document: an error of it says
-	// the document did not decode and was kept aside, memory restarting
-	// empty. It raises state-unreadable (a warning), not guard-blind:
-	// monitoring goes on.
+	// SourceState is the project's own state document: its error says it did
+	// not decode and was kept aside, memory restarting empty. It raises
+	// state-unreadable, not guard-blind: monitoring goes on.
 	SourceState Source = "state"
 )
 
 // SourceError says that a source could not be read in this reconcile.
 //
-// Service is the service that failed ("atlas", "arm", "storage" or "graph")
-// and Cause its root cause in a few words without secrets (for example
-// "cannot reach cloud.mongodb.com: DNS lookup failed"). Plan raises ONE
-// guard-blind alert per (Service, Cause), listing the reads it affects, and
-// its fingerprint derives from them: Cause must stay the same while the root
-// cause does (no request ids, times or changing addresses). With an empty
-// Cause Plan raises one alert per source instead. Message is the raw
-// error, for the log and the Status page only: it may be long and must not
-// contain secrets (Plan still scrubs obvious tokens and truncates it where it
-// uses it). Permission names the missing role action on a 401/403, else "".
+// Service ("atlas", "arm", "storage", "graph") failed with root cause Cause,
+// a few stable words without secrets ("cannot reach cloud.mongodb.com: DNS
+// lookup failed"; no request ids, times or addresses): Plan raises ONE
+// guard-blind alert per (Service, Cause) listing the reads it affects, or
+// one per source when Cause is empty. Message is the raw error for the log
+// and the Status page (Plan scrubs and truncates it where it uses it).
+// Permission names the missing role action on a 401/403, else "".
 type SourceError struct {
 	Source     Source `json:"source"`
 	Service    string `json:"service,omitempty"`
@@ -126,13 +109,10 @@ type SourceError struct {
 	Permission string `json:"permission,omitempty"`
 }
 
-// Hint is what an event said, for enrichment only: hints enrich alerts (who,
-// when) and open the event-only access-changed alert; they never cause an
-// approval. Kind is the event's kind as package event classifies it (event is
-// the lower package: plan reads its enum, event knows nothing of plan). Object
-// is the object the event names: the connection name for connection-changed
-// (a full resource ID ending in /privateEndpointConnections/{name} also
-// matches), the key name for key hints.
+// Hint is what an event said: it enriches alerts (who, when) and opens the
+// event-only access-changed alert; it never causes an approval. Object is
+// what the event names: the connection name (or a resource ID ending in
+// /privateEndpointConnections/{name}) or the key name.
 type Hint struct {
 	Kind      event.Kind `json:"kind"`
 	Actor     string     `json:"actor,omitempty"`
@@ -145,39 +125,28 @@ type Hint struct {
 // Snapshot is everything one reconcile observed for one project.
 //
 // A nil pointer or nil slice means "not read" (unknown); a source read
-// successfully with no items must be a non-nil empty slice. An entry in Errors
-// for a source makes that source unreadable even if data is present.
+// with no items is a non-nil empty slice. An entry in Errors for a source
+// makes it unreadable even if data is present.
 type Snapshot struct {
-	ProjectID string `json:"projectId"`
-	// Config is nil when unreadable (then Errors has atlas:encryptionAtRest).
-	Config *atlas.AzureKeyVault `json:"config,omitempty"`
-	// Vault is the vault the ARM reads below were made on. Plan trusts ARM
-	// data only when it equals the vault Config names: a zero Vault (or
-	// another vault) means no ARM data is trusted and nothing is approved.
-	Vault resource.ID `json:"vault"`
-	// Endpoints is nil when unreadable.
-	Endpoints []atlas.PrivateEndpoint `json:"endpoints"`
-	// Clusters is nil when unreadable.
-	Clusters []atlas.Cluster `json:"clusters"`
-	// VaultState is nil when unreadable; Found is false on a 404.
-	VaultState *vault.Vault `json:"vaultState,omitempty"`
-	// Connections are those listed on Vault; nil when unreadable.
-	Connections []vault.Connection `json:"connections"`
-	// Key is the version pinned in Config.KeyIdentifier; nil when unreadable.
-	Key *vault.Key `json:"key,omitempty"`
-	// AppSecret is when the secret of the application Atlas uses (Config's
-	// clientID) expires; nil when unknown or not configured.
+	ProjectID string               `json:"projectId"`
+	Config    *atlas.AzureKeyVault `json:"config,omitempty"`
+	// Vault is the vault the ARM reads were made on. ARM data is trusted
+	// only when it equals the vault Config names; otherwise nothing is approved.
+	Vault       resource.ID             `json:"vault"`
+	Endpoints   []atlas.PrivateEndpoint `json:"endpoints"`
+	Clusters    []atlas.Cluster         `json:"clusters"`
+	VaultState  *vault.Vault            `json:"vaultState,omitempty"` // Found is false on a 404
+	Connections []vault.Connection      `json:"connections"`          // those listed on Vault
+	Key         *vault.Key              `json:"key,omitempty"`        // the version Config.KeyIdentifier pins
+	// AppSecret is when the secret of Config's clientID expires; nil when unknown.
 	AppSecret *AppSecret    `json:"appSecret,omitempty"`
 	Errors    []SourceError `json:"errors,omitempty"`
 	Hints     []Hint        `json:"hints,omitempty"`
-	// OtherRequests names the connections that another guarded project on
-	// the same vault asked for (connection name → that project's id). Such a
-	// Pending connection is not foreign here, and this project never approves
-	// it: only the project that asked for it does. Names compare exactly.
-	OtherRequests map[string]string `json:"otherRequests,omitempty"`
-	// AlertConfigs are the project's Atlas alert configurations; nil when
-	// not read (they are read at most hourly, while EAR is enabled).
-	AlertConfigs []atlas.AlertConfig `json:"alertConfigs,omitempty"`
+	// OtherRequests: connection name → the other guarded project on this
+	// vault that asked for it. Such a Pending connection is not foreign here
+	// and only that project approves it. Names compare exactly.
+	OtherRequests map[string]string   `json:"otherRequests,omitempty"`
+	AlertConfigs  []atlas.AlertConfig `json:"alertConfigs,omitempty"` // read at most hourly
 }
 
 // EndpointSeen is the status an Atlas endpoint had and since when the guard has
@@ -190,12 +159,10 @@ type EndpointSeen struct {
 // Memory is the state Plan carries from one reconcile to the next. The zero
 // value (nil maps) is a valid empty memory.
 type Memory struct {
-	// Open holds the open alerts by fingerprint.
-	Open map[string]alert.Alert `json:"open"`
-	// Endpoints holds the last seen status of each Atlas endpoint, by id.
-	Endpoints map[string]EndpointSeen `json:"endpoints"`
-	// Unrequested holds since when each Pending connection that no Atlas
-	// endpoint asked for has been seen, by connection name.
+	Open      map[string]alert.Alert  `json:"open"`      // open alerts by fingerprint
+	Endpoints map[string]EndpointSeen `json:"endpoints"` // by Atlas endpoint id
+	// Unrequested: since when each Pending connection no Atlas endpoint
+	// asked for has been seen, by connection name.
 	Unrequested map[string]time.Time `json:"unrequested,omitempty"`
 }
 
@@ -208,7 +175,9 @@ type Approval struct {
 	Description string      `json:"description"`
 }
 
-// Verdicts of connection rows (one per connection on the vault).
+// Verdicts of a Decision: of connection rows (one per connection on the
+// vault), then of endpoint rows (an Atlas endpoint with no connection of its
+// name on the vault).
 const (
 	VerdictApprove               = "approve"
 	VerdictWouldApprove          = "would-approve"
@@ -220,11 +189,7 @@ const (
 	VerdictOtherProject          = "other-project"
 	VerdictEndpointNotRequesting = "endpoint-not-requesting"
 	VerdictEndpointsUnreadable   = "endpoints-unreadable"
-)
 
-// Verdicts of endpoint rows (an Atlas endpoint with no connection of its
-// name on the vault).
-const (
 	VerdictAwaitingConnection    = "awaiting-connection"
 	VerdictConnectionMissing     = "connection-missing"
 	VerdictNoConnection          = "no-connection"
@@ -257,25 +222,13 @@ type Result struct {
 // unchanged: neither raised nor resolved.
 func Plan(s Snapshot, prev Memory, p Policy, now time.Time) Result {
 	pl := newPlanner(s, prev, p.withDefaults(), now.Round(0))
-	pl.guardBlind()
-	pl.stateAlert()
-	pl.configAlerts()
-	pl.vaultAlerts()
-	pl.keyAlerts()
-	pl.clusterAlerts()
-	pl.endpointAlerts()
-	pl.connections()
-	pl.connectionChanged()
-	pl.accessChanged()
-	pl.coverageAlerts()
-	pl.purgeAlerts()
-	pl.appSecretAlerts()
-	pl.atlasAlertsOff()
-
-	res := Result{Approvals: pl.approvals, Decisions: pl.decisions}
+	for _, rule := range []func(){pl.guardBlind, pl.stateAlert, pl.configAlerts, pl.vaultAlerts, pl.keyAlerts, pl.clusterAlerts,
+		pl.endpointAlerts, pl.connections, pl.connectionChanged, pl.accessChanged, pl.coverageAlerts, pl.purgeAlerts,
+		pl.appSecretAlerts, pl.atlasAlertsOff} {
+		rule()
+	}
+	res := Result{Approvals: pl.approvals, Decisions: pl.decisions, Memory: pl.memory()}
 	res.Memory.Open, res.Notices = pl.settle()
-	res.Memory.Endpoints = pl.endpointMemory()
-	res.Memory.Unrequested = pl.unrequestedMemory()
 
 	slices.SortFunc(res.Approvals, func(a, b Approval) int { return strings.Compare(a.Connection, b.Connection) })
 	slices.SortFunc(res.Notices, func(a, b alert.Notice) int {

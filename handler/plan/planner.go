@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"time"
 
@@ -33,8 +35,7 @@ type planner struct {
 	p    Policy
 	now  time.Time
 
-	errs     map[Source][]SourceError
-	stateErr []SourceError // the state document did not decode (see SourceState)
+	errs map[Source][]SourceError
 
 	// Readability, derived once.
 	cfgOK       bool        // Config read
@@ -42,7 +43,6 @@ type planner struct {
 	noVault     bool        // Config read and names no vault: nothing on ARM to guard
 	armTrusted  bool        // Config names a vault and Snapshot.Vault equals it
 	vaultOK     bool        // VaultState read
-	vaultFound  bool        // VaultState read and the vault exists
 	vaultGone   bool        // VaultState read and ARM answered 404
 	connsOK     bool        // Connections read (on the trusted vault)
 	keyOK       bool        // Key read (on the trusted, existing vault)
@@ -50,54 +50,38 @@ type planner struct {
 	clustersOK  bool        // Clusters read
 	vaultStr    string      // vault resource ID for alerts, "" when unknown
 
-	computed    map[string]alert.Alert // alerts whose condition holds now
-	settledKind map[alert.Kind]bool    // kinds fully evaluated: absent means resolved
-	settledFP   map[string]bool        // single alerts fully evaluated
+	computed map[string]alert.Alert // alerts whose condition holds now
+	// judged holds the kinds (and single fingerprints) fully evaluated now:
+	// an open alert among them that was not raised again resolves; any other
+	// open alert is carried forward unchanged (unknown is not cleared).
+	judged map[string]bool
 
-	approvals []Approval
-	decisions []Decision
-
+	approvals   []Approval
+	decisions   []Decision
 	unrequested map[string]time.Time // next Memory.Unrequested
 }
 
 func newPlanner(s Snapshot, prev Memory, p Policy, now time.Time) *planner {
-	pl := &planner{
-		s: s, prev: prev, p: p, now: now,
-		errs:        map[Source][]SourceError{},
-		computed:    map[string]alert.Alert{},
-		settledKind: map[alert.Kind]bool{},
-		settledFP:   map[string]bool{},
-	}
+	pl := &planner{s: s, prev: prev, p: p, now: now, errs: map[Source][]SourceError{}, computed: map[string]alert.Alert{}, judged: map[string]bool{}}
 	for _, e := range s.Errors {
-		if e.Source == SourceState {
-			pl.stateErr = append(pl.stateErr, e)
-			continue
-		}
 		pl.errs[e.Source] = append(pl.errs[e.Source], e)
 	}
 	ok := func(src Source, present bool) bool { return present && len(pl.errs[src]) == 0 }
 
-	pl.cfgOK = ok(SourceEncryptionAtRest, s.Config != nil)
-	if pl.cfgOK {
-		pl.cfgVault = resource.ID{
-			SubscriptionID: s.Config.SubscriptionID,
-			ResourceGroup:  s.Config.ResourceGroupName,
-			Name:           s.Config.KeyVaultName,
-		}
-		if pl.cfgVault.SubscriptionID == "" || pl.cfgVault.ResourceGroup == "" || pl.cfgVault.Name == "" {
-			pl.cfgVault = resource.ID{}
-		}
-		pl.noVault = pl.cfgVault.IsZero()
-		// A zero Snapshot.Vault never equals a named vault: untrusted.
-		pl.armTrusted = !pl.noVault && s.Vault.Equal(pl.cfgVault)
-		if !pl.noVault {
-			pl.vaultStr = pl.cfgVault.String()
-		}
-	} else if !s.Vault.IsZero() {
+	cfg := s.Config
+	pl.cfgOK = ok(SourceEncryptionAtRest, cfg != nil)
+	if pl.cfgOK && cfg.SubscriptionID != "" && cfg.ResourceGroupName != "" && cfg.KeyVaultName != "" {
+		pl.cfgVault = resource.ID{SubscriptionID: cfg.SubscriptionID, ResourceGroup: cfg.ResourceGroupName, Name: cfg.KeyVaultName}
+	}
+	pl.noVault = pl.cfgOK && pl.cfgVault.IsZero()
+	pl.armTrusted = !pl.cfgVault.IsZero() && s.Vault.Equal(pl.cfgVault) // a zero Snapshot.Vault is untrusted
+	switch {
+	case !pl.cfgVault.IsZero():
+		pl.vaultStr = pl.cfgVault.String()
+	case !pl.cfgOK && !s.Vault.IsZero():
 		pl.vaultStr = s.Vault.String()
 	}
 	pl.vaultOK = pl.armTrusted && ok(SourceVault, s.VaultState != nil)
-	pl.vaultFound = pl.vaultOK && s.VaultState.Found
 	pl.vaultGone = pl.vaultOK && !s.VaultState.Found
 	pl.connsOK = pl.armTrusted && !pl.vaultGone && ok(SourceConnections, s.Connections != nil)
 	pl.keyOK = pl.armTrusted && !pl.vaultGone && ok(SourceKey, s.Key != nil)
@@ -106,31 +90,32 @@ func newPlanner(s Snapshot, prev Memory, p Policy, now time.Time) *planner {
 	return pl
 }
 
-// raise records that the condition of a holds now. Fingerprint, project and
-// vault are filled in from kind and subject.
-func (pl *planner) raise(a alert.Alert) {
-	a.ProjectID = pl.s.ProjectID
-	a.Fingerprint = Fingerprint(a.Kind, a.ProjectID, a.Subject)
-	if a.Vault == "" {
-		a.Vault = pl.vaultStr
-	}
-	a.Runbook = runbook(a, pl.ids())
-	if prev, ok := pl.computed[a.Fingerprint]; ok && rank(prev.Severity) > rank(a.Severity) {
-		return
-	}
-	pl.computed[a.Fingerprint] = a
+// alertOf is an alert of kind about subject at the catalog's severity.
+func alertOf(kind alert.Kind, subject string, details map[string]string, format string, args ...any) alert.Alert {
+	return alert.Alert{Kind: kind, Severity: alert.Catalog[kind], Subject: subject, Details: details, Summary: fmt.Sprintf(format, args...)}
 }
 
-// settled marks kinds as fully evaluated in this reconcile: an open alert of
-// such a kind that was not raised again is resolved.
-func (pl *planner) settled(kinds ...alert.Kind) {
+// raise records that the condition of a holds now; of two alerts with one
+// fingerprint the more severe wins. Fingerprint, project, vault and runbook
+// are filled in.
+func (pl *planner) raise(a alert.Alert) {
+	a.ProjectID, a.Vault = pl.s.ProjectID, pl.vaultStr
+	a.Fingerprint = Fingerprint(a.Kind, a.ProjectID, a.Subject)
+	a.Runbook = runbook(a, pl.s.ProjectID, cmp.Or(pl.cfgVault, pl.s.Vault), pl.s.Config)
+	if prev, ok := pl.computed[a.Fingerprint]; !ok || rank(a.Severity) >= rank(prev.Severity) {
+		pl.computed[a.Fingerprint] = a
+	}
+}
+
+// judge marks kinds as fully evaluated now (see planner.judged).
+func (pl *planner) judge(kinds ...alert.Kind) {
 	for _, k := range kinds {
-		pl.settledKind[k] = true
+		pl.judged[string(k)] = true
 	}
 }
 
 func rank(s alert.Severity) int {
-	return map[alert.Severity]int{alert.Warning: 1, alert.Critical: 2}[s]
+	return slices.Index([]alert.Severity{alert.Info, alert.Warning, alert.Critical}, s)
 }
 
 // hintDetailKeys are the Details an event adds; they are kept from the
@@ -146,17 +131,11 @@ func (pl *planner) settle() (map[string]alert.Alert, []alert.Notice) {
 		notices = append(notices, alert.Notice{ID: noticeID(a.Fingerprint, action, pl.now), Action: action, At: pl.now, Alert: a})
 	}
 	for fp, a := range pl.computed {
-		a.LastSeen = pl.now
 		old, wasOpen := pl.prev.Open[fp]
-		switch {
-		case !wasOpen:
-			a.FirstSeen = pl.now
-			a.LastNotified = pl.now
-			notify(a, alert.Raised)
-		default:
-			a.FirstSeen = old.FirstSeen
-			a.LastNotified = old.LastNotified
-			a.Actor = cmp.Or(a.Actor, old.Actor)
+		a.FirstSeen, a.LastSeen, a.LastNotified = pl.now, pl.now, pl.now
+		action := alert.Raised
+		if wasOpen {
+			a.FirstSeen, a.Actor = old.FirstSeen, cmp.Or(a.Actor, old.Actor)
 			for _, k := range hintDetailKeys {
 				if a.Details[k] == "" {
 					setDetail(&a, k, old.Details[k])
@@ -164,13 +143,15 @@ func (pl *planner) settle() (map[string]alert.Alert, []alert.Notice) {
 			}
 			switch {
 			case rank(a.Severity) > rank(old.Severity):
-				a.LastNotified = pl.now
-				notify(a, alert.Escalated)
-			case a.Severity == alert.Critical && pl.p.RenotifyAfter > 0 &&
-				pl.now.Sub(old.LastNotified) >= pl.p.RenotifyAfter:
-				a.LastNotified = pl.now
-				notify(a, alert.Reminder)
+				action = alert.Escalated
+			case a.Severity == alert.Critical && pl.p.RenotifyAfter > 0 && pl.now.Sub(old.LastNotified) >= pl.p.RenotifyAfter:
+				action = alert.Reminder
+			default:
+				action, a.LastNotified = "", old.LastNotified
 			}
+		}
+		if action != "" {
+			notify(a, action)
 		}
 		open[fp] = a
 	}
@@ -178,37 +159,32 @@ func (pl *planner) settle() (map[string]alert.Alert, []alert.Notice) {
 		if _, still := pl.computed[fp]; still {
 			continue
 		}
-		if pl.settledKind[old.Kind] || pl.settledFP[fp] {
+		if pl.judged[string(old.Kind)] || pl.judged[fp] {
 			at := pl.now
 			old.ResolvedAt = &at
 			notify(old, alert.Resolved)
 			continue
 		}
-		open[fp] = old // unknown is not cleared: carry forward unchanged
+		open[fp] = old
 	}
 	return open, notices
 }
 
-// unrequestedMemory is the next Memory.Unrequested: what this reconcile saw,
-// or the previous one when the connections or endpoints were unreadable.
-func (pl *planner) unrequestedMemory() map[string]time.Time {
-	if !pl.connsOK || !pl.endpointsOK {
-		return maps.Clone(pl.prev.Unrequested)
+// memory is the next Memory but its open alerts: the endpoints and the
+// unrequested connections this reconcile saw, or the previous ones where it
+// could not see them. A status change resets an endpoint's Since.
+func (pl *planner) memory() Memory {
+	m := Memory{Endpoints: maps.Clone(pl.prev.Endpoints), Unrequested: maps.Clone(pl.prev.Unrequested)}
+	if pl.connsOK && pl.endpointsOK {
+		m.Unrequested = pl.unrequested
 	}
-	return pl.unrequested
-}
-
-// endpointMemory tracks since when each Atlas endpoint has had its status. A
-// status change resets Since; unreadable endpoints keep the previous memory.
-func (pl *planner) endpointMemory() map[string]EndpointSeen {
-	if !pl.endpointsOK {
-		return maps.Clone(pl.prev.Endpoints)
+	if pl.endpointsOK {
+		m.Endpoints = make(map[string]EndpointSeen, len(pl.s.Endpoints))
+		for _, e := range pl.s.Endpoints {
+			m.Endpoints[e.ID] = pl.seen(e.ID, e.Status)
+		}
 	}
-	out := make(map[string]EndpointSeen, len(pl.s.Endpoints))
-	for _, e := range pl.s.Endpoints {
-		out[e.ID] = pl.seen(e.ID, e.Status)
-	}
-	return out
+	return m
 }
 
 func (pl *planner) seen(id, status string) EndpointSeen {

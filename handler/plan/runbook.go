@@ -6,48 +6,35 @@ import (
 	"strings"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 )
-
-// ids are the snapshot's identifiers a runbook fills in; none is a secret.
-type ids struct {
-	project, clientID string
-	vault             resource.ID
-	key, version      string
-}
-
-func (pl *planner) ids() ids {
-	id := ids{project: pl.s.ProjectID, vault: pl.cfgVault}
-	if id.vault.IsZero() {
-		id.vault = pl.s.Vault
-	}
-	if pl.s.Config != nil {
-		id.clientID = pl.s.Config.ClientID
-		_, id.key, id.version, _ = resource.ParseKeyIdentifier(pl.s.Config.KeyIdentifier)
-	}
-	return id
-}
 
 // atlasAPI is the Atlas Admin API v2 base the runbooks' curl commands use.
 const atlasAPI = "https://cloud.mongodb.com/api/atlas/v2/groups/"
 
 // runbook is what to do about a: one to three steps, each with the exact az
-// or Atlas Admin API command filled in from id and the alert's subject and
-// details. Credentials are left as shell variables ($ATLAS_TOKEN, a new
-// secret read from the previous command): a runbook never holds a secret.
-func runbook(a alert.Alert, id ids) []string {
-	v := id.vault
+// or Atlas Admin API command filled in from project, vault v, Atlas's EAR
+// config cfg (nil when unknown) and the alert's subject and details.
+// Credentials are left as shell variables ($ATLAS_TOKEN, a new secret read
+// from the previous command): a runbook never holds a secret.
+func runbook(a alert.Alert, project string, v resource.ID, cfg *atlas.AzureKeyVault) []string {
+	var clientID, key, version string
+	if cfg != nil {
+		clientID = cfg.ClientID
+		_, key, version, _ = resource.ParseKeyIdentifier(cfg.KeyIdentifier)
+	}
 	vaultArgs := fmt.Sprintf("--subscription %s --resource-group %s --name %s", v.SubscriptionID, v.ResourceGroup, v.Name)
-	keyArgs := fmt.Sprintf("--subscription %s --vault-name %s --name %s", v.SubscriptionID, v.Name, id.key)
+	keyArgs := fmt.Sprintf("--subscription %s --vault-name %s --name %s", v.SubscriptionID, v.Name, key)
 	atlasCall := func(method, path, body string) string {
 		c := fmt.Sprintf(`curl -X %s -H "Authorization: Bearer $ATLAS_TOKEN" -H 'Accept: application/vnd.atlas.2023-01-01+json'`, method)
 		if body != "" {
 			c += ` -H 'Content-Type: application/vnd.atlas.2023-01-01+json' -d '` + body + `'`
 		}
-		return c + " " + atlasAPI + id.project + path
+		return c + " " + atlasAPI + project + path
 	}
-	rotate := atlasCall("PATCH", "/encryptionAtRest", fmt.Sprintf(`{"azureKeyVault":{"keyIdentifier":"https://%s.vault.azure.net/keys/%s/<new version>"}}`, v.Name, id.key))
-	region := a.Details["region"]
+	rotate := atlasCall("PATCH", "/encryptionAtRest", fmt.Sprintf(`{"azureKeyVault":{"keyIdentifier":"https://%s.vault.azure.net/keys/%s/<new version>"}}`, v.Name, key))
+	region := cmp.Or(a.Details["region"], strings.Split(a.Details["regions"]+",", ",")[0])
 	createEndpoint := atlasCall("POST", "/encryptionAtRest/AZURE/privateEndpoints", `{"regionName":"`+region+`"}`)
 	conn := v.String() + "/privateEndpointConnections/" + a.Subject
 	listConns := "az network private-endpoint-connection list --id " + v.String() + " --query \"[].{name:name,status:properties.privateLinkServiceConnectionState.status}\""
@@ -55,13 +42,13 @@ func runbook(a alert.Alert, id ids) []string {
 	checkEAR := atlasCall("GET", "/encryptionAtRest", "")
 	switch a.Kind {
 	case alert.KeyDisabled:
-		return []string{"Re-enable the key version Atlas uses: az keyvault key set-attributes --enabled true " + keyArgs + " --version " + id.version,
+		return []string{"Re-enable the key version Atlas uses: az keyvault key set-attributes --enabled true " + keyArgs + " --version " + version,
 			"Check that Atlas reports the config valid again: " + checkEAR}
 	case alert.KeyExpired, alert.KeyExpiresSoon:
 		return []string{"Create a new key version: az keyvault key rotate " + keyArgs,
 			"Point Atlas at it (the version from the previous output): " + rotate}
 	case alert.KeyNotYetValid:
-		return []string{"Make the key version valid now: az keyvault key set-attributes --not-before $(date -u +%Y-%m-%dT%H:%M:%SZ) " + keyArgs + " --version " + id.version}
+		return []string{"Make the key version valid now: az keyvault key set-attributes --not-before $(date -u +%Y-%m-%dT%H:%M:%SZ) " + keyArgs + " --version " + version}
 	case alert.KeyMissing:
 		return []string{"Recover the key if it was deleted: az keyvault key recover " + keyArgs,
 			"Otherwise point Atlas at an existing key version: " + rotate}
@@ -72,7 +59,7 @@ func runbook(a alert.Alert, id ids) []string {
 			"Find who deleted it: " + activity}
 	case alert.ConfigInvalid, alert.ClustersPaused:
 		return []string{"Fix the key alert raised with this one (disabled, expired, missing key, app secret or access), then check: " + checkEAR,
-			"Check the key version Atlas uses: az keyvault key show " + keyArgs + " --version " + id.version}
+			"Check the key version Atlas uses: az keyvault key show " + keyArgs + " --version " + version}
 	case alert.EndpointFailed:
 		return []string{"Delete the failed endpoint: " + atlasCall("DELETE", "/encryptionAtRest/AZURE/privateEndpoints/"+a.Subject, ""),
 			"Create it again: " + createEndpoint}
@@ -88,7 +75,7 @@ func runbook(a alert.Alert, id ids) []string {
 	case alert.Approved:
 		return []string{"Nothing to do; to verify: az network private-endpoint-connection show --id " + conn}
 	case alert.WouldApprove:
-		return []string{"Approve it yourself: az network private-endpoint-connection approve --id " + conn + " --description 'requested by Atlas project " + id.project + "'",
+		return []string{"Approve it yourself: az network private-endpoint-connection approve --id " + conn + " --description 'requested by Atlas project " + project + "'",
 			"Or let the guard approve: set GUARD_MODE=enforce"}
 	case alert.ApprovalHeld:
 		return []string{"Remove the hold tag to let the guard approve: az tag update --operation Delete --tags atlas-akv-guard=hold --resource-id " + v.String()}
@@ -101,18 +88,16 @@ func runbook(a alert.Alert, id ids) []string {
 	case alert.RegionUncovered:
 		return []string{"Create an endpoint in " + region + " (the guard approves its connection): " + createEndpoint}
 	case alert.NoPrivateEndpoint:
-		region = strings.Split(a.Details["regions"]+",", ",")[0]
-		return []string{"Create an endpoint in each Azure region of the clusters (" + a.Details["regions"] + "), e.g.: " +
-			atlasCall("POST", "/encryptionAtRest/AZURE/privateEndpoints", `{"regionName":"`+region+`"}`)}
+		return []string{"Create an endpoint in each Azure region of the clusters (" + a.Details["regions"] + "), e.g.: " + createEndpoint}
 	case alert.UnsupportedCluster:
 		return []string{"Move cluster " + a.Subject + " to Azure regions only: " + atlasCall("GET", "/clusters/"+a.Subject, "") + " then PATCH its replicationSpecs",
 			"Or stop requiring private networking: " + atlasCall("PATCH", "/encryptionAtRest", `{"azureKeyVault":{"requirePrivateNetworking":false}}`)}
 	case alert.PurgeUnprotected:
 		return []string{"Turn on purge protection (it cannot be turned off again): az keyvault update --enable-purge-protection true --enable-soft-delete true " + vaultArgs}
 	case alert.AppSecretExpiring, alert.AppSecretExpired:
-		return []string{"Add a new secret: SECRET=$(az ad app credential reset --append --years 2 --query password -o tsv --id " + id.clientID + ")",
-			`Give it to Atlas: ` + atlasCall("PATCH", "/encryptionAtRest", `{"azureKeyVault":{"clientID":"`+id.clientID+`","secret":"'"$SECRET"'"}}`),
-			"After Atlas reports the config valid, delete the old secret: az ad app credential delete --id " + id.clientID + " --key-id <old keyId>"}
+		return []string{"Add a new secret: SECRET=$(az ad app credential reset --append --years 2 --query password -o tsv --id " + clientID + ")",
+			`Give it to Atlas: ` + atlasCall("PATCH", "/encryptionAtRest", `{"azureKeyVault":{"clientID":"`+clientID+`","secret":"'"$SECRET"'"}}`),
+			"After Atlas reports the config valid, delete the old secret: az ad app credential delete --id " + clientID + " --key-id <old keyId>"}
 	case alert.AtlasAlertsOff:
 		post := atlasCall("POST", "/alertConfigs", `{"eventTypeName":"`+a.Subject+`","enabled":true,`+
 			`"notifications":[{"typeName":"GROUP","roles":["GROUP_OWNER"],"emailEnabled":true,"smsEnabled":false,"intervalMin":60,"delayMin":0}]}`)
@@ -123,7 +108,7 @@ func runbook(a alert.Alert, id ids) []string {
 		return []string{"Create Atlas's alert configuration, emailing the Project Owners: " + post}
 	case alert.StateUnreadable:
 		return []string{"Nothing to restore: the guard rebuilt its memory from Atlas and Azure. Inspect the unreadable copy: " +
-			"az storage blob list --auth-mode login --account-name <state storage account> --container-name atlas-akv-guard --prefix quarantine/projects/" + id.project + "/ -o table",
+			"az storage blob list --auth-mode login --account-name <state storage account> --container-name atlas-akv-guard --prefix quarantine/projects/" + project + "/ -o table",
 			"Check the project once more: handler check"}
 	}
 	return []string{"See the alert's summary; check the project with: handler check"}

@@ -11,7 +11,6 @@ import (
 // carry the snapshot's identifiers (never a placeholder for one it knows).
 func TestRunbookEveryKind(t *testing.T) {
 	s := with(healthy(), func(s *Snapshot) { s.Config.ClientID = "0b1c2d3e-app" })
-	id := newPlanner(s, Memory{}, enforce(), now).ids()
 	sub, rg, kv, proj := vaultA.SubscriptionID, vaultA.ResourceGroup, vaultA.Name, project
 	key := []string{sub, kv, "ear-key", "v1"}
 	conn := []string{vaultA.String() + "/privateEndpointConnections/" + connA}
@@ -48,8 +47,8 @@ func TestRunbookEveryKind(t *testing.T) {
 		alert.ForeignConnection: connA, alert.Approved: connA, alert.WouldApprove: connA, alert.AtlasAlertsOff: EventKMSNetworkAccessDenied,
 	}
 	details := map[string]string{"region": "US_EAST_2", "regions": "US_EAST_2,EUROPE_WEST", "latest": "v2", "permission": "Microsoft.KeyVault/vaults/read"}
-	for _, kind := range alert.Kinds() {
-		steps := runbook(alert.Alert{Kind: kind, Subject: subject[kind], Details: details}, id)
+	for kind := range alert.Catalog {
+		steps := runbook(alert.Alert{Kind: kind, Subject: subject[kind], Details: details}, s.ProjectID, s.Vault, s.Config)
 		all := strings.Join(steps, "\n")
 		if len(steps) < 1 || len(steps) > 3 {
 			t.Errorf("%s: %d steps, want 1–3", kind, len(steps))

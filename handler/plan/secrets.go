@@ -29,23 +29,19 @@ func (pl *planner) appSecretAlerts() {
 	if !pl.cfgOK || len(pl.errs[SourceGraph]) > 0 {
 		return
 	}
-	pl.settled(alert.AppSecretExpiring, alert.AppSecretExpired)
+	pl.judge(alert.AppSecretExpiring, alert.AppSecretExpired)
 	sec := pl.s.AppSecret
 	if sec == nil || sec.Expires.IsZero() || !pl.s.Config.Enabled {
 		return
 	}
-	exp := sec.Expires.UTC().Format(time.RFC3339)
-	a := alert.Alert{
-		Kind: alert.AppSecretExpiring, Severity: alert.Warning, Subject: sec.ClientID,
-		Details: map[string]string{"clientID": sec.ClientID, "expires": exp, "from": sec.From},
-	}
-	left := sec.Expires.Sub(pl.now)
+	exp, left := sec.Expires.UTC().Format(time.RFC3339), sec.Expires.Sub(pl.now)
+	d := map[string]string{"clientID": sec.ClientID, "expires": exp, "from": sec.From}
+	var a alert.Alert
 	switch {
 	case left <= 0:
-		a.Kind, a.Severity = alert.AppSecretExpired, alert.Critical
-		a.Summary = fmt.Sprintf("The secret of Azure application %s that Atlas uses for Key Vault expired at %s; Atlas pauses the clusters at its next validity check.", sec.ClientID, exp)
+		a = alertOf(alert.AppSecretExpired, sec.ClientID, d, "The secret of Azure application %s that Atlas uses for Key Vault expired at %s; Atlas pauses the clusters at its next validity check.", sec.ClientID, exp)
 	case left <= pl.p.KeyExpiryWarn:
-		a.Summary = fmt.Sprintf("The secret of Azure application %s that Atlas uses for Key Vault expires at %s (in %s); Atlas pauses the clusters when it lapses.", sec.ClientID, exp, roundDays(left))
+		a = alertOf(alert.AppSecretExpiring, sec.ClientID, d, "The secret of Azure application %s that Atlas uses for Key Vault expires at %s (in %s); Atlas pauses the clusters when it lapses.", sec.ClientID, exp, roundDays(left))
 	default:
 		return
 	}
@@ -59,23 +55,15 @@ func (pl *planner) appSecretAlerts() {
 // purge protection or soft delete (a deleted key could be purged for good and
 // the data it encrypts would be unreadable), private networking or not.
 func (pl *planner) purgeAlerts() {
-	if pl.noVault {
-		pl.settled(alert.PurgeUnprotected)
+	if pl.noVault || pl.vaultOK {
+		pl.judge(alert.PurgeUnprotected)
 	}
-	if !pl.vaultOK {
-		return
-	}
-	pl.settled(alert.PurgeUnprotected)
 	v := pl.s.VaultState
-	if !v.Found || !pl.s.Config.Enabled || (v.EnablePurgeProtection && v.EnableSoftDelete) {
+	if !pl.vaultOK || !v.Found || !pl.s.Config.Enabled || (v.EnablePurgeProtection && v.EnableSoftDelete) {
 		return
 	}
-	pl.raise(alert.Alert{
-		Kind: alert.PurgeUnprotected, Severity: alert.Warning,
-		Summary: fmt.Sprintf("Key Vault %s that holds Atlas's key has purge protection %s and soft delete %s: a deleted key can be purged for good, and the data it encrypts is then unreadable forever.",
-			pl.cfgVault.Name, onOff[v.EnablePurgeProtection], onOff[v.EnableSoftDelete]),
-		Details: map[string]string{"enablePurgeProtection": fmt.Sprint(v.EnablePurgeProtection), "enableSoftDelete": fmt.Sprint(v.EnableSoftDelete)},
-	})
+	onOff := map[bool]string{true: "on", false: "off"}
+	pl.raise(alertOf(alert.PurgeUnprotected, "", map[string]string{"enablePurgeProtection": fmt.Sprint(v.EnablePurgeProtection), "enableSoftDelete": fmt.Sprint(v.EnableSoftDelete)},
+		"Key Vault %s that holds Atlas's key has purge protection %s and soft delete %s: a deleted key can be purged for good, and the data it encrypts is then unreadable forever.",
+		pl.cfgVault.Name, onOff[v.EnablePurgeProtection], onOff[v.EnableSoftDelete]))
 }
-
-var onOff = map[bool]string{true: "on", false: "off"}

@@ -30,9 +30,9 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
 )
 
-// Options configure the handler. Store is required; Projects are the
-// configured project ids, shown in this order; Log receives store failures
-// (nil discards them); Now is the clock (default time.Now).
+// Options configure the handler: Store (required), the configured Projects
+// in the order shown, Log for store failures (nil discards) and the clock Now
+// (default time.Now).
 type Options struct {
 	Store    state.Store
 	Projects []string
@@ -47,15 +47,14 @@ func Handler(store state.Store, projects []string, log *slog.Logger) http.Handle
 
 // New returns the Status handler. It answers 200 with the Page (JSON) or the
 // HTML page; 503 with {"error": …} (or a small HTML page) when the store
-// can't be read (the store's error is logged, never shown); 405 for methods
-// other than GET and HEAD. A project whose document is missing or
-// undecodable is shown as Unknown with a note; that is not an error.
+// can't be read (its error is logged, never shown); 405 for methods other
+// than GET and HEAD. A missing or undecodable document is a project shown
+// as Unknown with a note, not an error.
 func New(o Options) http.Handler {
-	o.Log = cmp.Or(o.Log, logging.Discard())
+	o.Log, o.Projects = cmp.Or(o.Log, logging.Discard()), slices.Clone(o.Projects)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	o.Projects = slices.Clone(o.Projects)
 	return &handler{o: o}
 }
 

@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
@@ -17,15 +18,10 @@ import (
 type State string
 
 const (
-	// Healthy: reconciled, no open warning or critical alert (info alerts,
-	// such as would-approve, don't degrade it).
-	Healthy State = "healthy"
-	// Warning: at least one open warning alert and no critical one.
-	Warning State = "warning"
-	// Critical: at least one open critical alert (guard-blind included).
-	Critical State = "critical"
-	// Unknown: never reconciled, or its stored state can't be read.
-	Unknown State = "unknown"
+	Healthy  State = "healthy"  // reconciled; no open warning or critical alert (info doesn't count)
+	Warning  State = "warning"  // an open warning alert, no critical one
+	Critical State = "critical" // an open critical alert (guard-blind included)
+	Unknown  State = "unknown"  // never reconciled, or its stored state can't be read
 )
 
 // DefaultStaleAfter is how old a project's last reconcile may be before the
@@ -37,9 +33,7 @@ const DefaultStaleAfter = 15 * time.Minute
 type Page struct {
 	GeneratedAt time.Time `json:"generatedAt"`
 	Projects    []Project `json:"projects"`
-	// Quarantined counts the bad invocations the server kept aside (under
-	// server.QuarantinePrefix in the state store).
-	Quarantined int `json:"quarantined,omitempty"`
+	Quarantined int       `json:"quarantined,omitempty"` // bad invocations kept aside (server.QuarantinePrefix)
 }
 
 // Project is what the guard knows of one project, from its stored document
@@ -49,40 +43,29 @@ type Page struct {
 // reconcile could not read is nil (null in JSON), and Unread says why. Fields
 // that come from the last reconcile are zero when State is Unknown.
 type Project struct {
-	ProjectID string `json:"projectId"`
-	State     State  `json:"state"`
-	// Note explains an Unknown state or a stale reconcile, for people.
-	Note string `json:"note,omitempty"`
-	// LastReconcile is when the last reconcile finished; nil when never.
-	LastReconcile *time.Time `json:"lastReconcile,omitempty"`
-	// Stale says the last reconcile is older than DefaultStaleAfter:
-	// is the Reconcile timer running?
-	Stale bool      `json:"stale,omitempty"`
-	Mode  plan.Mode `json:"mode,omitempty"`
-	// Vault is the resource ID of the vault Atlas's EAR config names.
-	Vault string `json:"vault,omitempty"`
-	// VaultFound is false when ARM answered 404 for the vault.
-	VaultFound    *bool      `json:"vaultFound,omitempty"`
-	KeyIdentifier string     `json:"keyIdentifier,omitempty"`
-	Key           *vault.Key `json:"key,omitempty"`
-	// KeyExpiresInDays is the number of whole days until Key.Expires
-	// (negative once expired), from the page's generation time.
-	KeyExpiresInDays         *int         `json:"keyExpiresInDays,omitempty"`
-	Valid                    *bool        `json:"valid,omitempty"`
-	RequirePrivateNetworking *bool        `json:"requirePrivateNetworking,omitempty"`
-	Hold                     *bool        `json:"hold,omitempty"`
-	Endpoints                []Endpoint   `json:"endpoints"`
-	ForeignConnections       []Connection `json:"foreignConnections"`
-	Clusters                 *Clusters    `json:"clusters,omitempty"`
-	// Unread says, per source the last reconcile has no value from, why.
-	Unread            map[plan.Source]string `json:"unread,omitempty"`
-	OpenAlerts        []alert.Alert          `json:"openAlerts"`
-	PendingDeliveries int                    `json:"pendingDeliveries"`
-	APICalls          APICalls               `json:"apiCalls"`
-	// Errors are the failed reads, messages scrubbed.
-	Errors []plan.SourceError `json:"errors"`
-	// Approved names the connections the last reconcile approved.
-	Approved []string `json:"approved,omitempty"`
+	ProjectID                string                 `json:"projectId"`
+	State                    State                  `json:"state"`
+	Note                     string                 `json:"note,omitempty"`          // explains Unknown or Stale, for people
+	LastReconcile            *time.Time             `json:"lastReconcile,omitempty"` // nil when never
+	Stale                    bool                   `json:"stale,omitempty"`         // the last reconcile is older than DefaultStaleAfter
+	Mode                     plan.Mode              `json:"mode,omitempty"`
+	Vault                    string                 `json:"vault,omitempty"`      // the vault Atlas's EAR config names
+	VaultFound               *bool                  `json:"vaultFound,omitempty"` // false when ARM answered 404
+	KeyIdentifier            string                 `json:"keyIdentifier,omitempty"`
+	Key                      *vault.Key             `json:"key,omitempty"`
+	KeyExpiresInDays         *int                   `json:"keyExpiresInDays,omitempty"` // whole days from GeneratedAt to Key.Expires, < 0 once expired
+	Valid                    *bool                  `json:"valid,omitempty"`
+	RequirePrivateNetworking *bool                  `json:"requirePrivateNetworking,omitempty"`
+	Hold                     *bool                  `json:"hold,omitempty"`
+	Endpoints                []Endpoint             `json:"endpoints"`
+	ForeignConnections       []Connection           `json:"foreignConnections"`
+	Clusters                 *Clusters              `json:"clusters,omitempty"`
+	Unread                   map[plan.Source]string `json:"unread,omitempty"` // why, per source not read
+	OpenAlerts               []alert.Alert          `json:"openAlerts"`
+	PendingDeliveries        int                    `json:"pendingDeliveries"`
+	APICalls                 APICalls               `json:"apiCalls"`
+	Errors                   []plan.SourceError     `json:"errors"`             // the failed reads, scrubbed
+	Approved                 []string               `json:"approved,omitempty"` // by the last reconcile
 }
 
 // Endpoint is one Atlas EAR private endpoint beside the vault connection of
@@ -111,8 +94,8 @@ type Connection struct {
 	Reason            string `json:"reason,omitempty"`
 }
 
-// Clusters summarises the project's clusters: Paused names every paused
-// cluster, EAR counts those encrypted with the Azure key.
+// Clusters summarises the project's clusters: EAR counts those encrypted
+// with the Azure key.
 type Clusters struct {
 	Total  int       `json:"total"`
 	EAR    int       `json:"ear"`
@@ -164,8 +147,8 @@ func FromDoc(projectID string, doc *reconcile.Doc, now time.Time) Project {
 	}
 	p.Mode, p.Vault, p.APICalls, p.Approved = s.Mode, cmp.Or(s.Vault, p.Vault), APICalls{s.AtlasCalls, s.ARMCalls}, s.Approved
 	for _, e := range s.Errors {
-		p.Errors = append(p.Errors, plan.SourceError{Source: e.Source, Service: e.Service, Cause: alert.Scrub(e.Cause),
-			Message: alert.Scrub(e.Message), Permission: e.Permission})
+		e.Cause, e.Message = alert.Scrub(e.Cause), alert.Scrub(e.Message)
+		p.Errors = append(p.Errors, e)
 	}
 	order := func(e plan.SourceError) uint { return uint(slices.Index(sourceOrder, e.Source)) } // -1 (unknown) is the largest
 	slices.SortStableFunc(p.Errors, func(a, b plan.SourceError) int { return cmp.Compare(order(a), order(b)) })
@@ -210,28 +193,25 @@ func unread(s *reconcile.Summary, errs []plan.SourceError) map[plan.Source]strin
 			out[e.Source] = cmp.Or(e.Cause, e.Message, "the read failed")
 		}
 	}
-	absent := map[plan.Source]bool{
+	armWhy := "not read in the last reconcile" // why a read on the vault has no value
+	switch {
+	case out[plan.SourceEncryptionAtRest] != "":
+		armWhy = "Atlas's EAR config was not read, so the vault is unknown"
+	case s.Vault == "":
+		armWhy = "Atlas's EAR config names no Azure Key Vault"
+	case s.VaultFound != nil && !*s.VaultFound:
+		armWhy = "the vault was not found"
+	}
+	for src, absent := range map[plan.Source]bool{
 		plan.SourcePrivateEndpoints: s.Endpoints == nil, plan.SourceClusters: s.Clusters == nil,
 		plan.SourceVault: s.VaultFound == nil, plan.SourceConnections: s.Connections == nil, plan.SourceKey: s.Key == nil,
-	}
-	for src, missing := range absent {
-		if !missing || out[src] != "" {
-			continue
+	} {
+		if absent && out[src] == "" {
+			out[src] = "not read in the last reconcile"
+			if strings.HasPrefix(string(src), "arm:") {
+				out[src] = armWhy
+			}
 		}
-		why := "not read in the last reconcile"
-		switch {
-		case src == plan.SourcePrivateEndpoints || src == plan.SourceClusters:
-		case out[plan.SourceEncryptionAtRest] != "":
-			why = "Atlas's EAR config was not read, so the vault is unknown"
-		case s.Vault == "":
-			why = "Atlas's EAR config names no Azure Key Vault"
-		case s.VaultFound != nil && !*s.VaultFound:
-			why = "the vault was not found"
-		}
-		out[src] = why
-	}
-	if len(out) == 0 {
-		return nil
 	}
 	return out
 }
@@ -258,14 +238,13 @@ func pair(s *reconcile.Summary, seen map[string]plan.EndpointSeen, epsRead, conn
 		if !epsRead {
 			break
 		}
-		row := Endpoint{ID: e.ID, Region: e.RegionName, AtlasStatus: e.Status, ErrorMessage: alert.Scrub(e.ErrorMessage),
-			ConnectionName: e.PrivateEndpointConnectionName}
+		name := e.PrivateEndpointConnectionName
+		row := Endpoint{ID: e.ID, Region: e.RegionName, AtlasStatus: e.Status, ErrorMessage: alert.Scrub(e.ErrorMessage), ConnectionName: name}
 		if sn, ok := seen[e.ID]; ok && sn.Status == e.Status && !sn.Since.IsZero() {
 			row.AtlasStatusSince = &sn.Since
 		}
-		if j := slices.IndexFunc(s.Connections, func(c vault.Connection) bool { return c.Name == e.PrivateEndpointConnectionName }); j >= 0 && e.PrivateEndpointConnectionName != "" {
-			row.ConnectionStatus, row.ProvisioningState = s.Connections[j].Status, s.Connections[j].ProvisioningState
-			shown[e.PrivateEndpointConnectionName] = true
+		if j := slices.IndexFunc(s.Connections, func(c vault.Connection) bool { return c.Name == name }); j >= 0 && name != "" {
+			row.ConnectionStatus, row.ProvisioningState, shown[name] = s.Connections[j].Status, s.Connections[j].ProvisioningState, true
 		}
 		row.Verdict, row.Reason = decision(func(d plan.Decision) bool { return d.EndpointID == e.ID })
 		eps = append(eps, row)
