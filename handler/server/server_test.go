@@ -19,6 +19,7 @@ import (
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/logging"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/reconcile"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/server"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
@@ -29,28 +30,26 @@ import (
 type recorder struct {
 	mu       sync.Mutex
 	events   [][]event.Trigger
-	function []string
 	timers   []event.Timer
 	err      error
 	panic    bool
 }
 
-func (r *recorder) Events(ctx context.Context, function string, ts []event.Trigger) (server.Outcome, error) {
+func (r *recorder) Events(ctx context.Context, ts []event.Trigger) (reconcile.RunResult, error) {
 	if r.panic {
 		panic("boom")
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, ts)
-	r.function = append(r.function, function)
-	return server.Outcome{Logs: []string{"reconciled"}, ReturnValue: map[string]int{"projects": 1}}, r.err
+	return reconcile.RunResult{Logs: []string{"reconciled"}, Reports: []reconcile.Report{{}}}, r.err
 }
 
-func (r *recorder) Timer(ctx context.Context, t event.Timer) (server.Outcome, error) {
+func (r *recorder) Timer(ctx context.Context, t event.Timer) (reconcile.RunResult, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.timers = append(r.timers, t)
-	return server.Outcome{Logs: []string{"timer done"}}, r.err
+	return reconcile.RunResult{Logs: []string{"timer done"}}, r.err
 }
 
 // downStore is a quarantine whose writes fail transiently.
@@ -201,8 +200,8 @@ func TestEventInvocations(t *testing.T) {
 			if (tc.kinds == nil) != (len(d.events) == 0) || fmt.Sprint(got) != fmt.Sprint(tc.kinds) {
 				t.Fatalf("dispatched %v, want %v", got, tc.kinds)
 			}
-			if tc.kinds != nil && (d.function[0] != tc.function || !strings.Contains(logs.String(), `"invocationId":"inv-42"`)) {
-				t.Errorf("function %v; log lacks the invocation id: %s", d.function, logs)
+			if tc.kinds != nil && !strings.Contains(logs.String(), `"function":"`+tc.function+`","kind"`) || !strings.Contains(logs.String(), `"invocationId":"inv-42"`) {
+				t.Errorf("log lacks the function or the invocation id: %s", logs)
 			}
 		})
 	}
