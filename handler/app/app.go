@@ -180,19 +180,14 @@ func Wire(cfg config.Config, env Env, store state.Store, log *slog.Logger) (Wire
 		return Wired{}, err
 	}
 	r, err := reconcile.New(reconcile.Options{
-		Projects:   cfg.ProjectIDs,
-		Atlas:      ac,
-		Azure:      azureClients(cred, cfg.ARMEndpoint, log),
-		Store:      store,
-		Log:        notify.NewLog(log),
-		Sinks:      sinks,
-		AppSecrets: appSecrets(cfg.AppSecret, graph.New(graph.Options{Credential: cred, HTTP: &http.Client{Timeout: 30 * time.Second}})),
-		Policy: plan.Policy{
-			Mode:          cfg.Mode,
-			KeyExpiryWarn: cfg.KeyExpiryWarn,
-			StuckAfter:    cfg.StuckAfter,
-			RenotifyAfter: cfg.RenotifyAfter,
-		},
+		Projects:    cfg.ProjectIDs,
+		Atlas:       ac,
+		Azure:       azureClients(cred, cfg.ARMEndpoint, log),
+		Store:       store,
+		Log:         notify.NewLog(log),
+		Sinks:       sinks,
+		AppSecrets:  appSecrets(cfg.AppSecret, graph.New(graph.Options{Credential: cred, HTTP: &http.Client{Timeout: 30 * time.Second}})),
+		Policy:      cfg.Policy,
 		Concurrency: cfg.Concurrency,
 		Timeout:     cfg.ReconcileTimeout,
 		Logger:      log,

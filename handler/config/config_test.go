@@ -43,11 +43,11 @@ func with(kv ...string) map[string]string {
 func TestDefaultsAndValues(t *testing.T) {
 	c, err := config.Load(env(base()))
 	want := config.Config{
-		ProjectIDs:    []string{project},
-		Atlas:         config.Atlas{BaseURL: "https://cloud.mongodb.com", ClientID: "mdb_sa_id_1", ClientSecret: secret},
-		Mode:          plan.ModeEnforce,
-		KeyExpiryWarn: 30 * 24 * time.Hour, StuckAfter: 30 * time.Minute, RenotifyAfter: time.Hour, ReconcileTimeout: 4 * time.Minute,
-		Concurrency: 8, WebhookFormat: notify.FormatAuto, LogLevel: slog.LevelInfo,
+		ProjectIDs:       []string{project},
+		Atlas:            config.Atlas{BaseURL: "https://cloud.mongodb.com", ClientID: "mdb_sa_id_1", ClientSecret: secret},
+		Policy:           plan.Policy{Mode: plan.ModeEnforce, KeyExpiryWarn: 30 * 24 * time.Hour, StuckAfter: 30 * time.Minute, RenotifyAfter: time.Hour},
+		ReconcileTimeout: 4 * time.Minute,
+		Concurrency:      8, WebhookFormat: notify.FormatAuto, LogLevel: slog.LevelInfo,
 	}
 	if err != nil || c.StorageConfigured() || !c.Atlas.ServiceAccount() || fmt.Sprintf("%#v", c) != fmt.Sprintf("%#v", want) {
 		t.Fatalf("defaults (%v):\n got %#v\nwant %#v", err, c, want)
