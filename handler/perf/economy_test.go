@@ -1,7 +1,9 @@
 package perf
 
 import (
+	"context"
 	"maps"
+	"sync"
 	"testing"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/reconcile"
@@ -16,7 +18,7 @@ import (
 // reconciler reports agree with what the simulators served. Digest
 // authentication costs one extra (challenge) round trip per Atlas call.
 func TestSteadyStateRequests(t *testing.T) {
-	w := sharedWorld(t)
+	w := world(t)
 	w.SetLatency(0)
 	p := w.Projects[0]
 	wantARM := map[string]int{armsim.RouteVaultGet: 1, armsim.RouteConnectionsList: 1, armsim.RouteKeyGet: 1}
@@ -33,7 +35,7 @@ func TestSteadyStateRequests(t *testing.T) {
 			map[string]int64{atlassim.AuthNone: 3, atlassim.AuthDigest: 3}},
 	} {
 		t.Run(tc.auth, func(t *testing.T) {
-			store := NewCountingStore(state.NewMemory())
+			store := &countingStore{Store: state.NewMemory(), counts: map[string]int{}}
 			r, err := w.Reconciler(ReconcilerOptions{Projects: []string{p}, Auth: tc.auth, Store: store})
 			if err != nil {
 				t.Fatal(err)
@@ -44,7 +46,7 @@ func TestSteadyStateRequests(t *testing.T) {
 			}
 			w.Atlas.ResetStats()
 			w.ARM.ResetCounts()
-			store.Reset()
+			clear(store.counts)
 			rep, err := r.Project(t.Context(), p, nil)
 			if err != nil || rep.Error != "" || len(rep.Approved) != 0 || rep.Notices != 0 {
 				t.Fatalf("steady-state reconcile: %+v, %v", rep, err)
@@ -66,10 +68,38 @@ func TestSteadyStateRequests(t *testing.T) {
 			// The project's document is read once (its ETag conditions the
 			// one write; the vault index is not rewritten).
 			key := reconcile.ProjectKey(p)
-			if got, want := store.Counts(), map[string]int{"get " + key: 1, "put " + key: 1}; !maps.Equal(got, want) {
+			if got, want := store.counts, map[string]int{"get " + key: 1, "put " + key: 1}; !maps.Equal(got, want) {
 				t.Errorf("state store operations %v, want %v", got, want)
 			}
 			t.Logf("%s: Atlas %d requests %v, ARM %d requests %v", tc.auth, rep.AtlasCalls, st.ByRoute, rep.ARMCalls, w.ARM.Counts())
 		})
 	}
+}
+
+// countingStore counts the operations per operation and key ("get projects/…").
+type countingStore struct {
+	state.Store
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (c *countingStore) add(op string) {
+	c.mu.Lock()
+	c.counts[op]++
+	c.mu.Unlock()
+}
+
+func (c *countingStore) Get(ctx context.Context, key string) ([]byte, string, error) {
+	c.add("get " + key)
+	return c.Store.Get(ctx, key)
+}
+
+func (c *countingStore) Put(ctx context.Context, key string, data []byte, etag string, meta map[string]string) (string, error) {
+	c.add("put " + key)
+	return c.Store.Put(ctx, key, data, etag, meta)
+}
+
+func (c *countingStore) List(ctx context.Context, prefix string) ([]state.Item, error) {
+	c.add("list " + prefix)
+	return c.Store.List(ctx, prefix)
 }

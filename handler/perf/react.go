@@ -24,37 +24,28 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
-// ReactOptions configure MeasureReact. Zero values take the defaults noted.
+// ReactOptions configure MeasureReact: the handler binary and its
+// AzureWebJobsStorage (Azurite) are required; Period (default 1s) is the real
+// duration that stands for the guard's default 60 s timer period (one world
+// minute); Runs per path default to 30; Logf gets one line per run.
 type ReactOptions struct {
-	// Binary is the handler binary (see BuildHandler); required.
-	Binary string
-	// Storage is the guard's AzureWebJobsStorage (Azurite); required.
-	Storage string
-	// Period is the real duration of the guard's timer period, which stands
-	// for the default 60 s (one world minute); 0 means 1s.
-	Period time.Duration
-	// Runs per path; 0 means 30.
-	Runs int
-	// Logf, when set, receives one line per finished run.
-	Logf func(format string, args ...any)
+	Binary, Storage string
+	Period          time.Duration
+	Runs            int
+	Logf            func(format string, args ...any)
 }
 
-// ReactResult holds the time-to-react measurements of one world: real
-// durations; one period is one world minute.
+// ReactResult holds real durations (one Period is one world minute):
+// KeyAlert, key disabled at ARM → critical notice at the webhook (timer only:
+// Azure has no event for it), of which KeyAhead arrived before Atlas's next
+// validity check (every 15 world minutes); ConnTimer and ConnEvent, Atlas's
+// recreated Pending connection appears on the vault → the approval PUT
+// reaches ARM, timer only and with events; TickFloor, a lone Reconcile
+// invocation with nothing to do.
 type ReactResult struct {
-	Period time.Duration
-	// KeyAlert: key disabled at ARM → critical key-disabled notice received
-	// by the webhook (timer only: Azure has no event for it).
-	KeyAlert []time.Duration
-	// KeyAhead counts alerts that arrived before Atlas's next validity check
-	// (every 15 world minutes) after the key was disabled.
-	KeyAhead int
-	// ConnTimer and ConnEvent: Atlas's recreated Pending connection appears
-	// on the vault → the guard's approval PUT reaches ARM; timer only (Event
-	// Grid delivery off), and with events (timer off).
-	ConnTimer, ConnEvent []time.Duration
-	// TickFloor: a lone Reconcile invocation with nothing to do.
-	TickFloor []time.Duration
+	Period                                    time.Duration
+	KeyAlert, ConnTimer, ConnEvent, TickFloor []time.Duration
+	KeyAhead                                  int
 }
 
 // recreateAfter is how long (world time) Atlas waits before replacing an
@@ -224,7 +215,7 @@ func connRun(ctx context.Context, w *simworld.World, h *reactHooks, p *simworld.
 	}); err != nil {
 		return t0, t1, err
 	}
-	t0 = h.appearedAt(p.Vault.Name, n)
+	h.locked(func() { t0 = h.appeared[p.Vault.Name][n] })
 	var fresh string
 	err = waitWithin(ctx, 3*period+5*time.Second, "the replacement approved", func() bool {
 		if fresh == "" {
@@ -235,7 +226,7 @@ func connRun(ctx context.Context, w *simworld.World, h *reactHooks, p *simworld.
 			}
 		}
 		var ok bool
-		t1, ok = h.approval(fresh)
+		h.locked(func() { t1, ok = h.approved[fresh] })
 		return fresh != "" && ok
 	})
 	return t0, t1, err
@@ -259,62 +250,42 @@ func waitWithin(ctx context.Context, d time.Duration, what string, cond func() b
 }
 
 // reactHooks note, from the world's timeline and ARM writes, when Atlas's
-// new Pending connections appear and when the guard's approvals land.
+// new Pending connections appear (per vault name, in order) and when the
+// guard's first approval PUT of each connection lands.
 type reactHooks struct {
 	mu       sync.Mutex
-	appeared map[string][]time.Time // vault name → appearance times, in order
-	approved map[string]time.Time   // connection name → first approval PUT
+	appeared map[string][]time.Time
+	approved map[string]time.Time
+}
+
+func (h *reactHooks) locked(f func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f()
 }
 
 // timeline is called synchronously by the world right after Atlas added the
 // connection on the vault (and before the ARM event is published).
 func (h *reactHooks) timeline(e simworld.Entry) {
-	if e.Source != simworld.SourceAtlas {
-		return
-	}
 	_, v, ok := strings.Cut(e.Text, "Pending connection ")
-	if !ok {
-		return
+	if _, v, ok2 := strings.Cut(v, " appears on "); ok && ok2 && e.Source == simworld.SourceAtlas {
+		now := time.Now()
+		h.locked(func() { h.appeared[v] = append(h.appeared[v], now) })
 	}
-	_, v, ok = strings.Cut(v, " appears on ")
-	if !ok {
-		return
-	}
-	now := time.Now()
-	h.mu.Lock()
-	h.appeared[v] = append(h.appeared[v], now)
-	h.mu.Unlock()
 }
 
 func (h *reactHooks) change(c armsim.Change) {
-	if c.After.Status != vault.StatusApproved {
-		return
-	}
 	now := time.Now()
-	h.mu.Lock()
-	if _, ok := h.approved[c.After.Name]; !ok {
-		h.approved[c.After.Name] = now
-	}
-	h.mu.Unlock()
+	h.locked(func() {
+		if _, ok := h.approved[c.After.Name]; !ok && c.After.Status == vault.StatusApproved {
+			h.approved[c.After.Name] = now
+		}
+	})
 }
 
-func (h *reactHooks) appearances(vaultName string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.appeared[vaultName])
-}
-
-func (h *reactHooks) appearedAt(vaultName string, i int) time.Time {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.appeared[vaultName][i]
-}
-
-func (h *reactHooks) approval(conn string) (time.Time, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	t, ok := h.approved[conn]
-	return t, ok
+func (h *reactHooks) appearances(vaultName string) (n int) {
+	h.locked(func() { n = len(h.appeared[vaultName]) })
+	return n
 }
 
 // countNotices counts hook's notices of kind with action for project.
@@ -328,17 +299,12 @@ func countNotices(hook *notifytest.WebhookRecorder, project string, kind alert.K
 	return n
 }
 
-// BuildHandler builds the handler (./handler of the module that holds the
-// working directory) into dir and returns its path.
+// BuildHandler builds the handler as make build does (run from handler/perf,
+// as tests are) into dir and returns its path.
 func BuildHandler(ctx context.Context, dir string) (string, error) {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	gomod := strings.TrimSpace(string(out))
-	if err != nil || gomod == "" || gomod == os.DevNull {
-		return "", fmt.Errorf("react: cannot find the module root (go env GOMOD): %v", err)
-	}
 	bin := filepath.Join(dir, "handler")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./handler") // as make build
-	cmd.Dir, cmd.Env = filepath.Dir(gomod), append(os.Environ(), "CGO_ENABLED=0")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "..")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("react: building the handler: %v\n%s", err, out)
 	}
@@ -350,7 +316,7 @@ func ReactTable(r *ReactResult) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### Time to react\n\nP = %s real stands for the default 60 s; %d runs per path.\n\n", r.Period, len(r.KeyAlert))
 	b.WriteString("| path | p50 | p90 | max | floor (lone reconcile) |\n|---|---:|---:|---:|---:|\n")
-	floor := Median(r.TickFloor).Round(100 * time.Microsecond)
+	floor := Quantile(r.TickFloor, 0.5).Round(100 * time.Microsecond)
 	periods := func(d time.Duration) string { return fmt.Sprintf("%.2f P", float64(d)/float64(r.Period)) }
 	for _, row := range []struct {
 		name string

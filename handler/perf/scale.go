@@ -11,41 +11,33 @@ import (
 	"time"
 )
 
-// ScaleCase is one reconcile of many projects against the simulators.
+// ScaleCase is one reconcile of many projects against the simulators, with
+// Latency injected into every Atlas and ARM call, Auth AuthServiceAccount
+// (default) or AuthDigest, and, when RateLimit > 0, atlassim's token bucket
+// (requests per second, bursts of Burst) on during the timed run.
 type ScaleCase struct {
-	Projects    int
-	Concurrency int
-	// Latency is injected into every Atlas and ARM call.
-	Latency time.Duration
-	// Auth is AuthServiceAccount (default) or AuthDigest.
-	Auth string
-	// RateLimit, when > 0, turns on atlassim's token bucket (requests per
-	// second, bursts of Burst) for the timed run.
-	RateLimit float64
-	Burst     int
+	Projects, Concurrency int
+	Latency               time.Duration
+	Auth                  string
+	RateLimit             float64
+	Burst                 int
 }
 
-// ScaleResult is what one ScaleCase measured.
+// ScaleResult is what one ScaleCase measured: Wall, the wall time of
+// Reconciler.All; CriticalPath, the median of a lone project's reconcile in
+// the same world (the floor); Ideal, ceil(Projects/Concurrency) ×
+// CriticalPath; BaseHeap, HeapInuse after a GC before the run, and PeakHeap,
+// the highest sampled during it (the simulators share the process); the
+// requests the simulators served (token fetches and digest challenges
+// included); Atlas429, the rate limiter's 429s; Failed, the projects whose
+// reconcile reported an error.
 type ScaleResult struct {
 	ScaleCase
-	// Wall is the wall time of Reconciler.All over every project.
-	Wall time.Duration
-	// CriticalPath is the median duration of a lone project's reconcile in
-	// the same world, same latency (the floor of one project).
-	CriticalPath time.Duration
-	// Ideal is ceil(Projects/Concurrency) × CriticalPath.
-	Ideal time.Duration
-	// BaseHeap is HeapInuse after a GC before the run; PeakHeap the highest
-	// HeapInuse sampled during it (the simulators share the process: the
-	// difference is what the run added, theirs and the guard's).
-	BaseHeap, PeakHeap uint64
-	// AtlasRequests and ARMRequests are what the simulators served during
-	// the run (token fetches and digest challenges included).
+	Wall, CriticalPath, Ideal  time.Duration
+	BaseHeap, PeakHeap         uint64
 	AtlasRequests, ARMRequests int64
-	// Atlas429 counts the 429 answers of Atlas's rate limiter.
-	Atlas429 int64
-	// Failed counts projects whose reconcile reported an error.
-	Failed int
+	Atlas429                   int64
+	Failed                     int
 }
 
 // Ratio is Wall / Ideal.
@@ -57,10 +49,8 @@ func (r ScaleResult) Ratio() float64 { return float64(r.Wall) / float64(r.Ideal)
 // then times Reconciler.All over c.Projects projects while sampling the heap.
 func (w *World) Scale(ctx context.Context, c ScaleCase) (ScaleResult, error) {
 	res := ScaleResult{ScaleCase: c}
-	if c.Concurrency < 1 {
-		c.Concurrency = 8
-		res.Concurrency = 8
-	}
+	c.Concurrency = cmp.Or(c.Concurrency, 8)
+	res.Concurrency = c.Concurrency
 	if err := w.AddProjects(c.Projects); err != nil {
 		return res, err
 	}
@@ -71,7 +61,7 @@ func (w *World) Scale(ctx context.Context, c ScaleCase) (ScaleResult, error) {
 	if err != nil {
 		return res, err
 	}
-	if err := w.Warm(ctx, r); err != nil {
+	if _, err := r.Project(ctx, w.Projects[0], nil); err != nil { // tokens, connections
 		return res, fmt.Errorf("warm-up: %w", err)
 	}
 	var lone []time.Duration
@@ -82,7 +72,7 @@ func (w *World) Scale(ctx context.Context, c ScaleCase) (ScaleResult, error) {
 		}
 		lone = append(lone, time.Since(start))
 	}
-	res.CriticalPath = Median(lone)
+	res.CriticalPath = Quantile(lone, 0.5)
 	res.Ideal = time.Duration((c.Projects+c.Concurrency-1)/c.Concurrency) * res.CriticalPath
 
 	if c.RateLimit > 0 {
@@ -145,11 +135,6 @@ func sampleHeap(period time.Duration) (stop func() uint64) {
 		wg.Wait()
 		return peak
 	}
-}
-
-// Median returns the median of d (0 for none); d is not modified.
-func Median(d []time.Duration) time.Duration {
-	return Quantile(d, 0.5)
 }
 
 // Quantile returns the q-quantile (nearest rank) of d; d is not modified.

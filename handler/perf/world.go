@@ -7,7 +7,6 @@
 package perf
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"time"
@@ -114,16 +113,14 @@ func (w *World) SetLatency(d time.Duration) {
 	}
 }
 
-// ReconcilerOptions choose how the guard is wired to the world.
+// ReconcilerOptions choose how the guard is wired to the world: Projects
+// (default all), Auth (AuthServiceAccount or AuthDigest), Concurrency (0: the
+// guard's default) and Store (default a fresh state.NewMemory()).
 type ReconcilerOptions struct {
-	// Projects default to all of the world's.
-	Projects []string
-	// Auth is AuthServiceAccount (default) or AuthDigest.
-	Auth string
-	// Concurrency as in reconcile.Options (0: the guard's default, 8).
+	Projects    []string
+	Auth        string
 	Concurrency int
-	// Store defaults to a fresh state.NewMemory().
-	Store state.Store
+	Store       state.Store
 }
 
 // Reconciler wires a reconciler to the world the way app.Wire does in
@@ -160,11 +157,4 @@ func (w *World) client(idle int) *http.Client {
 	t := w.CA.Transport()
 	t.MaxIdleConnsPerHost = idle
 	return &http.Client{Transport: t, Timeout: time.Minute}
-}
-
-// Warm runs one reconcile of the world's first project so that tokens
-// (Atlas service account, managed identity) and connections exist.
-func (w *World) Warm(ctx context.Context, r *reconcile.Reconciler) error {
-	_, err := r.Project(ctx, w.Projects[0], nil)
-	return err
 }
