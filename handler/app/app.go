@@ -34,19 +34,15 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
-// Exit codes.
+// Exit codes (check also answers 1: problems found).
 const (
-	ExitOK      = 0
-	ExitProblem = 1 // check: problems found
-	ExitError   = 2 // bad usage, bad configuration, or the command could not run
+	ExitOK    = 0
+	ExitError = 2 // bad usage, bad configuration, or the command could not run
 )
-
-// Env is how the program reads its environment (os.Getenv in production).
-type Env func(string) string
 
 // Run runs the command in args (without the program name) and returns the
 // exit code. The server stops cleanly when ctx is cancelled (SIGTERM).
-func Run(ctx context.Context, args []string, env Env, stdout, stderr io.Writer, version string) int {
+func Run(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer, version string) int {
 	cmd := "serve"
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
@@ -105,7 +101,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return err
 }
 
-func serve(ctx context.Context, args []string, env Env, stdout io.Writer) (int, error) {
+func serve(ctx context.Context, args []string, env func(string) string, stdout io.Writer) (int, error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	addr := fs.String("addr", "", "listen address (default 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT)")
 	if err := parse(fs, args); err != nil {
@@ -129,7 +125,7 @@ func serve(ctx context.Context, args []string, env Env, stdout io.Writer) (int, 
 		return ExitError, err
 	}
 	store := &lazyStore{opts: cfg.Storage}
-	w, err := Wire(cfg, env, store, log)
+	r, _, err := wire(cfg, env, store, log)
 	if err != nil {
 		ln.Close()
 		return ExitError, err
@@ -137,7 +133,7 @@ func serve(ctx context.Context, args []string, env Env, stdout io.Writer) (int, 
 	log.Info("listening", "addr", ln.Addr().String(), "mode", string(cfg.Mode), "projects", len(cfg.ProjectIDs),
 		"storage", cfg.Storage.String())
 	h := server.New(server.Options{
-		Dispatcher: w.Reconciler, Status: status.Handler(store, cfg.ProjectIDs, log), Quarantine: store, Logger: log,
+		Dispatcher: r, Status: status.Handler(store, cfg.ProjectIDs, log), Quarantine: store, Logger: log,
 	})
 	if err := server.Serve(ctx, ln, h, 20*time.Second, log); err != nil {
 		log.Error("server stopped", "error", err.Error())
@@ -147,15 +143,10 @@ func serve(ctx context.Context, args []string, env Env, stdout io.Writer) (int, 
 	return ExitOK, nil
 }
 
-// Wired is the guard's object graph.
-type Wired struct {
-	Reconciler *reconcile.Reconciler
-	Credential azcore.TokenCredential
-}
-
-// Wire builds the Atlas and Azure clients, the sinks and the reconciler from
-// cfg. It makes no network call.
-func Wire(cfg config.Config, env Env, store state.Store, log *slog.Logger) (Wired, error) {
+// wire builds the Atlas and Azure clients, the sinks and the reconciler from
+// cfg, and returns the reconciler and the Azure credential. It makes no
+// network call.
+func wire(cfg config.Config, env func(string) string, store state.Store, log *slog.Logger) (*reconcile.Reconciler, azcore.TokenCredential, error) {
 	ac, err := atlas.New(atlas.Options{
 		BaseURL:      cfg.Atlas.BaseURL,
 		ClientID:     cfg.Atlas.ClientID,
@@ -165,7 +156,7 @@ func Wire(cfg config.Config, env Env, store state.Store, log *slog.Logger) (Wire
 		Logger:       log,
 	})
 	if err != nil {
-		return Wired{}, fmt.Errorf("atlas client: %w", err)
+		return nil, nil, fmt.Errorf("atlas client: %w", err)
 	}
 	// Few, quick retries for tokens: when the identity endpoint is down the
 	// guard says so (guard blind) within seconds instead of half a minute.
@@ -173,11 +164,11 @@ func Wire(cfg config.Config, env Env, store state.Store, log *slog.Logger) (Wire
 		MaxRetries: 2, RetryDelay: 200 * time.Millisecond, MaxRetryDelay: 2 * time.Second, TryTimeout: 10 * time.Second,
 	}})
 	if err != nil {
-		return Wired{}, fmt.Errorf("azure credential: %w", err)
+		return nil, nil, fmt.Errorf("azure credential: %w", err)
 	}
 	sinks, err := Sinks(cfg, cred)
 	if err != nil {
-		return Wired{}, err
+		return nil, nil, err
 	}
 	r, err := reconcile.New(reconcile.Options{
 		Projects:    cfg.ProjectIDs,
@@ -192,10 +183,7 @@ func Wire(cfg config.Config, env Env, store state.Store, log *slog.Logger) (Wire
 		Timeout:     cfg.ReconcileTimeout,
 		Logger:      log,
 	})
-	if err != nil {
-		return Wired{}, err
-	}
-	return Wired{Reconciler: r, Credential: cred}, nil
+	return r, cred, err
 }
 
 // appSecrets answers when the Atlas application's secret expires: the
@@ -319,7 +307,7 @@ func (l *lazyStore) List(ctx context.Context, prefix string) ([]state.Item, erro
 	return b.List(ctx, prefix)
 }
 
-func check(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) (int, error) {
+func check(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) (int, error) {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "machine-readable output")
 	settings := fs.String("settings", "", "a local.settings.json to read settings from (the environment wins)")
@@ -341,17 +329,17 @@ func check(ctx context.Context, args []string, env Env, stdout, stderr io.Writer
 	cfg.WebhookURL, cfg.TopicEndpoint, cfg.TopicKey = "", "", ""
 	log := logging.New(stderr, slog.LevelError)
 	store := state.NewMemory()
-	w, err := Wire(cfg, env, store, log)
+	r, cred, err := wire(cfg, env, store, log)
 	if err != nil {
 		return ExitError, err
 	}
 	// The prerequisites are read with the same identity (the operator's
 	// login when run by hand), in the public cloud or GUARD_ARM_ENDPOINT.
-	prereqs, err := armClient(w.Credential, "AZURE", cfg.ARMEndpoint, log)
+	prereqs, err := armClient(cred, "AZURE", cfg.ARMEndpoint, log)
 	if err != nil {
 		return ExitError, err
 	}
 	return checkcmd.Run(ctx, checkcmd.Options{
-		Reconciler: w.Reconciler, Store: store, Projects: cfg.ProjectIDs, JSON: *asJSON, Out: stdout, Prereqs: prereqs,
+		Reconciler: r, Store: store, Projects: cfg.ProjectIDs, JSON: *asJSON, Out: stdout, Prereqs: prereqs,
 	}), nil
 }

@@ -123,7 +123,7 @@ type ReconcilerOptions struct {
 	Store       state.Store
 }
 
-// Reconciler wires a reconciler to the world the way app.Wire does in
+// Reconciler wires a reconciler to the world the way package app does in
 // production, in enforce mode.
 func (w *World) Reconciler(o ReconcilerOptions) (*reconcile.Reconciler, error) {
 	ao := atlas.Options{HTTPClient: w.client(8)} // atlas's default idle connections per host
