@@ -1,19 +1,10 @@
 package app_test
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/app"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/config"
@@ -105,91 +96,4 @@ func TestSinksFromConfig(t *testing.T) {
 	if strings.Contains(fmt.Sprintf("%v %+v %#v", sinks, sinks, sinks), secret) {
 		t.Fatal("a sink prints its secret")
 	}
-}
-
-// TestBinaryStartsFastAndStopsOnSIGTERM builds the real binary, starts it as
-// the Functions host would (port in FUNCTIONS_CUSTOMHANDLER_PORT), waits for
-// GET / and stops it with SIGTERM.
-func TestBinaryStartsFastAndStopsOnSIGTERM(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "handler")
-	build := exec.Command("go", "build", "-o", bin, "..")
-	build.Dir = "."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	port := freePort(t)
-	cmd := exec.Command(bin)
-	env := baseEnv()
-	env["FUNCTIONS_CUSTOMHANDLER_PORT"] = fmt.Sprint(port)
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	stdout, _ := cmd.StdoutPipe()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill() })
-	lines := make(chan string, 64)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				t.Fatalf("GET / = %d", resp.StatusCode)
-			}
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("not ready: %v; stderr %s", err, stderr.String())
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v; stderr %s", err, stderr.String())
-		}
-	case <-ctx.Done():
-		t.Fatal("did not stop after SIGTERM")
-	}
-	var all []string
-	for l := range lines {
-		all = append(all, l)
-	}
-	joined := strings.Join(all, "\n")
-	if !strings.Contains(joined, `"msg":"listening"`) || !strings.Contains(joined, `"msg":"stopped"`) {
-		t.Fatalf("logs lack listening/stopped:\n%s", joined)
-	}
-	if strings.Contains(joined+stderr.String(), secret) {
-		t.Fatal("the binary printed a secret")
-	}
-}
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

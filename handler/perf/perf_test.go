@@ -1,6 +1,7 @@
 package perf
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -118,7 +119,9 @@ func TestScale(t *testing.T) {
 // TestStartup measures the built binary (as `make build` builds it): size,
 // exec → first answer to GET / (what the Functions host waits for) and RSS
 // when idle, with a valid configuration whose storage and identity are only
-// used on the first reconcile.
+// used on the first reconcile. It also pins the binary's host contract: ready
+// on GET /, "listening" and "stopped" logged, exit 0 after SIGTERM, no secret
+// printed.
 func TestStartup(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the handler")
@@ -147,6 +150,8 @@ func TestStartup(t *testing.T) {
 		cmd := exec.Command(bin)
 		cmd.Env = []string{"FUNCTIONS_CUSTOMHANDLER_PORT=" + port, "ATLAS_PROJECT_IDS=" + ProjectID(0), "ATLAS_CLIENT_ID=mdb_sa_id_perf",
 			"ATLAS_CLIENT_SECRET=perf-sa-secret", "AzureWebJobsStorage=UseDevelopmentStorage=true", "IDENTITY_ENDPOINT=http://127.0.0.1:9/msi/token", "IDENTITY_HEADER=perf"}
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
 		start := time.Now()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -172,8 +177,9 @@ func TestStartup(t *testing.T) {
 			rss = vmRSS(t, cmd.Process.Pid)
 		}
 		cmd.Process.Signal(syscall.SIGTERM)
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("exit after SIGTERM: %v", err)
+		if err := cmd.Wait(); err != nil || !strings.Contains(out.String(), `"msg":"listening"`) ||
+			!strings.Contains(out.String(), `"msg":"stopped"`) || strings.Contains(out.String(), "perf-sa-secret") {
+			t.Errorf("exit after SIGTERM: %v; output:\n%s", err, out.String())
 		}
 	}
 	report(t, "startup", fmt.Sprintf("### Start-up, size, memory\n\n| binary | size | ready p50 | ready max | RSS idle |\n|---|---:|---:|---:|---:|\n| guard | %.1f MiB | %s | %s | %.1f MiB |\n",
