@@ -64,9 +64,6 @@ const recreateAfter = 15 * time.Second
 //  3. with the timer off and events on: recreated connection appears →
 //     approved.
 func MeasureReact(ctx context.Context, o ReactOptions) (*ReactResult, error) {
-	if o.Binary == "" || o.Storage == "" {
-		return nil, errors.New("react: Binary and Storage are required")
-	}
 	o.Period = cmp.Or(o.Period, time.Second)
 	o.Runs = cmp.Or(o.Runs, 30)
 	logf := o.Logf
@@ -121,51 +118,44 @@ func MeasureReact(ctx context.Context, o ReactOptions) (*ReactResult, error) {
 	// delay so that its phase against the timer is uniform.
 	w.SetTimer(true)
 	validity := w.Real(15 * time.Minute)
-	p0 := w.Project(0)
+	random := func() time.Duration { return rand.N(o.Period) }
+	runs := func(what string, delay func() time.Duration, run func(i int) (t0, t1 time.Time, err error), out *[]time.Duration) error {
+		for i := range o.Runs {
+			backoff.Sleep(ctx, delay())
+			t0, t1, err := run(i)
+			if err != nil {
+				return fmt.Errorf("%s run %d: %w", what, i+1, err)
+			}
+			*out = append(*out, t1.Sub(t0))
+			logf("%s run %d/%d: %s", what, i+1, o.Runs, t1.Sub(t0).Round(time.Millisecond))
+		}
+		return nil
+	}
 	var wg sync.WaitGroup
 	var keyErr, conErr error
 	wg.Go(func() {
-		for i := range o.Runs {
-			backoff.Sleep(ctx, rand.N(o.Period))
-			lat, t1, err := keyRun(ctx, w, hook, w.Project(1+i%2), o.Period)
-			if keyErr = err; err != nil {
-				return
-			}
-			res.KeyAlert = append(res.KeyAlert, lat)
-			if t0 := t1.Add(-lat); worldStart.Add((t0.Sub(worldStart)/validity + 1) * validity).After(t1) {
+		keyErr = runs("key", random, func(i int) (t0, t1 time.Time, err error) {
+			if t0, t1, err = keyRun(ctx, w, hook, w.Project(1+i%2), o.Period); err == nil &&
+				worldStart.Add((t0.Sub(worldStart)/validity+1)*validity).After(t1) {
 				res.KeyAhead++
 			}
-			logf("key run %d/%d: alert after %s", i+1, o.Runs, lat.Round(time.Millisecond))
-		}
+			return t0, t1, err
+		}, &res.KeyAlert)
 	})
 	wg.Go(func() {
-		for i := range o.Runs {
-			backoff.Sleep(ctx, rand.N(o.Period))
-			t0, t1, err := connRun(ctx, w, h, p0, o.Period)
-			if conErr = err; err != nil {
-				return
-			}
-			res.ConnTimer = append(res.ConnTimer, t1.Sub(t0))
-			logf("timer connection run %d/%d: approved after %s", i+1, o.Runs, t1.Sub(t0).Round(time.Millisecond))
-		}
+		conErr = runs("timer connection", random, func(int) (time.Time, time.Time, error) { return connRun(ctx, w, h, w.Project(0), o.Period) }, &res.ConnTimer)
 	})
 	wg.Wait()
 	if err := errors.Join(keyErr, conErr); err != nil {
 		return nil, err
 	}
-	// Events only.
+	// Events only. Each run first lets the reconcile that the previous
+	// approval's own ARM event triggered finish.
 	w.SetTimer(false)
 	w.SetEvents(true)
-	for i := range o.Runs {
-		// Let the reconcile that the previous approval's own ARM event
-		// triggered finish.
-		backoff.Sleep(ctx, o.Period/5)
-		t0, t1, err := connRun(ctx, w, h, p0, o.Period)
-		if err != nil {
-			return nil, fmt.Errorf("event connection run %d: %w", i+1, err)
-		}
-		res.ConnEvent = append(res.ConnEvent, t1.Sub(t0))
-		logf("event connection run %d/%d: approved after %s", i+1, o.Runs, t1.Sub(t0).Round(time.Microsecond))
+	settle := func() time.Duration { return o.Period / 5 }
+	if err := runs("event connection", settle, func(int) (time.Time, time.Time, error) { return connRun(ctx, w, h, w.Project(0), o.Period) }, &res.ConnEvent); err != nil {
+		return nil, err
 	}
 	if code := g.ExitCode(); code >= 0 {
 		return nil, fmt.Errorf("react: the guard exited with status %d: %s", code, g.Stderr())
@@ -173,28 +163,25 @@ func MeasureReact(ctx context.Context, o ReactOptions) (*ReactResult, error) {
 	return res, nil
 }
 
-// keyRun disables p's key and waits for the critical key-disabled notice;
-// then re-enables the key. It returns the latency and the notice's arrival.
-func keyRun(ctx context.Context, w *simworld.World, hook *notifytest.WebhookRecorder, p *simworld.Project, period time.Duration) (time.Duration, time.Time, error) {
+// keyRun disables p's key, waits for the critical key-disabled notice, then
+// re-enables the key. It returns when the key was disabled and when the
+// notice arrived.
+func keyRun(ctx context.Context, w *simworld.World, hook *notifytest.WebhookRecorder, p *simworld.Project, period time.Duration) (t0, t1 time.Time, err error) {
 	// The previous alert of p must be resolved, or no new one is raised.
 	raised := func() int { return countNotices(hook, p.ID, alert.KeyDisabled, alert.Raised) }
 	if err := waitWithin(ctx, 3*period+5*time.Second, "the previous key-disabled alert resolved", func() bool {
 		return countNotices(hook, p.ID, alert.KeyDisabled, alert.Resolved) >= raised()
 	}); err != nil {
-		return 0, time.Time{}, err
+		return t0, t1, err
 	}
-	n := raised()
-	t0 := time.Now()
+	n, t0 := raised(), time.Now()
 	if err := w.SetKeyEnabled(p, false); err != nil {
-		return 0, time.Time{}, err
+		return t0, t1, err
 	}
 	// Seen within the 10 ms the wait polls at: 1 % of the default period.
-	err := waitWithin(ctx, 3*period+5*time.Second, "the key-disabled alert", func() bool { return raised() > n })
-	t1 := time.Now()
-	if err2 := w.SetKeyEnabled(p, true); err == nil {
-		err = err2
-	}
-	return t1.Sub(t0), t1, err
+	err = waitWithin(ctx, 3*period+5*time.Second, "the key-disabled alert", func() bool { return raised() > n })
+	t1 = time.Now()
+	return t0, t1, errors.Join(err, w.SetKeyEnabled(p, true))
 }
 
 // connRun rejects p's current connection, waits for Atlas to replace it

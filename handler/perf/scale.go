@@ -40,9 +40,6 @@ type ScaleResult struct {
 	Failed                     int
 }
 
-// Ratio is Wall / Ideal.
-func (r ScaleResult) Ratio() float64 { return float64(r.Wall) / float64(r.Ideal) }
-
 // Scale runs c: it grows the world to c.Projects, wires a fresh reconciler
 // (fresh state store, as after a cold start), warms it on one project
 // (tokens, connections), measures a lone project's reconcile three times,
@@ -158,7 +155,7 @@ func ScaleTable(rs []ScaleResult) string {
 			auth += fmt.Sprintf(", Atlas token bucket %g/s", r.RateLimit)
 		}
 		fmt.Fprintf(&b, "| %d | %d | %s | %s | %s | %s | %.2f | %d | %.1f MiB |\n", r.Projects, r.Concurrency, r.Latency,
-			auth, r.Wall.Round(time.Millisecond), r.Ideal.Round(time.Millisecond), r.Ratio(), r.Atlas429,
+			auth, r.Wall.Round(time.Millisecond), r.Ideal.Round(time.Millisecond), float64(r.Wall)/float64(r.Ideal), r.Atlas429,
 			float64(r.PeakHeap-min(r.BaseHeap, r.PeakHeap))/(1<<20))
 	}
 	return b.String()

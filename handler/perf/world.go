@@ -7,10 +7,12 @@
 package perf
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
@@ -58,25 +60,24 @@ func NewWorld(n int) (*World, error) {
 	}
 	w := &World{Sims: s}
 	s.Atlas.AddAPIKey(publicKey, privateKey)
-	if err := s.Setenv(); err != nil {
-		w.Close()
-		return nil, err
-	}
 	// The ARM client as the app wires it, over a transport that keeps
 	// azcore's default of 10 idle connections per host.
 	retry := policy.RetryOptions{RetryDelay: 50 * time.Millisecond}
-	cred, err := s.Credential(retry)
+	var cred azcore.TokenCredential
+	var cloudCfg cloud.Configuration
+	if err = s.Setenv(); err == nil {
+		cred, err = s.Credential(retry)
+	}
 	if err == nil {
-		var cloudCfg cloud.Configuration
-		if cloudCfg, err = vault.CloudFor("AZURE", s.ARMURL); err == nil {
-			w.vc, err = vault.New(vault.Options{Credential: cred, Cloud: cloudCfg, Transport: w.client(10), Retry: retry, PollInterval: 5 * time.Millisecond})
-		}
+		cloudCfg, err = vault.CloudFor("AZURE", s.ARMURL)
+	}
+	if err == nil {
+		w.vc, err = vault.New(vault.Options{Credential: cred, Cloud: cloudCfg, Transport: w.client(10), Retry: retry, PollInterval: 5 * time.Millisecond})
+	}
+	if err == nil {
+		err = w.AddProjects(n)
 	}
 	if err != nil {
-		w.Close()
-		return nil, err
-	}
-	if err := w.AddProjects(n); err != nil {
 		w.Close()
 		return nil, err
 	}
@@ -113,9 +114,9 @@ func (w *World) SetLatency(d time.Duration) {
 	}
 }
 
-// ReconcilerOptions choose how the guard is wired to the world: Projects
-// (default all), Auth (AuthServiceAccount or AuthDigest), Concurrency (0: the
-// guard's default) and Store (default a fresh state.NewMemory()).
+// ReconcilerOptions choose how the guard is wired to the world: Projects,
+// Auth (AuthServiceAccount or AuthDigest), Concurrency (0: the guard's
+// default) and Store (default a fresh state.NewMemory()).
 type ReconcilerOptions struct {
 	Projects    []string
 	Auth        string
@@ -134,16 +135,10 @@ func (w *World) Reconciler(o ReconcilerOptions) (*reconcile.Reconciler, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.Projects == nil {
-		o.Projects = w.Projects
-	}
-	if o.Store == nil {
-		o.Store = state.NewMemory()
-	}
 	return reconcile.New(reconcile.Options{
 		Projects: o.Projects, Atlas: ac,
 		Azure: func(string) (reconcile.Azure, error) { return w.vc, nil },
-		Store: o.Store, Log: notify.NewLog(logging.Discard()),
+		Store: cmp.Or[state.Store](o.Store, state.NewMemory()), Log: notify.NewLog(logging.Discard()),
 		Policy:      plan.DefaultPolicy(plan.ModeEnforce),
 		Concurrency: o.Concurrency,
 		Timeout:     10 * time.Minute,
