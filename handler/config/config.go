@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
@@ -176,7 +177,7 @@ func readProjects(get func(string) string, c *Config) error {
 			continue
 		}
 		if !projectIDPattern.MatchString(id) {
-			return bad(name, "%q is not an Atlas project id (24 lower-case hex digits)", truncate(id))
+			return bad(name, "%q is not an Atlas project id (24 lower-case hex digits)", alert.ScrubN(id, 64))
 		}
 		c.ProjectIDs = append(c.ProjectIDs, id)
 	}
@@ -214,7 +215,7 @@ func readAtlas(get func(string) string, c *Config) error {
 // readPolicy reads the mode, the thresholds and the concurrency.
 func readPolicy(get func(string) string, c *Config) error {
 	if c.Mode = plan.Mode(strings.ToLower(get("GUARD_MODE"))); c.Mode != plan.ModeEnforce && c.Mode != plan.ModeObserve {
-		return bad("GUARD_MODE", "%q is neither enforce nor observe", truncate(get("GUARD_MODE")))
+		return bad("GUARD_MODE", "%q is neither enforce nor observe", alert.ScrubN(get("GUARD_MODE"), 64))
 	}
 	days, err := number(get, "GUARD_KEY_EXPIRY_WARN_DAYS", 0, 3650)
 	if err != nil {
@@ -231,7 +232,7 @@ func readPolicy(get func(string) string, c *Config) error {
 			*d.to, err = 0, nil
 		}
 		if err != nil || *d.to < d.min {
-			return bad(d.setting, "%q is not a Go duration of at least %v (e.g. 30m, 1h)", truncate(v), d.min)
+			return bad(d.setting, "%q is not a Go duration of at least %v (e.g. 30m, 1h)", alert.ScrubN(v, 64), d.min)
 		}
 	}
 	c.Concurrency, err = number(get, "GUARD_CONCURRENCY", 1, 256)
@@ -242,7 +243,7 @@ func readPolicy(get func(string) string, c *Config) error {
 func number(get func(string) string, setting string, min, max int) (int, error) {
 	n, err := strconv.Atoi(get(setting))
 	if err != nil || n < min || n > max {
-		return 0, bad(setting, "%q is not a whole number from %d to %d", truncate(get(setting)), min, max)
+		return 0, bad(setting, "%q is not a whole number from %d to %d", alert.ScrubN(get(setting), 64), min, max)
 	}
 	return n, nil
 }
@@ -282,7 +283,7 @@ func readHost(get func(string) string, c *Config) (err error) {
 		}
 	}
 	if c.LogLevel.UnmarshalText([]byte(get("GUARD_LOG_LEVEL"))) != nil {
-		return bad("GUARD_LOG_LEVEL", "%q is not debug, info, warn or error", truncate(get("GUARD_LOG_LEVEL")))
+		return bad("GUARD_LOG_LEVEL", "%q is not debug, info, warn or error", alert.ScrubN(get("GUARD_LOG_LEVEL"), 64))
 	}
 	return nil
 }
@@ -292,7 +293,7 @@ func readHost(get func(string) string, c *Config) (err error) {
 func readAppSecret(get func(string) string, c *Config) (err error) {
 	const exp, graph = "GUARD_AZURE_APP_SECRET_EXPIRY", "GUARD_AZURE_APP_SECRET_FROM_GRAPH"
 	if c.AppSecret.FromGraph, err = strconv.ParseBool(get(graph)); err != nil {
-		return bad(graph, "%q is not true or false", truncate(get(graph)))
+		return bad(graph, "%q is not true or false", alert.ScrubN(get(graph), 64))
 	}
 	for _, item := range strings.Split(get(exp), ",") {
 		if item = strings.TrimSpace(item); item == "" {
@@ -305,7 +306,7 @@ func readAppSecret(get func(string) string, c *Config) (err error) {
 		id = strings.TrimSpace(id)
 		t, err := time.Parse(time.DateOnly, strings.TrimSpace(date))
 		if _, dup := c.AppSecret.Expiry[id]; err != nil || pair && id == "" || dup {
-			return bad(exp, "%q is not YYYY-MM-DD or clientID=YYYY-MM-DD, or its client id is given twice", truncate(item))
+			return bad(exp, "%q is not YYYY-MM-DD or clientID=YYYY-MM-DD, or its client id is given twice", alert.ScrubN(item, 64))
 		}
 		if c.AppSecret.Expiry == nil {
 			c.AppSecret.Expiry = map[string]time.Time{}
@@ -334,13 +335,6 @@ func readStorage(env func(string) string) (state.BlobOptions, error) {
 		return state.BlobOptions{}, bad(setting, "%s", problem)
 	}
 	return state.BlobOptions{}, nil
-}
-
-func truncate(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
-	}
-	return s
 }
 
 func httpsURL(setting, v string) error {

@@ -157,7 +157,7 @@ func Classify(e Event) (Trigger, error) {
 		err = classifyARM(e, &t)
 	}
 	if err != nil {
-		err = fmt.Errorf("%s event %s: %w", truncate(e.Type, 128), truncate(e.ID, 128), err)
+		err = fmt.Errorf("%s event %s: %w", alert.ScrubN(e.Type, 128), alert.ScrubN(e.ID, 128), err)
 	}
 	// These came from outside and may reach alerts, the state store, the
 	// Status page and the logs: bound and scrub them once, here.
@@ -209,7 +209,7 @@ func (s *epochSeconds) UnmarshalJSON(b []byte) error {
 	const maxEpoch = 253402300799 // 9999-12-31T23:59:59Z
 	f, err := strconv.ParseFloat(str, 64)
 	if err != nil || f != math.Trunc(f) || f < 0 || f > maxEpoch {
-		return fmt.Errorf("want epoch seconds, got %s", truncate(string(b), 32))
+		return fmt.Errorf("want epoch seconds, got %s", alert.ScrubN(string(b), 32))
 	}
 	if f > 0 {
 		t := time.Unix(int64(f), 0).UTC()
@@ -260,7 +260,7 @@ func classifyARM(e Event, t *Trigger) error {
 	t.Vault, t.Scope = v, v.String()
 	if t.Kind == ConnectionChanged {
 		if t.Object = connectionName(uri); t.Object == "" {
-			return malformed("resourceUri %q names no private endpoint connection", truncate(uri, 256))
+			return malformed("resourceUri %q names no private endpoint connection", alert.ScrubN(uri, 256))
 		}
 	}
 	return nil
@@ -274,7 +274,7 @@ func classifyRoleAssignment(uri string, t *Trigger) error {
 	for ; i >= 0 && !resource.EqualFold(uri[i:i+len(seg)], seg); i-- {
 	}
 	if i < 0 {
-		return malformed("resourceUri %q is not a role assignment", truncate(uri, 256))
+		return malformed("resourceUri %q is not a role assignment", alert.ScrubN(uri, 256))
 	}
 	t.Scope = cmp.Or(uri[:i], "/") // "" is the tenant root
 	if v, err := resource.ParseID(t.Scope); err == nil {

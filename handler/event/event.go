@@ -15,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 )
 
 // ErrMalformed is wrapped by every error caused by the content of the input.
@@ -160,14 +162,14 @@ func decodeEvent(obj []byte) (Event, error) {
 		return Event{}, malformed("event has both specversion (CloudEvents) and eventType (Event Grid schema)")
 	case env.SpecVersion != "":
 		if env.SpecVersion != "1.0" {
-			return Event{}, malformed("event: unsupported CloudEvents specversion %q, want \"1.0\"", truncate(env.SpecVersion, 16))
+			return Event{}, malformed("event: unsupported CloudEvents specversion %q, want \"1.0\"", alert.ScrubN(env.SpecVersion, 16))
 		}
 		e.Schema, e.Type, e.Source = SchemaCloudEvents, env.Type, env.Source
 	case env.EventType != "":
 		e.Schema, e.Type, e.Source = SchemaEventGrid, env.EventType, env.Topic
 		timeAttr, at = "eventTime", env.EventTime
 	}
-	name := truncate(e.Type, 128)
+	name := alert.ScrubN(e.Type, 128)
 	var err error
 	switch {
 	case e.Type == "":
@@ -209,7 +211,7 @@ type HostTime struct{ time.Time }
 func (t *HostTime) UnmarshalJSON(b []byte) error {
 	var s *string
 	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("want a time string, got %s", kindOf(b))
+		return fmt.Errorf("want a time string, got %s", alert.ScrubN(string(b), 16))
 	}
 	if s == nil || *s == "" {
 		return nil
@@ -253,7 +255,7 @@ func parseTime(s string) (time.Time, error) {
 			return t, nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time", truncate(s, 64))
+	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time", alert.ScrubN(s, 64))
 }
 
 func malformed(format string, args ...any) error {
@@ -264,7 +266,7 @@ func malformed(format string, args ...any) error {
 // which say what was wrong rather than quote encoding/json about our structs.
 func decodeObject(what string, v []byte, dst any) error {
 	if v = bytes.TrimSpace(v); len(v) == 0 || v[0] != '{' {
-		return malformed("%s: want an object, got %s", what, kindOf(v))
+		return malformed("%s: want an object, got %q", what, alert.ScrubN(string(v), 16))
 	}
 	err := json.Unmarshal(v, dst)
 	var te *json.UnmarshalTypeError
@@ -274,27 +276,4 @@ func decodeObject(what string, v []byte, dst any) error {
 		return malformed("%s: %v", what, err)
 	}
 	return nil
-}
-
-// kindOf names the JSON kind of v for error messages.
-func kindOf(v []byte) string {
-	v = bytes.TrimSpace(v)
-	switch {
-	case len(v) == 0:
-		return "nothing"
-	case v[0] == '-' || '0' <= v[0] && v[0] <= '9':
-		return "a number"
-	}
-	kinds := map[byte]string{'{': "an object", '[': "an array", '"': "a string", 't': "a boolean", 'f': "a boolean", 'n': "null"}
-	if k, ok := kinds[v[0]]; ok {
-		return k
-	}
-	return fmt.Sprintf("invalid JSON starting %q", truncate(string(v), 16))
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
