@@ -256,8 +256,7 @@ func TestSteadyStateRequests(t *testing.T) {
 				t.Errorf("report counts Atlas %d, ARM %d; simulators served Atlas %d, ARM %v",
 					rep.AtlasCalls, rep.ARMCalls, st.Requests, w.ARM.Counts())
 			}
-			// The project's document is read once (its ETag conditions the
-			// one write; the vault index is not rewritten).
+			// The project's document is read once; its ETag conditions the one write.
 			key := reconcile.ProjectKey(p)
 			if got, want := store.counts, map[string]int{"get " + key: 1, "put " + key: 1}; !maps.Equal(got, want) {
 				t.Errorf("state store operations %v, want %v", got, want)
