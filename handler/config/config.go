@@ -51,9 +51,6 @@ type Atlas struct {
 	PrivateKey   Secret `json:"privateKey,omitempty"`
 }
 
-// ServiceAccount reports whether the service account is configured.
-func (a Atlas) ServiceAccount() bool { return a.ClientID != "" && a.ClientSecret != "" }
-
 // AppSecret says how the guard learns when the secret of the Azure
 // application Atlas authenticates with (the EAR config's clientID) expires.
 type AppSecret struct {

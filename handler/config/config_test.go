@@ -50,7 +50,7 @@ func TestDefaultsAndValues(t *testing.T) {
 		ReconcileTimeout: 4 * time.Minute,
 		Concurrency:      8, WebhookFormat: notify.FormatAuto, LogLevel: slog.LevelInfo,
 	}
-	if err != nil || c.StorageConfigured() || !c.Atlas.ServiceAccount() || fmt.Sprintf("%#v", c) != fmt.Sprintf("%#v", want) {
+	if err != nil || c.StorageConfigured() || fmt.Sprintf("%#v", c) != fmt.Sprintf("%#v", want) {
 		t.Fatalf("defaults (%v):\n got %#v\nwant %#v", err, c, want)
 	}
 	c, err = config.Load(env(with(
@@ -72,7 +72,6 @@ func TestDefaultsAndValues(t *testing.T) {
 	}{
 		{"project ids (trimmed, de-duplicated, in order)", strings.Join(c.ProjectIDs, ","), project + ",6a7b8c9d0e1f203142536475"},
 		{"API key", c.Atlas.PublicKey + " " + c.Atlas.PrivateKey.Reveal(), "abcdefgh " + secret},
-		{"service account", c.Atlas.ServiceAccount(), false},
 		{"base url", c.Atlas.BaseURL, "https://atlas.example.test"},
 		{"mode", c.Mode, plan.ModeObserve},
 		{"warn", c.KeyExpiryWarn, 7 * 24 * time.Hour},
