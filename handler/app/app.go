@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,7 +23,6 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/atlas"
 	checkcmd "github.com/atlas-akv-guard/atlas-akv-guard/handler/check"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/config"
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/graph"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/logging"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/notify"
@@ -34,19 +34,15 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
-// Exit codes.
+// Exit codes (check also answers 1: problems found).
 const (
-	ExitOK      = 0
-	ExitProblem = 1 // check: problems found
-	ExitError   = 2 // bad usage, bad configuration, or the command could not run
+	ExitOK    = 0
+	ExitError = 2 // bad usage, bad configuration, or the command could not run
 )
-
-// Env is how the program reads its environment (os.Getenv in production).
-type Env func(string) string
 
 // Run runs the command in args (without the program name) and returns the
 // exit code. The server stops cleanly when ctx is cancelled (SIGTERM).
-func Run(ctx context.Context, args []string, env Env, stdout, stderr io.Writer, version string) int {
+func Run(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer, version string) int {
 	cmd := "serve"
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
@@ -54,20 +50,28 @@ func Run(ctx context.Context, args []string, env Env, stdout, stderr io.Writer, 
 		fmt.Fprint(stderr, usage)
 		return ExitError
 	}
+	code, err := ExitOK, error(nil)
 	switch cmd {
 	case "serve":
-		return serve(ctx, args, env, stdout, stderr)
+		code, err = serve(ctx, args, env, stdout)
 	case "check":
-		return check(ctx, args, env, stdout, stderr)
+		code, err = check(ctx, args, env, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "atlas-akv-guard", version)
-		return ExitOK
 	case "help", "-h", "--help":
+		err = flag.ErrHelp
+	default:
+		err = fmt.Errorf("unknown command %q\n%s", cmd, usage)
+	}
+	switch {
+	case errors.Is(err, flag.ErrHelp):
 		fmt.Fprint(stdout, usage)
 		return ExitOK
+	case err != nil:
+		fmt.Fprintln(stderr, strings.TrimSuffix(err.Error(), "\n"))
+		return ExitError
 	}
-	fmt.Fprintf(stderr, "unknown command %q\n%s", cmd, usage)
-	return ExitError
+	return code
 }
 
 const usage = `usage: handler <command> [flags]
@@ -87,82 +91,62 @@ exit status:
   2  could not run: bad usage, bad configuration, or no project could be checked
 `
 
-// parseFlags parses a command's flags. -h and --help print the usage to
-// stdout and answer ExitOK; a bad flag is reported on stderr and answers
-// ExitError; otherwise it answers -1 (go on).
-func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
+// parse parses a command's flags; it returns flag.ErrHelp for -h and --help.
+func parse(fs *flag.FlagSet, args []string) error {
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
-	switch {
-	case err == nil:
-		return -1
-	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprint(stdout, usage)
-		return ExitOK
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		return fmt.Errorf("%s: %w\n%s", fs.Name(), err, usage)
 	}
-	fmt.Fprintf(stderr, "%s: %v\n%s", fs.Name(), err, usage)
-	return ExitError
+	return err
 }
 
-func serve(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) int {
+func serve(ctx context.Context, args []string, env func(string) string, stdout io.Writer) (int, error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	addr := fs.String("addr", "", "listen address (default 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT)")
-	if code := parseFlags(fs, args, stdout, stderr); code >= 0 {
-		return code
+	if err := parse(fs, args); err != nil {
+		return ExitError, err
 	}
 	cfg, err := config.Load(env)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return ExitError
-	}
-	if *addr == "" {
-		if cfg.Port == 0 {
-			fmt.Fprintln(stderr, "config: FUNCTIONS_CUSTOMHANDLER_PORT: missing (the Functions host sets it; or pass -addr)")
-			return ExitError
-		}
+	switch {
+	case err != nil:
+		return ExitError, err
+	case *addr == "" && cfg.Port == 0:
+		return ExitError, errors.New("config: FUNCTIONS_CUSTOMHANDLER_PORT: missing (the Functions host sets it; or pass -addr)")
+	case !cfg.StorageConfigured():
+		return ExitError, errors.New("config: AzureWebJobsStorage: missing (a connection string, UseDevelopmentStorage=true, or AzureWebJobsStorage__blobServiceUri)")
+	case *addr == "":
 		*addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Port))
 	}
-	if !cfg.StorageConfigured() {
-		fmt.Fprintln(stderr, "config: AzureWebJobsStorage: missing (a connection string, UseDevelopmentStorage=true, or AzureWebJobsStorage__blobServiceUri)")
-		return ExitError
-	}
 	log := logging.New(stdout, cfg.LogLevel)
-
 	// Listen first: the host polls GET / until it answers.
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
-		fmt.Fprintf(stderr, "listen %s: %v\n", *addr, err)
-		return ExitError
+		return ExitError, err
 	}
 	store := &lazyStore{opts: cfg.Storage}
-	w, err := Wire(cfg, env, store, log)
+	r, _, err := wire(cfg, env, store, log)
 	if err != nil {
 		ln.Close()
-		fmt.Fprintln(stderr, err)
-		return ExitError
+		return ExitError, err
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "mode", string(cfg.Mode), "projects", len(cfg.ProjectIDs),
 		"storage", cfg.Storage.String())
 	h := server.New(server.Options{
-		Dispatcher: dispatcher{w.Reconciler}, Status: status.Handler(store, cfg.ProjectIDs, log), Quarantine: store, Logger: log,
+		Dispatcher: r, Status: status.Handler(store, cfg.ProjectIDs, log), Quarantine: store, Logger: log,
 	})
 	if err := server.Serve(ctx, ln, h, 20*time.Second, log); err != nil {
 		log.Error("server stopped", "error", err.Error())
-		return ExitError
+		return ExitError, nil
 	}
 	log.Info("stopped")
-	return ExitOK
+	return ExitOK, nil
 }
 
-// Wired is the guard's object graph.
-type Wired struct {
-	Reconciler *reconcile.Reconciler
-	Credential azcore.TokenCredential
-}
-
-// Wire builds the Atlas and Azure clients, the sinks and the reconciler from
-// cfg. It makes no network call.
-func Wire(cfg config.Config, env Env, store state.Store, log *slog.Logger) (Wired, error) {
+// wire builds the Atlas and Azure clients, the sinks and the reconciler from
+// cfg, and returns the reconciler and the Azure credential. It makes no
+// network call.
+func wire(cfg config.Config, env func(string) string, store state.Store, log *slog.Logger) (*reconcile.Reconciler, azcore.TokenCredential, error) {
 	ac, err := atlas.New(atlas.Options{
 		BaseURL:      cfg.Atlas.BaseURL,
 		ClientID:     cfg.Atlas.ClientID,
@@ -172,7 +156,7 @@ func Wire(cfg config.Config, env Env, store state.Store, log *slog.Logger) (Wire
 		Logger:       log,
 	})
 	if err != nil {
-		return Wired{}, fmt.Errorf("atlas client: %w", err)
+		return nil, nil, fmt.Errorf("atlas client: %w", err)
 	}
 	// Few, quick retries for tokens: when the identity endpoint is down the
 	// guard says so (guard blind) within seconds instead of half a minute.
@@ -180,34 +164,26 @@ func Wire(cfg config.Config, env Env, store state.Store, log *slog.Logger) (Wire
 		MaxRetries: 2, RetryDelay: 200 * time.Millisecond, MaxRetryDelay: 2 * time.Second, TryTimeout: 10 * time.Second,
 	}})
 	if err != nil {
-		return Wired{}, fmt.Errorf("azure credential: %w", err)
+		return nil, nil, fmt.Errorf("azure credential: %w", err)
 	}
 	sinks, err := Sinks(cfg, cred)
 	if err != nil {
-		return Wired{}, err
+		return nil, nil, err
 	}
 	r, err := reconcile.New(reconcile.Options{
-		Projects:   cfg.ProjectIDs,
-		Atlas:      ac,
-		Azure:      azureClients(cred, cfg.ARMEndpoint, log),
-		Store:      store,
-		Log:        notify.NewLog(log),
-		Sinks:      sinks,
-		AppSecrets: appSecrets(cfg.AppSecret, graph.New(graph.Options{Credential: cred, HTTP: &http.Client{Timeout: 30 * time.Second}})),
-		Policy: plan.Policy{
-			Mode:          cfg.Mode,
-			KeyExpiryWarn: cfg.KeyExpiryWarn,
-			StuckAfter:    cfg.StuckAfter,
-			RenotifyAfter: cfg.RenotifyAfter,
-		},
+		Projects:    cfg.ProjectIDs,
+		Atlas:       ac,
+		Azure:       azureClients(cred, cfg.ARMEndpoint, log),
+		Store:       store,
+		Log:         notify.NewLog(log),
+		Sinks:       sinks,
+		AppSecrets:  appSecrets(cfg.AppSecret, graph.New(graph.Options{Credential: cred, HTTP: &http.Client{Timeout: 30 * time.Second}})),
+		Policy:      cfg.Policy,
 		Concurrency: cfg.Concurrency,
 		Timeout:     cfg.ReconcileTimeout,
 		Logger:      log,
 	})
-	if err != nil {
-		return Wired{}, err
-	}
-	return Wired{Reconciler: r, Credential: cred}, nil
+	return r, cred, err
 }
 
 // appSecrets answers when the Atlas application's secret expires: the
@@ -272,11 +248,7 @@ func azureClients(cred azcore.TokenCredential, armEndpoint string, log *slog.Log
 		if c, ok := clients[environment]; ok {
 			return c, nil
 		}
-		cloudCfg, err := vault.CloudFor(environment, armEndpoint)
-		if err != nil {
-			return nil, err
-		}
-		c, err := vault.New(vault.Options{Credential: cred, Cloud: cloudCfg, Logger: log})
+		c, err := armClient(cred, environment, armEndpoint, log)
 		if err != nil {
 			return nil, err
 		}
@@ -285,8 +257,16 @@ func azureClients(cred azcore.TokenCredential, armEndpoint string, log *slog.Log
 	}
 }
 
-// lazyStore opens the blob store on first use, so the handler is ready at
-// once and survives storage that is down at start.
+func armClient(cred azcore.TokenCredential, environment, armEndpoint string, log *slog.Logger) (*vault.Client, error) {
+	cloudCfg, err := vault.CloudFor(environment, armEndpoint)
+	if err != nil {
+		return nil, err
+	}
+	return vault.New(vault.Options{Credential: cred, Cloud: cloudCfg, Logger: log})
+}
+
+// lazyStore opens the blob store on first use, so that the handler is ready
+// at once and survives storage that is down at start.
 type lazyStore struct {
 	opts state.BlobOptions
 	mu   sync.Mutex
@@ -296,15 +276,11 @@ type lazyStore struct {
 func (l *lazyStore) open(ctx context.Context) (*state.Blob, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.blob != nil {
-		return l.blob, nil
+	var err error
+	if l.blob == nil {
+		l.blob, err = state.NewBlob(ctx, l.opts)
 	}
-	b, err := state.NewBlob(ctx, l.opts)
-	if err != nil {
-		return nil, err
-	}
-	l.blob = b
-	return b, nil
+	return l.blob, err
 }
 
 func (l *lazyStore) Get(ctx context.Context, key string) ([]byte, string, error) {
@@ -331,70 +307,39 @@ func (l *lazyStore) List(ctx context.Context, prefix string) ([]state.Item, erro
 	return b.List(ctx, prefix)
 }
 
-func check(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) int {
+func check(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) (int, error) {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "machine-readable output")
 	settings := fs.String("settings", "", "a local.settings.json to read settings from (the environment wins)")
-	if code := parseFlags(fs, args, stdout, stderr); code >= 0 {
-		return code
+	if err := parse(fs, args); err != nil {
+		return ExitError, err
 	}
+	var err error
 	if *settings != "" {
-		withFile, err := config.WithLocalSettings(*settings, env)
-		if err != nil {
-			fmt.Fprintln(stderr, err)
-			return ExitError
+		if env, err = config.WithLocalSettings(*settings, env); err != nil {
+			return ExitError, err
 		}
-		env = withFile
 	}
 	cfg, err := config.Load(env)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return ExitError
+		return ExitError, err
 	}
 	// A check never writes to Azure and keeps no state.
 	cfg.Mode = plan.ModeObserve
 	cfg.WebhookURL, cfg.TopicEndpoint, cfg.TopicKey = "", "", ""
 	log := logging.New(stderr, slog.LevelError)
 	store := state.NewMemory()
-	w, err := Wire(cfg, env, store, log)
+	r, cred, err := wire(cfg, env, store, log)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return ExitError
+		return ExitError, err
 	}
 	// The prerequisites are read with the same identity (the operator's
 	// login when run by hand), in the public cloud or GUARD_ARM_ENDPOINT.
-	cloudCfg, err := vault.CloudFor("AZURE", cfg.ARMEndpoint)
+	prereqs, err := armClient(cred, "AZURE", cfg.ARMEndpoint, log)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return ExitError
-	}
-	prereqs, err := vault.New(vault.Options{Credential: w.Credential, Cloud: cloudCfg, Logger: log})
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return ExitError
+		return ExitError, err
 	}
 	return checkcmd.Run(ctx, checkcmd.Options{
-		Reconciler: w.Reconciler, Store: store, Projects: cfg.ProjectIDs, JSON: *asJSON, Out: stdout, Prereqs: prereqs,
-	})
-}
-
-// dispatcher adapts the reconciler's results to the host's invocation reply.
-type dispatcher struct{ r *reconcile.Reconciler }
-
-func (d dispatcher) Events(ctx context.Context, _ string, triggers []event.Trigger) (server.Outcome, error) {
-	res, err := d.r.Events(ctx, triggers)
-	return outcome(res), err
-}
-
-func (d dispatcher) Timer(ctx context.Context, t event.Timer) (server.Outcome, error) {
-	res, err := d.r.Timer(ctx, t)
-	return outcome(res), err
-}
-
-func outcome(res reconcile.RunResult) server.Outcome {
-	out := server.Outcome{Logs: res.Logs}
-	if res.Reports != nil {
-		out.ReturnValue = res
-	}
-	return out
+		Reconciler: r, Store: store, Projects: cfg.ProjectIDs, JSON: *asJSON, Out: stdout, Prereqs: prereqs,
+	}), nil
 }

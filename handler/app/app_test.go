@@ -1,22 +1,21 @@
-package app_test
+package app
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"os/exec"
-	"path/filepath"
+	"net/http/httptest"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/app"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/config"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/graph"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/plan"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/graphsim"
 )
 
 const secret = "mdb_sa_sk_never-print-this"
@@ -33,7 +32,7 @@ func baseEnv() map[string]string {
 func run(t *testing.T, env map[string]string, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := app.Run(t.Context(), args, func(k string) string { return env[k] }, &out, &errb, "v-test")
+	code := Run(t.Context(), args, func(k string) string { return env[k] }, &out, &errb, "v-test")
 	return code, out.String(), errb.String()
 }
 
@@ -46,18 +45,18 @@ func TestCommands(t *testing.T) {
 		stdout string
 		stderr string
 	}{
-		{"version", nil, []string{"version"}, app.ExitOK, "atlas-akv-guard v-test", ""},
-		{"help", nil, []string{"help"}, app.ExitOK, "usage: handler", ""},
-		{"--help", nil, []string{"--help"}, app.ExitOK, "1  check: problems found", ""},
-		{"check --help", nil, []string{"check", "--help"}, app.ExitOK, "2  could not run", ""},
-		{"serve -h", nil, []string{"serve", "-h"}, app.ExitOK, "0  healthy", ""},
-		{"check bad flag", nil, []string{"check", "-nope"}, app.ExitError, "", "flag provided but not defined: -nope"},
-		{"no command outside the host", nil, nil, app.ExitError, "", "usage: handler"},
-		{"unknown command", nil, []string{"approve-everything"}, app.ExitError, "", `unknown command "approve-everything"`},
-		{"serve with bad config", map[string]string{"FUNCTIONS_CUSTOMHANDLER_PORT": "7071"}, nil, app.ExitError, "", "config: ATLAS_PROJECT_IDS: missing"},
-		{"serve without a port", baseEnv(), []string{"serve"}, app.ExitError, "", "FUNCTIONS_CUSTOMHANDLER_PORT: missing"},
-		{"serve bad flag", baseEnv(), []string{"serve", "-nope"}, app.ExitError, "", "flag provided but not defined"},
-		{"check bad settings file", baseEnv(), []string{"check", "-settings", "/no/such/file.json"}, app.ExitError, "", "config: read /no/such/file.json"},
+		{"version", nil, []string{"version"}, ExitOK, "atlas-akv-guard v-test", ""},
+		{"help", nil, []string{"help"}, ExitOK, "usage: handler", ""},
+		{"--help", nil, []string{"--help"}, ExitOK, "1  check: problems found", ""},
+		{"check --help", nil, []string{"check", "--help"}, ExitOK, "2  could not run", ""},
+		{"serve -h", nil, []string{"serve", "-h"}, ExitOK, "0  healthy", ""},
+		{"check bad flag", nil, []string{"check", "-nope"}, ExitError, "", "flag provided but not defined: -nope"},
+		{"no command outside the host", nil, nil, ExitError, "", "usage: handler"},
+		{"unknown command", nil, []string{"approve-everything"}, ExitError, "", `unknown command "approve-everything"`},
+		{"serve with bad config", map[string]string{"FUNCTIONS_CUSTOMHANDLER_PORT": "7071"}, nil, ExitError, "", "config: ATLAS_PROJECT_IDS: missing"},
+		{"serve without a port", baseEnv(), []string{"serve"}, ExitError, "", "FUNCTIONS_CUSTOMHANDLER_PORT: missing"},
+		{"serve bad flag", baseEnv(), []string{"serve", "-nope"}, ExitError, "", "flag provided but not defined"},
+		{"check bad settings file", baseEnv(), []string{"check", "-settings", "/no/such/file.json"}, ExitError, "", "config: read /no/such/file.json"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -77,7 +76,7 @@ func TestServeWithoutStorageSettingFailsFast(t *testing.T) {
 	delete(env, "AzureWebJobsStorage")
 	env["FUNCTIONS_CUSTOMHANDLER_PORT"] = "7071"
 	code, _, errs := run(t, env)
-	if code != app.ExitError || strings.Count(strings.TrimSpace(errs), "\n") != 0 || !strings.HasPrefix(errs, "config: AzureWebJobsStorage") {
+	if code != ExitError || strings.Count(strings.TrimSpace(errs), "\n") != 0 || !strings.HasPrefix(errs, "config: AzureWebJobsStorage") {
 		t.Fatalf("code %d, stderr %q", code, errs)
 	}
 }
@@ -91,7 +90,7 @@ func TestSinksFromConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sinks, err := app.Sinks(cfg, nil)
+	sinks, err := Sinks(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,89 +106,43 @@ func TestSinksFromConfig(t *testing.T) {
 	}
 }
 
-// TestBinaryStartsFastAndStopsOnSIGTERM builds the real binary, starts it as
-// the Functions host would (port in FUNCTIONS_CUSTOMHANDLER_PORT), waits for
-// GET / and stops it with SIGTERM.
-func TestBinaryStartsFastAndStopsOnSIGTERM(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "handler")
-	build := exec.Command("go", "build", "-o", bin, "..")
-	build.Dir = "."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	port := freePort(t)
-	cmd := exec.Command(bin)
-	env := baseEnv()
-	env["FUNCTIONS_CUSTOMHANDLER_PORT"] = fmt.Sprint(port)
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	stdout, _ := cmd.StdoutPipe()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill() })
-	lines := make(chan string, 64)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
+type staticCred struct{}
 
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				t.Fatalf("GET / = %d", resp.StatusCode)
-			}
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("not ready: %v; stderr %s", err, stderr.String())
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v; stderr %s", err, stderr.String())
-		}
-	case <-ctx.Done():
-		t.Fatal("did not stop after SIGTERM")
-	}
-	var all []string
-	for l := range lines {
-		all = append(all, l)
-	}
-	joined := strings.Join(all, "\n")
-	if !strings.Contains(joined, `"msg":"listening"`) || !strings.Contains(joined, `"msg":"stopped"`) {
-		t.Fatalf("logs lack listening/stopped:\n%s", joined)
-	}
-	if strings.Contains(joined+stderr.String(), secret) {
-		t.Fatal("the binary printed a secret")
-	}
+func (staticCred) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	return azcore.AccessToken{Token: "t", ExpiresOn: time.Now().Add(time.Hour)}, nil
 }
 
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// TestAppSecrets: the app's own date wins, then Graph when enabled, then the
+// date for every project; nothing configured asks nothing.
+func TestAppSecrets(t *testing.T) {
+	sim := graphsim.New()
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	g := graph.New(graph.Options{BaseURL: srv.URL, Credential: staticCred{}, HTTP: srv.Client()})
+	d1, d2, d3 := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2027, 2, 1, 0, 0, 0, 0, time.UTC), time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC)
+	sim.SetSecrets("0a", d3)
+	both := config.AppSecret{Expiry: map[string]time.Time{"0b": d1, "": d2}, FromGraph: true}
+	for _, tc := range []struct {
+		name, id string
+		a        config.AppSecret
+		want     *plan.AppSecret
+	}{
+		{"own date", "0b", both, &plan.AppSecret{ClientID: "0b", Expires: d1, From: "setting GUARD_AZURE_APP_SECRET_EXPIRY"}},
+		{"graph", "0a", both, &plan.AppSecret{ClientID: "0a", Expires: d3, From: plan.AppSecretFromGraph}},
+		{"date for every project", "0a", config.AppSecret{Expiry: both.Expiry}, &plan.AppSecret{ClientID: "0a", Expires: d2, From: "setting GUARD_AZURE_APP_SECRET_EXPIRY"}},
+	} {
+		got, err := appSecrets(tc.a, g)(t.Context(), tc.id)
+		if err != nil || got == nil || *got != *tc.want {
+			t.Errorf("%s: %+v, %v; want %+v", tc.name, got, err, tc.want)
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	if _, err := appSecrets(both, g)(t.Context(), "0c"); err == nil {
+		t.Error("an application Graph does not know: no error")
+	}
+	if appSecrets(config.AppSecret{}, g) != nil {
+		t.Error("nothing configured, yet a lookup")
+	}
+	if sim.Calls() != 2 {
+		t.Errorf("%d Graph calls, want 2", sim.Calls())
+	}
 }

@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -43,13 +44,13 @@ func with(kv ...string) map[string]string {
 func TestDefaultsAndValues(t *testing.T) {
 	c, err := config.Load(env(base()))
 	want := config.Config{
-		ProjectIDs:    []string{project},
-		Atlas:         config.Atlas{BaseURL: "https://cloud.mongodb.com", ClientID: "mdb_sa_id_1", ClientSecret: secret},
-		Mode:          plan.ModeEnforce,
-		KeyExpiryWarn: 30 * 24 * time.Hour, StuckAfter: 30 * time.Minute, RenotifyAfter: time.Hour, ReconcileTimeout: 4 * time.Minute,
-		Concurrency: 8, WebhookFormat: notify.FormatAuto, LogLevel: slog.LevelInfo,
+		ProjectIDs:       []string{project},
+		Atlas:            config.Atlas{BaseURL: "https://cloud.mongodb.com", ClientID: "mdb_sa_id_1", ClientSecret: secret},
+		Policy:           plan.Policy{Mode: plan.ModeEnforce, KeyExpiryWarn: 30 * 24 * time.Hour, StuckAfter: 30 * time.Minute, RenotifyAfter: time.Hour},
+		ReconcileTimeout: 4 * time.Minute,
+		Concurrency:      8, WebhookFormat: notify.FormatAuto, LogLevel: slog.LevelInfo,
 	}
-	if err != nil || c.StorageConfigured() || !c.Atlas.ServiceAccount() || fmt.Sprintf("%#v", c) != fmt.Sprintf("%#v", want) {
+	if err != nil || c.StorageConfigured() || fmt.Sprintf("%#v", c) != fmt.Sprintf("%#v", want) {
 		t.Fatalf("defaults (%v):\n got %#v\nwant %#v", err, c, want)
 	}
 	c, err = config.Load(env(with(
@@ -60,6 +61,7 @@ func TestDefaultsAndValues(t *testing.T) {
 		"GUARD_ALERT_WEBHOOK_URL", "http://127.0.0.1:9999/hook", "GUARD_ALERT_TOPIC_ENDPOINT", "https://topic.westeurope-1.eventgrid.azure.net/api/events",
 		"AzureWebJobsStorage__blobServiceUri", "https://acct.blob.core.windows.net", "GUARD_ARM_ENDPOINT", "https://127.0.0.1:8443/",
 		"FUNCTIONS_CUSTOMHANDLER_PORT", "7071", "GUARD_LOG_LEVEL", "debug",
+		"GUARD_AZURE_APP_SECRET_EXPIRY", "app-1=2027-01-31, 2026-12-01", "GUARD_AZURE_APP_SECRET_FROM_GRAPH", "true",
 	)))
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +72,6 @@ func TestDefaultsAndValues(t *testing.T) {
 	}{
 		{"project ids (trimmed, de-duplicated, in order)", strings.Join(c.ProjectIDs, ","), project + ",6a7b8c9d0e1f203142536475"},
 		{"API key", c.Atlas.PublicKey + " " + c.Atlas.PrivateKey.Reveal(), "abcdefgh " + secret},
-		{"service account", c.Atlas.ServiceAccount(), false},
 		{"base url", c.Atlas.BaseURL, "https://atlas.example.test"},
 		{"mode", c.Mode, plan.ModeObserve},
 		{"warn", c.KeyExpiryWarn, 7 * 24 * time.Hour},
@@ -81,6 +82,7 @@ func TestDefaultsAndValues(t *testing.T) {
 		{"port", c.Port, 7071},
 		{"log level", c.LogLevel, slog.LevelDebug},
 		{"storage uri", c.Storage.ServiceURL, "https://acct.blob.core.windows.net"},
+		{"app secret", fmt.Sprintln(len(c.AppSecret.Expiry), c.AppSecret.Expiry["app-1"].Format(time.DateOnly), c.AppSecret.Expiry[""].Format(time.DateOnly), c.AppSecret.FromGraph), "2 2027-01-31 2026-12-01 true\n"},
 	} {
 		if ch.got != ch.want {
 			t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
@@ -142,7 +144,7 @@ func TestBadSettingsNameTheSetting(t *testing.T) {
 			if err == nil {
 				t.Fatal("accepted")
 			}
-			if !errorsAs(err, &ce) || ce.Setting != tc.setting {
+			if !errors.As(err, &ce) || ce.Setting != tc.setting {
 				t.Fatalf("error %q does not name %s", err, tc.setting)
 			}
 			msg := err.Error()
@@ -167,26 +169,6 @@ func TestRedactURL(t *testing.T) {
 		if got := config.RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %s, want %s", in, got, want)
 		}
-	}
-}
-
-func errorsAs(err error, target **config.Error) bool {
-	e, ok := err.(*config.Error)
-	*target = e
-	return ok
-}
-
-func TestAppSecret(t *testing.T) {
-	c, err := config.Load(env(with("GUARD_AZURE_APP_SECRET_EXPIRY", "app-1=2027-01-31, 2026-12-01", "GUARD_AZURE_APP_SECRET_FROM_GRAPH", "true")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	day := func(s string) time.Time { d, _ := time.Parse(time.DateOnly, s); return d }
-	if e := c.AppSecret.Expiry; len(e) != 2 || !e["app-1"].Equal(day("2027-01-31")) || !e[""].Equal(day("2026-12-01")) || !c.AppSecret.FromGraph {
-		t.Errorf("read %+v", c.AppSecret)
-	}
-	if c, _ := config.Load(env(base())); c.AppSecret.FromGraph || len(c.AppSecret.Expiry) != 0 {
-		t.Errorf("unset: %+v", c.AppSecret)
 	}
 }
 

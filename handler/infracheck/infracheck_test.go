@@ -362,7 +362,7 @@ func checkSettings(r *repo, p *report) {
 		switch {
 		case s.Name == "AzureWebJobsStorage":
 			p.must(!set, "AzureWebJobsStorage is a connection string (shared key); use the identity-based AzureWebJobsStorage__* settings")
-		case s.Host && !s.Required: // the host sets FUNCTIONS_CUSTOMHANDLER_PORT
+		case s.Host: // the host sets FUNCTIONS_CUSTOMHANDLER_PORT
 		case optional:
 			p.must(!set, "%s is set but listed in optionalSettings (%s): drop it from the list", s.Name, reason)
 		case !set:

@@ -1,11 +1,11 @@
 package perf
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -13,12 +13,42 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/internal/azurite"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/reconcile"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/armsim"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/sim/atlassim"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
 )
+
+// worldProjects is the size of the one World the tests share (azidentity's
+// environment and token cache are process-wide), started on first use.
+const worldProjects = 100
+
+var (
+	started     *World
+	sharedWorld = sync.OnceValues(func() (w *World, err error) { started, err = NewWorld(worldProjects); return started, err })
+)
+
+func world(tb testing.TB) *World {
+	w, err := sharedWorld()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return w
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if started != nil {
+		started.Close()
+	}
+	os.Exit(code)
+}
 
 // full runs every measurement at the size the README reports and writes the
 // tables to out/ (make perf); without it each test is a quick smoke run that
@@ -66,7 +96,7 @@ func TestReact(t *testing.T) {
 // reconciler being fresh, each project's first hourly read of its alert
 // configurations (the warmed-up project's came before).
 func TestScale(t *testing.T) {
-	w := sharedWorld(t)
+	w := world(t)
 	cases := []ScaleCase{{Projects: 10, Concurrency: 4, Latency: 10 * time.Millisecond}, {Projects: 10, Concurrency: 4, Latency: 10 * time.Millisecond, Auth: AuthDigest}}
 	if *full {
 		const l = 50 * time.Millisecond
@@ -94,7 +124,9 @@ func TestScale(t *testing.T) {
 // TestStartup measures the built binary (as `make build` builds it): size,
 // exec → first answer to GET / (what the Functions host waits for) and RSS
 // when idle, with a valid configuration whose storage and identity are only
-// used on the first reconcile.
+// used on the first reconcile. It also pins the binary's host contract: ready
+// on GET /, "listening" and "stopped" logged, exit 0 after SIGTERM, no secret
+// printed.
 func TestStartup(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the handler")
@@ -123,6 +155,8 @@ func TestStartup(t *testing.T) {
 		cmd := exec.Command(bin)
 		cmd.Env = []string{"FUNCTIONS_CUSTOMHANDLER_PORT=" + port, "ATLAS_PROJECT_IDS=" + ProjectID(0), "ATLAS_CLIENT_ID=mdb_sa_id_perf",
 			"ATLAS_CLIENT_SECRET=perf-sa-secret", "AzureWebJobsStorage=UseDevelopmentStorage=true", "IDENTITY_ENDPOINT=http://127.0.0.1:9/msi/token", "IDENTITY_HEADER=perf"}
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
 		start := time.Now()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -148,26 +182,114 @@ func TestStartup(t *testing.T) {
 			rss = vmRSS(t, cmd.Process.Pid)
 		}
 		cmd.Process.Signal(syscall.SIGTERM)
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("exit after SIGTERM: %v", err)
+		if err := cmd.Wait(); err != nil || !strings.Contains(out.String(), `"msg":"listening"`) ||
+			!strings.Contains(out.String(), `"msg":"stopped"`) || strings.Contains(out.String(), "perf-sa-secret") {
+			t.Errorf("exit after SIGTERM: %v; output:\n%s", err, out.String())
 		}
 	}
 	report(t, "startup", fmt.Sprintf("### Start-up, size, memory\n\n| binary | size | ready p50 | ready max | RSS idle |\n|---|---:|---:|---:|---:|\n| guard | %.1f MiB | %s | %s | %.1f MiB |\n",
-		float64(fi.Size())/(1<<20), Median(ready).Round(100*time.Microsecond), Quantile(ready, 1).Round(100*time.Microsecond), float64(rss)/(1<<10)))
+		float64(fi.Size())/(1<<20), Quantile(ready, 0.5).Round(100*time.Microsecond), Quantile(ready, 1).Round(100*time.Microsecond), float64(rss)/(1<<10)))
 }
 
 // vmRSS reads VmRSS (KiB) from /proc/pid/status.
 func vmRSS(t *testing.T, pid int) int {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
+	_, v, found := strings.Cut(string(b), "VmRSS:")
+	v, _, _ = strings.Cut(v, "kB")
+	n, aerr := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || !found || aerr != nil {
+		t.Fatalf("VmRSS of %d: %v %v", pid, err, aerr)
 	}
-	for sc := bufio.NewScanner(bytes.NewReader(b)); sc.Scan(); {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			return n
-		}
+	return n
+}
+
+// TestSteadyStateRequests pins the API economy of one reconcile of a project
+// in which nothing changes: every Atlas and ARM resource is fetched exactly
+// once, nothing is written, no token is fetched again, and the counts the
+// reconciler reports agree with what the simulators served. Digest
+// authentication costs one extra (challenge) round trip per Atlas call.
+func TestSteadyStateRequests(t *testing.T) {
+	w := world(t)
+	w.SetLatency(0)
+	p := w.Projects[0]
+	wantARM := map[string]int{armsim.RouteVaultGet: 1, armsim.RouteConnectionsList: 1, armsim.RouteKeyGet: 1}
+	for _, tc := range []struct {
+		auth      string
+		wantAtlas map[string]int64
+		wantAuth  map[string]int64
+	}{
+		{AuthServiceAccount,
+			map[string]int64{atlassim.RouteEncryptionAtRest: 1, atlassim.RoutePrivateEndpoints: 1, atlassim.RouteClusters: 1},
+			map[string]int64{atlassim.AuthBearer: 3}},
+		{AuthDigest,
+			map[string]int64{atlassim.RouteEncryptionAtRest: 2, atlassim.RoutePrivateEndpoints: 2, atlassim.RouteClusters: 2},
+			map[string]int64{atlassim.AuthNone: 3, atlassim.AuthDigest: 3}},
+	} {
+		t.Run(tc.auth, func(t *testing.T) {
+			store := &countingStore{Store: state.NewMemory(), counts: map[string]int{}}
+			r, err := w.Reconciler(ReconcilerOptions{Projects: []string{p}, Auth: tc.auth, Store: store})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The first reconcile fetches tokens and records the state.
+			if rep, err := r.Project(t.Context(), p, nil); err != nil || rep.Error != "" {
+				t.Fatalf("first reconcile: %+v, %v", rep, err)
+			}
+			w.Atlas.ResetStats()
+			w.ARM.ResetCounts()
+			clear(store.counts)
+			rep, err := r.Project(t.Context(), p, nil)
+			if err != nil || rep.Error != "" || len(rep.Approved) != 0 || rep.Notices != 0 {
+				t.Fatalf("steady-state reconcile: %+v, %v", rep, err)
+			}
+			st := w.Atlas.Stats()
+			if !maps.Equal(st.ByRoute, tc.wantAtlas) {
+				t.Errorf("Atlas requests by route %v, want %v", st.ByRoute, tc.wantAtlas)
+			}
+			if !maps.Equal(st.ByAuth, tc.wantAuth) {
+				t.Errorf("Atlas requests by auth %v, want %v", st.ByAuth, tc.wantAuth)
+			}
+			if got := w.ARM.Counts(); !maps.Equal(got, wantARM) {
+				t.Errorf("ARM requests by route %v, want %v", got, wantARM)
+			}
+			if rep.AtlasCalls != st.Requests || rep.ARMCalls != 3 {
+				t.Errorf("report counts Atlas %d, ARM %d; simulators served Atlas %d, ARM %v",
+					rep.AtlasCalls, rep.ARMCalls, st.Requests, w.ARM.Counts())
+			}
+			// The project's document is read once; its ETag conditions the one write.
+			key := reconcile.ProjectKey(p)
+			if got, want := store.counts, map[string]int{"get " + key: 1, "put " + key: 1}; !maps.Equal(got, want) {
+				t.Errorf("state store operations %v, want %v", got, want)
+			}
+			t.Logf("%s: Atlas %d requests %v, ARM %d requests %v", tc.auth, rep.AtlasCalls, st.ByRoute, rep.ARMCalls, w.ARM.Counts())
+		})
 	}
-	t.Fatal("no VmRSS")
-	return 0
+}
+
+// countingStore counts the operations per operation and key ("get projects/…").
+type countingStore struct {
+	state.Store
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (c *countingStore) add(op string) {
+	c.mu.Lock()
+	c.counts[op]++
+	c.mu.Unlock()
+}
+
+func (c *countingStore) Get(ctx context.Context, key string) ([]byte, string, error) {
+	c.add("get " + key)
+	return c.Store.Get(ctx, key)
+}
+
+func (c *countingStore) Put(ctx context.Context, key string, data []byte, etag string, meta map[string]string) (string, error) {
+	c.add("put " + key)
+	return c.Store.Put(ctx, key, data, etag, meta)
+}
+
+func (c *countingStore) List(ctx context.Context, prefix string) ([]state.Item, error) {
+	c.add("list " + prefix)
+	return c.Store.List(ctx, prefix)
 }

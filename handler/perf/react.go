@@ -24,37 +24,28 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/vault"
 )
 
-// ReactOptions configure MeasureReact. Zero values take the defaults noted.
+// ReactOptions configure MeasureReact: the handler binary and its
+// AzureWebJobsStorage (Azurite) are required; Period (default 1s) is the real
+// duration that stands for the guard's default 60 s timer period (one world
+// minute); Runs per path default to 30; Logf gets one line per run.
 type ReactOptions struct {
-	// Binary is the handler binary (see BuildHandler); required.
-	Binary string
-	// Storage is the guard's AzureWebJobsStorage (Azurite); required.
-	Storage string
-	// Period is the real duration of the guard's timer period, which stands
-	// for the default 60 s (one world minute); 0 means 1s.
-	Period time.Duration
-	// Runs per path; 0 means 30.
-	Runs int
-	// Logf, when set, receives one line per finished run.
-	Logf func(format string, args ...any)
+	Binary, Storage string
+	Period          time.Duration
+	Runs            int
+	Logf            func(format string, args ...any)
 }
 
-// ReactResult holds the time-to-react measurements of one world: real
-// durations; one period is one world minute.
+// ReactResult holds real durations (one Period is one world minute):
+// KeyAlert, key disabled at ARM → critical notice at the webhook (timer only:
+// Azure has no event for it), of which KeyAhead arrived before Atlas's next
+// validity check (every 15 world minutes); ConnTimer and ConnEvent, Atlas's
+// recreated Pending connection appears on the vault → the approval PUT
+// reaches ARM, timer only and with events; TickFloor, a lone Reconcile
+// invocation with nothing to do.
 type ReactResult struct {
-	Period time.Duration
-	// KeyAlert: key disabled at ARM → critical key-disabled notice received
-	// by the webhook (timer only: Azure has no event for it).
-	KeyAlert []time.Duration
-	// KeyAhead counts alerts that arrived before Atlas's next validity check
-	// (every 15 world minutes) after the key was disabled.
-	KeyAhead int
-	// ConnTimer and ConnEvent: Atlas's recreated Pending connection appears
-	// on the vault → the guard's approval PUT reaches ARM; timer only (Event
-	// Grid delivery off), and with events (timer off).
-	ConnTimer, ConnEvent []time.Duration
-	// TickFloor: a lone Reconcile invocation with nothing to do.
-	TickFloor []time.Duration
+	Period                                    time.Duration
+	KeyAlert, ConnTimer, ConnEvent, TickFloor []time.Duration
+	KeyAhead                                  int
 }
 
 // recreateAfter is how long (world time) Atlas waits before replacing an
@@ -73,9 +64,6 @@ const recreateAfter = 15 * time.Second
 //  3. with the timer off and events on: recreated connection appears →
 //     approved.
 func MeasureReact(ctx context.Context, o ReactOptions) (*ReactResult, error) {
-	if o.Binary == "" || o.Storage == "" {
-		return nil, errors.New("react: Binary and Storage are required")
-	}
 	o.Period = cmp.Or(o.Period, time.Second)
 	o.Runs = cmp.Or(o.Runs, 30)
 	logf := o.Logf
@@ -130,51 +118,44 @@ func MeasureReact(ctx context.Context, o ReactOptions) (*ReactResult, error) {
 	// delay so that its phase against the timer is uniform.
 	w.SetTimer(true)
 	validity := w.Real(15 * time.Minute)
-	p0 := w.Project(0)
+	random := func() time.Duration { return rand.N(o.Period) }
+	runs := func(what string, delay func() time.Duration, run func(i int) (t0, t1 time.Time, err error), out *[]time.Duration) error {
+		for i := range o.Runs {
+			backoff.Sleep(ctx, delay())
+			t0, t1, err := run(i)
+			if err != nil {
+				return fmt.Errorf("%s run %d: %w", what, i+1, err)
+			}
+			*out = append(*out, t1.Sub(t0))
+			logf("%s run %d/%d: %s", what, i+1, o.Runs, t1.Sub(t0).Round(time.Millisecond))
+		}
+		return nil
+	}
 	var wg sync.WaitGroup
 	var keyErr, conErr error
 	wg.Go(func() {
-		for i := range o.Runs {
-			backoff.Sleep(ctx, rand.N(o.Period))
-			lat, t1, err := keyRun(ctx, w, hook, w.Project(1+i%2), o.Period)
-			if keyErr = err; err != nil {
-				return
-			}
-			res.KeyAlert = append(res.KeyAlert, lat)
-			if t0 := t1.Add(-lat); worldStart.Add((t0.Sub(worldStart)/validity + 1) * validity).After(t1) {
+		keyErr = runs("key", random, func(i int) (t0, t1 time.Time, err error) {
+			if t0, t1, err = keyRun(ctx, w, hook, w.Project(1+i%2), o.Period); err == nil &&
+				worldStart.Add((t0.Sub(worldStart)/validity+1)*validity).After(t1) {
 				res.KeyAhead++
 			}
-			logf("key run %d/%d: alert after %s", i+1, o.Runs, lat.Round(time.Millisecond))
-		}
+			return t0, t1, err
+		}, &res.KeyAlert)
 	})
 	wg.Go(func() {
-		for i := range o.Runs {
-			backoff.Sleep(ctx, rand.N(o.Period))
-			t0, t1, err := connRun(ctx, w, h, p0, o.Period)
-			if conErr = err; err != nil {
-				return
-			}
-			res.ConnTimer = append(res.ConnTimer, t1.Sub(t0))
-			logf("timer connection run %d/%d: approved after %s", i+1, o.Runs, t1.Sub(t0).Round(time.Millisecond))
-		}
+		conErr = runs("timer connection", random, func(int) (time.Time, time.Time, error) { return connRun(ctx, w, h, w.Project(0), o.Period) }, &res.ConnTimer)
 	})
 	wg.Wait()
 	if err := errors.Join(keyErr, conErr); err != nil {
 		return nil, err
 	}
-	// Events only.
+	// Events only. Each run first lets the reconcile that the previous
+	// approval's own ARM event triggered finish.
 	w.SetTimer(false)
 	w.SetEvents(true)
-	for i := range o.Runs {
-		// Let the reconcile that the previous approval's own ARM event
-		// triggered finish.
-		backoff.Sleep(ctx, o.Period/5)
-		t0, t1, err := connRun(ctx, w, h, p0, o.Period)
-		if err != nil {
-			return nil, fmt.Errorf("event connection run %d: %w", i+1, err)
-		}
-		res.ConnEvent = append(res.ConnEvent, t1.Sub(t0))
-		logf("event connection run %d/%d: approved after %s", i+1, o.Runs, t1.Sub(t0).Round(time.Microsecond))
+	settle := func() time.Duration { return o.Period / 5 }
+	if err := runs("event connection", settle, func(int) (time.Time, time.Time, error) { return connRun(ctx, w, h, w.Project(0), o.Period) }, &res.ConnEvent); err != nil {
+		return nil, err
 	}
 	if code := g.ExitCode(); code >= 0 {
 		return nil, fmt.Errorf("react: the guard exited with status %d: %s", code, g.Stderr())
@@ -182,28 +163,25 @@ func MeasureReact(ctx context.Context, o ReactOptions) (*ReactResult, error) {
 	return res, nil
 }
 
-// keyRun disables p's key and waits for the critical key-disabled notice;
-// then re-enables the key. It returns the latency and the notice's arrival.
-func keyRun(ctx context.Context, w *simworld.World, hook *notifytest.WebhookRecorder, p *simworld.Project, period time.Duration) (time.Duration, time.Time, error) {
+// keyRun disables p's key, waits for the critical key-disabled notice, then
+// re-enables the key. It returns when the key was disabled and when the
+// notice arrived.
+func keyRun(ctx context.Context, w *simworld.World, hook *notifytest.WebhookRecorder, p *simworld.Project, period time.Duration) (t0, t1 time.Time, err error) {
 	// The previous alert of p must be resolved, or no new one is raised.
 	raised := func() int { return countNotices(hook, p.ID, alert.KeyDisabled, alert.Raised) }
 	if err := waitWithin(ctx, 3*period+5*time.Second, "the previous key-disabled alert resolved", func() bool {
 		return countNotices(hook, p.ID, alert.KeyDisabled, alert.Resolved) >= raised()
 	}); err != nil {
-		return 0, time.Time{}, err
+		return t0, t1, err
 	}
-	n := raised()
-	t0 := time.Now()
+	n, t0 := raised(), time.Now()
 	if err := w.SetKeyEnabled(p, false); err != nil {
-		return 0, time.Time{}, err
+		return t0, t1, err
 	}
 	// Seen within the 10 ms the wait polls at: 1 % of the default period.
-	err := waitWithin(ctx, 3*period+5*time.Second, "the key-disabled alert", func() bool { return raised() > n })
-	t1 := time.Now()
-	if err2 := w.SetKeyEnabled(p, true); err == nil {
-		err = err2
-	}
-	return t1.Sub(t0), t1, err
+	err = waitWithin(ctx, 3*period+5*time.Second, "the key-disabled alert", func() bool { return raised() > n })
+	t1 = time.Now()
+	return t0, t1, errors.Join(err, w.SetKeyEnabled(p, true))
 }
 
 // connRun rejects p's current connection, waits for Atlas to replace it
@@ -224,7 +202,7 @@ func connRun(ctx context.Context, w *simworld.World, h *reactHooks, p *simworld.
 	}); err != nil {
 		return t0, t1, err
 	}
-	t0 = h.appearedAt(p.Vault.Name, n)
+	h.locked(func() { t0 = h.appeared[p.Vault.Name][n] })
 	var fresh string
 	err = waitWithin(ctx, 3*period+5*time.Second, "the replacement approved", func() bool {
 		if fresh == "" {
@@ -235,7 +213,7 @@ func connRun(ctx context.Context, w *simworld.World, h *reactHooks, p *simworld.
 			}
 		}
 		var ok bool
-		t1, ok = h.approval(fresh)
+		h.locked(func() { t1, ok = h.approved[fresh] })
 		return fresh != "" && ok
 	})
 	return t0, t1, err
@@ -259,62 +237,42 @@ func waitWithin(ctx context.Context, d time.Duration, what string, cond func() b
 }
 
 // reactHooks note, from the world's timeline and ARM writes, when Atlas's
-// new Pending connections appear and when the guard's approvals land.
+// new Pending connections appear (per vault name, in order) and when the
+// guard's first approval PUT of each connection lands.
 type reactHooks struct {
 	mu       sync.Mutex
-	appeared map[string][]time.Time // vault name → appearance times, in order
-	approved map[string]time.Time   // connection name → first approval PUT
+	appeared map[string][]time.Time
+	approved map[string]time.Time
+}
+
+func (h *reactHooks) locked(f func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f()
 }
 
 // timeline is called synchronously by the world right after Atlas added the
 // connection on the vault (and before the ARM event is published).
 func (h *reactHooks) timeline(e simworld.Entry) {
-	if e.Source != simworld.SourceAtlas {
-		return
-	}
 	_, v, ok := strings.Cut(e.Text, "Pending connection ")
-	if !ok {
-		return
+	if _, v, ok2 := strings.Cut(v, " appears on "); ok && ok2 && e.Source == simworld.SourceAtlas {
+		now := time.Now()
+		h.locked(func() { h.appeared[v] = append(h.appeared[v], now) })
 	}
-	_, v, ok = strings.Cut(v, " appears on ")
-	if !ok {
-		return
-	}
-	now := time.Now()
-	h.mu.Lock()
-	h.appeared[v] = append(h.appeared[v], now)
-	h.mu.Unlock()
 }
 
 func (h *reactHooks) change(c armsim.Change) {
-	if c.After.Status != vault.StatusApproved {
-		return
-	}
 	now := time.Now()
-	h.mu.Lock()
-	if _, ok := h.approved[c.After.Name]; !ok {
-		h.approved[c.After.Name] = now
-	}
-	h.mu.Unlock()
+	h.locked(func() {
+		if _, ok := h.approved[c.After.Name]; !ok && c.After.Status == vault.StatusApproved {
+			h.approved[c.After.Name] = now
+		}
+	})
 }
 
-func (h *reactHooks) appearances(vaultName string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.appeared[vaultName])
-}
-
-func (h *reactHooks) appearedAt(vaultName string, i int) time.Time {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.appeared[vaultName][i]
-}
-
-func (h *reactHooks) approval(conn string) (time.Time, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	t, ok := h.approved[conn]
-	return t, ok
+func (h *reactHooks) appearances(vaultName string) (n int) {
+	h.locked(func() { n = len(h.appeared[vaultName]) })
+	return n
 }
 
 // countNotices counts hook's notices of kind with action for project.
@@ -328,17 +286,12 @@ func countNotices(hook *notifytest.WebhookRecorder, project string, kind alert.K
 	return n
 }
 
-// BuildHandler builds the handler (./handler of the module that holds the
-// working directory) into dir and returns its path.
+// BuildHandler builds the handler as make build does (run from handler/perf,
+// as tests are) into dir and returns its path.
 func BuildHandler(ctx context.Context, dir string) (string, error) {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	gomod := strings.TrimSpace(string(out))
-	if err != nil || gomod == "" || gomod == os.DevNull {
-		return "", fmt.Errorf("react: cannot find the module root (go env GOMOD): %v", err)
-	}
 	bin := filepath.Join(dir, "handler")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./handler") // as make build
-	cmd.Dir, cmd.Env = filepath.Dir(gomod), append(os.Environ(), "CGO_ENABLED=0")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "..")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("react: building the handler: %v\n%s", err, out)
 	}
@@ -350,7 +303,7 @@ func ReactTable(r *ReactResult) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### Time to react\n\nP = %s real stands for the default 60 s; %d runs per path.\n\n", r.Period, len(r.KeyAlert))
 	b.WriteString("| path | p50 | p90 | max | floor (lone reconcile) |\n|---|---:|---:|---:|---:|\n")
-	floor := Median(r.TickFloor).Round(100 * time.Microsecond)
+	floor := Quantile(r.TickFloor, 0.5).Round(100 * time.Microsecond)
 	periods := func(d time.Duration) string { return fmt.Sprintf("%.2f P", float64(d)/float64(r.Period)) }
 	for _, row := range []struct {
 		name string

@@ -7,11 +7,17 @@
 package perf
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
@@ -59,25 +65,24 @@ func NewWorld(n int) (*World, error) {
 	}
 	w := &World{Sims: s}
 	s.Atlas.AddAPIKey(publicKey, privateKey)
-	if err := s.Setenv(); err != nil {
-		w.Close()
-		return nil, err
-	}
 	// The ARM client as the app wires it, over a transport that keeps
 	// azcore's default of 10 idle connections per host.
 	retry := policy.RetryOptions{RetryDelay: 50 * time.Millisecond}
-	cred, err := s.Credential(retry)
+	var cred azcore.TokenCredential
+	var cloudCfg cloud.Configuration
+	if err = s.Setenv(); err == nil {
+		cred, err = s.Credential(retry)
+	}
 	if err == nil {
-		var cloudCfg cloud.Configuration
-		if cloudCfg, err = vault.CloudFor("AZURE", s.ARMURL); err == nil {
-			w.vc, err = vault.New(vault.Options{Credential: cred, Cloud: cloudCfg, Transport: w.client(10), Retry: retry, PollInterval: 5 * time.Millisecond})
-		}
+		cloudCfg, err = vault.CloudFor("AZURE", s.ARMURL)
+	}
+	if err == nil {
+		w.vc, err = vault.New(vault.Options{Credential: cred, Cloud: cloudCfg, Transport: w.client(10), Retry: retry, PollInterval: 5 * time.Millisecond})
+	}
+	if err == nil {
+		err = w.AddProjects(n)
 	}
 	if err != nil {
-		w.Close()
-		return nil, err
-	}
-	if err := w.AddProjects(n); err != nil {
 		w.Close()
 		return nil, err
 	}
@@ -114,19 +119,17 @@ func (w *World) SetLatency(d time.Duration) {
 	}
 }
 
-// ReconcilerOptions choose how the guard is wired to the world.
+// ReconcilerOptions choose how the guard is wired to the world: Projects,
+// Auth (AuthServiceAccount or AuthDigest), Concurrency (0: the guard's
+// default) and Store (default a fresh state.NewMemory()).
 type ReconcilerOptions struct {
-	// Projects default to all of the world's.
-	Projects []string
-	// Auth is AuthServiceAccount (default) or AuthDigest.
-	Auth string
-	// Concurrency as in reconcile.Options (0: the guard's default, 8).
+	Projects    []string
+	Auth        string
 	Concurrency int
-	// Store defaults to a fresh state.NewMemory().
-	Store state.Store
+	Store       state.Store
 }
 
-// Reconciler wires a reconciler to the world the way app.Wire does in
+// Reconciler wires a reconciler to the world the way package app does in
 // production, in enforce mode.
 func (w *World) Reconciler(o ReconcilerOptions) (*reconcile.Reconciler, error) {
 	ao := atlas.Options{HTTPClient: w.client(8)} // atlas's default idle connections per host
@@ -137,16 +140,10 @@ func (w *World) Reconciler(o ReconcilerOptions) (*reconcile.Reconciler, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.Projects == nil {
-		o.Projects = w.Projects
-	}
-	if o.Store == nil {
-		o.Store = state.NewMemory()
-	}
 	return reconcile.New(reconcile.Options{
 		Projects: o.Projects, Atlas: ac,
 		Azure: func(string) (reconcile.Azure, error) { return w.vc, nil },
-		Store: o.Store, Log: notify.NewLog(logging.Discard()),
+		Store: cmp.Or[state.Store](o.Store, state.NewMemory()), Log: notify.NewLog(logging.Discard()),
 		Policy:      plan.DefaultPolicy(plan.ModeEnforce),
 		Concurrency: o.Concurrency,
 		Timeout:     10 * time.Minute,
@@ -162,9 +159,152 @@ func (w *World) client(idle int) *http.Client {
 	return &http.Client{Transport: t, Timeout: time.Minute}
 }
 
-// Warm runs one reconcile of the world's first project so that tokens
-// (Atlas service account, managed identity) and connections exist.
-func (w *World) Warm(ctx context.Context, r *reconcile.Reconciler) error {
-	_, err := r.Project(ctx, w.Projects[0], nil)
-	return err
+// ScaleCase is one reconcile of many projects against the simulators, with
+// Latency injected into every Atlas and ARM call, Auth AuthServiceAccount
+// (default) or AuthDigest, and, when RateLimit > 0, atlassim's token bucket
+// (requests per second, bursts of Burst) on during the timed run.
+type ScaleCase struct {
+	Projects, Concurrency int
+	Latency               time.Duration
+	Auth                  string
+	RateLimit             float64
+	Burst                 int
+}
+
+// ScaleResult is what one ScaleCase measured: Wall, the wall time of
+// Reconciler.All; CriticalPath, the median of a lone project's reconcile in
+// the same world (the floor); Ideal, ceil(Projects/Concurrency) ×
+// CriticalPath; BaseHeap, HeapInuse after a GC before the run, and PeakHeap,
+// the highest sampled during it (the simulators share the process); the
+// requests the simulators served (token fetches and digest challenges
+// included); Atlas429, the rate limiter's 429s; Failed, the projects whose
+// reconcile reported an error.
+type ScaleResult struct {
+	ScaleCase
+	Wall, CriticalPath, Ideal  time.Duration
+	BaseHeap, PeakHeap         uint64
+	AtlasRequests, ARMRequests int64
+	Atlas429                   int64
+	Failed                     int
+}
+
+// Scale runs c: it grows the world to c.Projects, wires a fresh reconciler
+// (fresh state store, as after a cold start), warms it on one project
+// (tokens, connections), measures a lone project's reconcile three times,
+// then times Reconciler.All over c.Projects projects while sampling the heap.
+func (w *World) Scale(ctx context.Context, c ScaleCase) (ScaleResult, error) {
+	res := ScaleResult{ScaleCase: c}
+	c.Concurrency = cmp.Or(c.Concurrency, 8)
+	res.Concurrency = c.Concurrency
+	if err := w.AddProjects(c.Projects); err != nil {
+		return res, err
+	}
+	w.Atlas.SetRateLimit(0, 0)
+	w.SetLatency(c.Latency)
+	defer w.SetLatency(0)
+	r, err := w.Reconciler(ReconcilerOptions{Projects: w.Projects[:c.Projects], Auth: c.Auth, Concurrency: c.Concurrency})
+	if err != nil {
+		return res, err
+	}
+	if _, err := r.Project(ctx, w.Projects[0], nil); err != nil { // tokens, connections
+		return res, fmt.Errorf("warm-up: %w", err)
+	}
+	var lone []time.Duration
+	for range 3 {
+		start := time.Now()
+		if _, err := r.Project(ctx, w.Projects[0], nil); err != nil {
+			return res, fmt.Errorf("lone project: %w", err)
+		}
+		lone = append(lone, time.Since(start))
+	}
+	res.CriticalPath = Quantile(lone, 0.5)
+	res.Ideal = time.Duration((c.Projects+c.Concurrency-1)/c.Concurrency) * res.CriticalPath
+
+	if c.RateLimit > 0 {
+		w.Atlas.SetRateLimit(c.RateLimit, c.Burst)
+		defer w.Atlas.SetRateLimit(0, 0)
+	}
+	w.Atlas.ResetStats()
+	w.ARM.ResetCounts()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	res.BaseHeap = ms.HeapInuse
+	stop := sampleHeap(5 * time.Millisecond)
+
+	start := time.Now()
+	reports, err := r.All(ctx)
+	res.Wall = time.Since(start)
+	res.PeakHeap = max(stop(), res.BaseHeap)
+
+	st := w.Atlas.Stats()
+	res.AtlasRequests, res.Atlas429 = st.Requests, st.ByStatus[429]
+	for _, n := range w.ARM.Counts() {
+		res.ARMRequests += int64(n)
+	}
+	for _, rep := range reports {
+		if rep.Error != "" {
+			res.Failed++
+		}
+	}
+	if len(reports) != c.Projects {
+		return res, fmt.Errorf("%d reports for %d projects: %v", len(reports), c.Projects, err)
+	}
+	return res, nil
+}
+
+// sampleHeap samples HeapInuse every period until the returned function is
+// called; that returns the highest value seen.
+func sampleHeap(period time.Duration) (stop func() uint64) {
+	var (
+		peak uint64
+		wg   sync.WaitGroup
+		done = make(chan struct{})
+	)
+	wg.Go(func() {
+		t := time.NewTicker(period)
+		defer t.Stop()
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse)
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	})
+	return func() uint64 {
+		close(done)
+		wg.Wait()
+		return peak
+	}
+}
+
+// Quantile returns the q-quantile (nearest rank) of d; d is not modified.
+func Quantile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := int(q*float64(len(s))+0.5) - 1
+	return s[min(max(i, 0), len(s)-1)]
+}
+
+// ScaleTable renders results as the "Scale" section of the report.
+func ScaleTable(rs []ScaleResult) string {
+	var b strings.Builder
+	b.WriteString("### Scale\n\n| projects | concurrency | latency | auth | wall | ideal | wall / ideal | Atlas 429s | peak heap added |\n|---:|---:|---:|---|---:|---:|---:|---:|---:|\n")
+	for _, r := range rs {
+		auth := cmp.Or(r.Auth, AuthServiceAccount)
+		if r.RateLimit > 0 {
+			auth += fmt.Sprintf(", Atlas token bucket %g/s", r.RateLimit)
+		}
+		fmt.Fprintf(&b, "| %d | %d | %s | %s | %s | %s | %.2f | %d | %.1f MiB |\n", r.Projects, r.Concurrency, r.Latency,
+			auth, r.Wall.Round(time.Millisecond), r.Ideal.Round(time.Millisecond), float64(r.Wall)/float64(r.Ideal), r.Atlas429,
+			float64(r.PeakHeap-min(r.BaseHeap, r.PeakHeap))/(1<<20))
+	}
+	return b.String()
 }

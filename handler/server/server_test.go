@@ -14,11 +14,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/event"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/logging"
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/reconcile"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/server"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/state"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
@@ -27,30 +27,23 @@ import (
 // recorder is the dispatcher under the router: it records what the server
 // handed over and answers as told.
 type recorder struct {
-	mu       sync.Mutex
-	events   [][]event.Trigger
-	function []string
-	timers   []event.Timer
-	err      error
-	panic    bool
+	events [][]event.Trigger
+	timers []event.Timer
+	err    error
+	panic  bool
 }
 
-func (r *recorder) Events(ctx context.Context, function string, ts []event.Trigger) (server.Outcome, error) {
+func (r *recorder) Events(ctx context.Context, ts []event.Trigger) (reconcile.RunResult, error) {
 	if r.panic {
 		panic("boom")
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.events = append(r.events, ts)
-	r.function = append(r.function, function)
-	return server.Outcome{Logs: []string{"reconciled"}, ReturnValue: map[string]int{"projects": 1}}, r.err
+	return reconcile.RunResult{Logs: []string{"reconciled"}, Reports: []reconcile.Report{{}}}, r.err
 }
 
-func (r *recorder) Timer(ctx context.Context, t event.Timer) (server.Outcome, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+func (r *recorder) Timer(ctx context.Context, t event.Timer) (reconcile.RunResult, error) {
 	r.timers = append(r.timers, t)
-	return server.Outcome{Logs: []string{"timer done"}}, r.err
+	return reconcile.RunResult{Logs: []string{"timer done"}}, r.err
 }
 
 // downStore is a quarantine whose writes fail transiently.
@@ -132,24 +125,14 @@ func TestRoutes(t *testing.T) {
 }
 
 func TestEventInvocations(t *testing.T) {
-	host := func(name string) func(t *testing.T) []byte {
-		return func(t *testing.T) []byte { return fixture(t, name) }
-	}
-	wrapped := func(name string) func(t *testing.T) []byte {
-		return func(t *testing.T) []byte { return hostBody(t, fixture(t, name)) }
-	}
-	raw := func(b string) func(t *testing.T) []byte { return func(*testing.T) []byte { return []byte(b) } }
-	good := func(t *testing.T) []byte {
-		var c bytes.Buffer
-		json.Compact(&c, fixture(t, "arm-pec-delete.json"))
-		return c.Bytes()
-	}
+	host := func(name string) []byte { return fixture(t, name) }
+	wrapped := func(name string) []byte { return hostBody(t, fixture(t, name)) }
+	raw := func(b string) []byte { return []byte(b) }
 	cases := []struct {
-		name        string
-		function    string
-		body        func(t *testing.T) []byte
-		kinds       []event.Kind // nil: the dispatcher must not be called
-		quarantined bool
+		name, function string
+		body           []byte
+		kinds          []event.Kind // nil: the dispatcher must not be called
+		quarantined    bool
 	}{
 		{"host fixture string-wrapped", server.PrivateLinkEvents, host("host-eventgrid-string-wrapped.json"), []event.Kind{event.ConnectionChanged}, false},
 		{"host fixture double-wrapped", server.PrivateLinkEvents, host("host-eventgrid-double-wrapped.json"), []event.Kind{event.KeyNearExpiry}, false},
@@ -165,22 +148,19 @@ func TestEventInvocations(t *testing.T) {
 		// Bad input: 200, kept aside, never retried (each was 400 or 413 before).
 		{"not json", server.PrivateLinkEvents, raw("{not json"), nil, true},
 		{"no event binding", server.PrivateLinkEvents, raw(`{"Data":{"other":{}},"Metadata":{}}`), nil, true},
-		{"truncated event", server.PrivateLinkEvents, func(t *testing.T) []byte { return hostBody(t, []byte(`{"id":"x"}`))[:40] }, nil, true},
+		{"truncated event", server.PrivateLinkEvents, hostBody(t, []byte(`{"id":"x"}`))[:40], nil, true},
 		{"event without type", server.PrivateLinkEvents, wrapped("malformed-missing-type.json"), nil, true},
 		{"malformed related data", server.PrivateLinkEvents, wrapped("malformed-arm-pec-write-not-a-vault.json"), nil, true},
 		{"empty array", server.PrivateLinkEvents, raw(`{"Data":{"event":[]},"Metadata":{}}`), nil, true},
-		{"bad items among good ones", server.PrivateLinkEvents, func(t *testing.T) []byte {
-			return hostBody(t, []byte(`[`+string(good(t))+`,{"eventType":"x"},`+string(fixture(t, "malformed-arm-pec-write-not-a-vault.json"))+`]`))
-		}, []event.Kind{event.ConnectionChanged}, true},
-		{"oversized body", server.KeyVaultEvents, func(*testing.T) []byte {
-			return []byte(`{"Data":{"event":"` + strings.Repeat("a", event.MaxInvocationSize) + `"}}`)
-		}, nil, true},
+		{"bad items among good ones", server.PrivateLinkEvents, hostBody(t, []byte(`[`+string(host("arm-pec-delete.json"))+`,{"eventType":"x"},`+
+			string(host("malformed-arm-pec-write-not-a-vault.json"))+`]`)), []event.Kind{event.ConnectionChanged}, true},
+		{"oversized body", server.KeyVaultEvents, raw(`{"Data":{"event":"` + strings.Repeat("a", event.MaxInvocationSize) + `"}}`), nil, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			d := &recorder{}
 			h, logs, q := newRouter(d)
-			code, rep, raw := post(t, h, "/"+tc.function, tc.body(t))
+			code, rep, raw := post(t, h, "/"+tc.function, tc.body)
 			if code != http.StatusOK {
 				t.Fatalf("status = %d, want 200; body %.300s; logs %.300s", code, raw, logs)
 			}
@@ -201,8 +181,8 @@ func TestEventInvocations(t *testing.T) {
 			if (tc.kinds == nil) != (len(d.events) == 0) || fmt.Sprint(got) != fmt.Sprint(tc.kinds) {
 				t.Fatalf("dispatched %v, want %v", got, tc.kinds)
 			}
-			if tc.kinds != nil && (d.function[0] != tc.function || !strings.Contains(logs.String(), `"invocationId":"inv-42"`)) {
-				t.Errorf("function %v; log lacks the invocation id: %s", d.function, logs)
+			if tc.kinds != nil && !strings.Contains(logs.String(), `"function":"`+tc.function+`","kind"`) || !strings.Contains(logs.String(), `"invocationId":"inv-42"`) {
+				t.Errorf("log lacks the function or the invocation id: %s", logs)
 			}
 		})
 	}

@@ -33,13 +33,13 @@ func TestHostBodiesDecode(t *testing.T) {
 		{keyEvent(p, typeKeyNewVersion, "abd", exp), event.KeyNewVersion, "k", ""},
 	} {
 		t.Run(c.ev.String(), func(t *testing.T) {
-			inv, err := event.DecodeInvocation(eventBody(c.ev))
+			raw, err := event.DecodeInvocation(eventBody(c.ev), "event")
 			if err != nil {
 				t.Fatal(err)
 			}
-			evs, err := event.Decode(inv.Data["event"])
-			if err != nil || len(evs) != 1 || inv.Data["event"][0] != '"' {
-				t.Fatalf("decode: %v (%d events) from %s", err, len(evs), inv.Data["event"])
+			evs, err := event.Decode(raw)
+			if err != nil || len(evs) != 1 || raw[0] != '"' {
+				t.Fatalf("decode: %v (%d events) from %s", err, len(evs), raw)
 			}
 			tr, err := event.Classify(evs[0])
 			if err != nil {
@@ -53,11 +53,11 @@ func TestHostBodiesDecode(t *testing.T) {
 			}
 		})
 	}
-	inv, err := event.DecodeInvocation(timerBody())
+	raw, err := event.DecodeInvocation(timerBody(), "timer")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tm, err := event.DecodeTimer(inv.Data["timer"]); err != nil || tm.ScheduleStatus == nil || !tm.ScheduleStatus.Next.After(time.Now()) {
+	if tm, err := event.DecodeTimer(raw); err != nil || tm.ScheduleStatus == nil || !tm.ScheduleStatus.Next.After(time.Now()) {
 		t.Errorf("timer: %+v, %v", tm, err)
 	}
 }
