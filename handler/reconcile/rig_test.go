@@ -120,7 +120,7 @@ type options struct {
 	now      func() time.Time // default time.Now
 }
 
-// guard builds a Reconciler over the rig, as app.Wire does.
+// guard builds a Reconciler over the rig, as the app wires it.
 func (r *rig) guard(o options) *reconcile.Reconciler {
 	r.t.Helper()
 	if o.projects == nil {
