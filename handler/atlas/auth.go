@@ -47,29 +47,21 @@ type tokenCache struct {
 }
 
 func newTokenCache(id, secret, tokenURL string, fetch *http.Client, now func() time.Time) *tokenCache {
-	return &tokenCache{
-		conf: &clientcredentials.Config{
-			ClientID:     id,
-			ClientSecret: secret,
-			TokenURL:     tokenURL,
-			AuthStyle:    oauth2.AuthStyleInHeader,
-		},
-		fetch: fetch,
-		now:   now,
-		sem:   make(chan struct{}, 1),
-	}
+	conf := &clientcredentials.Config{ClientID: id, ClientSecret: secret, TokenURL: tokenURL, AuthStyle: oauth2.AuthStyleInHeader}
+	return &tokenCache{conf: conf, fetch: fetch, now: now, sem: make(chan struct{}, 1)}
 }
 
-// get returns a token valid for a while yet; fresh reports whether it was
-// fetched by this call.
-func (c *tokenCache) get(ctx context.Context) (token string, fresh bool, err error) {
+// get returns a token valid for a while yet, fetching one when none is
+// cached or the cached one is rejected (the server refused it); fresh
+// reports whether this call fetched it.
+func (c *tokenCache) get(ctx context.Context, rejected string) (token string, fresh bool, err error) {
 	select {
 	case c.sem <- struct{}{}:
 	case <-ctx.Done():
 		return "", false, ctx.Err()
 	}
 	defer func() { <-c.sem }()
-	if c.token != "" && c.now().Before(c.refreshAt) {
+	if c.token != "" && c.token != rejected && c.now().Before(c.refreshAt) {
 		return c.token, false, nil
 	}
 	tok, err := c.conf.Token(context.WithValue(ctx, oauth2.HTTPClient, c.fetch))
@@ -82,23 +74,8 @@ func (c *tokenCache) get(ctx context.Context) (token string, fresh bool, err err
 	}
 	// Refresh a minute early (a quarter early for short-lived tokens), so a
 	// token never expires between the check and the server reading it.
-	margin := min(time.Minute, lifetime/4)
-	c.token = tok.AccessToken
-	c.refreshAt = c.now().Add(lifetime - margin)
+	c.token, c.refreshAt = tok.AccessToken, c.now().Add(lifetime-min(time.Minute, lifetime/4))
 	return c.token, true, nil
-}
-
-// drop forgets token if it is still the cached one (the server rejected it).
-func (c *tokenCache) drop(ctx context.Context, token string) {
-	select {
-	case c.sem <- struct{}{}:
-	case <-ctx.Done():
-		return
-	}
-	if c.token == token {
-		c.token = ""
-	}
-	<-c.sem
 }
 
 // tokenError turns a token-endpoint failure into an *Error without the
@@ -131,7 +108,7 @@ type bearerTransport struct {
 
 func (t *bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	ctx := r.Context()
-	tok, fresh, err := t.tokens.get(ctx)
+	tok, fresh, err := t.tokens.get(ctx, "")
 	if err != nil {
 		return nil, err
 	}
@@ -141,8 +118,7 @@ func (t *bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 	resp.Body.Close()
-	t.tokens.drop(ctx, tok)
-	if tok, _, err = t.tokens.get(ctx); err != nil {
+	if tok, _, err = t.tokens.get(ctx, tok); err != nil {
 		return nil, err
 	}
 	return t.send(r, tok)

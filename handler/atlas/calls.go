@@ -11,19 +11,18 @@ import (
 )
 
 const (
-	// pageSize is the itemsPerPage the client asks for (Atlas's maximum).
-	pageSize = 500
-	// maxPages stops a server that keeps announcing more pages.
-	maxPages = 1000
+	pageSize = 500  // the itemsPerPage asked for (Atlas's maximum)
+	maxPages = 1000 // stops a server that keeps announcing more pages
 )
 
-// checkGroupID rejects ids that aren't 24 lowercase hex digits (the pattern
-// Atlas documents), so a bad setting never reaches a URL.
-func checkGroupID(op, groupID string) error {
+// groupPath returns the project's API path, or an *Error (no request made)
+// when groupID isn't 24 lowercase hex digits, so a bad setting never reaches
+// a URL.
+func groupPath(op, groupID string) (string, error) {
 	if !groupIDPattern.MatchString(groupID) {
-		return &Error{Op: op, Reason: "invalid argument", Detail: fmt.Sprintf("group id %q is not 24 hex digits", clean(groupID, 64))}
+		return "", &Error{Op: op, Reason: "invalid argument", Detail: fmt.Sprintf("group id %q is not 24 hex digits", clean(groupID, 64))}
 	}
-	return nil
+	return "/api/atlas/v2/groups/" + groupID, nil
 }
 
 var groupIDPattern = regexp.MustCompile(`^[0-9a-f]{24}$`)
@@ -34,11 +33,10 @@ var groupIDPattern = regexp.MustCompile(`^[0-9a-f]{24}$`)
 // zero value (Enabled false); Valid is nil when Atlas doesn't report it. An
 // unknown project is an *Error with StatusCode 404.
 func (c *Client) EncryptionAtRest(ctx context.Context, groupID string) (EncryptionAtRest, error) {
-	const op = "EncryptionAtRest"
 	var ear EncryptionAtRest
-	err := checkGroupID(op, groupID)
+	p, err := groupPath("EncryptionAtRest", groupID)
 	if err == nil {
-		err = c.get(ctx, op, "/api/atlas/v2/groups/"+groupID+"/encryptionAtRest", nil, acceptEAR, &ear)
+		err = c.get(ctx, "EncryptionAtRest", p+"/encryptionAtRest", nil, acceptEAR, &ear)
 	}
 	if err != nil {
 		return EncryptionAtRest{}, err
@@ -47,51 +45,42 @@ func (c *Client) EncryptionAtRest(ctx context.Context, groupID string) (Encrypti
 }
 
 // PrivateEndpoints returns every Azure EAR private endpoint of the project
-// (GET …/encryptionAtRest/AZURE/privateEndpoints, version 2023-01-01), all
-// pages, in Atlas's order, without duplicates (by id) should items shift
-// between pages. No endpoints is an empty, non-nil slice.
+// (GET …/encryptionAtRest/AZURE/privateEndpoints, version 2023-01-01).
+// Like Clusters and AlertConfigs it reads all pages and returns the items in
+// Atlas's order without duplicates (by id), should items shift between
+// pages; none is an empty, non-nil slice.
 func (c *Client) PrivateEndpoints(ctx context.Context, groupID string) ([]PrivateEndpoint, error) {
-	const op = "PrivateEndpoints"
-	if err := checkGroupID(op, groupID); err != nil {
-		return nil, err
-	}
-	items, err := listAll[PrivateEndpoint](ctx, c, op, "/api/atlas/v2/groups/"+groupID+"/encryptionAtRest/AZURE/privateEndpoints", acceptEAR)
-	if err != nil {
-		return nil, err
-	}
-	return dedupe(items, func(e PrivateEndpoint) string { return e.ID }), nil
+	return listAll(ctx, c, "PrivateEndpoints", groupID, "/encryptionAtRest/AZURE/privateEndpoints", acceptEAR,
+		func(e PrivateEndpoint) string { return e.ID })
+}
+
+// AlertConfigs returns every alert configuration of the project (GET
+// …/alertConfigs, version 2023-01-01; Atlas requires Project Read Only).
+func (c *Client) AlertConfigs(ctx context.Context, groupID string) ([]AlertConfig, error) {
+	return listAll(ctx, c, "AlertConfigs", groupID, "/alertConfigs", acceptEAR, func(a AlertConfig) string { return a.ID })
 }
 
 // clusterWire is the part of ClusterDescription20240805 the client reads.
 type clusterWire struct {
-	ID                       string `json:"id"`
-	Name                     string `json:"name"`
-	Paused                   bool   `json:"paused"`
-	StateName                string `json:"stateName"`
-	EncryptionAtRestProvider string `json:"encryptionAtRestProvider"`
-	ReplicationSpecs         []struct {
+	Cluster
+	ReplicationSpecs []struct {
 		RegionConfigs []RegionConfig `json:"regionConfigs"`
 	} `json:"replicationSpecs"`
 }
 
 // Clusters returns every cluster of the project (GET …/clusters, version
-// 2024-08-05), all pages, in Atlas's order, without duplicates (by id).
-// RegionConfigs lists replicationSpecs[].regionConfigs[] de-duplicated in
-// first-seen order (nil when there are none). No clusters is an empty,
-// non-nil slice.
+// 2024-08-05). RegionConfigs lists replicationSpecs[].regionConfigs[]
+// de-duplicated in first-seen order (nil when there are none).
 func (c *Client) Clusters(ctx context.Context, groupID string) ([]Cluster, error) {
-	const op = "Clusters"
-	if err := checkGroupID(op, groupID); err != nil {
-		return nil, err
-	}
-	items, err := listAll[clusterWire](ctx, c, op, "/api/atlas/v2/groups/"+groupID+"/clusters", acceptClusters)
+	items, err := listAll(ctx, c, "Clusters", groupID, "/clusters", acceptClusters,
+		func(w clusterWire) string { return cmp.Or(w.ID, "name:"+w.Name) })
 	if err != nil {
 		return nil, err
 	}
-	items = dedupe(items, func(w clusterWire) string { return cmp.Or(w.ID, "name:"+w.Name) })
 	out := make([]Cluster, 0, len(items))
 	for _, w := range items {
-		cl := Cluster{ID: w.ID, Name: w.Name, Paused: w.Paused, StateName: w.StateName, EncryptionAtRestProvider: w.EncryptionAtRestProvider}
+		cl := w.Cluster
+		cl.RegionConfigs = nil
 		for _, rs := range w.ReplicationSpecs {
 			for _, rc := range rs.RegionConfigs {
 				if rc.RegionName != "" && !slices.Contains(cl.RegionConfigs, rc) {
@@ -104,69 +93,57 @@ func (c *Client) Clusters(ctx context.Context, groupID string) ([]Cluster, error
 	return out, nil
 }
 
-// dedupe keeps the first item of each key (items without a key all stay),
-// should items shift between pages while they are read.
-func dedupe[T any](items []T, key func(T) string) []T {
-	seen := make(map[string]bool, len(items))
-	return slices.DeleteFunc(items, func(it T) bool {
-		k := key(it)
-		dup := k != "" && seen[k]
-		seen[k] = true
-		return dup
-	})
-}
-
 // page is Atlas's paginated envelope.
 type page[T any] struct {
-	Results    *[]T   `json:"results"`
-	TotalCount *int   `json:"totalCount"`
-	Links      []link `json:"links"`
+	Results    *[]T                   `json:"results"`
+	TotalCount *int                   `json:"totalCount"`
+	Links      []struct{ Rel string } `json:"links"`
 }
 
-// link is an RFC 5988 link of a paginated answer.
-type link struct {
-	Rel  string `json:"rel"`
-	Href string `json:"href"`
-}
-
-// listAll reads every page of a paginated GET. It asks for pageSize items per
-// page and moves on by pageNum (never by following a link's href, which could
-// point elsewhere). It stops at an empty page; else, when the page has links,
-// when there is no "next" link; else, when totalCount is known, once that many
-// items arrived; else at a short page.
-func listAll[T any](ctx context.Context, c *Client, op, path, accept string) ([]T, error) {
-	var all []T
+// listAll reads every page of the project's paginated route and drops the
+// items whose key was seen before (items without a key all stay). It asks
+// for pageSize items per page and moves on by pageNum (never by following a
+// link's href, which could point elsewhere); morePages says when to stop.
+func listAll[T any](ctx context.Context, c *Client, op, groupID, route, accept string, key func(T) string) ([]T, error) {
+	p, err := groupPath(op, groupID)
+	if err != nil {
+		return nil, err
+	}
+	all, seen, total := []T{}, map[string]bool{}, 0 // total counts duplicates too
 	for n := 1; ; n++ {
 		if n > maxPages {
 			return nil, &Error{Op: op, StatusCode: 200, Reason: "too many pages", Detail: fmt.Sprintf("more than %d pages", maxPages)}
 		}
-		q := url.Values{
-			"includeCount": {"true"},
-			"itemsPerPage": {strconv.Itoa(pageSize)},
-			"pageNum":      {strconv.Itoa(n)},
-		}
-		var p page[T]
+		q := url.Values{"includeCount": {"true"}, "itemsPerPage": {strconv.Itoa(pageSize)}, "pageNum": {strconv.Itoa(n)}}
+		var pg page[T]
 		pageOp := op
 		if n > 1 {
 			pageOp = fmt.Sprintf("%s page %d", op, n)
 		}
-		if err := c.get(ctx, pageOp, path, q, accept, &p); err != nil {
+		if err := c.get(ctx, pageOp, p+route, q, accept, &pg); err != nil {
 			return nil, err
 		}
-		if p.Results == nil {
+		if pg.Results == nil {
 			return nil, &Error{Op: pageOp, StatusCode: 200, Reason: "malformed JSON response", Detail: "no results array"}
 		}
-		all = append(all, *p.Results...)
-		if !morePages(len(*p.Results), len(all), p.TotalCount, p.Links != nil, slices.ContainsFunc(p.Links, func(l link) bool { return l.Rel == "next" })) {
-			break
+		for _, it := range *pg.Results {
+			k := key(it)
+			if k == "" || !seen[k] {
+				all = append(all, it)
+			}
+			seen[k] = true
+		}
+		total += len(*pg.Results)
+		next := slices.ContainsFunc(pg.Links, func(l struct{ Rel string }) bool { return l.Rel == "next" })
+		if !morePages(len(*pg.Results), total, pg.TotalCount, pg.Links != nil, next) {
+			return all, nil
 		}
 	}
-	if all == nil {
-		all = []T{}
-	}
-	return all, nil
 }
 
+// morePages: stop at an empty page; else, when the page has links, when there
+// is no "next" link; else, when totalCount is known, once that many items
+// arrived; else at a short page.
 func morePages(got, total int, totalCount *int, haveLinks, next bool) bool {
 	switch {
 	case got == 0:

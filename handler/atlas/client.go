@@ -39,47 +39,26 @@ const DefaultBaseURL = "https://cloud.mongodb.com"
 const (
 	acceptEAR      = "application/vnd.atlas.2023-01-01+json"
 	acceptClusters = "application/vnd.atlas.2024-08-05+json"
-
-	defaultMaxAttempts  = 4
-	defaultMaxRetryWait = 30 * time.Second
-	baseBackoff         = 250 * time.Millisecond
-
-	// maxBody bounds a 2xx body: a page of 500 cluster descriptions is a
-	// few MiB at most.
-	maxBody = 32 << 20
+	baseBackoff    = 250 * time.Millisecond
+	maxBody        = 32 << 20 // a 2xx body: 500 cluster descriptions are a few MiB
 )
 
 // Options configures a Client. Set either ClientID and ClientSecret (service
-// account) or PublicKey and PrivateKey (API key); when both are complete the
-// service account is used.
+// account) or PublicKey and PrivateKey (API key, HTTP Digest); when both are
+// complete the service account is used.
 type Options struct {
-	// BaseURL is the API host, https only; "" means DefaultBaseURL.
-	BaseURL string
-	// ClientID and ClientSecret are a service account's credentials.
+	BaseURL                string // https only; "" means DefaultBaseURL
 	ClientID, ClientSecret string
-	// PublicKey and PrivateKey are an API key's credentials (HTTP Digest).
-	PublicKey, PrivateKey string
-	// HTTPClient supplies the transport (with its TLS configuration) and the
-	// timeout of each HTTP exchange (its Timeout; 0 means none, the context
-	// still applies). Its redirect policy and cookie jar are not used: the
-	// client never follows redirects. nil means a transport cloned from
-	// http.DefaultTransport with TLS 1.2+, and a 60s timeout.
-	HTTPClient *http.Client
-	// UserAgent defaults to "atlas-akv-guard/<module version>".
-	UserAgent string
-	// MaxAttempts bounds the attempts of one request (token fetches and
-	// digest challenges included in each attempt); <= 0 means 4.
-	MaxAttempts int
-	// MaxRetryWait caps one wait between attempts (Retry-After included);
-	// <= 0 means 30s.
-	MaxRetryWait time.Duration
-	// Logger receives retry notices (no secrets); nil discards them.
-	Logger *slog.Logger
-	// Now is the clock (token lifetimes, Retry-After dates, deadlines); nil
-	// means time.Now.
-	Now func() time.Time
-	// Sleep waits between attempts; nil means backoff.Sleep.
-	Sleep func(ctx context.Context, d time.Duration) error
+	PublicKey, PrivateKey  string
+	// HTTPClient supplies the transport and the per-exchange Timeout (its
+	// redirect policy and jar are ignored: redirects are never followed).
+	// nil means http.DefaultTransport's clone with TLS 1.2+ and a 60s timeout.
+	HTTPClient   *http.Client
+	MaxAttempts  int           // per request, token fetch and digest challenge included; <= 0 means 4
+	MaxRetryWait time.Duration // caps one wait, Retry-After included; <= 0 means 30s
+	Logger       *slog.Logger  // retry notices (no secrets); nil discards them
+	Now          func() time.Time
+	Sleep        func(ctx context.Context, d time.Duration) error // nil means backoff.Sleep
 }
 
 // Client reads from the Atlas Administration API. It is safe for concurrent
@@ -87,7 +66,6 @@ type Options struct {
 type Client struct {
 	base        *url.URL
 	hc          *http.Client
-	userAgent   string
 	maxAttempts int
 	maxWait     time.Duration
 	log         *slog.Logger
@@ -97,17 +75,15 @@ type Client struct {
 }
 
 // New validates o and returns a Client. It fails when the base URL isn't
-// https, when no complete credential pair is given, or when a service account
-// is only half configured. Errors never contain secrets.
+// https, or no complete credential pair is given. Errors never hold secrets.
 func New(o Options) (*Client, error) {
 	base, err := url.Parse(cmp.Or(o.BaseURL, DefaultBaseURL))
-	if err != nil {
+	switch {
+	case err != nil:
 		return nil, errors.New("atlas: base URL is not a valid URL")
-	}
-	if base.Scheme != "https" || base.Host == "" {
+	case base.Scheme != "https" || base.Host == "":
 		return nil, fmt.Errorf("atlas: base URL must be an https URL with a host, got %q", base.Redacted())
-	}
-	if base.User != nil || base.RawQuery != "" || base.Fragment != "" {
+	case base.User != nil || base.RawQuery != "" || base.Fragment != "":
 		return nil, fmt.Errorf("atlas: base URL must not carry user info, query or fragment, got %q", base.Redacted())
 	}
 	base.Path, base.RawPath = strings.TrimRight(base.Path, "/"), ""
@@ -128,13 +104,15 @@ func New(o Options) (*Client, error) {
 		next, timeout = o.HTTPClient.Transport, o.HTTPClient.Timeout
 	}
 	if next == nil {
-		next = defaultTransport()
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		t.ResponseHeaderTimeout, t.MaxIdleConnsPerHost = 30*time.Second, 8
+		next = t
 	}
 	c := &Client{
 		base:        base,
-		userAgent:   cmp.Or(o.UserAgent, "atlas-akv-guard/"+moduleVersion()),
-		maxAttempts: cmp.Or(max(o.MaxAttempts, 0), defaultMaxAttempts),
-		maxWait:     cmp.Or(max(o.MaxRetryWait, 0), defaultMaxRetryWait),
+		maxAttempts: cmp.Or(max(o.MaxAttempts, 0), 4),
+		maxWait:     cmp.Or(max(o.MaxRetryWait, 0), 30*time.Second),
 		log:         cmp.Or(o.Logger, slog.New(slog.DiscardHandler)),
 		now:         o.Now,
 		sleep:       o.Sleep,
@@ -145,27 +123,15 @@ func New(o Options) (*Client, error) {
 	if c.sleep == nil {
 		c.sleep = backoff.Sleep
 	}
-
-	counted := &countingTransport{next: next, userAgent: c.userAgent}
-	var auth http.RoundTripper
+	counted := &countingTransport{next: next, userAgent: "atlas-akv-guard/" + moduleVersion()}
+	var auth http.RoundTripper = digest.NewTransportWithHTTPRoundTripper(o.PublicKey, o.PrivateKey, counted)
 	if haveSA {
-		tokenURL := base.JoinPath("api", "oauth", "token").String()
 		fetch := &http.Client{Transport: counted, Timeout: timeout, CheckRedirect: noRedirects}
-		c.tokens = newTokenCache(o.ClientID, o.ClientSecret, tokenURL, fetch, c.now)
+		c.tokens = newTokenCache(o.ClientID, o.ClientSecret, base.JoinPath("api", "oauth", "token").String(), fetch, c.now)
 		auth = &bearerTransport{next: counted, tokens: c.tokens}
-	} else {
-		auth = digest.NewTransportWithHTTPRoundTripper(o.PublicKey, o.PrivateKey, counted)
 	}
 	c.hc = &http.Client{Transport: auth, Timeout: timeout, CheckRedirect: noRedirects}
 	return c, nil
-}
-
-func defaultTransport() *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	t.ResponseHeaderTimeout = 30 * time.Second
-	t.MaxIdleConnsPerHost = 8
-	return t
 }
 
 // noRedirects stops at the first redirect: credentials must never follow one.
@@ -182,33 +148,30 @@ func moduleVersion() string {
 // transient failures, and decodes the 2xx JSON body into out.
 func (c *Client) get(ctx context.Context, op, path string, query url.Values, accept string, out any) error {
 	u := *c.base
-	u.Path = c.base.Path + path
-	u.RawQuery = query.Encode()
-	target := u.String()
-
+	u.Path, u.RawQuery = c.base.Path+path, query.Encode()
 	var lastAnswer error // the last *Error, to report when the context ends mid-request
 	for attempt := 1; ; attempt++ {
-		err := c.once(ctx, op, target, accept, out)
+		err := c.once(ctx, op, u.String(), accept, out)
 		if err == nil {
 			return nil
 		}
-		_, answered := errors.AsType[*Error](err)
-		if ctx.Err() != nil {
-			if !answered && lastAnswer != nil {
-				return fmt.Errorf("%w (after %d attempts; last answer: %w)", err, attempt, lastAnswer)
-			}
+		ae, answered := errors.AsType[*Error](err)
+		switch {
+		case ctx.Err() != nil && !answered && lastAnswer != nil:
+			return fmt.Errorf("%w (after %d attempts; last answer: %w)", err, attempt, lastAnswer)
+		case ctx.Err() != nil || !transient.Is(err):
 			return err
-		}
-		if !transient.Is(err) {
-			return err
-		}
-		if answered {
+		case answered:
 			lastAnswer = err
 		}
 		if attempt >= c.maxAttempts {
 			return fmt.Errorf("%w (gave up after %d attempts)", err, attempt)
 		}
-		wait := c.backoff(attempt, err)
+		// The server's Retry-After when it gave one, else exponential with jitter.
+		wait := backoff.Jitter(min(baseBackoff<<min(attempt-1, 16), c.maxWait))
+		if answered && ae.RetryAfter > 0 {
+			wait = min(ae.RetryAfter, c.maxWait)
+		}
 		if dl, ok := ctx.Deadline(); ok && dl.Sub(c.now()) < wait {
 			return fmt.Errorf("%w (not retrying: waiting %s would pass the deadline)", err, wait.Round(time.Millisecond))
 		}
@@ -221,17 +184,6 @@ func (c *Client) get(ctx context.Context, op, path string, query url.Values, acc
 	}
 }
 
-// backoff is the wait before attempt+1: the server's Retry-After when it gave
-// one (429, 503), else exponential with jitter; always capped by maxWait.
-func (c *Client) backoff(attempt int, err error) time.Duration {
-	if ae, ok := errors.AsType[*Error](err); ok && ae.RetryAfter > 0 {
-		return min(ae.RetryAfter, c.maxWait)
-	}
-	d := baseBackoff << min(attempt-1, 16)
-	d = min(d, c.maxWait)
-	return backoff.Jitter(d)
-}
-
 // once makes one attempt (which may be several round trips: token fetch,
 // digest challenge).
 func (c *Client) once(ctx context.Context, op, target, accept string, out any) error {
@@ -240,32 +192,30 @@ func (c *Client) once(ctx context.Context, op, target, accept string, out any) e
 		return fmt.Errorf("atlas: %s: %w", op, err)
 	}
 	req.Header.Set("Accept", accept)
-	req.Header.Set("User-Agent", c.userAgent)
 	resp, err := c.hc.Do(req)
-	if err != nil {
-		if ae, ok := errors.AsType[*Error](err); ok {
-			// Token endpoint failure, reported by the bearer transport.
-			e := *ae
-			e.Op = op + " " + ae.Op
-			return classify(&e)
-		}
+	if ae, ok := errors.AsType[*Error](err); ok {
+		// Token endpoint failure, reported by the bearer transport.
+		e := *ae
+		e.Op = op + " " + ae.Op
+		return classify(&e)
+	} else if err != nil {
 		return classify(fmt.Errorf("atlas: %s: %w", op, err))
 	}
 	defer resp.Body.Close()
-	if err := checkResponse(op, resp, c.now()); err != nil {
-		return classify(err)
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		// A read error leaves a partial body; the status alone says enough.
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		return classify(errorFromBody(op, resp.StatusCode, resp.Header, body, c.now()))
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	if err != nil {
+	switch {
+	case err != nil:
 		return classify(fmt.Errorf("atlas: %s: reading %d response: %w", op, resp.StatusCode, err))
-	}
-	if len(body) > maxBody {
-		return &Error{Op: op, StatusCode: resp.StatusCode, Reason: "response too large",
-			Detail: fmt.Sprintf("body exceeds %d bytes", maxBody)}
+	case len(body) > maxBody:
+		return &Error{Op: op, StatusCode: resp.StatusCode, Reason: "response too large", Detail: fmt.Sprintf("body exceeds %d bytes", maxBody)}
 	}
 	if err := json.Unmarshal(body, out); err != nil {
-		return &Error{Op: op, StatusCode: resp.StatusCode, Reason: "malformed JSON response",
-			Detail: clean(err.Error(), maxDetail)}
+		return &Error{Op: op, StatusCode: resp.StatusCode, Reason: "malformed JSON response", Detail: clean(err.Error(), maxDetail)}
 	}
 	return nil
 }

@@ -641,7 +641,7 @@ func TestNewValidates(t *testing.T) {
 		switch {
 		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr) || strings.Contains(err.Error(), privKey) || strings.Contains(err.Error(), saSecret)):
 			t.Errorf("%s: err = %v, want %q without secrets", tc.name, err, tc.wantErr)
-		case tc.wantErr == "" && (err != nil || (c.tokens != nil) != tc.wantSA || !strings.HasPrefix(c.userAgent, "atlas-akv-guard/")):
+		case tc.wantErr == "" && (err != nil || (c.tokens != nil) != tc.wantSA):
 			t.Errorf("%s: New = %+v, %v", tc.name, c, err)
 		}
 	}

@@ -21,44 +21,32 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
-// maxErrorBody bounds how much of a non-2xx response body is read.
-const maxErrorBody = 64 << 10
-
-// maxDetail bounds the length of Detail kept from an error body, so one
-// misbehaving server can't flood logs.
-const maxDetail = 512
+const (
+	maxErrorBody = 64 << 10 // how much of a non-2xx body is read
+	maxDetail    = 512      // how much of its detail is kept, so no server floods the logs
+)
 
 // Error is a non-2xx answer of the Atlas Admin API (or of its token endpoint),
 // or a 2xx answer whose body can't be used. Inspect it with errors.As; 429 and
 // 5xx answers come marked transient (handler/transient).
 type Error struct {
-	// Op names the client call, e.g. "EncryptionAtRest" or
-	// "Clusters token" for the token fetch made on behalf of Clusters.
-	Op string
-	// StatusCode is the HTTP status (200 for an unusable 2xx body, 0 for an
-	// argument rejected before any request).
-	StatusCode int
-	// ErrorCode is Atlas's errorCode (e.g. GROUP_NOT_FOUND, RATE_LIMITED) or,
-	// for the token endpoint, the OAuth error (e.g. invalid_client). Empty when
-	// the body carried none.
+	Op         string // the client call, e.g. "EncryptionAtRest", or "Clusters token" for its token fetch
+	StatusCode int    // 200 for an unusable 2xx body, 0 for an argument rejected before any request
+	// ErrorCode is Atlas's errorCode (GROUP_NOT_FOUND, RATE_LIMITED, …) or the
+	// token endpoint's OAuth error (invalid_client); empty when the body had none.
 	ErrorCode string
-	// Detail is Atlas's human-readable detail, truncated and stripped of
-	// control characters; for a body that isn't Atlas JSON it describes the
-	// body (content type and size), never its raw content.
-	Detail string
-	// Reason is Atlas's reason (e.g. "Not Found"), or the status text.
-	Reason string
-	// RetryAfter is the server's Retry-After, zero when absent.
-	RetryAfter time.Duration
+	// Detail is Atlas's detail, truncated and stripped of control characters;
+	// for a body that isn't Atlas JSON it describes the body (content type and
+	// size), never its content.
+	Detail     string
+	Reason     string        // Atlas's reason (e.g. "Not Found"), or the status text
+	RetryAfter time.Duration // the server's Retry-After, zero when absent
 }
 
 func (e *Error) Error() string {
 	s := "atlas: " + e.Op + ":"
-	if e.StatusCode != 0 {
-		s += " " + strconv.Itoa(e.StatusCode)
-	}
-	for _, part := range []string{e.Reason, e.ErrorCode} {
-		if part != "" {
+	for _, part := range []string{strconv.Itoa(e.StatusCode), e.Reason, e.ErrorCode} {
+		if part != "" && part != "0" {
 			s += " " + part
 		}
 	}
@@ -100,18 +88,6 @@ func classify(err error) error {
 		return transient.Mark(err)
 	}
 	return err
-}
-
-// checkResponse returns nil for a 2xx response. Otherwise it reads at most
-// maxErrorBody bytes of the body and returns an *Error naming op. It does not
-// close the body.
-func checkResponse(op string, resp *http.Response, now time.Time) error {
-	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
-		return nil
-	}
-	// A read error leaves a partial body; the status alone still says enough.
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	return errorFromBody(op, resp.StatusCode, resp.Header, body, now)
 }
 
 // errorFromBody builds the *Error of a non-2xx answer from its status,

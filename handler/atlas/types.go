@@ -69,3 +69,12 @@ type RegionConfig struct {
 // UsesAzureKeys reports whether the cluster is encrypted with the project's
 // Azure Key Vault key.
 func (c Cluster) UsesAzureKeys() bool { return c.EncryptionAtRestProvider == "AZURE" }
+
+// AlertConfig is the part of a project's alert configuration the guard
+// reads: which event it alerts on and whether it is on. Atlas omits enabled
+// when false (its default).
+type AlertConfig struct {
+	ID            string `json:"id"`
+	EventTypeName string `json:"eventTypeName"`
+	Enabled       bool   `json:"enabled"`
+}

@@ -27,7 +27,7 @@ var requiredProviders = []string{"Microsoft.Network", "Microsoft.EventGrid"}
 // *vault.Client implements it.
 type Prereqs interface {
 	Provider(ctx context.Context, subscriptionID, namespace string) (string, error)
-	Region(ctx context.Context, v resource.ID) (region string, found bool, err error)
+	Vault(ctx context.Context, v resource.ID) (vault.Vault, error)
 }
 
 // Prerequisite is one such thing and what the check found: ok, problem, or
@@ -50,9 +50,9 @@ func prerequisites(ctx context.Context, pr Prereqs, projects []Project) []Prereq
 			continue
 		}
 		seen[v.Key()] = true
-		region, found, err := pr.Region(ctx, v)
-		row := Prerequisite{Vault: v.String(), Check: "vault exists", State: PrereqOK, Detail: "region " + region}
-		if err == nil && !found {
+		kv, err := pr.Vault(ctx, v)
+		row := Prerequisite{Vault: v.String(), Check: "vault exists", State: PrereqOK, Detail: "region " + kv.Location}
+		if err == nil && !kv.Found {
 			row.State, row.Detail = PrereqProblem, "not found: Atlas's EAR configuration names a vault that does not exist"
 		}
 		out = append(out, readable(row, err))

@@ -74,10 +74,11 @@ type Approval struct {
 // an error, returned with Changed true.
 func (c *Client) Approve(ctx context.Context, v resource.ID, name, description string) (Approval, error) {
 	op := "approve " + name
-	pecs, err := c.connections(v)
+	f, err := c.factory(v.SubscriptionID)
 	if err != nil {
 		return Approval{}, fmt.Errorf("%s: %w", op, err)
 	}
+	pecs := f.NewPrivateEndpointConnectionsClient()
 	read := func() (Connection, error) {
 		var resp *http.Response
 		got, err := pecs.Get(runtime.WithCaptureResponse(ctx, &resp), v.ResourceGroup, v.Name, name, nil)

@@ -30,31 +30,20 @@ import (
 
 // Options configure a Client.
 type Options struct {
-	// Credential authenticates to ARM (see Credential). Required.
-	Credential azcore.TokenCredential
-	// Cloud names the ARM endpoint and token audience (see CloudFor). The zero
-	// value means the Azure public cloud.
-	Cloud cloud.Configuration
-	// Transport sends the HTTP requests; nil means azcore's default. Tests
-	// inject a client that trusts the simulator's CA here.
-	Transport policy.Transporter
-	// Retry configures retries of ARM requests. Each zero field takes a
-	// default: 4 tries (MaxRetries 3), RetryDelay 1s, MaxRetryDelay 30s,
-	// TryTimeout 30s, retry on 408, 429, 500, 502, 503, 504 and network errors.
-	// A 429's Retry-After is honoured (azcore gives up if it exceeds
-	// MaxRetryDelay).
+	Credential azcore.TokenCredential // required (see Credential)
+	Cloud      cloud.Configuration    // ARM endpoint and audience (see CloudFor); zero means Azure public
+	Transport  policy.Transporter     // nil means azcore's default
+	// Retry configures retries of ARM requests; each zero field takes a
+	// default: MaxRetries 3, RetryDelay 1s, MaxRetryDelay 30s, TryTimeout 30s,
+	// retry on 408, 429, 500, 502, 503, 504 and network errors. azcore honours
+	// a 429's Retry-After (and gives up if it exceeds MaxRetryDelay).
 	Retry policy.RetryOptions
-	// PollInterval is the first wait between the re-reads that follow an
-	// approval PUT; it doubles up to 8 times the first. Zero means 500ms.
-	PollInterval time.Duration
-	// PollFor bounds the total wait for provisioning after an approval PUT;
-	// then Approve answers StillProvisioning. Zero means 5s.
-	PollFor time.Duration
-	// Sleep waits between those re-reads; nil means backoff.Sleep. Tests
-	// inject one that returns at once.
-	Sleep func(ctx context.Context, d time.Duration) error
-	// Logger receives debug lines about approvals; nil discards them.
-	Logger *slog.Logger
+	// PollInterval is the first wait between the re-reads after an approval
+	// PUT (doubling up to 8 times the first; zero means 500ms); PollFor bounds
+	// their total (zero means 5s), then Approve answers StillProvisioning.
+	PollInterval, PollFor time.Duration
+	Sleep                 func(ctx context.Context, d time.Duration) error // nil means backoff.Sleep
+	Logger                *slog.Logger                                     // approvals' debug lines; nil discards them
 }
 
 // Client reads and approves Key Vault private endpoint connections, and reads
@@ -88,13 +77,22 @@ func New(o Options) (*Client, error) {
 	if o.Sleep == nil {
 		o.Sleep = backoff.Sleep
 	}
+	r := o.Retry
+	r.MaxRetries = cmp.Or(r.MaxRetries, 3)
+	r.RetryDelay = cmp.Or(r.RetryDelay, time.Second)
+	r.MaxRetryDelay = cmp.Or(r.MaxRetryDelay, 30*time.Second)
+	r.TryTimeout = cmp.Or(r.TryTimeout, 30*time.Second)
+	if r.StatusCodes == nil {
+		r.StatusCodes = []int{http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
+			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout}
+	}
 	return &Client{
 		cred: o.Credential,
 		armOpts: arm.ClientOptions{
 			ClientOptions: azcore.ClientOptions{
 				Cloud:            o.Cloud,
 				Transport:        o.Transport,
-				Retry:            retryDefaults(o.Retry),
+				Retry:            r,
 				PerRetryPolicies: []policy.Policy{meterPolicy{}},
 				Telemetry:        policy.TelemetryOptions{ApplicationID: "atlas-akv-guard"},
 			},
@@ -110,18 +108,6 @@ func New(o Options) (*Client, error) {
 	}, nil
 }
 
-func retryDefaults(r policy.RetryOptions) policy.RetryOptions {
-	r.MaxRetries = cmp.Or(r.MaxRetries, 3)
-	r.RetryDelay = cmp.Or(r.RetryDelay, time.Second)
-	r.MaxRetryDelay = cmp.Or(r.MaxRetryDelay, 30*time.Second)
-	r.TryTimeout = cmp.Or(r.TryTimeout, 30*time.Second)
-	if r.StatusCodes == nil {
-		r.StatusCodes = []int{http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
-			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout}
-	}
-	return r
-}
-
 // meterPolicy counts every ARM round trip, retries included, in the counter
 // carried by the request's context. It runs per retry, after authentication, so
 // token fetches (which go through the credential's own pipeline) never count.
@@ -132,26 +118,24 @@ func (meterPolicy) Do(req *policy.Request) (*http.Response, error) {
 	return req.Next()
 }
 
-// factory returns the (cached) armkeyvault client factory of a subscription.
+// factory returns the (cached) armkeyvault client factory of a subscription,
+// keyed exactly: a folded key could hand one subscription's factory to a
+// look-alike ID.
 func (c *Client) factory(subscriptionID string) (*armkeyvault.ClientFactory, error) {
 	if subscriptionID == "" {
 		return nil, errors.New("vault ID has no subscription")
 	}
-	// Keyed exactly: a folded key could hand one subscription's factory to
-	// a look-alike ID.
-	key := subscriptionID
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if f, ok := c.subs[key]; ok {
+	if f, ok := c.subs[subscriptionID]; ok {
 		return f, nil
 	}
 	opts := c.armOpts
 	f, err := armkeyvault.NewClientFactory(subscriptionID, c.cred, &opts)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		c.subs[subscriptionID] = f
 	}
-	c.subs[key] = f
-	return f, nil
+	return f, err
 }
 
 // CloudFor maps Atlas's azureKeyVault.azureEnvironment to an Azure cloud:

@@ -25,12 +25,10 @@ var ErrConnectionNotFound = errors.New("private endpoint connection not found")
 
 // ForbiddenError is ARM's 403: the guard's identity lacks a role action. It is
 // permanent: retrying cannot help until someone changes the role assignment.
+// It unwraps to the *azcore.ResponseError.
 type ForbiddenError struct {
-	// Op is the operation that was refused, e.g. "approve pe-conn-1".
-	Op string
-	// Action is the role action that is missing, as ARM named it in its
-	// message, or else the action the operation needs.
-	Action string
+	Op     string // the refused operation, e.g. "approve pe-conn-1"
+	Action string // the missing role action as ARM named it, else the one Op needs
 	// Code and Message are ARM's error code (AuthorizationFailed,
 	// LinkedAuthorizationFailed, …) and message (bounded in length).
 	Code, Message string
@@ -43,74 +41,63 @@ func (e *ForbiddenError) Error() string {
 		e.Op, e.Action, e.Code, e.Message)
 }
 
-// Unwrap returns the underlying *azcore.ResponseError.
 func (e *ForbiddenError) Unwrap() error { return e.err }
 
 // NotPendingError is Approve's refusal to touch a connection that is neither
-// Pending nor already Approved (Rejected, Disconnected, …). The guard only
-// ever approves pending connections.
-type NotPendingError struct {
-	Name   string
-	Status string
-}
+// Pending nor already Approved (Rejected, Disconnected, …).
+type NotPendingError struct{ Name, Status string }
 
 func (e *NotPendingError) Error() string {
 	return fmt.Sprintf("approve %s: connection is %s, not %s: refusing to approve", e.Name, e.Status, StatusPending)
 }
 
-var (
-	// AuthorizationFailed: "The client '…' with object id '…' does not have
-	// authorization to perform action '…' over scope '…' …"
-	reAuthzAction = regexp.MustCompile(`does not have authorization to perform action '([^']+)'`)
-	// LinkedAuthorizationFailed: "… has permission to perform action 'A' on
-	// scope 'S'; however, it does not have permission to perform action(s) 'B'
-	// on the linked scope(s) …"
-	reLinkedAction = regexp.MustCompile(`does not have permission to perform action(?:\(s\))? '([^']+)'`)
-)
+// reAction finds the missing action in ARM's AuthorizationFailed message ("…
+// does not have authorization to perform action 'A' over scope …") and in
+// LinkedAuthorizationFailed's ("… however, it does not have permission to
+// perform action(s) 'B' on the linked scope(s) …").
+var reAction = regexp.MustCompile(`does not have (?:authorization|permission) to perform action(?:\(s\))? '([^']+)'`)
 
 // fail turns an SDK error into the package's error for operation op, which
-// needs the role action action: 403 becomes *ForbiddenError, a token failure a
-// one-line *tokenError, anything else is wrapped with op. It marks the errors
-// a retry may fix (see retryable).
+// needs the role action action: 403 becomes *ForbiddenError, a token failure
+// one line (errors.As still finds azidentity's error), anything else is
+// wrapped with op. It marks transient what a later attempt may fix: ARM's
+// 408, 409 (a concurrent operation), 429 and 5xx, network errors, timeouts
+// and ended contexts, and a managed identity endpoint that answered 429/5xx
+// or could not be reached.
 func fail(op, action string, err error) error {
 	var re *azcore.ResponseError
 	var af *azidentity.AuthenticationFailedError
+	var ne net.Error
+	retry := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.As(err, &ne)
 	switch {
 	case errors.As(err, &re) && re.StatusCode == http.StatusForbidden:
-		code, msg := armError(re)
-		if m := reLinkedAction.FindStringSubmatch(msg); m != nil {
-			action = m[1]
-		} else if m := reAuthzAction.FindStringSubmatch(msg); m != nil {
+		var body struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		if re.RawResponse != nil {
+			if b, err := runtime.Payload(re.RawResponse); err == nil {
+				_ = json.Unmarshal(b, &body)
+			}
+		}
+		msg := cut(body.Error.Message, 1024)
+		if m := reAction.FindStringSubmatch(msg); m != nil {
 			action = m[1]
 		}
-		return &ForbiddenError{Op: op, Action: action, Code: code, Message: msg, err: err}
+		return &ForbiddenError{Op: op, Action: action, Code: cmp.Or(body.Error.Code, re.ErrorCode), Message: msg, err: err}
+	case re != nil:
+		retry = retryStatus(re.StatusCode)
+		err = fmt.Errorf("%s: %w", op, err)
 	case errors.As(err, &af):
+		retry = af.RawResponse == nil || retryStatus(af.RawResponse.StatusCode)
 		err = &tokenError{op: op, err: err, af: af}
 	default:
 		err = fmt.Errorf("%s: %w", op, err)
 	}
-	if retryable(err) {
+	if retry {
 		return transient.Mark(err)
 	}
 	return err
-}
-
-// retryable reports whether a later attempt may succeed: ARM throttling (429),
-// server errors (5xx), request timeouts (408), a concurrent operation (409),
-// network errors, timeouts and cancelled contexts, and a managed identity
-// endpoint that answered 429/5xx or could not be reached.
-func retryable(err error) bool {
-	var re *azcore.ResponseError
-	if errors.As(err, &re) {
-		return retryStatus(re.StatusCode)
-	}
-	var af *azidentity.AuthenticationFailedError
-	if errors.As(err, &af) {
-		return af.RawResponse == nil || retryStatus(af.RawResponse.StatusCode)
-	}
-	var ne net.Error
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.As(err, &ne)
 }
 
 func retryStatus(code int) bool {
@@ -119,15 +106,14 @@ func retryStatus(code int) bool {
 
 // statusOf returns the HTTP status of an ARM error, 0 when there is none.
 func statusOf(err error) int {
-	var re *azcore.ResponseError
-	if errors.As(err, &re) {
+	if re, ok := errors.AsType[*azcore.ResponseError](err); ok {
 		return re.StatusCode
 	}
 	return 0
 }
 
 // tokenError shortens azidentity's multi-line AuthenticationFailedError to one
-// line for logs and alerts; errors.As still finds the original.
+// line for logs and alerts.
 type tokenError struct {
 	op  string
 	err error
@@ -149,20 +135,6 @@ func (e *tokenError) Error() string {
 	}
 	return fmt.Sprintf("%s: cannot get an ARM token: the managed identity endpoint answered %d %s",
 		e.op, e.af.RawResponse.StatusCode, cut(strings.TrimSpace(cmp.Or(b.Message, b.ErrorDescription)), 512))
-}
-
-// armError reads the code and message of ARM's error body
-// {"error":{"code","message"}}; the message is cut at 1 KiB.
-func armError(re *azcore.ResponseError) (code, message string) {
-	var e struct {
-		Error struct{ Code, Message string } `json:"error"`
-	}
-	if re.RawResponse != nil {
-		if body, err := runtime.Payload(re.RawResponse); err == nil {
-			_ = json.Unmarshal(body, &e)
-		}
-	}
-	return cmp.Or(e.Error.Code, re.ErrorCode), cut(e.Error.Message, 1024)
 }
 
 func cut(s string, n int) string {

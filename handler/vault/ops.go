@@ -18,11 +18,11 @@ import (
 // A missing vault is an error (wrapping ARM's 404).
 func (c *Client) Connections(ctx context.Context, v resource.ID) ([]Connection, error) {
 	op := "list connections of " + v.Name
-	pecs, err := c.connections(v)
+	f, err := c.factory(v.SubscriptionID)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	pager := pecs.NewListByResourcePager(v.ResourceGroup, v.Name, nil)
+	pager := f.NewPrivateEndpointConnectionsClient().NewListByResourcePager(v.ResourceGroup, v.Name, nil)
 	var out []Connection
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
@@ -75,8 +75,8 @@ func (c *Client) Key(ctx context.Context, v resource.ID, name, version string) (
 	return k, nil
 }
 
-// Vault reads the vault's tags, public network access and URI. A 404 gives
-// Vault{Found: false} and a nil error.
+// Vault reads the vault's region, tags, public network access, URI and
+// protection. A 404 gives Vault{Found: false} and a nil error.
 func (c *Client) Vault(ctx context.Context, v resource.ID) (Vault, error) {
 	op := "get vault " + v.Name
 	f, err := c.factory(v.SubscriptionID)
@@ -90,7 +90,7 @@ func (c *Client) Vault(ctx context.Context, v resource.ID) (Vault, error) {
 	if err != nil {
 		return Vault{}, fail(op, ActionVaultRead, err)
 	}
-	out := Vault{Found: true, EnableSoftDelete: true}
+	out := Vault{Found: true, Location: deref(got.Location), EnableSoftDelete: true}
 	if len(got.Tags) > 0 {
 		out.Tags = make(map[string]string, len(got.Tags))
 		for k, val := range got.Tags {
@@ -104,14 +104,6 @@ func (c *Client) Vault(ctx context.Context, v resource.ID) (Vault, error) {
 		out.EnableSoftDelete = p.EnableSoftDelete == nil || *p.EnableSoftDelete
 	}
 	return out, nil
-}
-
-func (c *Client) connections(v resource.ID) (*armkeyvault.PrivateEndpointConnectionsClient, error) {
-	f, err := c.factory(v.SubscriptionID)
-	if err != nil {
-		return nil, err
-	}
-	return f.NewPrivateEndpointConnectionsClient(), nil
 }
 
 func connectionFrom(p *armkeyvault.PrivateEndpointConnection) Connection {

@@ -3,11 +3,8 @@ package vault
 import (
 	"context"
 	"fmt"
-	"net/http"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources/v3"
-
-	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
 )
 
 // ActionProvidersRead is the role action of reading a subscription's resource
@@ -30,22 +27,4 @@ func (c *Client) Provider(ctx context.Context, subscriptionID, namespace string)
 		return "", fail(op, ActionProvidersRead, err)
 	}
 	return deref(got.RegistrationState), nil
-}
-
-// Region returns the vault's Azure region; found is false (and err nil) when
-// ARM answers 404. A 403 is a *ForbiddenError naming the missing action.
-func (c *Client) Region(ctx context.Context, v resource.ID) (region string, found bool, err error) {
-	op := "get vault " + v.Name
-	f, err := c.factory(v.SubscriptionID)
-	if err != nil {
-		return "", false, fmt.Errorf("%s: %w", op, err)
-	}
-	got, err := f.NewVaultsClient().Get(ctx, v.ResourceGroup, v.Name, nil)
-	switch {
-	case statusOf(err) == http.StatusNotFound:
-		return "", false, nil
-	case err != nil:
-		return "", false, fail(op, ActionVaultRead, err)
-	}
-	return deref(got.Location), true, nil
 }

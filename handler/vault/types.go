@@ -42,6 +42,7 @@ type Connection struct {
 // Azure's default, on).
 type Vault struct {
 	Found                 bool              `json:"found"`
+	Location              string            `json:"location,omitempty"`
 	Tags                  map[string]string `json:"tags,omitempty"`
 	PublicNetworkAccess   string            `json:"publicNetworkAccess,omitempty"`
 	URI                   string            `json:"uri,omitempty"`
