@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -107,21 +108,16 @@ func (f *fixture) client(tb testing.TB, auth string, mod func(*Options)) (*Clien
 	return c, &waits
 }
 
-func boolPtr(b bool) *bool { return &b }
-
 var seededEAR = AzureKeyVault{
 	AzureEnvironment: "AZURE", ClientID: "6f1c5b9e-8d3a-4e2f-9b7c-1a2b3c4d5e6f", Enabled: true,
 	KeyIdentifier: "https://kv-guard.vault.azure.net/keys/atlas-ear/0123456789abcdef0123456789abcdef",
 	KeyVaultName:  "kv-guard", RequirePrivateNetworking: true, ResourceGroupName: "rg-guard",
-	SubscriptionID: "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0", TenantID: "11111111-2222-3333-4444-555555555555", Valid: boolPtr(true),
+	SubscriptionID: "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0", TenantID: "11111111-2222-3333-4444-555555555555", Valid: new(true),
 }
 
 // seed fills the project used by most tests.
 func seed(s *atlassim.Sim) {
-	a := seededEAR
-	s.PutProject(group, atlassim.AzureKeyVault{AzureEnvironment: a.AzureEnvironment, ClientID: a.ClientID, Enabled: a.Enabled,
-		KeyIdentifier: a.KeyIdentifier, KeyVaultName: a.KeyVaultName, RequirePrivateNetworking: a.RequirePrivateNetworking,
-		ResourceGroupName: a.ResourceGroupName, SubscriptionID: a.SubscriptionID, TenantID: a.TenantID, Valid: a.Valid})
+	s.PutProject(group, atlassim.AzureKeyVault(seededEAR))
 	s.AddEndpoint(group, "US_EAST_2", "pe-conn-eastus2", atlassim.StatusPendingAcceptance)
 	s.AddEndpoint(group, "EUROPE_WEST", "", atlassim.StatusInitiating)
 	s.AddShardedCluster(group, "orders", "AZURE", 2, "US_EAST_2", "US_WEST_2")
@@ -529,19 +525,23 @@ func TestErrors(t *testing.T) {
 	})
 }
 
-// recorder keeps the Authorization headers a client sent.
+// recorder keeps the Authorization headers a client sent, and the
+// User-Agents other than the guard's.
 type recorder struct {
-	next http.RoundTripper
-	mu   sync.Mutex
-	seen []string
+	next         http.RoundTripper
+	mu           sync.Mutex
+	seen, badUAs []string
 }
 
 func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.mu.Lock()
 	if a := req.Header.Get("Authorization"); a != "" {
-		r.mu.Lock()
 		r.seen = append(r.seen, a)
-		r.mu.Unlock()
 	}
+	if ua := req.Header.Get("User-Agent"); !strings.HasPrefix(ua, "atlas-akv-guard/") {
+		r.badUAs = append(r.badUAs, ua)
+	}
+	r.mu.Unlock()
 	return r.next.RoundTrip(req)
 }
 
@@ -611,6 +611,9 @@ func TestNoSecretInErrorsOrLogs(t *testing.T) {
 		}
 	}
 	all := strings.Join(errs, "\n") + "\n" + logs.String()
+	if len(rec.badUAs) > 0 {
+		t.Errorf("requests without the guard's User-Agent: %q", rec.badUAs)
+	}
 	if len(secrets) < 6 || !strings.Contains(all, "retrying") {
 		t.Fatalf("recorded %d credentials; logs show retries: %v", len(secrets), strings.Contains(all, "retrying"))
 	}
@@ -648,27 +651,53 @@ func TestNewValidates(t *testing.T) {
 }
 
 func TestClassify(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		err  error
-		want bool
-	}{
-		{"nil", nil, false},
-		{"429", &Error{StatusCode: 429}, true},
-		{"503 wrapped", &url.Error{Op: "Get", URL: "u", Err: &Error{StatusCode: 503}}, true},
-		{"401", &Error{StatusCode: 401}, false},
-		{"404", &Error{StatusCode: 404}, false},
-		{"409", &Error{StatusCode: 409}, false},
-		{"malformed 200", &Error{StatusCode: 200}, false},
-		{"deadline", context.DeadlineExceeded, true},
-		{"canceled", context.Canceled, true},
-		{"EOF", &url.Error{Op: "Get", URL: "u", Err: io.EOF}, true},
-		{"dial refused", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}, true},
-		{"timeout", &net.DNSError{IsTimeout: true}, true},
-		{"plain", errors.New("bad"), false},
+	for err, want := range map[error]bool{
+		nil: false, &Error{StatusCode: 429}: true, &url.Error{Op: "Get", URL: "u", Err: &Error{StatusCode: 503}}: true,
+		&Error{StatusCode: 401}: false, &Error{StatusCode: 404}: false, &Error{StatusCode: 409}: false, &Error{StatusCode: 200}: false,
+		context.DeadlineExceeded: true, context.Canceled: true, &url.Error{Op: "Get", URL: "u", Err: io.EOF}: true,
+		&net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}: true, &net.DNSError{IsTimeout: true}: true,
+		errors.New("bad"): false,
 	} {
-		if got := transient.Is(classify(tc.err)); got != tc.want {
-			t.Errorf("%s: classify(%v) transient = %v, want %v", tc.name, tc.err, got, tc.want)
+		if got := transient.Is(classify(err)); got != want {
+			t.Errorf("classify(%v) transient = %v, want %v", err, got, want)
+		}
+	}
+}
+
+// TestAlertConfigs: every page is read (the simulator serving 2 per page),
+// in Atlas's order, with each configuration's event type and enabled flag;
+// an unknown project is a 404, a refused principal a 403.
+func TestAlertConfigs(t *testing.T) {
+	f := newFixture(t, atlassim.Options{PageSizeCap: 2})
+	f.sim.PutProject(group, atlassim.AzureKeyVault{Enabled: true})
+	ids := f.sim.SetAlertConfigs(group, atlassim.EventEARKMSNetworkAccessDenied, false, true, false)
+	c, _ := f.client(t, authSA, nil)
+	got, err := c.AlertConfigs(t.Context(), group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Three defaults stay (the network-denied one was replaced), then ours.
+	if len(got) != 6 || f.sim.Stats().ByRoute[atlassim.RouteAlertConfigs] != 3 {
+		t.Fatalf("read %d configurations in %d pages, want 6 in 3: %+v", len(got), f.sim.Stats().ByRoute[atlassim.RouteAlertConfigs], got)
+	}
+	want := []AlertConfig{{ids[0], atlassim.EventEARKMSNetworkAccessDenied, false}, {ids[1], atlassim.EventEARKMSNetworkAccessDenied, true},
+		{ids[2], atlassim.EventEARKMSNetworkAccessDenied, false}}
+	if !slices.Equal(got[3:], want) || !slices.ContainsFunc(got, func(a AlertConfig) bool {
+		return a.EventTypeName == atlassim.EventEARConfigNoLongerValid && a.Enabled && len(a.ID) == 24
+	}) {
+		t.Errorf("configurations %+v, want the defaults then %+v", got, want)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		group  string
+		block  bool
+		status int
+	}{{"unknown project", otherGrp, false, 404}, {"principal refused", group, true, 403}} {
+		f.sim.Block(saID, tc.block)
+		_, err := c.AlertConfigs(t.Context(), tc.group)
+		if ae, ok := errors.AsType[*Error](err); !ok || ae.StatusCode != tc.status {
+			t.Errorf("%s: %v, want an *Error %d", tc.name, err, tc.status)
 		}
 	}
 }

@@ -34,28 +34,23 @@ const (
 	Approved Outcome = "approved"
 	// AlreadyApproved: the connection was Approved when read; nothing written.
 	AlreadyApproved Outcome = "already-approved"
-	// ChangedMeanwhile: ARM refused the PUT with 412 Precondition Failed (the
-	// connection changed between our read and our write, e.g. someone
-	// rejected it). Nothing was approved; the next reconcile decides again.
-	// It is neither a failure nor a blind spot.
+	// ChangedMeanwhile: ARM refused the PUT with 412 (the connection changed
+	// between our read and our write, e.g. someone rejected it). Nothing was
+	// approved, nothing failed; the next reconcile decides again.
 	ChangedMeanwhile Outcome = "changed-meanwhile"
 	// StillProvisioning: our PUT was accepted, but within Options.PollFor the
-	// connection did not finish provisioning (Creating, Updating) or could
-	// not be re-read. The next reconcile reads it again.
+	// connection did not finish provisioning or could not be re-read.
 	StillProvisioning Outcome = "still-provisioning"
 	// NotOurs: our PUT was accepted, but the re-read shows another status or
-	// description, or the connection is being deleted or disconnected:
-	// someone changed it right after us. The connection is not approved by us.
+	// description, or the connection going away: someone changed it after us.
 	NotOurs Outcome = "not-ours"
 )
 
-// Approval is the outcome of Approve.
+// Approval is the outcome of Approve: Changed is true when ARM accepted our
+// PUT; Connection is the connection as last read.
 type Approval struct {
-	// Changed is true when ARM accepted our PUT (Outcome Approved,
-	// StillProvisioning or NotOurs).
-	Changed bool
-	Outcome Outcome
-	// Connection is the connection as last read.
+	Changed    bool
+	Outcome    Outcome
 	Connection Connection
 }
 
@@ -118,51 +113,45 @@ func (c *Client) Approve(ctx context.Context, v resource.ID, name, description s
 		putCtx = runtime.WithHTTPHeader(ctx, http.Header{"If-Match": {cur.Etag}})
 	}
 	put, err := pecs.Put(putCtx, v.ResourceGroup, v.Name, name, body, nil)
-	if statusOf(err) == http.StatusPreconditionFailed {
+	switch {
+	case statusOf(err) == http.StatusPreconditionFailed:
 		// Even when the connection reads Approved now, the approval is not
 		// this call's: another guard instance may have written the same
 		// description. Claiming it would announce one approval twice.
 		c.log.InfoContext(ctx, "connection changed between read and approval; not approved", "vault", v.String(), "connection", name)
 		return Approval{Outcome: ChangedMeanwhile, Connection: cur}, nil
-	}
-	if err != nil {
+	case err != nil:
 		return Approval{Connection: cur}, fail(op, ActionConnectionsWrite, err)
 	}
 	cur = connectionFrom(&put.PrivateEndpointConnection)
 	c.log.DebugContext(ctx, "approval sent", "vault", v.String(), "connection", name, "provisioningState", cur.ProvisioningState)
-
-	pause, waited := c.poll, time.Duration(0)
-	for {
+	done := func(o Outcome) (Approval, error) { return Approval{Changed: true, Outcome: o, Connection: cur}, nil }
+	for pause, waited := c.poll, time.Duration(0); ; pause = min(2*pause, 8*c.poll) {
 		switch cur.ProvisioningState {
 		case ProvisioningFailed:
 			return Approval{Changed: true, Connection: cur}, fmt.Errorf("%s: provisioning failed after approval", op)
-		case ProvisioningSucceeded, "", ProvisioningDeleting, ProvisioningDisconnected:
-			if ours(cur, description) {
-				return Approval{Changed: true, Outcome: Approved, Connection: cur}, nil
+		case ProvisioningDeleting, ProvisioningDisconnected:
+			return done(NotOurs)
+		case ProvisioningSucceeded, "":
+			if cur.Status == StatusApproved && cur.Description == description {
+				return done(Approved)
 			}
-			return Approval{Changed: true, Outcome: NotOurs, Connection: cur}, nil
+			return done(NotOurs)
 		}
 		// Creating, Updating or a state this client does not know: wait,
 		// within bounds.
 		if waited+pause > c.pollFor || c.sleep(ctx, pause) != nil {
-			return Approval{Changed: true, Outcome: StillProvisioning, Connection: cur}, nil
+			return done(StillProvisioning)
 		}
 		waited += pause
-		pause = min(2*pause, 8*c.poll)
 		next, err := read()
 		if errors.Is(err, ErrConnectionNotFound) {
-			return Approval{Changed: true, Outcome: NotOurs, Connection: cur}, nil
+			return done(NotOurs)
 		}
 		if err != nil {
 			c.log.DebugContext(ctx, "re-read after approval failed", "connection", name, "error", err.Error())
-			return Approval{Changed: true, Outcome: StillProvisioning, Connection: cur}, nil
+			return done(StillProvisioning)
 		}
 		cur = next
 	}
-}
-
-// ours reports whether c is Approved with our description and not going away.
-func ours(c Connection, description string) bool {
-	return c.Status == StatusApproved && c.Description == description &&
-		c.ProvisioningState != ProvisioningDeleting && c.ProvisioningState != ProvisioningDisconnected
 }

@@ -190,59 +190,56 @@ func TestConnectionsPages(t *testing.T) {
 func TestKeyEndToEnd(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Second)
 	past, future := now.Add(-time.Hour), now.Add(30*24*time.Hour)
-	type sim = *armsim.Server
-	add := func(t *testing.T, s sim, nbf, exp *time.Time) string {
-		v, err := s.AddKey(kv, "ear-key", "", true, nbf, exp)
-		must(t, err)
-		return v
-	}
 	tests := []struct {
-		name  string
-		setup func(t *testing.T, s sim) (pinned string)
-		want  func(k vault.Key, pinned string) bool
-		calls int64
+		name     string
+		versions int    // versions added, oldest first
+		pin      string // the pinned version; "" pins the oldest added
+		nbf, exp *time.Time
+		disable  bool // the pinned version
+		deleted  bool // the key
+		want     func(k vault.Key, pinned string) bool
+		calls    int64
 	}{
-		{"enabled", func(t *testing.T, s sim) string { return add(t, s, nil, &future) }, func(k vault.Key, p string) bool {
+		{name: "enabled", versions: 1, exp: &future, calls: 1, want: func(k vault.Key, p string) bool {
 			return k.Found && k.Enabled && k.Version == p && k.Latest == p && k.LatestEnabled && k.Expires.Equal(future) && k.NotBefore == nil
-		}, 1},
-		{"disabled", func(t *testing.T, s sim) string {
-			v := add(t, s, nil, nil)
-			must(t, s.SetKeyEnabled(kv, "ear-key", v, false))
-			return v
-		}, func(k vault.Key, p string) bool { return k.Found && !k.Enabled && !k.LatestEnabled && k.Version == p }, 1},
-		{"expired", func(t *testing.T, s sim) string {
-			v := add(t, s, nil, nil)
-			must(t, s.SetKeyExpiry(kv, "ear-key", v, &past))
-			return v
-		}, func(k vault.Key, _ string) bool {
-			return k.Found && k.Enabled && k.Expires != nil && k.Expires.Equal(past)
-		}, 1},
-		{"not yet valid", func(t *testing.T, s sim) string { return add(t, s, &future, nil) },
-			func(k vault.Key, _ string) bool { return k.Found && k.NotBefore != nil && k.NotBefore.Equal(future) }, 1},
-		{"missing key", func(*testing.T, sim) string { return "0123456789abcdef0123456789abcdef" },
-			func(k vault.Key, p string) bool { return !k.Found && k.Name == "ear-key" && k.Version == p }, 1},
-		{"deleted key", func(t *testing.T, s sim) string {
-			v := add(t, s, nil, nil)
-			must(t, s.DeleteKey(kv, "ear-key"))
-			return v
-		}, func(k vault.Key, _ string) bool { return !k.Found }, 1},
-		{"missing version", func(t *testing.T, s sim) string { add(t, s, nil, nil); return "ffff0000000000000000000000000000" },
-			func(k vault.Key, _ string) bool { return !k.Found && k.Latest != "" && k.LatestEnabled }, 2},
-		{"rotated in Azure, pinned still enabled", func(t *testing.T, s sim) string { old := add(t, s, nil, nil); add(t, s, nil, nil); return old },
-			func(k vault.Key, p string) bool {
+		}},
+		{name: "disabled", versions: 1, disable: true, calls: 1,
+			want: func(k vault.Key, p string) bool { return k.Found && !k.Enabled && !k.LatestEnabled && k.Version == p }},
+		{name: "expired", versions: 1, exp: &past, calls: 1,
+			want: func(k vault.Key, _ string) bool {
+				return k.Found && k.Enabled && k.Expires != nil && k.Expires.Equal(past)
+			}},
+		{name: "not yet valid", versions: 1, nbf: &future, calls: 1,
+			want: func(k vault.Key, _ string) bool { return k.Found && k.NotBefore != nil && k.NotBefore.Equal(future) }},
+		{name: "missing key", pin: "0123456789abcdef0123456789abcdef", calls: 1,
+			want: func(k vault.Key, p string) bool { return !k.Found && k.Name == "ear-key" && k.Version == p }},
+		{name: "deleted key", versions: 1, deleted: true, calls: 1, want: func(k vault.Key, _ string) bool { return !k.Found }},
+		{name: "missing version", versions: 1, pin: "ffff0000000000000000000000000000", calls: 2,
+			want: func(k vault.Key, _ string) bool { return !k.Found && k.Latest != "" && k.LatestEnabled }},
+		{name: "rotated in Azure, pinned still enabled", versions: 2, calls: 2,
+			want: func(k vault.Key, p string) bool {
 				return k.Found && k.Enabled && k.Version == p && k.Latest != p && k.LatestEnabled
-			}, 2},
-		{"rotated, pinned disabled", func(t *testing.T, s sim) string {
-			old := add(t, s, nil, nil)
-			add(t, s, nil, nil)
-			must(t, s.SetKeyEnabled(kv, "ear-key", old, false))
-			return old
-		}, func(k vault.Key, p string) bool { return k.Found && !k.Enabled && k.Version == p && k.LatestEnabled }, 2},
+			}},
+		{name: "rotated, pinned disabled", versions: 2, disable: true, calls: 2,
+			want: func(k vault.Key, p string) bool { return k.Found && !k.Enabled && k.Version == p && k.LatestEnabled }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newWorld(t, worldOpts{})
-			pinned := tt.setup(t, w.sim)
+			pinned := tt.pin
+			for i := range tt.versions {
+				v, err := w.sim.AddKey(kv, "ear-key", "", true, tt.nbf, tt.exp)
+				must(t, err)
+				if i == 0 && pinned == "" {
+					pinned = v
+				}
+			}
+			if tt.disable {
+				must(t, w.sim.SetKeyEnabled(kv, "ear-key", pinned, false))
+			}
+			if tt.deleted {
+				must(t, w.sim.DeleteKey(kv, "ear-key"))
+			}
 			calls := &meter.Calls{}
 			got, err := w.client.Key(meter.WithCalls(t.Context(), calls), kv, "ear-key", pinned)
 			if err != nil || !tt.want(got, pinned) || calls.ARM() != tt.calls {
@@ -262,7 +259,8 @@ func TestVaultAndMeter(t *testing.T) {
 	calls := &meter.Calls{}
 	ctx := meter.WithCalls(t.Context(), calls)
 	got, err := w.client.Vault(ctx, kv)
-	if err != nil || !got.Found || got.Hold() || got.Tags["env"] != "prod" || got.PublicNetworkAccess != "Disabled" || got.URI != "https://kv-atlas-a.vault.azure.net/" {
+	if err != nil || !got.Found || got.Hold() || got.Tags["env"] != "prod" || got.PublicNetworkAccess != "Disabled" || got.URI != "https://kv-atlas-a.vault.azure.net/" ||
+		got.Location != "westeurope" {
 		t.Errorf("Vault = %+v, %v", got, err)
 	}
 	_, err1 := w.client.Connections(ctx, kv)
