@@ -2,6 +2,7 @@ package atlas
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -356,12 +357,8 @@ func TestRetries(t *testing.T) {
 					tc.setup(f)
 				}
 				f.sim.ResetStats()
-				ctx := t.Context()
-				if tc.timeout > 0 {
-					var cancel context.CancelFunc
-					ctx, cancel = context.WithTimeout(ctx, tc.timeout)
-					defer cancel()
-				}
+				ctx, cancel := context.WithTimeout(t.Context(), cmp.Or(tc.timeout, time.Minute))
+				defer cancel()
 				_, err := c.EncryptionAtRest(ctx, group)
 				var ae *Error
 				if (err != nil) != (tc.wantErr != "") || (err != nil && (!strings.Contains(err.Error(), tc.wantErr) || !transient.Is(err))) ||
@@ -464,6 +461,10 @@ func TestErrors(t *testing.T) {
 			status: 404, code: "GROUP_NOT_FOUND", op: "Clusters", trips: 2},
 		{name: "404 unknown project endpoints", auth: authSA, call: func(ctx context.Context, c *Client) error { _, err := c.PrivateEndpoints(ctx, otherGrp); return err },
 			status: 404, code: "GROUP_NOT_FOUND", op: "PrivateEndpoints", trips: 2},
+		{name: "403 alert configs", auth: authSA, setup: func(f *fixture) { f.sim.Block(saID, true) }, call: func(ctx context.Context, c *Client) error { _, err := c.AlertConfigs(ctx, group); return err },
+			status: 403, code: "IP_ADDRESS_NOT_ON_ACCESS_LIST", op: "AlertConfigs", trips: 2},
+		{name: "404 alert configs", auth: authKey, call: func(ctx context.Context, c *Client) error { _, err := c.AlertConfigs(ctx, otherGrp); return err },
+			status: 404, code: "GROUP_NOT_FOUND", op: "AlertConfigs", trips: 2},
 		{name: "406 unversioned Accept", auth: authSA, call: get("EncryptionAtRest", "/encryptionAtRest", "application/json"), status: 406, code: "INVALID_VERSION_DATE", op: "EncryptionAtRest", trips: 2},
 		{name: "406 version of another route", auth: authKey, call: get("Clusters", "/clusters", acceptEAR), status: 406, code: "INVALID_VERSION_DATE", op: "Clusters", trips: 2},
 		{name: "invalid group id", auth: authSA, call: func(ctx context.Context, c *Client) error {
@@ -665,8 +666,8 @@ func TestClassify(t *testing.T) {
 }
 
 // TestAlertConfigs: every page is read (the simulator serving 2 per page),
-// in Atlas's order, with each configuration's event type and enabled flag;
-// an unknown project is a 404, a refused principal a 403.
+// in Atlas's order, with each configuration's event type and enabled flag
+// (TestErrors has its 403 and 404).
 func TestAlertConfigs(t *testing.T) {
 	f := newFixture(t, atlassim.Options{PageSizeCap: 2})
 	f.sim.PutProject(group, atlassim.AzureKeyVault{Enabled: true})
@@ -686,18 +687,5 @@ func TestAlertConfigs(t *testing.T) {
 		return a.EventTypeName == atlassim.EventEARConfigNoLongerValid && a.Enabled && len(a.ID) == 24
 	}) {
 		t.Errorf("configurations %+v, want the defaults then %+v", got, want)
-	}
-
-	for _, tc := range []struct {
-		name   string
-		group  string
-		block  bool
-		status int
-	}{{"unknown project", otherGrp, false, 404}, {"principal refused", group, true, 403}} {
-		f.sim.Block(saID, tc.block)
-		_, err := c.AlertConfigs(t.Context(), tc.group)
-		if ae, ok := errors.AsType[*Error](err); !ok || ae.StatusCode != tc.status {
-			t.Errorf("%s: %v, want an *Error %d", tc.name, err, tc.status)
-		}
 	}
 }

@@ -1,6 +1,7 @@
 package vault_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -93,32 +94,46 @@ func must(t testing.TB, err error) {
 
 // TestApproveEndToEnd: a pending connection approved through the simulated
 // ARM (the decisions on other states are TestApproveDecisions'), and ARM's
-// 204 for a connection that does not exist.
+// 204 for a connection that does not exist; as the user-assigned identity,
+// and as the system-assigned one on a vault in another subscription than the
+// first one the client served.
 func TestApproveEndToEnd(t *testing.T) {
 	const desc = "approved by atlas-akv-guard: project 6650aa, endpoint 6650bb"
-	w := newWorld(t, worldOpts{cfg: armsim.Config{SettleReads: 2}})
-	if _, err := w.client.Approve(t.Context(), kv, "atlas-pe-1", desc); !errors.Is(err, vault.ErrConnectionNotFound) || transient.Is(err) {
-		t.Errorf("missing connection: err = %v", err)
-	}
-	must(t, w.sim.AddConnection(kv, "atlas-pe-1", vault.StatusPending, atlasPE))
-	got, err := w.client.Approve(t.Context(), kv, "atlas-pe-1", desc)
-	stored, _ := w.sim.Connection(kv, "atlas-pe-1")
-	if err != nil || got.Outcome != vault.Approved || !got.Changed || stored.Status != vault.StatusApproved || stored.Description != desc ||
-		got.Connection.ProvisioningState != vault.ProvisioningSucceeded {
-		t.Fatalf("Approve = %+v, %v; stored %+v", got, err, stored)
-	}
-	// Read Succeeded, the PUT answered Updating, two reads still Updating, then Succeeded.
-	if served, want := strings.Join(w.sim.ServedStates(kv, "atlas-pe-1"), " "), "Succeeded Updating Updating Updating Succeeded"; served != want {
-		t.Errorf("served provisioning states %s, want %s", served, want)
-	}
-	ch := w.changes()
-	if len(ch) != 1 || ch[0].Operation != vault.ActionConnectionsWrite || ch[0].ClientID != w.clientID || ch[0].ObjectID != armsim.ObjectID(w.clientID) ||
-		ch[0].ResourceURI != kv.String()+"/privateEndpointConnections/atlas-pe-1" || ch[0].Before.Status != vault.StatusPending || ch[0].After.Status != vault.StatusApproved {
-		t.Errorf("changes = %+v", ch)
-	}
-	// Approving twice is a no-op.
-	if again, err := w.client.Approve(t.Context(), kv, "atlas-pe-1", desc); err != nil || again.Outcome != vault.AlreadyApproved || w.sim.Count(armsim.RouteConnectionPut) != 1 {
-		t.Errorf("second Approve = %+v, %v", again, err)
+	for _, systemMI := range []bool{false, true} {
+		t.Run(map[bool]string{false: "user-assigned", true: "system-assigned"}[systemMI], func(t *testing.T) {
+			w := newWorld(t, worldOpts{cfg: armsim.Config{SettleReads: 2}, systemMI: systemMI})
+			v, clientID := kv, w.clientID
+			if systemMI {
+				v, clientID = resource.ID{SubscriptionID: "99999999-2222-3333-4444-555555555555", ResourceGroup: "rg-b", Name: "kv-b"}, w.sim.SystemClientID()
+				w.sim.AddVault(v, nil)
+				if got, err := w.client.Vault(t.Context(), kv); err != nil || !got.Found {
+					t.Fatal(got, err)
+				}
+			}
+			if _, err := w.client.Approve(t.Context(), v, "atlas-pe-1", desc); !errors.Is(err, vault.ErrConnectionNotFound) || transient.Is(err) {
+				t.Errorf("missing connection: err = %v", err)
+			}
+			must(t, w.sim.AddConnection(v, "atlas-pe-1", vault.StatusPending, atlasPE))
+			got, err := w.client.Approve(t.Context(), v, "atlas-pe-1", desc)
+			stored, _ := w.sim.Connection(v, "atlas-pe-1")
+			if err != nil || got.Outcome != vault.Approved || !got.Changed || stored.Status != vault.StatusApproved || stored.Description != desc ||
+				got.Connection.ProvisioningState != vault.ProvisioningSucceeded {
+				t.Fatalf("Approve = %+v, %v; stored %+v", got, err, stored)
+			}
+			// Read Succeeded, the PUT answered Updating, two reads still Updating, then Succeeded.
+			if served, want := strings.Join(w.sim.ServedStates(v, "atlas-pe-1"), " "), "Succeeded Updating Updating Updating Succeeded"; served != want {
+				t.Errorf("served provisioning states %s, want %s", served, want)
+			}
+			ch := w.changes()
+			if len(ch) != 1 || ch[0].Operation != vault.ActionConnectionsWrite || ch[0].ClientID != clientID || ch[0].ObjectID != armsim.ObjectID(clientID) ||
+				ch[0].ResourceURI != v.String()+"/privateEndpointConnections/atlas-pe-1" || ch[0].Before.Status != vault.StatusPending || ch[0].After.Status != vault.StatusApproved {
+				t.Errorf("changes = %+v", ch)
+			}
+			// Approving twice is a no-op.
+			if again, err := w.client.Approve(t.Context(), v, "atlas-pe-1", desc); err != nil || again.Outcome != vault.AlreadyApproved || w.sim.Count(armsim.RouteConnectionPut) != 1 {
+				t.Errorf("second Approve = %+v, %v", again, err)
+			}
+		})
 	}
 }
 
@@ -352,12 +367,8 @@ func TestTransientFailures(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newWorld(t, worldOpts{defaults: tt.defaults})
 			w.sim.Inject(tt.fault)
-			ctx := t.Context()
-			if tt.timeout > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, tt.timeout)
-				defer cancel()
-			}
+			ctx, cancel := context.WithTimeout(t.Context(), cmp.Or(tt.timeout, time.Minute))
+			defer cancel()
 			calls := &meter.Calls{}
 			start := time.Now()
 			got, err := w.client.Vault(meter.WithCalls(ctx, calls), kv)
@@ -395,23 +406,5 @@ func TestTokenFailures(t *testing.T) {
 	var re *azcore.ResponseError
 	if !errors.As(err, &re) || re.StatusCode != 401 || re.ErrorCode != "ExpiredAuthenticationToken" || transient.Is(err) {
 		t.Errorf("expired token: err = %v, want a permanent 401", err)
-	}
-}
-
-// TestSystemAssignedIdentity approves as the system-assigned identity, on a
-// vault in another subscription than the first one the client served.
-func TestSystemAssignedIdentity(t *testing.T) {
-	w := newWorld(t, worldOpts{systemMI: true})
-	other := resource.ID{SubscriptionID: "99999999-2222-3333-4444-555555555555", ResourceGroup: "rg-b", Name: "kv-b"}
-	w.sim.AddVault(other, nil)
-	must(t, w.sim.AddConnection(other, "atlas-pe-1", vault.StatusPending, atlasPE))
-	if v, err := w.client.Vault(t.Context(), kv); err != nil || !v.Found {
-		t.Fatal(v, err)
-	}
-	if got, err := w.client.Approve(t.Context(), other, "atlas-pe-1", "d"); err != nil || got.Outcome != vault.Approved {
-		t.Fatal(got, err)
-	}
-	if ch := w.changes(); len(ch) != 1 || ch[0].ClientID != w.sim.SystemClientID() || !ch[0].Vault.Equal(other) {
-		t.Errorf("changes = %+v, want one by the system-assigned identity", ch)
 	}
 }
