@@ -12,25 +12,20 @@ import (
 )
 
 // Credential returns the credential the guard authenticates to ARM with.
-//
 // When IDENTITY_ENDPOINT is set (App Service / Functions), it is the managed
-// identity credential, speaking the App Service protocol (GET
-// IDENTITY_ENDPOINT?resource=…&api-version=2019-08-01 with header
-// X-IDENTITY-HEADER: $IDENTITY_HEADER); AZURE_CLIENT_ID, when set, selects a
-// user-assigned identity. Otherwise it is azidentity's DefaultAzureCredential
-// (environment, workload identity, managed identity, Azure CLI, azd — a
-// developer's login).
-//
-// env reads the settings (nil means os.Getenv). azidentity itself reads
-// IDENTITY_ENDPOINT and IDENTITY_HEADER from the process environment, so
-// Credential refuses an env whose values differ from the process's rather than
-// letting azidentity silently fall back to IMDS. opts (may be nil) sets the
-// transport and retries of the token requests.
+// identity credential (App Service protocol: GET IDENTITY_ENDPOINT?resource=…
+// &api-version=2019-08-01 with header X-IDENTITY-HEADER: $IDENTITY_HEADER),
+// user-assigned when AZURE_CLIENT_ID is set; otherwise azidentity's
+// DefaultAzureCredential (a developer's login). env reads the settings (nil
+// means os.Getenv); since azidentity reads IDENTITY_* from the process
+// environment, an env that differs from it is refused rather than letting
+// azidentity fall back to IMDS. opts (may be nil) sets the token requests'
+// transport and retries.
 func Credential(env func(string) string, opts *azcore.ClientOptions) (azcore.TokenCredential, error) {
 	if env == nil {
 		env = os.Getenv
 	}
-	var co azcore.ClientOptions
+	co := azcore.ClientOptions{}
 	if opts != nil {
 		co = *opts
 	}
