@@ -346,9 +346,10 @@ func TestForbidden(t *testing.T) {
 	}
 }
 
-// TestTransientFailures: what ARM and the network do when they are
-// unwell, and how many round trips the client spends on it.
-func TestTransientFailures(t *testing.T) {
+// TestFailures: what ARM and the network do when they are unwell, how many
+// round trips the client spends on it, and which failures come marked
+// transient (a 403 names its action).
+func TestFailures(t *testing.T) {
 	tests := []struct {
 		name     string
 		fault    armsim.Fault
@@ -356,11 +357,18 @@ func TestTransientFailures(t *testing.T) {
 		timeout  time.Duration
 		wantErr  bool
 		calls    int64
+		final    bool // the error is permanent
 	}{
 		{name: "429 twice, Retry-After honoured", fault: armsim.Fault{Match: armsim.RouteVaultGet, Status: 429, RetryAfter: 30 * time.Millisecond, Times: 2}, calls: 3},
 		{name: "503 until retries are exhausted", fault: armsim.Fault{Status: 503}, wantErr: true, calls: 4},
 		{name: "500: the deadline bounds the default retries", fault: armsim.Fault{Status: 500}, defaults: true, timeout: 300 * time.Millisecond, wantErr: true},
 		{name: "dropped connections", fault: armsim.Fault{Drop: true}, wantErr: true},
+		{name: "408 retried", fault: armsim.Fault{Status: 408}, wantErr: true, calls: 4},
+		{name: "409 (a concurrent operation) not retried here, transient", fault: armsim.Fault{Status: 409}, wantErr: true, calls: 1},
+		{name: "400", fault: armsim.Fault{Status: 400}, wantErr: true, final: true, calls: 1},
+		{name: "401", fault: armsim.Fault{Status: 401}, wantErr: true, final: true, calls: 1},
+		{name: "403", fault: armsim.Fault{Status: 403}, wantErr: true, final: true, calls: 1},
+		{name: "412", fault: armsim.Fault{Status: 412}, wantErr: true, final: true, calls: 1},
 		{name: "slow ARM, past the deadline", fault: armsim.Fault{Latency: 2 * time.Second}, timeout: 200 * time.Millisecond, wantErr: true},
 	}
 	for _, tt := range tests {
@@ -375,8 +383,10 @@ func TestTransientFailures(t *testing.T) {
 			if d := time.Since(start); d > 2*time.Second || (tt.fault.RetryAfter > 0 && d < 2*tt.fault.RetryAfter) {
 				t.Errorf("took %v", d)
 			}
-			if tt.wantErr != (err != nil) || (err != nil && (!transient.Is(err) || !strings.HasPrefix(err.Error(), "get vault kv-atlas-a: "))) || (err == nil && !got.Found) {
-				t.Errorf("Vault = %+v, %v; want a transient error: %v", got, err, tt.wantErr)
+			_, forbidden := errors.AsType[*vault.ForbiddenError](err)
+			if tt.wantErr != (err != nil) || (err != nil && (transient.Is(err) == tt.final || !strings.HasPrefix(err.Error(), "get vault kv-atlas-a: "))) ||
+				(err == nil && !got.Found) || forbidden != (tt.fault.Status == 403) {
+				t.Errorf("Vault = %+v, %v; want an error %v, permanent %v", got, err, tt.wantErr, tt.final)
 			}
 			if tt.calls > 0 && (calls.ARM() != tt.calls || int64(w.sim.Count(armsim.RouteVaultGet)) != tt.calls) {
 				t.Errorf("ARM calls metered %d, served %d; want %d", calls.ARM(), w.sim.Count(armsim.RouteVaultGet), tt.calls)

@@ -7,7 +7,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -31,13 +30,9 @@ var fakeVault = resource.ID{SubscriptionID: "00000000-0000-0000-0000-00000000000
 type recorder struct {
 	next    policy.Transporter
 	ifMatch []string
-	fail    error // when set, every request fails with it (a network error)
 }
 
 func (r *recorder) Do(req *http.Request) (*http.Response, error) {
-	if r.fail != nil {
-		return nil, r.fail
-	}
 	if req.Method == http.MethodPut {
 		r.ifMatch = append(r.ifMatch, req.Header.Get("If-Match"))
 	}
@@ -193,38 +188,6 @@ func TestApproveDecisions(t *testing.T) {
 		})
 	}
 }
-
-// TestRetryClass: the errors a retry may fix come marked transient; the
-// others (a 403 names its action) do not.
-func TestRetryClass(t *testing.T) {
-	for _, tt := range []struct {
-		status int
-		want   bool
-	}{{429, true}, {500, true}, {503, true}, {408, true}, {409, true}, {400, false}, {401, false}, {403, false}, {412, false}} {
-		srv := &fake.ServerFactory{VaultsServer: fake.VaultsServer{
-			Get: func(context.Context, string, string, *armkeyvault.VaultsClientGetOptions) (resp azfake.Responder[armkeyvault.VaultsClientGetResponse], errResp azfake.ErrorResponder) {
-				errResp.SetResponseError(tt.status, http.StatusText(tt.status))
-				return
-			},
-		}}
-		var slept []time.Duration
-		_, err := fakeClient(t, fake.NewServerFactoryTransport(srv), &slept).Vault(t.Context(), fakeVault)
-		var fe *vault.ForbiddenError
-		if err == nil || transient.Is(err) != tt.want || errors.As(err, &fe) != (tt.status == 403) {
-			t.Errorf("%d: err = %v (%T), transient %v", tt.status, err, err, transient.Is(err))
-		}
-	}
-	var slept []time.Duration
-	down := &recorder{fail: &netError{syscall.ECONNREFUSED}}
-	if _, err := fakeClient(t, down, &slept).Connections(t.Context(), fakeVault); !transient.Is(err) {
-		t.Errorf("connection refused: err = %v, want transient", err)
-	}
-}
-
-type netError struct{ error }
-
-func (netError) Timeout() bool   { return false }
-func (netError) Temporary() bool { return true }
 
 func TestCloudFor(t *testing.T) {
 	publicRM := cloud.AzurePublic.Services[cloud.ResourceManager]
