@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -37,25 +38,6 @@ func (r *recorder) Do(req *http.Request) (*http.Response, error) {
 		r.ifMatch = append(r.ifMatch, req.Header.Get("If-Match"))
 	}
 	return r.next.Do(req)
-}
-
-func fakeClient(t *testing.T, tr policy.Transporter, slept *[]time.Duration) *vault.Client {
-	t.Helper()
-	c, err := vault.New(vault.Options{
-		Credential:   &azfake.TokenCredential{},
-		Transport:    tr,
-		Retry:        policy.RetryOptions{MaxRetries: 1, RetryDelay: time.Millisecond, MaxRetryDelay: time.Millisecond},
-		PollInterval: time.Second,
-		PollFor:      5 * time.Second,
-		Sleep: func(ctx context.Context, d time.Duration) error {
-			*slept = append(*slept, d)
-			return ctx.Err()
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 type state struct{ status, desc, prov string }
@@ -91,25 +73,24 @@ func TestApproveDecisions(t *testing.T) {
 		}
 	)
 	tests := []struct {
-		name      string
-		first     int   // status of the first GET: 200 (serving read), 204 or 404
-		read      state // the connection the first GET serves
-		put       int   // 412 refuses the PUT; else it is accepted
-		after     []state
-		want      vault.Outcome
-		changed   bool
-		wantErr   func(error) bool
-		puts      int
-		sleeps    int
-		wantSlept time.Duration
+		name    string
+		first   int   // status of the first GET: 200 (serving read), 204 or 404
+		read    state // the connection the first GET serves
+		put     int   // 412 refuses the PUT; else it is accepted
+		after   []state
+		want    vault.Outcome
+		changed bool
+		wantErr func(error) bool
+		puts    int
+		slept   []time.Duration // Options.PollInterval 1s, PollFor 5s
 	}{
-		{name: "settles after polling", read: pending, after: []state{updating, updating, done}, want: vault.Approved, changed: true, puts: 1, sleeps: 2, wantSlept: 3 * time.Second},
-		{name: "creating then succeeded", read: pending, after: []state{{vault.StatusApproved, ours, vault.ProvisioningCreating}, done}, want: vault.Approved, changed: true, puts: 1, sleeps: 1, wantSlept: time.Second},
+		{name: "settles after polling", read: pending, after: []state{updating, updating, done}, want: vault.Approved, changed: true, puts: 1, slept: []time.Duration{time.Second, 2 * time.Second}},
+		{name: "creating then succeeded", read: pending, after: []state{{vault.StatusApproved, ours, vault.ProvisioningCreating}, done}, want: vault.Approved, changed: true, puts: 1, slept: []time.Duration{time.Second}},
 		{name: "no provisioning state: nothing to wait for", read: pending, after: []state{{vault.StatusApproved, ours, ""}}, want: vault.Approved, changed: true, puts: 1},
-		{name: "still updating: bounded wait", read: pending, after: []state{updating}, want: vault.StillProvisioning, changed: true, puts: 1, sleeps: 2, wantSlept: 3 * time.Second},
-		{name: "provisioning failed", read: pending, after: []state{updating, {vault.StatusApproved, ours, vault.ProvisioningFailed}}, changed: true, puts: 1, sleeps: 1, wantSlept: time.Second,
+		{name: "still updating: bounded wait", read: pending, after: []state{updating}, want: vault.StillProvisioning, changed: true, puts: 1, slept: []time.Duration{time.Second, 2 * time.Second}},
+		{name: "provisioning failed", read: pending, after: []state{updating, {vault.StatusApproved, ours, vault.ProvisioningFailed}}, changed: true, puts: 1, slept: []time.Duration{time.Second},
 			wantErr: func(err error) bool { return err != nil && !transient.Is(err) }},
-		{name: "rejected right after our PUT", read: pending, after: []state{updating, rejected}, want: vault.NotOurs, changed: true, puts: 1, sleeps: 1, wantSlept: time.Second},
+		{name: "rejected right after our PUT", read: pending, after: []state{updating, rejected}, want: vault.NotOurs, changed: true, puts: 1, slept: []time.Duration{time.Second}},
 		{name: "being deleted", read: pending, after: []state{{vault.StatusApproved, ours, vault.ProvisioningDeleting}}, want: vault.NotOurs, changed: true, puts: 1},
 		{name: "approved with another description", read: pending, after: []state{{vault.StatusApproved, "someone else", vault.ProvisioningSucceeded}}, want: vault.NotOurs, changed: true, puts: 1},
 		{name: "412: changed between read and write", read: pending, put: 412, want: vault.ChangedMeanwhile, puts: 1},
@@ -156,20 +137,19 @@ func TestApproveDecisions(t *testing.T) {
 			}}
 			rec := &recorder{next: fake.NewServerFactoryTransport(srv)}
 			var slept []time.Duration
+			c, err := vault.New(vault.Options{Credential: &azfake.TokenCredential{}, Transport: rec, PollInterval: time.Second, PollFor: 5 * time.Second,
+				Sleep: func(ctx context.Context, d time.Duration) error { slept = append(slept, d); return ctx.Err() }})
+			must(t, err)
 			calls := &meter.Calls{}
-			got, err := fakeClient(t, rec, &slept).Approve(meter.WithCalls(t.Context(), calls), fakeVault, "pe-1", ours)
+			got, err := c.Approve(meter.WithCalls(t.Context(), calls), fakeVault, "pe-1", ours)
 			if (tt.wantErr == nil && err != nil) || (tt.wantErr != nil && !tt.wantErr(err)) {
 				t.Fatalf("Approve error = %v (%T)", err, err)
 			}
 			if got.Outcome != tt.want || got.Changed != tt.changed {
 				t.Errorf("Approve = %s, Changed %v; want %s, %v", got.Outcome, got.Changed, tt.want, tt.changed)
 			}
-			var total time.Duration
-			for _, d := range slept {
-				total += d
-			}
-			if puts != tt.puts || len(slept) != tt.sleeps || total != tt.wantSlept {
-				t.Errorf("PUTs %d, waits %v; want %d PUT(s), %d waits of %v in all", puts, slept, tt.puts, tt.sleeps, tt.wantSlept)
+			if puts != tt.puts || !slices.Equal(slept, tt.slept) {
+				t.Errorf("PUTs %d, waits %v; want %d PUT(s), waits %v", puts, slept, tt.puts, tt.slept)
 			}
 			if tt.puts == 0 {
 				return
