@@ -72,24 +72,16 @@ func newFixture(tb testing.TB, o atlassim.Options) *fixture {
 	return f
 }
 
-// options returns client options for auth against the simulator.
-func (f *fixture) options(tb testing.TB, auth string) Options {
-	tr := f.ca.Transport()
-	tb.Cleanup(tr.CloseIdleConnections)
-	o := Options{BaseURL: f.base, HTTPClient: &http.Client{Transport: tr, Timeout: 10 * time.Second}}
-	if auth == authSA {
-		o.ClientID, o.ClientSecret = saID, saSecret
-	} else {
-		o.PublicKey, o.PrivateKey = pubKey, privKey
-	}
-	return o
-}
-
 // client returns a Client for auth whose retry waits are recorded instead of
-// slept (and advance the simulator's clock).
+// slept (and advance the simulator's clock); mod may change its options.
 func (f *fixture) client(tb testing.TB, auth string, mod func(*Options)) (*Client, *[]time.Duration) {
 	tb.Helper()
-	o := f.options(tb, auth)
+	tr := f.ca.Transport()
+	tb.Cleanup(tr.CloseIdleConnections)
+	o := Options{BaseURL: f.base, HTTPClient: &http.Client{Transport: tr, Timeout: 10 * time.Second}, ClientID: saID, ClientSecret: saSecret}
+	if auth == authKey {
+		o.ClientID, o.ClientSecret, o.PublicKey, o.PrivateKey = "", "", pubKey, privKey
+	}
 	var mu sync.Mutex
 	var waits []time.Duration
 	o.Sleep = func(ctx context.Context, d time.Duration) error {
@@ -401,25 +393,24 @@ func TestServiceUnavailableUntilDeadline(t *testing.T) {
 		t.Run(auth, func(t *testing.T) {
 			f := newFixture(t, atlassim.Options{})
 			seed(f.sim)
-			o := f.options(t, auth)
-			o.MaxAttempts, o.MaxRetryWait = 1000, 5*time.Millisecond
-			c, err := New(o)
-			if err != nil {
-				t.Fatal(err)
-			}
+			var tr *http.Transport
+			c, _ := f.client(t, auth, func(o *Options) {
+				o.MaxAttempts, o.MaxRetryWait, o.Sleep = 1000, 5*time.Millisecond, nil // real waits
+				tr = o.HTTPClient.Transport.(*http.Transport)
+			})
 			before := runtime.NumGoroutine()
 			f.sim.Inject(atlassim.Fault{Status: 503}) // token endpoint too
 			ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 			defer cancel()
 			start := time.Now()
-			_, err = c.PrivateEndpoints(ctx, group)
+			_, err := c.PrivateEndpoints(ctx, group)
 			if err == nil || !transient.Is(err) || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "PrivateEndpoints") {
 				t.Errorf("err = %v, want a transient one naming the call and the 503", err)
 			}
 			if d := time.Since(start); d > 2*time.Second || f.sim.Requests() < 5 {
 				t.Errorf("returned after %s and %d attempts", d, f.sim.Requests())
 			}
-			o.HTTPClient.Transport.(*http.Transport).CloseIdleConnections()
+			tr.CloseIdleConnections()
 			for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before; time.Sleep(10 * time.Millisecond) {
 				if time.Now().After(deadline) {
 					t.Fatalf("goroutines: %d before, %d after", before, runtime.NumGoroutine())
@@ -555,17 +546,14 @@ func TestNoSecretInErrorsOrLogs(t *testing.T) {
 	t.Cleanup(rec.next.(*http.Transport).CloseIdleConnections)
 	var errs []string
 	read := func(auth string, wrong bool) *Client {
-		o := f.options(t, auth)
-		o.HTTPClient, o.Logger, o.MaxAttempts, o.MaxRetryWait = &http.Client{Transport: rec}, logger, 2, time.Millisecond
-		if wrong && auth == authSA {
-			o.ClientSecret += "x"
-		} else if wrong {
-			o.PrivateKey += "x"
-		}
-		c, err := New(o)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, _ := f.client(t, auth, func(o *Options) {
+			o.HTTPClient, o.Logger, o.MaxAttempts, o.MaxRetryWait, o.Sleep = &http.Client{Transport: rec}, logger, 2, time.Millisecond, nil
+			if wrong && auth == authSA {
+				o.ClientSecret += "x"
+			} else if wrong {
+				o.PrivateKey += "x"
+			}
+		})
 		for _, g := range []string{group, otherGrp} {
 			if _, _, _, err := readAll(t.Context(), c, g); err != nil {
 				errs = append(errs, err.Error())
