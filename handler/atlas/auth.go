@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/meter"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 	"golang.org/x/oauth2"
@@ -85,8 +86,8 @@ func tokenError(err error, now time.Time) error {
 	if errors.As(err, &re) && re.Response != nil {
 		e := errorFromBody("token", re.Response.StatusCode, re.Response.Header, re.Body, now)
 		if re.ErrorCode != "" {
-			e.ErrorCode = clean(re.ErrorCode, 64)
-			e.Detail = clean(re.ErrorDescription, maxDetail)
+			e.ErrorCode = alert.ScrubN(re.ErrorCode, 64)
+			e.Detail = alert.ScrubN(re.ErrorDescription, maxDetail)
 		}
 		return e
 	}
@@ -95,7 +96,7 @@ func tokenError(err error, now time.Time) error {
 	}
 	// oauth2's own parse errors ("cannot parse json", missing access_token)
 	// carry no secrets but aren't typed: make them a permanent *Error.
-	return &Error{Op: "token", StatusCode: http.StatusOK, Reason: "unusable token response", Detail: clean(err.Error(), maxDetail)}
+	return &Error{Op: "token", StatusCode: http.StatusOK, Reason: "unusable token response", Detail: alert.ScrubN(err.Error(), maxDetail)}
 }
 
 // bearerTransport adds the service-account token. When the API answers 401

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 )
 
 const (
@@ -20,7 +22,7 @@ const (
 // a URL.
 func groupPath(op, groupID string) (string, error) {
 	if !groupIDPattern.MatchString(groupID) {
-		return "", &Error{Op: op, Reason: "invalid argument", Detail: fmt.Sprintf("group id %q is not 24 hex digits", clean(groupID, 64))}
+		return "", &Error{Op: op, Reason: "invalid argument", Detail: fmt.Sprintf("group id %q is not 24 hex digits", alert.ScrubN(groupID, 64))}
 	}
 	return "/api/atlas/v2/groups/" + groupID, nil
 }

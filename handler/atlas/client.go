@@ -29,6 +29,7 @@ import (
 
 	"github.com/mongodb-forks/digest"
 
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/backoff"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
@@ -215,7 +216,7 @@ func (c *Client) once(ctx context.Context, op, target, accept string, out any) e
 		return &Error{Op: op, StatusCode: resp.StatusCode, Reason: "response too large", Detail: fmt.Sprintf("body exceeds %d bytes", maxBody)}
 	}
 	if err := json.Unmarshal(body, out); err != nil {
-		return &Error{Op: op, StatusCode: resp.StatusCode, Reason: "malformed JSON response", Detail: clean(err.Error(), maxDetail)}
+		return &Error{Op: op, StatusCode: resp.StatusCode, Reason: "malformed JSON response", Detail: alert.ScrubN(err.Error(), maxDetail)}
 	}
 	return nil
 }

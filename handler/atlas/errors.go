@@ -13,10 +13,9 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/backoff"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
@@ -94,16 +93,15 @@ func classify(err error) error {
 // headers and (bounded) body; now dates an HTTP-date Retry-After.
 func errorFromBody(op string, status int, h http.Header, body []byte, now time.Time) *Error {
 	e := &Error{Op: op, StatusCode: status, Reason: http.StatusText(status), RetryAfter: backoff.RetryAfter(h.Get("Retry-After"), now)}
-	var ae struct{ ErrorCode, Detail, Reason string }
+	var ae struct{ ErrorCode, Detail, Reason any } // a field of another type is ignored, not fatal
 	err := json.Unmarshal(body, &ae)
+	str := func(v any, n int) string { s, _ := v.(string); return alert.ScrubN(s, n) }
+	code, detail, reason := str(ae.ErrorCode, 64), str(ae.Detail, maxDetail), str(ae.Reason, 64)
 	ct, _, _ := mime.ParseMediaType(h.Get("Content-Type"))
-	ct = clean(cmp.Or(ct, "no content type"), 64)
+	ct = alert.ScrubN(cmp.Or(ct, "no content type"), 64)
 	switch {
-	case err == nil && (ae.ErrorCode != "" || ae.Detail != "" || ae.Reason != ""):
-		e.ErrorCode, e.Detail = clean(ae.ErrorCode, 64), clean(ae.Detail, maxDetail)
-		if ae.Reason != "" {
-			e.Reason = clean(ae.Reason, 64)
-		}
+	case err == nil && (code != "" || detail != "" || reason != ""):
+		e.ErrorCode, e.Detail, e.Reason = code, detail, cmp.Or(reason, e.Reason)
 	case len(body) == 0:
 		e.Detail = "empty body"
 	case err != nil:
@@ -112,21 +110,4 @@ func errorFromBody(op string, status int, h http.Header, body []byte, now time.T
 		e.Detail = fmt.Sprintf("body has no Atlas error fields (%s, %d bytes)", ct, len(body))
 	}
 	return e
-}
-
-// clean keeps at most n bytes of s (on a rune boundary) and replaces control
-// characters, so error text stays on one line.
-func clean(s string, n int) string {
-	if len(s) > n {
-		for n > 0 && !utf8.RuneStart(s[n]) {
-			n--
-		}
-		s = s[:n] + "…"
-	}
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029' {
-			return ' '
-		}
-		return r
-	}, strings.ToValidUTF8(s, "\uFFFD"))
 }

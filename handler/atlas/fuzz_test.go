@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 	"unicode"
+
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 )
 
 // FuzzErrorFromBody checks that any answer becomes a one-line, bounded
@@ -42,7 +44,7 @@ func FuzzErrorFromBody(f *testing.F) {
 			strings.Contains(msg, string(body)) {
 			t.Fatalf("message echoes a non-Atlas body: %q", msg)
 		}
-		if json.Unmarshal(body, &ae) == nil && ae.ErrorCode != "" && e.ErrorCode != clean(ae.ErrorCode, 64) {
+		if json.Unmarshal(body, &ae) == nil && ae.ErrorCode != "" && e.ErrorCode != alert.ScrubN(ae.ErrorCode, 64) {
 			t.Fatalf("ErrorCode lost: body %q gave %+v", body, e)
 		}
 	})

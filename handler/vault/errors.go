@@ -16,6 +16,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
+	"github.com/atlas-akv-guard/atlas-akv-guard/handler/alert"
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
@@ -80,7 +81,7 @@ func fail(op, action string, err error) error {
 				_ = json.Unmarshal(b, &body)
 			}
 		}
-		msg := cut(body.Error.Message, 1024)
+		msg := alert.ScrubN(body.Error.Message, 1024)
 		if m := reAction.FindStringSubmatch(msg); m != nil {
 			action = m[1]
 		}
@@ -134,12 +135,5 @@ func (e *tokenError) Error() string {
 		_ = json.Unmarshal(body, &b)
 	}
 	return fmt.Sprintf("%s: cannot get an ARM token: the managed identity endpoint answered %d %s",
-		e.op, e.af.RawResponse.StatusCode, cut(strings.TrimSpace(cmp.Or(b.Message, b.ErrorDescription)), 512))
-}
-
-func cut(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
+		e.op, e.af.RawResponse.StatusCode, alert.ScrubN(strings.TrimSpace(cmp.Or(b.Message, b.ErrorDescription)), 512))
 }
