@@ -7,6 +7,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -64,12 +65,8 @@ type setup struct {
 // when the test fails.
 func newWorld(t *testing.T, s setup) *world.World {
 	t.Helper()
-	if s.StorageConnectionString == "" {
-		s.StorageConnectionString = storage.ConnectionString
-	}
-	if s.Minute == 0 {
-		s.Minute = 250 * time.Millisecond
-	}
+	s.StorageConnectionString = cmp.Or(s.StorageConnectionString, storage.ConnectionString)
+	s.Minute = cmp.Or(s.Minute, 250*time.Millisecond)
 	w, err := world.New(s.Options)
 	must(t, err)
 	t.Cleanup(func() {

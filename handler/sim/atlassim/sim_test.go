@@ -1,6 +1,7 @@
 package atlassim
 
 import (
+	"cmp"
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
@@ -174,15 +175,7 @@ func TestAnswers(t *testing.T) {
 			if tc.setup != nil {
 				tc.setup()
 			}
-			auth := tc.auth
-			if auth == "" {
-				auth = tok
-			}
-			method := tc.method
-			if method == "" {
-				method = "GET"
-			}
-			resp, body := e.do(t, method, tc.path, auth, tc.accept, tc.body)
+			resp, body := e.do(t, cmp.Or(tc.method, "GET"), tc.path, cmp.Or(tc.auth, tok), tc.accept, tc.body)
 			name, value, _ := strings.Cut(tc.wantHdr, ": ")
 			if resp.StatusCode != tc.want || (tc.wantBody != "" && body != tc.wantBody) || (name != "" && resp.Header.Get(name) != value) {
 				t.Errorf("got %d %v %s\nwant %d %s %s", resp.StatusCode, resp.Header, body, tc.want, tc.wantHdr, tc.wantBody)
@@ -301,9 +294,9 @@ func TestPagination(t *testing.T) {
 					t.Errorf("%s: link %+v", tc.query, l)
 				}
 			}
-			total := "<nil>"
+			total := any("<nil>")
 			if p.TotalCount != nil {
-				total = fmt.Sprint(*p.TotalCount)
+				total = *p.TotalCount
 			}
 			got = fmt.Sprint(resp.StatusCode, " ", idx, " ", rels, " ", total)
 		}
