@@ -27,21 +27,15 @@ func TestUpstreamOutage(t *testing.T) {
 	for _, tc := range []struct {
 		name, source string
 		status       int // the timer's answer during the outage (0: not checked)
-		down, up     func(w *world.World)
+		down         func(w *world.World)
 	}{
-		{"atlas 429 storm", "atlas:", http.StatusInternalServerError,
-			func(w *world.World) {
-				w.Atlas().Inject(atlassim.Fault{Match: "/api/atlas/v2/", Status: http.StatusTooManyRequests, RetryAfter: 100 * time.Millisecond})
-			},
-			func(w *world.World) { w.Atlas().ClearFaults() }},
-		{"arm 503", "arm:", 0,
-			func(w *world.World) {
-				w.ARM().Inject(armsim.Fault{Status: http.StatusServiceUnavailable, RetryAfter: 50 * time.Millisecond})
-			},
-			func(w *world.World) { w.ARM().ClearFaults() }},
-		{"managed identity down", "arm:", 0,
-			func(w *world.World) { w.ARM().SetIdentityDown(true) },
-			func(w *world.World) { w.ARM().SetIdentityDown(false) }},
+		{"atlas 429 storm", "atlas:", http.StatusInternalServerError, func(w *world.World) {
+			w.Atlas().Inject(atlassim.Fault{Match: "/api/atlas/v2/", Status: http.StatusTooManyRequests, RetryAfter: 100 * time.Millisecond})
+		}},
+		{"arm 503", "arm:", 0, func(w *world.World) {
+			w.ARM().Inject(armsim.Fault{Status: http.StatusServiceUnavailable, RetryAfter: 50 * time.Millisecond})
+		}},
+		{"managed identity down", "arm:", 0, func(w *world.World) { w.ARM().SetIdentityDown(true) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -68,7 +62,9 @@ func TestUpstreamOutage(t *testing.T) {
 			if n, k := len(w.Approvals()), len(w.Notices(p, alert.KeyDisabled, "")); n != 0 || k != 0 {
 				t.Fatalf("%d approvals and %d key-disabled notices while blind", n, k)
 			}
-			tc.up(w)
+			w.Atlas().ClearFaults() // the service is back
+			w.ARM().ClearFaults()
+			w.ARM().SetIdentityDown(false)
 			tickUntil(ctx, t, w, "approvals after the outage", func() bool { return allStatus(w, p, names, vault.StatusApproved) })
 			tickUntil(ctx, t, w, "key-disabled after the outage", func() bool { return len(w.Notices(p, alert.KeyDisabled, alert.Raised)) == 1 })
 			tickUntil(ctx, t, w, "guard-blind resolved", func() bool {
@@ -126,11 +122,7 @@ func TestStorageOutage(t *testing.T) {
 // page. Then SIGTERM arrives while a reconcile is in flight: the reconcile
 // finishes, the process exits 0, and the state document records it.
 func TestBadInputThenSIGTERM(t *testing.T) {
-	t.Parallel()
-	w := newWorld(t, setup{})
-	p := w.Project(0)
-	g := startGuard(t, w, world.GuardOptions{})
-	ctx := deadline(t, 60*time.Second)
+	w, p, g, ctx := begin(t, setup{}, world.GuardOptions{}, 60*time.Second)
 	names := w.EnablePrivateNetworking(p)
 	waitFor(ctx, t, "the connection on the vault", func() bool { return w.ConnectionStatus(p, names[0]) == vault.StatusPending })
 	good := w.ConnectionEvent(p, names[0], world.Ada, time.Now()).JSON

@@ -108,6 +108,15 @@ func startGuard(t *testing.T, w *world.World, o world.GuardOptions) *world.Guard
 	return g
 }
 
+// begin runs the test in parallel with its own world and one guard, bounded
+// by d; p is the world's first project.
+func begin(t *testing.T, s setup, o world.GuardOptions, d time.Duration) (w *world.World, p *world.Project, g *world.Guard, ctx context.Context) {
+	t.Parallel()
+	w = newWorld(t, s)
+	g = startGuard(t, w, o)
+	return w, w.Project(0), g, deadline(t, d)
+}
+
 // deadline returns a context bounded by d (and the test's own deadline).
 func deadline(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), d)

@@ -17,11 +17,7 @@ import (
 // foreign pending connection is reported and left alone (also when forged
 // events name it), and both sinks receive the notices.
 func TestFirstSetupApprovesOnlyAtlas(t *testing.T) {
-	t.Parallel()
-	w := newWorld(t, setup{Events: true})
-	p := w.Project(0)
-	g := startGuard(t, w, world.GuardOptions{})
-	ctx := deadline(t, 45*time.Second)
+	w, p, g, ctx := begin(t, setup{Events: true}, world.GuardOptions{}, 45*time.Second)
 
 	names := w.EnablePrivateNetworking(p)
 	waitFor(ctx, t, "Atlas's connections approved (event path)", func() bool { return allStatus(w, p, names, vault.StatusApproved) })
@@ -119,11 +115,7 @@ func TestTwoHandlersExactlyOnce(t *testing.T) {
 // guard approves the new connection — once through events with the timer
 // off, once through the timer with Event Grid delivery off.
 func TestRejectedConnectionRecreatedAndApproved(t *testing.T) {
-	t.Parallel()
-	w := newWorld(t, setup{Events: true})
-	p := w.Project(0)
-	startGuard(t, w, world.GuardOptions{})
-	ctx := deadline(t, 60*time.Second)
+	w, p, _, ctx := begin(t, setup{Events: true}, world.GuardOptions{}, 60*time.Second)
 	names := w.EnablePrivateNetworking(p)
 	waitFor(ctx, t, "Atlas's endpoints ACTIVE", func() bool { return len(w.AtlasConnections(p, "ACTIVE")) == len(names) })
 
@@ -163,11 +155,7 @@ func TestRejectedConnectionRecreatedAndApproved(t *testing.T) {
 // critical alert before Atlas's validity check shuts the clusters down, and
 // everything resolves once the key is enabled again.
 func TestKeyDisabledAlertedBeforeValidityCheck(t *testing.T) {
-	t.Parallel()
-	w := newWorld(t, setup{Events: true, Timer: true})
-	p := w.Project(0)
-	startGuard(t, w, world.GuardOptions{})
-	ctx := deadline(t, 60*time.Second)
+	w, p, _, ctx := begin(t, setup{Events: true, Timer: true}, world.GuardOptions{}, 60*time.Second)
 
 	must(t, w.WaitValidityCheck(ctx))
 	must(t, w.SetKeyEnabled(p, false))
@@ -198,11 +186,7 @@ func TestKeyDisabledAlertedBeforeValidityCheck(t *testing.T) {
 // Atlas's access revoked by someone (named in the alert, escalated when
 // Atlas then reports the config invalid).
 func TestKeyVaultEvents(t *testing.T) {
-	t.Parallel()
-	w := newWorld(t, setup{Events: true})
-	p := w.Project(0)
-	startGuard(t, w, world.GuardOptions{})
-	ctx := deadline(t, 60*time.Second)
+	w, p, _, ctx := begin(t, setup{Events: true}, world.GuardOptions{}, 60*time.Second)
 	ticks(ctx, t, w, 1) // the vault index: events find their project
 
 	must(t, w.SetKeyExpiry(p, time.Now().Add(10*24*time.Hour)))
@@ -222,11 +206,7 @@ func TestKeyVaultEvents(t *testing.T) {
 
 // Observe mode approves nothing and says what it would approve.
 func TestObserveModeApprovesNothing(t *testing.T) {
-	t.Parallel()
-	w := newWorld(t, setup{Events: true})
-	p := w.Project(0)
-	startGuard(t, w, world.GuardOptions{Mode: "observe"})
-	ctx := deadline(t, 45*time.Second)
+	w, p, _, ctx := begin(t, setup{Events: true}, world.GuardOptions{Mode: "observe"}, 45*time.Second)
 
 	names := w.EnablePrivateNetworking(p)
 	notices(ctx, t, w, p, alert.WouldApprove, alert.Raised, len(names))

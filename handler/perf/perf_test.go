@@ -139,10 +139,7 @@ func TestStartup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runs := 3
-	if *full {
-		runs = 20
-	}
+	runs := map[bool]int{false: 3, true: 20}[*full]
 	var ready []time.Duration
 	var rss int
 	for i := range runs {

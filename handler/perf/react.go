@@ -66,9 +66,8 @@ const recreateAfter = 15 * time.Second
 func MeasureReact(ctx context.Context, o ReactOptions) (*ReactResult, error) {
 	o.Period = cmp.Or(o.Period, time.Second)
 	o.Runs = cmp.Or(o.Runs, 30)
-	logf := o.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
 	}
 	h := &reactHooks{appeared: map[string][]time.Time{}, approved: map[string]time.Time{}}
 	// Project 0: connection runs; projects 1 and 2 take turns for the key
@@ -102,7 +101,6 @@ func MeasureReact(ctx context.Context, o ReactOptions) (*ReactResult, error) {
 	}); err != nil {
 		return nil, err
 	}
-	// The floor, with nothing else going on.
 	w.SetTimer(false)
 	w.SetEvents(false)
 	for i := range 6 {
@@ -114,8 +112,6 @@ func MeasureReact(ctx context.Context, o ReactOptions) (*ReactResult, error) {
 			res.TickFloor = append(res.TickFloor, r.Duration)
 		}
 	}
-	// Timer only: key runs and connection runs at once, each after a random
-	// delay so that its phase against the timer is uniform.
 	w.SetTimer(true)
 	validity := w.Real(15 * time.Minute)
 	random := func() time.Duration { return rand.N(o.Period) }
@@ -127,7 +123,7 @@ func MeasureReact(ctx context.Context, o ReactOptions) (*ReactResult, error) {
 				return fmt.Errorf("%s run %d: %w", what, i+1, err)
 			}
 			*out = append(*out, t1.Sub(t0))
-			logf("%s run %d/%d: %s", what, i+1, o.Runs, t1.Sub(t0).Round(time.Millisecond))
+			o.Logf("%s run %d/%d: %s", what, i+1, o.Runs, t1.Sub(t0).Round(time.Millisecond))
 		}
 		return nil
 	}
@@ -153,8 +149,7 @@ func MeasureReact(ctx context.Context, o ReactOptions) (*ReactResult, error) {
 	// approval's own ARM event triggered finish.
 	w.SetTimer(false)
 	w.SetEvents(true)
-	settle := func() time.Duration { return o.Period / 5 }
-	if err := runs("event connection", settle, func(int) (time.Time, time.Time, error) { return connRun(ctx, w, h, w.Project(0), o.Period) }, &res.ConnEvent); err != nil {
+	if err := runs("event connection", func() time.Duration { return o.Period / 5 }, func(int) (time.Time, time.Time, error) { return connRun(ctx, w, h, w.Project(0), o.Period) }, &res.ConnEvent); err != nil {
 		return nil, err
 	}
 	if code := g.ExitCode(); code >= 0 {
@@ -193,16 +188,21 @@ func connRun(ctx context.Context, w *simworld.World, h *reactHooks, p *simworld.
 		return t0, t1, errors.New("no approved Atlas connection to reject")
 	}
 	old := w.AtlasConnections(p)
-	n := h.appearances(p.Vault.Name)
+	var n int
+	h.locked(func() { n = len(h.appeared[p.Vault.Name]) })
 	if err := w.RejectConnection(p, cur, simworld.Ada); err != nil {
 		return t0, t1, err
 	}
-	if err := waitWithin(ctx, w.Real(recreateAfter)+2*period+5*time.Second, "Atlas's replacement connection", func() bool {
-		return h.appearances(p.Vault.Name) > n
+	if err := waitWithin(ctx, w.Real(recreateAfter)+2*period+5*time.Second, "Atlas's replacement connection", func() (ok bool) {
+		h.locked(func() {
+			if ok = len(h.appeared[p.Vault.Name]) > n; ok {
+				t0 = h.appeared[p.Vault.Name][n]
+			}
+		})
+		return ok
 	}); err != nil {
 		return t0, t1, err
 	}
-	h.locked(func() { t0 = h.appeared[p.Vault.Name][n] })
 	var fresh string
 	err = waitWithin(ctx, 3*period+5*time.Second, "the replacement approved", func() bool {
 		if fresh == "" {
@@ -268,11 +268,6 @@ func (h *reactHooks) change(c armsim.Change) {
 			h.approved[c.After.Name] = now
 		}
 	})
-}
-
-func (h *reactHooks) appearances(vaultName string) (n int) {
-	h.locked(func() { n = len(h.appeared[vaultName]) })
-	return n
 }
 
 // countNotices counts hook's notices of kind with action for project.
