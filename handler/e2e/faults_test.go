@@ -80,12 +80,8 @@ func TestUpstreamOutage(t *testing.T) {
 // timer fails transiently, and the alert raised meanwhile reaches the
 // webhook once storage is back — once.
 func TestStorageOutage(t *testing.T) {
-	t.Parallel()
 	own := azurite.Start(t) // this test stops its storage: not the shared one
-	w := newWorld(t, setup{Options: world.Options{StorageConnectionString: own.ConnectionString}})
-	p := w.Project(0)
-	startGuard(t, w, world.GuardOptions{})
-	ctx := deadline(t, 90*time.Second)
+	w, p, _, ctx := begin(t, setup{Options: world.Options{StorageConnectionString: own.ConnectionString}}, world.GuardOptions{}, 90*time.Second)
 	ticks(ctx, t, w, 1)
 
 	own.Stop()

@@ -14,7 +14,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -256,30 +255,23 @@ func (w *World) Scale(ctx context.Context, c ScaleCase) (ScaleResult, error) {
 // sampleHeap samples HeapInuse every period until the returned function is
 // called; that returns the highest value seen.
 func sampleHeap(period time.Duration) (stop func() uint64) {
-	var (
-		peak uint64
-		wg   sync.WaitGroup
-		done = make(chan struct{})
-	)
-	wg.Go(func() {
+	done, peak := make(chan struct{}), make(chan uint64)
+	go func() {
 		t := time.NewTicker(period)
 		defer t.Stop()
 		var ms runtime.MemStats
-		for {
+		for p := uint64(0); ; {
 			runtime.ReadMemStats(&ms)
-			peak = max(peak, ms.HeapInuse)
+			p = max(p, ms.HeapInuse)
 			select {
 			case <-done:
+				peak <- p
 				return
 			case <-t.C:
 			}
 		}
-	})
-	return func() uint64 {
-		close(done)
-		wg.Wait()
-		return peak
-	}
+	}()
+	return func() uint64 { close(done); return <-peak }
 }
 
 // Quantile returns the q-quantile (nearest rank) of d; d is not modified.
