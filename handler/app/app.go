@@ -133,7 +133,7 @@ func serve(ctx context.Context, args []string, env func(string) string, stdout i
 	log.Info("listening", "addr", ln.Addr().String(), "mode", string(cfg.Mode), "projects", len(cfg.ProjectIDs),
 		"storage", cfg.Storage.String())
 	h := server.New(server.Options{
-		Dispatcher: r, Status: status.Handler(store, cfg.ProjectIDs, log), Quarantine: store, Logger: log,
+		Dispatcher: r, Status: status.New(status.Options{Store: store, Projects: cfg.ProjectIDs, Log: log}), Quarantine: store, Logger: log,
 	})
 	if err := server.Serve(ctx, ln, h, 20*time.Second, log); err != nil {
 		log.Error("server stopped", "error", err.Error())
