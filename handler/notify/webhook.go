@@ -142,7 +142,7 @@ func (w *Webhook) Send(ctx context.Context, notices []alert.Notice) error {
 	default:
 		for i := 0; i < len(notices); i += MaxBatch {
 			batch := notices[i:min(i+MaxBatch, len(notices))]
-			if err := w.post(ctx, GenericPayload(batch)); err != nil {
+			if err := w.post(ctx, Generic{Source: Source, Notices: batch}); err != nil {
 				return partial(err, i)
 			}
 		}
