@@ -25,8 +25,8 @@ func ProjectKey(projectID string) string { return projectPrefix + projectID }
 type Doc struct {
 	Version   int    `json:"version,omitempty"` // of this layout (see docVersion)
 	ProjectID string `json:"projectId"`
-	// Vault is the vault the EAR config named at the last successful read ("" when unknown); as the
-	// document's "vault" metadata it lists the vault → project index in one call.
+	// Vault is the resource ID of the vault the EAR config named at the last successful read ("" when
+	// unknown); as the document's "vault" metadata it lists the vault → project index in one call.
 	Vault string `json:"vault,omitempty"`
 	// Requests are the connection names the project's endpoints ask for: other guarded projects on the
 	// vault must not call them foreign.
