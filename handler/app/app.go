@@ -133,7 +133,7 @@ func serve(ctx context.Context, args []string, env func(string) string, stdout i
 	log.Info("listening", "addr", ln.Addr().String(), "mode", string(cfg.Mode), "projects", len(cfg.ProjectIDs),
 		"storage", cfg.Storage.String())
 	h := server.New(server.Options{
-		Dispatcher: r, Status: status.Handler(store, cfg.ProjectIDs, log), Quarantine: store, Logger: log,
+		Dispatcher: r, Status: status.New(status.Options{Store: store, Projects: cfg.ProjectIDs, Log: log}), Quarantine: store, Logger: log,
 	})
 	if err := server.Serve(ctx, ln, h, 20*time.Second, log); err != nil {
 		log.Error("server stopped", "error", err.Error())
@@ -147,14 +147,8 @@ func serve(ctx context.Context, args []string, env func(string) string, stdout i
 // cfg, and returns the reconciler and the Azure credential. It makes no
 // network call.
 func wire(cfg config.Config, env func(string) string, store state.Store, log *slog.Logger) (*reconcile.Reconciler, azcore.TokenCredential, error) {
-	ac, err := atlas.New(atlas.Options{
-		BaseURL:      cfg.Atlas.BaseURL,
-		ClientID:     cfg.Atlas.ClientID,
-		ClientSecret: cfg.Atlas.ClientSecret.Reveal(),
-		PublicKey:    cfg.Atlas.PublicKey,
-		PrivateKey:   cfg.Atlas.PrivateKey.Reveal(),
-		Logger:       log,
-	})
+	ac, err := atlas.New(atlas.Options{BaseURL: cfg.Atlas.BaseURL, ClientID: cfg.Atlas.ClientID, ClientSecret: cfg.Atlas.ClientSecret.Reveal(),
+		PublicKey: cfg.Atlas.PublicKey, PrivateKey: cfg.Atlas.PrivateKey.Reveal(), Logger: log})
 	if err != nil {
 		return nil, nil, fmt.Errorf("atlas client: %w", err)
 	}
@@ -171,17 +165,9 @@ func wire(cfg config.Config, env func(string) string, store state.Store, log *sl
 		return nil, nil, err
 	}
 	r, err := reconcile.New(reconcile.Options{
-		Projects:    cfg.ProjectIDs,
-		Atlas:       ac,
-		Azure:       azureClients(cred, cfg.ARMEndpoint, log),
-		Store:       store,
-		Log:         notify.NewLog(log),
-		Sinks:       sinks,
-		AppSecrets:  appSecrets(cfg.AppSecret, graph.New(graph.Options{Credential: cred, HTTP: &http.Client{Timeout: 30 * time.Second}})),
-		Policy:      cfg.Policy,
-		Concurrency: cfg.Concurrency,
-		Timeout:     cfg.ReconcileTimeout,
-		Logger:      log,
+		Projects: cfg.ProjectIDs, Atlas: ac, Azure: azureClients(cred, cfg.ARMEndpoint, log), Store: store,
+		Log: notify.NewLog(log), Sinks: sinks, Policy: cfg.Policy, Concurrency: cfg.Concurrency, Timeout: cfg.ReconcileTimeout, Logger: log,
+		AppSecrets: appSecrets(cfg.AppSecret, graph.New(graph.Options{Credential: cred, HTTP: &http.Client{Timeout: 30 * time.Second}})),
 	})
 	return r, cred, err
 }
@@ -226,9 +212,7 @@ func Sinks(cfg config.Config, cred azcore.TokenCredential) ([]reconcile.Sink, er
 		sinks = append(sinks, notify.Retry(wh, notify.RetryOptions{}))
 	}
 	if cfg.TopicEndpoint != "" {
-		eg, err := notify.NewEventGrid(notify.EventGridOptions{
-			Endpoint: cfg.TopicEndpoint, Key: cfg.TopicKey.Reveal(), Credential: cred,
-		})
+		eg, err := notify.NewEventGrid(notify.EventGridOptions{Endpoint: cfg.TopicEndpoint, Key: cfg.TopicKey.Reveal(), Credential: cred})
 		if err != nil {
 			return nil, fmt.Errorf("config: GUARD_ALERT_TOPIC_ENDPOINT: %w", err)
 		}

@@ -24,19 +24,13 @@ const maxEvents = 100
 
 // EventGridOptions configures NewEventGrid.
 type EventGridOptions struct {
-	// Endpoint is the custom topic endpoint (GUARD_ALERT_TOPIC_ENDPOINT),
-	// e.g. https://guard-alerts.westeurope-1.eventgrid.azure.net/api/events.
-	// An endpoint without a path gets /api/events appended. The topic must
-	// use the CloudEvents 1.0 input schema.
+	// Endpoint is the CloudEvents 1.0 custom topic endpoint (GUARD_ALERT_TOPIC_ENDPOINT); without a path it gets /api/events.
 	Endpoint string
-	// Key is the topic access key (GUARD_ALERT_TOPIC_KEY, a secret), sent as
-	// aeg-sas-key. When empty, Credential is used (Entra ID, role
-	// "EventGrid Data Sender").
+	// Key is the topic access key (GUARD_ALERT_TOPIC_KEY, a secret); when empty, Credential is used
+	// (Entra ID, role "EventGrid Data Sender").
 	Key        string
 	Credential azcore.TokenCredential
-	// ClientOptions are passed to the azeventgrid client (Transport, …).
-	// When Retry is left zero the SDK's own retries are turned off: wrap
-	// the sink in Retry instead, so there is one retry policy.
+	// ClientOptions go to the azeventgrid client; a zero Retry turns the SDK's retries off (wrap the sink in Retry).
 	ClientOptions *azcore.ClientOptions
 }
 
@@ -51,10 +45,8 @@ type EventGrid struct {
 	endpoint string // without query, for String
 }
 
-// CheckTopicEndpoint parses an Event Grid topic endpoint
-// (GUARD_ALERT_TOPIC_ENDPOINT): an absolute https URL without user info. It
-// returns the publish URL: the path defaults to /api/events and the query is
-// dropped (the client adds api-version).
+// CheckTopicEndpoint parses a topic endpoint (absolute https, no user info) into the publish URL: the path
+// defaults to /api/events and the query is dropped (the client adds api-version).
 func CheckTopicEndpoint(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || u.Scheme != "https" || u.User != nil {
@@ -170,19 +162,10 @@ func publishError(err error) error {
 		}
 		return failed(&SendError{Sink: "eventgrid", StatusCode: re.StatusCode, RetryAfter: ra, msg: msg, err: err})
 	}
-	if isTransport(err) {
+	if errors.As(err, new(*url.Error)) || errors.As(err, new(net.Error)) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return failed(&SendError{Sink: "eventgrid", msg: "publish failed: " + transportCause(err), err: err})
 	}
-	// What is left comes from the pipeline before sending: most often the
-	// token credential (wrapped as non-retriable by azcore). Its text can
-	// be long and is not ours to vouch for: keep it out of the message, but
-	// leave the error retryable at the caller's level (managed identity
-	// endpoints recover).
+	// Left: a pipeline failure before sending, most often the token credential. Its text is not
+	// ours to vouch for (kept out of the message); the caller may still retry (managed identity recovers).
 	return failed(&SendError{Sink: "eventgrid", msg: "publish failed: could not authenticate or build the request", err: err})
-}
-
-func isTransport(err error) bool {
-	var ue *url.Error
-	var ne net.Error
-	return errors.As(err, &ue) || errors.As(err, &ne) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }

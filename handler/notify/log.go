@@ -33,14 +33,9 @@ func (*Log) Name() string { return "log" }
 func (l *Log) Send(ctx context.Context, notices []alert.Notice) error {
 	for _, n := range notices {
 		a := n.Alert
-		attrs := []slog.Attr{
-			slog.String("notice_id", n.ID),
-			slog.String("action", string(n.Action)),
-			slog.String("fingerprint", a.Fingerprint),
-			slog.String("kind", string(a.Kind)),
-			slog.String("severity", string(a.Severity)),
-			slog.String("project", a.ProjectID),
-		}
+		attrs := []slog.Attr{slog.String("notice_id", n.ID), slog.String("action", string(n.Action)),
+			slog.String("fingerprint", a.Fingerprint), slog.String("kind", string(a.Kind)),
+			slog.String("severity", string(a.Severity)), slog.String("project", a.ProjectID)}
 		for _, kv := range [][2]string{{"vault", a.Vault}, {"subject", a.Subject}, {"summary", a.Summary}, {"actor", a.Actor}} {
 			if kv[1] != "" {
 				attrs = append(attrs, slog.String(kv[0], kv[1]))
@@ -56,14 +51,11 @@ func (l *Log) Send(ctx context.Context, notices []alert.Notice) error {
 			}
 			attrs = append(attrs, slog.Group("details", d...))
 		}
-		l.logger.LogAttrs(ctx, level(n), "alert "+string(n.Action), attrs...)
+		level := map[alert.Severity]slog.Level{alert.Critical: slog.LevelError, alert.Warning: slog.LevelWarn}[a.Severity] // else Info
+		if n.Action == alert.Resolved {
+			level = slog.LevelInfo
+		}
+		l.logger.LogAttrs(ctx, level, "alert "+string(n.Action), attrs...)
 	}
 	return nil
-}
-
-func level(n alert.Notice) slog.Level {
-	if n.Action == alert.Resolved {
-		return slog.LevelInfo
-	}
-	return map[alert.Severity]slog.Level{alert.Critical: slog.LevelError, alert.Warning: slog.LevelWarn}[n.Alert.Severity] // else Info
 }

@@ -22,23 +22,19 @@ import (
 
 // Sink delivers notices somewhere.
 type Sink interface {
-	// Name identifies the sink in results and in pending state ("log",
-	// "webhook", "eventgrid"); it is stable across restarts.
+	// Name identifies the sink in results and pending state ("log", "webhook", "eventgrid"), stable across restarts.
 	Name() string
-	// Send delivers the notices, in order. On failure it returns an error;
-	// when some notices were delivered before the failure the error is (or
-	// wraps) a *PartialError counting them. Send with no notices does nothing.
+	// Send delivers the notices in order; when some went through before a failure the error is (or wraps)
+	// a *PartialError counting them. Send with no notices does nothing.
 	Send(ctx context.Context, notices []alert.Notice) error
 }
 
 // SendError is a failed delivery attempt. Its message never contains the
 // destination's secret parts (webhook URL, keys, tokens).
 type SendError struct {
-	Sink string
-	// StatusCode is the HTTP status received; 0 when there was no response.
-	StatusCode int
-	// RetryAfter is the server's requested delay (429/503 Retry-After), if any.
-	RetryAfter time.Duration
+	Sink       string
+	StatusCode int           // the HTTP status received; 0 without a response
+	RetryAfter time.Duration // the server's Retry-After, if any
 	msg        string
 	err        error
 }
@@ -49,10 +45,8 @@ func (e *SendError) Error() string { return e.Sink + ": " + e.msg }
 // Error(), not the unwrapped chain.
 func (e *SendError) Unwrap() error { return e.err }
 
-// failed returns e, marked transient (see package transient) when sending
-// the same notices again may succeed: no answer, 408, 429, 5xx. Other
-// failures need a configuration change: 4xx, invalid payloads, refused
-// redirects.
+// failed returns e, marked transient when a resend may succeed (no answer, 408, 429, 5xx); other
+// failures (4xx, invalid payloads, refused redirects) need a configuration change.
 func failed(e *SendError) error {
 	if c := e.StatusCode; c == 0 && e.err != nil || c == http.StatusRequestTimeout || c == http.StatusTooManyRequests || c >= 500 {
 		return transient.Mark(e)

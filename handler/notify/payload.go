@@ -20,11 +20,6 @@ type Generic struct {
 	Notices []alert.Notice `json:"notices"`
 }
 
-// GenericPayload builds the generic webhook payload.
-func GenericPayload(notices []alert.Notice) Generic {
-	return Generic{Source: Source, Notices: notices}
-}
-
 // title is the one-line headline of a notice, e.g.
 // "CRITICAL key-disabled raised".
 func title(n alert.Notice) string {

@@ -12,13 +12,10 @@ import (
 
 // RetryOptions bounds Retry. Zero fields take the defaults.
 type RetryOptions struct {
-	// Attempts is the total number of tries (default 4).
-	Attempts int
-	// BaseDelay is the delay before the second try (default 500ms); it
-	// doubles per try, with jitter, up to MaxDelay (default 10s). A server's
-	// Retry-After is honoured up to MaxDelay.
-	BaseDelay time.Duration
-	MaxDelay  time.Duration
+	Attempts int // total tries (default 4)
+	// BaseDelay (default 500ms) precedes the second try and doubles per try, with jitter, up to MaxDelay
+	// (default 10s), which also caps a server's Retry-After.
+	BaseDelay, MaxDelay time.Duration
 }
 
 // Retry returns a Sink that tries s again after transient failures (see

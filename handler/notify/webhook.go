@@ -49,16 +49,11 @@ const maxResponse = 16 << 10
 
 // WebhookOptions configures NewWebhook.
 type WebhookOptions struct {
-	// URL is the webhook (GUARD_ALERT_WEBHOOK_URL). It is a secret: it
-	// appears in no error and no String output. https is required, except
-	// http to a loopback address (tests, the demo).
-	URL string
-	// Format overrides the payload shape; "" or FormatAuto detects it.
-	Format Format
-	// Transport carries the requests (http.DefaultTransport when nil).
-	Transport http.RoundTripper
-	// Timeout bounds each POST (default 10s).
-	Timeout time.Duration
+	// URL is the webhook (GUARD_ALERT_WEBHOOK_URL), a secret kept out of errors and String: https, or http to loopback.
+	URL       string
+	Format    Format            // "" or FormatAuto detects it
+	Transport http.RoundTripper // default http.DefaultTransport
+	Timeout   time.Duration     // per POST, default 10s
 }
 
 // Webhook posts notices as JSON.
@@ -100,16 +95,10 @@ func NewWebhook(opts WebhookOptions) (*Webhook, error) {
 			}
 		}
 	}
-	return &Webhook{
-		url:    opts.URL,
-		format: f,
-		secret: secret,
-		client: &http.Client{
-			Transport:     opts.Transport,
-			Timeout:       cmp.Or(max(opts.Timeout, 0), 10*time.Second),
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-	}, nil
+	return &Webhook{url: opts.URL, format: f, secret: secret, client: &http.Client{
+		Transport: opts.Transport, Timeout: cmp.Or(max(opts.Timeout, 0), 10*time.Second),
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}, nil
 }
 
 // CheckWebhookURL parses a webhook URL (GUARD_ALERT_WEBHOOK_URL): https, or
@@ -153,7 +142,7 @@ func (w *Webhook) Send(ctx context.Context, notices []alert.Notice) error {
 	default:
 		for i := 0; i < len(notices); i += MaxBatch {
 			batch := notices[i:min(i+MaxBatch, len(notices))]
-			if err := w.post(ctx, GenericPayload(batch)); err != nil {
+			if err := w.post(ctx, Generic{Source: Source, Notices: batch}); err != nil {
 				return partial(err, i)
 			}
 		}

@@ -50,7 +50,7 @@ func (r *Reconciler) approve(ctx context.Context, projectID string, az Azure, ap
 		res, err := az.Approve(ctx, a.Vault, a.Connection, a.Description)
 		switch {
 		case err == nil && res.Outcome == vault.ChangedMeanwhile: // the vault client logs it
-		case changedMeanwhile(err):
+		case errors.As(err, new(*vault.NotPendingError)) || errors.Is(err, vault.ErrConnectionNotFound):
 			log.InfoContext(ctx, "connection changed since it was read; re-deciding next run", "status", res.Connection.Status)
 		case err != nil:
 			log.ErrorContext(ctx, "approval failed", "error", err.Error())
@@ -90,11 +90,4 @@ func (r *Reconciler) claim(ctx context.Context, key string, cur *state.Read, con
 		*cur = read
 	}
 	return err
-}
-
-// changedMeanwhile reports whether an approval failed because the
-// connection changed after the plan read it: no longer Pending, or gone.
-func changedMeanwhile(err error) bool {
-	var np *vault.NotPendingError
-	return errors.As(err, &np) || errors.Is(err, vault.ErrConnectionNotFound)
 }

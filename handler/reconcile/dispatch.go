@@ -41,7 +41,7 @@ func (r *Reconciler) Events(ctx context.Context, triggers []event.Trigger) (RunR
 			r.log.DebugContext(ctx, "event concerns no guarded project", "kind", string(t.Kind), "scope", t.Scope)
 		}
 		for _, p := range projects {
-			hints[p] = append(hints[p], hintOf(t))
+			hints[p] = append(hints[p], plan.Hint{Kind: t.Kind, Actor: t.Actor, Object: t.Object, Operation: t.Operation, EventID: t.EventID, Time: t.Time})
 		}
 	}
 	if len(hints) == 0 {
@@ -163,10 +163,6 @@ func reportLine(rep Report) string {
 		fmt.Fprintf(&b, ", error: %s", rep.Error)
 	}
 	return b.String()
-}
-
-func hintOf(t event.Trigger) plan.Hint {
-	return plan.Hint{Kind: t.Kind, Actor: t.Actor, Object: t.Object, Operation: t.Operation, EventID: t.EventID, Time: t.Time}
 }
 
 // projectsFor returns the guarded projects whose vault t concerns. The

@@ -23,17 +23,13 @@ func ProjectKey(projectID string) string { return projectPrefix + projectID }
 // through conditional writes (state.Update), so concurrent instances never
 // overwrite each other.
 type Doc struct {
-	// Version is the version of this layout (see docVersion).
-	Version   int    `json:"version,omitempty"`
+	Version   int    `json:"version,omitempty"` // of this layout (see docVersion)
 	ProjectID string `json:"projectId"`
-	// Vault is the resource ID of the vault the project's EAR config named
-	// at the last successful read ("" when unknown). It is also the
-	// document's "vault" metadata, from which the vault → project index is
-	// listed in one call.
+	// Vault is the resource ID of the vault the EAR config named at the last successful read ("" when
+	// unknown); as the document's "vault" metadata it lists the vault → project index in one call.
 	Vault string `json:"vault,omitempty"`
-	// Requests are the connection names the project's Atlas endpoints ask
-	// for: connections other guarded projects on the vault must not call
-	// foreign.
+	// Requests are the connection names the project's endpoints ask for: other guarded projects on the
+	// vault must not call them foreign.
 	Requests []string    `json:"requests,omitempty"`
 	Memory   plan.Memory `json:"memory"`
 	// Notified is when the last notice of each fingerprint was stamped. A
@@ -41,18 +37,14 @@ type Doc struct {
 	// fingerprint to the writer that changed it, and stamps its own notices
 	// after it, so notices of one fingerprint are in causal order.
 	Notified map[string]time.Time `json:"notified,omitempty"`
-	// Claims are approvals in progress, by connection name: the run holding
-	// the claim is the only one allowed to approve that connection until the
-	// claim expires.
+	// Claims are approvals in progress, by connection name: until it expires, only the claim's run may
+	// approve that connection.
 	Claims map[string]Claim `json:"claims,omitempty"`
-	// Failed are the approvals that failed in the last reconcile: facts for
-	// the next plan (they make the guard blind for approvals until one
-	// succeeds).
-	Failed []plan.SourceError `json:"failed,omitempty"`
-	// Pending holds deliveries to external sinks not yet confirmed.
-	Pending []Delivery `json:"pending,omitempty"`
-	Summary *Summary   `json:"summary,omitempty"`
-	Updated time.Time  `json:"updated"`
+	// Failed are the last reconcile's failed approvals: facts for the next plan (blind until one succeeds).
+	Failed  []plan.SourceError `json:"failed,omitempty"`
+	Pending []Delivery         `json:"pending,omitempty"` // deliveries to external sinks not yet confirmed
+	Summary *Summary           `json:"summary,omitempty"`
+	Updated time.Time          `json:"updated"`
 }
 
 // Meta is the document's store metadata (see state.Labeled).

@@ -40,27 +40,19 @@ type Sink = notify.Sink
 
 // Options configure a Reconciler. Atlas, Azure, Store and Log are required.
 type Options struct {
-	// Projects are the Atlas project ids to guard.
-	Projects []string
-	Atlas    Atlas
-	Azure    AzureFor
-	Store    state.Store
-	// Log is the always-on sink: every notice becomes one structured record.
-	Log Sink
-	// Sinks are the optional external sinks (webhook, Event Grid topic).
-	Sinks  []Sink
-	Policy plan.Policy
-	// AppSecrets, when set, tells when the Atlas application's secret expires.
-	AppSecrets AppSecrets
-	// Concurrency bounds the projects reconciled at once (default 8).
-	Concurrency int
-	// Timeout bounds a timer or event reconcile (default 4m).
-	Timeout time.Duration
-	// Now is the clock (default time.Now).
-	Now func() time.Time
-	// Instance names this process in claims (default host-pid-random).
-	Instance string
-	Logger   *slog.Logger
+	Projects    []string // the Atlas project ids to guard
+	Atlas       Atlas
+	Azure       AzureFor
+	Store       state.Store
+	Log         Sink   // the always-on sink: every notice becomes one structured record
+	Sinks       []Sink // the optional external sinks (webhook, Event Grid topic)
+	Policy      plan.Policy
+	AppSecrets  AppSecrets       // when set, tells when the Atlas application's secret expires
+	Concurrency int              // projects reconciled at once (default 8)
+	Timeout     time.Duration    // bounds a timer or event reconcile (default 4m)
+	Now         func() time.Time // default time.Now
+	Instance    string           // names this process in claims (default host-pid-random)
+	Logger      *slog.Logger
 }
 
 // Reconciler reconciles guarded projects. It is safe for concurrent use and
@@ -87,7 +79,7 @@ type Reconciler struct {
 	vaults  map[string]string         // project → vault resource ID
 	looked  time.Time                 // last Atlas look for projects of unknown vault
 
-	alertCfgs alertConfigCache // per project, read hourly
+	alertCfgs map[string]alertConfigRead // per project, read hourly
 }
 
 // Sources the reconciler adds to the plan's snapshot: a failed approval (a
@@ -98,15 +90,9 @@ const (
 )
 
 const (
-	// claimTTL is how long a claim (on an approval or a delivery) keeps
-	// other runs off it.
-	claimTTL = 2 * time.Minute
-	// maxPending bounds the deliveries kept per project; the oldest go first
-	// (they are logged when dropped).
-	maxPending = 500
-	// docVersion is the version of Doc this code writes; a document of a
-	// later version is unreadable here.
-	docVersion = 1
+	claimTTL   = 2 * time.Minute // how long a claim (on an approval or a delivery) keeps other runs off it
+	maxPending = 500             // deliveries kept per project; the oldest go first (logged when dropped)
+	docVersion = 1               // the Doc version this code writes; a later version is unreadable here
 )
 
 // New returns a Reconciler.
@@ -128,6 +114,7 @@ func New(o Options) (*Reconciler, error) {
 		concurrency: cmp.Or(max(o.Concurrency, 0), 8), timeout: cmp.Or(max(o.Timeout, 0), 4*time.Minute), now: o.Now,
 		instance: cmp.Or(o.Instance, fmt.Sprintf("%s-%d-%s", host, os.Getpid(), rand.Text()[:8])), log: cmp.Or(o.Logger, logging.Discard()),
 		locks: map[string]chan struct{}{}, unsaved: map[string][]alert.Notice{}, vaults: map[string]string{},
+		alertCfgs: map[string]alertConfigRead{},
 	}
 	if r.now == nil {
 		r.now = time.Now
@@ -407,9 +394,8 @@ func (r *Reconciler) record(ctx context.Context, d *Doc, rec *record) error {
 	return nil
 }
 
-// keepAudit remembers audit notices (approvals) that could not be recorded
-// in the store, so the next successful run of the project delivers them to
-// every sink; at most maxPending per project, the oldest dropped.
+// keepAudit keeps audit notices (approvals) the store could not record for the project's next
+// successful run to deliver everywhere; at most maxPending, the oldest dropped.
 func (r *Reconciler) keepAudit(projectID string, audit []alert.Notice) {
 	if len(audit) == 0 {
 		return
@@ -420,8 +406,7 @@ func (r *Reconciler) keepAudit(projectID string, audit []alert.Notice) {
 	r.unsaved[projectID] = kept[max(0, len(kept)-maxPending):]
 }
 
-// takeAudit returns and forgets the audit notices keepAudit holds for a
-// project.
+// takeAudit returns and forgets the audit notices keepAudit holds for a project.
 func (r *Reconciler) takeAudit(projectID string) []alert.Notice {
 	r.mu.Lock()
 	defer r.mu.Unlock()

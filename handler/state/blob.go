@@ -29,13 +29,12 @@ import (
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/transient"
 )
 
-// maxDocSize bounds how much of a document Get reads.
-const maxDocSize = 32 << 20
-
-// writeIDKey is the blob metadata entry that tags each write with a random
-// id, so a write whose response was lost and that the SDK retried is
-// recognised as ours instead of being reported as a conflict.
-const writeIDKey = "guardwrite"
+const (
+	maxDocSize = 32 << 20 // how much of a document Get reads
+	// writeIDKey tags each write with a random id, so a write whose response was lost and that the SDK
+	// retried is recognised as ours, not reported as a conflict.
+	writeIDKey = "guardwrite"
+)
 
 // Blob is a Store on an Azure Blob Storage container: one block blob per
 // key, named by an escaping of the key (see names.go), with the document's
@@ -47,11 +46,8 @@ type Blob struct {
 
 var _ Store = (*Blob)(nil)
 
-// NewBlob connects to the container named by opts.Container (default
-// DefaultContainer), creating it if it is missing. Authentication is the
-// connection string when set, otherwise opts.Credential (or, when that is
-// nil, a managed identity / default Azure credential built from
-// opts.ManagedIdentity and opts.ClientID) against opts.ServiceURL.
+// NewBlob connects to opts.Container (default DefaultContainer), creating it if missing, with the
+// connection string when set, else a managed identity or default Azure credential against opts.ServiceURL.
 func NewBlob(ctx context.Context, opts BlobOptions) (*Blob, error) {
 	name := cmp.Or(opts.Container, DefaultContainer)
 	if err := validContainerName(name); err != nil {
@@ -62,21 +58,29 @@ func NewBlob(ctx context.Context, opts BlobOptions) (*Blob, error) {
 		copts = *opts.ClientOptions
 	}
 	if r := copts.Retry; r.MaxRetries == 0 && r.TryTimeout == 0 && r.RetryDelay == 0 && r.MaxRetryDelay == 0 && r.StatusCodes == nil && r.ShouldRetry == nil {
-		copts.Retry = defaultRetry
+		// Short SDK retries: callers see an outage in about a second and retry at their level.
+		copts.Retry = policy.RetryOptions{MaxRetries: 3, TryTimeout: 15 * time.Second, RetryDelay: 100 * time.Millisecond, MaxRetryDelay: time.Second}
 	}
 	var (
 		svc *azblob.Client
 		err error
 	)
-	switch cred := opts.Credential; {
+	switch {
 	case opts.ConnectionString != "":
 		if svc, err = azblob.NewClientFromConnectionString(opts.ConnectionString, &copts); err != nil {
 			// The SDK's message may quote the connection string: don't wrap it.
 			return nil, errors.New("state: storage connection string is malformed")
 		}
 	case opts.ServiceURL != "":
-		if cred == nil {
-			cred, err = defaultCredential(opts)
+		var cred azcore.TokenCredential
+		if opts.ManagedIdentity {
+			mo := &azidentity.ManagedIdentityCredentialOptions{}
+			if opts.ClientID != "" {
+				mo.ID = azidentity.ClientID(opts.ClientID)
+			}
+			cred, err = azidentity.NewManagedIdentityCredential(mo)
+		} else {
+			cred, err = azidentity.NewDefaultAzureCredential(nil)
 		}
 		if err == nil {
 			svc, err = azblob.NewClient(opts.ServiceURL, cred, &copts)
@@ -95,26 +99,6 @@ func NewBlob(ctx context.Context, opts BlobOptions) (*Blob, error) {
 		return nil, err
 	}
 	return b, nil
-}
-
-// defaultRetry keeps the SDK's own retries short: callers see an outage in
-// about a second and retry at their level (the next reconcile).
-var defaultRetry = policy.RetryOptions{
-	MaxRetries:    3,
-	TryTimeout:    15 * time.Second,
-	RetryDelay:    100 * time.Millisecond,
-	MaxRetryDelay: time.Second,
-}
-
-func defaultCredential(opts BlobOptions) (azcore.TokenCredential, error) {
-	if opts.ManagedIdentity {
-		mo := &azidentity.ManagedIdentityCredentialOptions{}
-		if opts.ClientID != "" {
-			mo.ID = azidentity.ClientID(opts.ClientID)
-		}
-		return azidentity.NewManagedIdentityCredential(mo)
-	}
-	return azidentity.NewDefaultAzureCredential(nil)
 }
 
 // String names the store (endpoint and container, never credentials).

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strings"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 
 	"github.com/atlas-akv-guard/atlas-akv-guard/handler/resource"
@@ -23,22 +22,14 @@ const developmentStorage = "DefaultEndpointsProtocol=http;AccountName=devstoreac
 // ServiceURL is used (the connection string wins). Its String, GoString and
 // LogValue never show the connection string or keys.
 type BlobOptions struct {
-	// ConnectionString is a storage account connection string (a secret).
-	ConnectionString string
-	// ServiceURL is the blob service URL for identity-based access, e.g.
-	// https://account.blob.core.windows.net.
-	ServiceURL string
-	// Credential authenticates against ServiceURL. When nil, NewBlob builds
-	// a managed identity credential (ManagedIdentity, with ClientID) or else
-	// azidentity's default credential chain.
-	Credential      azcore.TokenCredential
+	ConnectionString string // a storage account connection string (a secret)
+	// ServiceURL is the blob service URL for identity-based access (https://account.blob.core.windows.net),
+	// authenticated by a managed identity (ManagedIdentity, with ClientID) or else azidentity's default chain.
+	ServiceURL      string
 	ManagedIdentity bool
 	ClientID        string
-	// Container is the container name; "" means DefaultContainer.
-	Container string
-	// ClientOptions are passed to the azblob client (Transport, Retry, …).
-	// When Retry is left zero, a short retry policy (3 retries, ≤1s apart)
-	// replaces the SDK default.
+	Container       string // "" means DefaultContainer
+	// ClientOptions go to the azblob client; a zero Retry means a short policy (3 retries, ≤1s apart).
 	ClientOptions *azblob.ClientOptions
 }
 
@@ -55,8 +46,6 @@ func (o BlobOptions) String() string {
 	case o.ServiceURL != "":
 		auth := "default Azure credential"
 		switch {
-		case o.Credential != nil:
-			auth = "token credential"
 		case o.ManagedIdentity && o.ClientID != "":
 			auth = "managed identity " + o.ClientID
 		case o.ManagedIdentity:

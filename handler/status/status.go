@@ -40,11 +40,6 @@ type Options struct {
 	Now      func() time.Time
 }
 
-// Handler returns the Status handler over store for projects.
-func Handler(store state.Store, projects []string, log *slog.Logger) http.Handler {
-	return New(Options{Store: store, Projects: projects, Log: log})
-}
-
 // New returns the Status handler. It answers 200 with the Page (JSON) or the
 // HTML page; 503 with {"error": …} (or a small HTML page) when the store
 // can't be read (its error is logged, never shown); 405 for methods other
