@@ -13,6 +13,19 @@ const (
 	Critical Severity = "critical"
 )
 
+// Rank orders severities: Info 0 < Warning 1 < Critical 2; any other value -1.
+func (s Severity) Rank() int {
+	switch s {
+	case Info:
+		return 0
+	case Warning:
+		return 1
+	case Critical:
+		return 2
+	}
+	return -1
+}
+
 // Kind names one row of the alert catalog.
 type Kind string
 

@@ -35,3 +35,9 @@ func TestScrub(t *testing.T) {
 		t.Errorf("not truncated: %d", len(got))
 	}
 }
+
+func TestSeverityRank(t *testing.T) {
+	if !(alert.Info.Rank() < alert.Warning.Rank() && alert.Warning.Rank() < alert.Critical.Rank()) || alert.Severity("bogus").Rank() != -1 {
+		t.Fatal("severities must rank info < warning < critical, unknown lowest")
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
-	"slices"
 	"strconv"
 	"time"
 
@@ -102,7 +101,7 @@ func (pl *planner) raise(a alert.Alert) {
 	a.ProjectID, a.Vault = pl.s.ProjectID, pl.vaultStr
 	a.Fingerprint = Fingerprint(a.Kind, a.ProjectID, a.Subject)
 	a.Runbook = runbook(a, pl.s.ProjectID, cmp.Or(pl.cfgVault, pl.s.Vault), pl.s.Config)
-	if prev, ok := pl.computed[a.Fingerprint]; !ok || rank(a.Severity) >= rank(prev.Severity) {
+	if prev, ok := pl.computed[a.Fingerprint]; !ok || a.Severity.Rank() >= prev.Severity.Rank() {
 		pl.computed[a.Fingerprint] = a
 	}
 }
@@ -112,10 +111,6 @@ func (pl *planner) judge(kinds ...alert.Kind) {
 	for _, k := range kinds {
 		pl.judged[string(k)] = true
 	}
-}
-
-func rank(s alert.Severity) int {
-	return slices.Index([]alert.Severity{alert.Info, alert.Warning, alert.Critical}, s)
 }
 
 // hintDetailKeys are the Details an event adds; they are kept from the
@@ -142,7 +137,7 @@ func (pl *planner) settle() (map[string]alert.Alert, []alert.Notice) {
 				}
 			}
 			switch {
-			case rank(a.Severity) > rank(old.Severity):
+			case a.Severity.Rank() > old.Severity.Rank():
 				action = alert.Escalated
 			case a.Severity == alert.Critical && pl.p.RenotifyAfter > 0 && pl.now.Sub(old.LastNotified) >= pl.p.RenotifyAfter:
 				action = alert.Reminder

@@ -106,9 +106,8 @@ func (d Doc) OpenAlerts() []alert.Alert {
 	for _, a := range d.Memory.Open {
 		out = append(out, a)
 	}
-	rank := map[alert.Severity]int{alert.Critical: 0, alert.Warning: 1, alert.Info: 2}
 	slices.SortFunc(out, func(a, b alert.Alert) int {
-		return cmp.Or(cmp.Compare(rank[a.Severity], rank[b.Severity]),
+		return cmp.Or(cmp.Compare(b.Severity.Rank(), a.Severity.Rank()),
 			a.FirstSeen.Compare(b.FirstSeen), cmp.Compare(a.Fingerprint, b.Fingerprint))
 	})
 	return out
